@@ -1,0 +1,1 @@
+"""Code shared by gateways and shards: config, wire protocol, routing, grammars, errors, CLI."""
