@@ -1,0 +1,111 @@
+"""The bench's own pieces: sizes, percentiles, blob making, verification, CPU attribution."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from bench import procstat
+from bench.cli import parse_levels, parse_size, parse_workloads
+from bench.client import Blob, BlobFactory, Registry, VerifyError
+from bench.report import comparisons
+from bench.runner import latency_summary, percentile
+
+
+def test_parse_size_and_levels() -> None:
+    assert parse_size("64MiB") == 64 << 20
+    assert parse_size("8M") == 8 << 20
+    assert parse_size("512k") == 512 << 10
+    assert parse_size("1048576") == 1 << 20
+    assert parse_levels("1,8,32") == [1, 8, 32]
+    assert parse_workloads("all")[0] == "push-large"
+    for bad in ("0", "1,x", "1000"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_levels(bad)
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_workloads("push-huge")
+
+
+def test_percentile_nearest_rank() -> None:
+    values = [i / 1000 for i in range(1, 101)]
+    assert percentile(values, 50) == 0.050
+    assert percentile(values, 99) == 0.099
+    assert percentile(values, 100) == 0.100
+    assert percentile([], 50) is None
+    s = latency_summary([0.002, 0.001, 0.003])
+    assert (s["p50_ms"], s["p99_ms"], s["count"]) == (2.0, 3.0, 3)
+
+
+def test_blob_factory_makes_distinct_blobs_with_true_digests() -> None:
+    factory = BlobFactory(os.urandom(3 << 20), "run")
+    seen = set()
+    for size in (4096, 2 << 20, 2 << 20, (2 << 20) + 77):
+        blob = factory.make(size)
+        data = b"".join(bytes(p) for p in blob.pieces(piece=300_000))
+        assert len(data) == size == blob.size
+        assert blob.digest == "sha256:" + hashlib.sha256(data).hexdigest()
+        # Any sub-range reassembles to the same bytes (what chunked PATCHes send).
+        mid = b"".join(bytes(p) for p in blob.pieces(size - 1000, size))
+        assert mid == data[size - 1000 :]
+        seen.add(blob.digest)
+    assert len(seen) == 4
+
+
+def test_pull_blob_rejects_wrong_bytes() -> None:
+    good = Blob.of(b"x" * 5000)
+
+    async def serve_blob(request: web.Request) -> web.Response:
+        body = b"x" * 4999 + (b"y" if request.match_info["repo"] == "bad" else b"x")
+        return web.Response(body=body, headers={"Docker-Content-Digest": good.digest})
+
+    async def scenario() -> None:
+        app = web.Application()
+        app.router.add_get("/v2/{repo}/blobs/{digest}", serve_blob)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        try:
+            async with aiohttp.ClientSession() as s:
+                reg = Registry(f"http://127.0.0.1:{port}", s)
+                assert await reg.pull_blob("good", good.digest, good.size) == 5000
+                with pytest.raises(VerifyError, match="digest"):
+                    await reg.pull_blob("bad", good.digest, good.size)
+                with pytest.raises(VerifyError, match="Content-Length"):
+                    await reg.pull_blob("good", good.digest, good.size + 1)
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(scenario())
+
+
+def test_cpu_of_this_process_tree_is_read_from_proc() -> None:
+    tree = procstat.sample_tree(os.getpid(), "shardreg")
+    assert tree[0].pid == os.getpid() and tree[0].role == "supervisor"
+    assert procstat.classify_shardreg("python -m common.cli shard --index 3 --config c", False) == "shard-3"
+    assert procstat.classify_shardreg("/x/bin/shardreg serve --shards 2", True) == "supervisor"
+    before = [procstat.ProcSample(1, "gateway", 1.0, 5), procstat.ProcSample(2, "shard-0", 2.0, 5)]
+    after = [procstat.ProcSample(1, "gateway", 1.5, 5), procstat.ProcSample(2, "shard-0", 2.25, 5),
+             procstat.ProcSample(3, "shard-0", 0.5, 9)]  # a restarted shard counts from zero
+    assert procstat.cpu_delta(before, after) == {"gateway": 0.5, "shard-0": 0.75}
+
+
+def _result(target: str, ops: float, valid: bool = True) -> dict:
+    return {"workload": "pull-small", "concurrency": 32, "target": target, "valid": valid, "ops_per_s": ops,
+            "mb_per_s": ops * 2, "latency": {"p50_ms": 1.0, "p95_ms": 2.0, "p99_ms": 4.0},
+            "cpu_ms_per_op": {"server": 2.0}, "cpu_ms_per_mb": {}}
+
+
+def test_comparisons_are_ratios_and_void_when_either_side_failed() -> None:
+    [c] = comparisons([_result("a", 300.0), _result("b", 200.0)], "a", "b")
+    assert c["ratio"]["ops_per_s"] == 1.5 and c["ratio"]["p99_ms"] == 1.0
+    assert c["ratio"]["server_cpu_ms_per_mb"] is None
+    [c] = comparisons([_result("a", 300.0), _result("b", 200.0, valid=False)], "a", "b")
+    assert c["ratio"]["ops_per_s"] is None

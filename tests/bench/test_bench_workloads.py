@@ -1,0 +1,82 @@
+"""Each workload runs a few operations against real registries and yields a well-formed report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.cli import main
+from bench.targets import Target
+from bench.workloads import WORKLOADS
+
+SMALL = ["--blob-size", "2MiB", "--chunk-size", "512KiB", "--list-repos", "30", "--list-tags", "25",
+         "--page-size", "7", "--referrers", "6", "--small-repos", "5", "--disk-mb", "4", "-q"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def load_report(out, name: str) -> dict:
+    with open(out / f"{name}.json") as f:
+        doc = json.load(f)
+    png = (out / f"{name}.png").read_bytes()
+    assert png.startswith(PNG_MAGIC) and len(png) > 2000
+    return doc
+
+
+def check_result(r: dict, ops: int) -> None:
+    assert r["valid"], (r["error_samples"], r["setup_error"])
+    assert r["ops"] == ops and r["errors"] == 0
+    lat = r["latency"]
+    assert lat["count"] == ops
+    assert 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"] <= lat["max_ms"]
+    assert r["ops_per_s"] > 0 and r["wall_s"] > 0
+    assert r["cpu_s"]["generator"] >= 0 and "generator" in r["cpu_ms_per_op"]
+
+
+@pytest.mark.parametrize("workload", list(WORKLOADS))
+def test_workload_against_shardreg_and_distribution(workload: str, shardreg_target: Target,
+                                                    distribution_target: Target, tmp_path) -> None:
+    rc = main([shardreg_target.url, "--pid", str(shardreg_target.root_pid), "--label", "shardreg",
+               "--compare", distribution_target.url, "--compare-pid", str(distribution_target.root_pid),
+               "-w", workload, "-c", "1,2", "-n", "4", "--out", str(tmp_path), "--name", "run", *SMALL])
+    assert rc == 0
+    doc = load_report(tmp_path, "run")
+    assert doc["machine"]["cores"] >= 1 and doc["machine"]["python"]
+    assert doc["disk"]["mb_per_s"] > 0 and doc["disk"]["bytes"] == 4 << 20
+    assert [t["label"] for t in doc["targets"]] == ["shardreg", f"127.0.0.1:{distribution_target.url.rsplit(':', 1)[1]}"]
+    mine = [r for r in doc["results"] if r["target"] == "shardreg"]
+    other = [r for r in doc["results"] if r["target"] != "shardreg"]
+    assert [r["concurrency"] for r in mine] == [1, 2] and [r["concurrency"] for r in other] == [1, 2]
+    for r in mine:
+        check_result(r, 4)
+        # CPU is charged to shardreg's components, read from /proc.
+        assert "gateway" in r["cpu_s"] and "shards" in r["cpu_s"] and "server" in r["cpu_s"]
+        assert any(k.startswith("shard-") for k in r["cpu_s"])
+        if WORKLOADS[workload].headline == "MB/s":
+            assert r["bytes"] == 4 * (2 << 20) and r["mb_per_s"] > 0 and "server" in r["cpu_ms_per_mb"]
+    for r in other:
+        assert "distribution" in r["cpu_s"] or not r["valid"]
+    assert len(doc["comparisons"]) == 2
+    for c in doc["comparisons"]:
+        assert set(c["ratio"]) >= {"ops_per_s", "mb_per_s", "p99_ms", "server_cpu_ms_per_op"}
+
+
+def test_cli_starts_both_registries_itself(tmp_path) -> None:
+    rc = main(["-w", "push-large,pull-large", "-c", "2", "-n", "3", "--compare", "distribution",
+               "--shards", "2", "--out", str(tmp_path), "--name", "self", *SMALL])
+    assert rc == 0
+    doc = load_report(tmp_path, "self")
+    assert [t["kind"] for t in doc["targets"]] == ["shardreg", "distribution"]
+    assert doc["targets"][1]["version"].startswith(("v2", "2"))
+    for r in doc["results"]:
+        check_result(r, 3)
+        assert r["mb_per_s"] > 0
+    assert {g["goal"].split(" ")[0] for g in doc["goals"]} >= {"push-large", "pull-large"}
+    # Both registries were stopped: their processes are gone.
+    for t in doc["targets"]:
+        with pytest.raises(FileNotFoundError):
+            open(f"/proc/{t['pid']}/stat").close()
+
+
+def test_refuses_remote_registry_without_flag(tmp_path) -> None:
+    assert main(["http://192.0.2.1:5000", "--out", str(tmp_path), "-q"]) == 2
