@@ -1,0 +1,279 @@
+"""The chart describes a *working* cluster: run the exact commands its pods run and push/pull through them.
+
+From the chart's default rendering this takes the ConfigMap's config and the container commands of the
+gateway Deployment and the shard StatefulSet, changes only what differs between a pod network and one
+machine (shard endpoints → loopback ports, each process's own data directory as its volume, a port per
+shard health listener, the gateway's listen port) and starts two shards and one gateway as the pods
+would (a shard gets HOSTNAME=<statefulset>-<i>, its command derives the index from it). Then the
+probes the pods use must answer, and an image pushed through the gateway must pull back intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from deploy_checks import container, gateway_and_shards
+from deploy_support import CONFIG_PATH, config_of, helm_template
+
+from common.ring import shard_for
+
+MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
+LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def digest_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class Pod:
+    """One process started with a pod's command, its output kept in a log file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.name, self.log = name, log
+        self.out = log.open("wb")
+        self.proc = subprocess.Popen(argv, env=env, stdout=self.out, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def logs(self) -> str:
+        self.out.flush()
+        return f"--- {self.name} (exit {self.proc.poll()}) ---\n" + self.log.read_text(errors="replace")[-4000:]
+
+    def stop(self, timeout: float) -> int | None:
+        """SIGTERM, as the kubelet sends it; returns the exit code, None if it had to be killed."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+                self.out.close()
+                return None
+        self.out.close()
+        return self.proc.returncode
+
+
+def wait_http(url: str, pods: list[Pod], timeout: float = START_TIMEOUT) -> httpx.Response:
+    """Poll until the URL answers 200; fail with the processes' output when it does not."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        for pod in pods:
+            if pod.proc.poll() is not None:
+                pytest.fail(f"{pod.name} exited while waiting for {url}\n" + "\n".join(p.logs() for p in pods))
+        try:
+            last = httpx.get(url, timeout=3)
+            if last.status_code == 200:
+                return last
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.2)
+    pytest.fail(f"{url} never answered 200 (last: {last!r})\n" + "\n".join(p.logs() for p in pods))
+
+
+def pod_argv(command: list[str], config_file: Path) -> list[str]:
+    """The container command with the config path pointing at this machine's copy."""
+    return [part.replace(CONFIG_PATH, str(config_file)) for part in command]
+
+
+class Cluster:
+    def __init__(self, helm: Path, tmp: Path) -> None:
+        objects = helm_template(helm)
+        self.base = config_of(objects)
+        self.gateway_obj, self.shard_obj = gateway_and_shards(objects)
+        self.shards = self.base["cluster"]["shards"]
+        self.tmp = tmp
+        self.zmq_ports = [free_port() for _ in range(self.shards)]
+        self.health_ports = [free_port() for _ in range(self.shards)]
+        self.http_port = free_port()
+        self.volumes = [tmp / f"pvc-data-shard-{i}" for i in range(self.shards)]
+        self.pods: list[Pod] = []
+        bin_dir = Path(sys.executable).parent
+        assert (bin_dir / "shardreg").exists(), f"the shardreg console script is not installed in {bin_dir}"
+        self.env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "TMPDIR": str(tmp)}
+
+    def config_for(self, role: str, **cluster_changes: Any) -> dict[str, Any]:
+        """The ConfigMap's config with only the single-machine differences applied."""
+        config = json.loads(json.dumps(self.base))
+        config["cluster"]["endpoints"] = [f"tcp://127.0.0.1:{p}" for p in self.zmq_ports]
+        config["cluster"].update(cluster_changes)
+        if role == "gateway":
+            config["http"]["address"], config["http"]["port"] = "127.0.0.1", self.http_port
+            config["storage"]["rootDirectory"] = str(self.tmp / "gateway-emptydir")
+        else:
+            index = int(role.rsplit("-", 1)[1])
+            config["storage"]["rootDirectory"] = str(self.volumes[index])
+            config["cluster"]["shardMetricsPort"] = self.health_ports[index]
+        return config
+
+    def write_config(self, role: str, config: dict[str, Any]) -> Path:
+        path = self.tmp / f"config-{role}.json"
+        path.write_text(json.dumps(config, indent=2))
+        return path
+
+    def start_shard(self, index: int, **cluster_changes: Any) -> Pod:
+        self.volumes[index].mkdir(exist_ok=True)
+        role = f"shard-{index}"
+        path = self.write_config(role, self.config_for(role, **cluster_changes))
+        hostname = f"{self.shard_obj['metadata']['name']}-{index}"
+        argv = pod_argv(container(self.shard_obj)["command"], path)
+        pod = Pod(hostname, argv, {**self.env, "HOSTNAME": hostname}, self.tmp / f"{hostname}-{len(self.pods)}.log")
+        self.pods.append(pod)
+        return pod
+
+    def start_gateway(self) -> Pod:
+        argv = pod_argv(container(self.gateway_obj)["command"],
+                        self.write_config("gateway", self.config_for("gateway")))
+        name = f"{self.gateway_obj['metadata']['name']}-0"
+        pod = Pod(name, argv, {**self.env, "HOSTNAME": name}, self.tmp / f"{name}.log")
+        self.pods.append(pod)
+        return pod
+
+    def logs(self) -> str:
+        return "\n".join(p.logs() for p in self.pods)
+
+
+@pytest.fixture()
+def cluster(helm: Path, tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(helm, tmp_path)
+    yield c
+    for pod in c.pods:
+        pod.stop(5)
+
+
+def push_image(client: httpx.Client, repo: str, tag: str, layer: bytes) -> tuple[bytes, str]:
+    """Push a config, a layer (chunked PATCH + PUT) and a manifest; returns (manifest bytes, digest)."""
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers",
+                                                                              "diff_ids": [digest_of(layer)]}}).encode()
+    # Monolithic upload: POST then PUT with the body.
+    r = client.post(f"/v2/{repo}/blobs/uploads/")
+    assert r.status_code == 202, r.text
+    r = client.put(r.headers["Location"], params={"digest": digest_of(config)}, content=config,
+                   headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 201, r.text
+    # Chunked upload: two PATCHes then the closing PUT.
+    r = client.post(f"/v2/{repo}/blobs/uploads/")
+    assert r.status_code == 202, r.text
+    location, half = r.headers["Location"], len(layer) // 2
+    for start, chunk in ((0, layer[:half]), (half, layer[half:])):
+        r = client.patch(location, content=chunk, headers={
+            "Content-Type": "application/octet-stream",
+            "Content-Range": f"{start}-{start + len(chunk) - 1}", "Content-Length": str(len(chunk))})
+        assert r.status_code == 202, r.text
+        location = r.headers["Location"]
+    r = client.put(location, params={"digest": digest_of(layer)})
+    assert r.status_code == 201, r.text
+    assert r.headers["Docker-Content-Digest"] == digest_of(layer)
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": MANIFEST_TYPE,
+        "config": {"mediaType": CONFIG_TYPE, "digest": digest_of(config), "size": len(config)},
+        "layers": [{"mediaType": LAYER_TYPE, "digest": digest_of(layer), "size": len(layer)}],
+    }).encode()
+    r = client.put(f"/v2/{repo}/manifests/{tag}", content=manifest, headers={"Content-Type": MANIFEST_TYPE})
+    assert r.status_code == 201, r.text
+    assert r.headers["Docker-Content-Digest"] == digest_of(manifest)
+    return manifest, digest_of(manifest)
+
+
+def metric_value(text: str, name: str, labels: str = "") -> float:
+    prefix = f"{name}{{{labels}}}" if labels else name
+    for line in text.splitlines():
+        if line.startswith(prefix + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{prefix} not in metrics:\n{text[:3000]}")
+
+
+def test_pods_commands_form_a_working_registry(cluster: Cluster) -> None:
+    assert cluster.shards == 2
+    shard_pods = [cluster.start_shard(i) for i in range(cluster.shards)]
+    gateway = cluster.start_gateway()
+    pods = cluster.pods
+
+    # The probes the StatefulSet declares.
+    for port in cluster.health_ports:
+        assert wait_http(f"http://127.0.0.1:{port}/livez", pods).status_code == 200
+        assert wait_http(f"http://127.0.0.1:{port}/readyz", pods).status_code == 200
+    # The probes the Deployment declares: ready means every shard answers over ZeroMQ.
+    base = f"http://127.0.0.1:{cluster.http_port}"
+    for path in ("/livez", "/startupz", "/readyz"):
+        assert wait_http(base + path, pods).status_code == 200
+
+    # One repository on each shard, so both ZeroMQ endpoints and both volumes are used.
+    repos: dict[int, str] = {}
+    n = 0
+    while len(repos) < cluster.shards:
+        name = f"team/app-{n}"
+        repos.setdefault(shard_for(name, cluster.shards, cluster.base["cluster"]["hashSeed"]), name)
+        n += 1
+    pushed = {}
+    with httpx.Client(base_url=base, timeout=30) as client:
+        assert client.get("/v2/").status_code == 200
+        for repo in repos.values():
+            layer = os.urandom(3 * 1024 * 1024 + 123) + repo.encode()
+            pushed[repo] = (layer, *push_image(client, repo, "v1", layer))
+        for repo, (layer, manifest, manifest_digest) in pushed.items():
+            r = client.get(f"/v2/{repo}/manifests/v1", headers={"Accept": MANIFEST_TYPE})
+            assert r.status_code == 200, cluster.logs()
+            assert r.content == manifest and r.headers["Docker-Content-Digest"] == manifest_digest
+            r = client.head(f"/v2/{repo}/blobs/{digest_of(layer)}")
+            assert r.status_code == 200 and int(r.headers["Content-Length"]) == len(layer)
+            r = client.get(f"/v2/{repo}/blobs/{digest_of(layer)}")
+            assert r.status_code == 200 and r.content == layer
+            assert client.get(f"/v2/{repo}/tags/list").json() == {"name": repo, "tags": ["v1"]}
+        catalog = client.get("/v2/_catalog").json()["repositories"]
+        assert sorted(catalog) == sorted(repos.values())
+        # Metrics enabled in the ConfigMap: the gateway serves them (what the gateway ServiceMonitor scrapes).
+        r = client.get("/metrics")
+        assert r.status_code == 200 and "# TYPE" in r.text, r.text[:500]
+
+    # Each shard kept its repository's data on its own volume, under <root>/shard-<i>/.
+    for index in range(cluster.shards):
+        assert (cluster.volumes[index] / f"shard-{index}").is_dir()
+        other = cluster.volumes[1 - index] / f"shard-{index}"
+        assert not other.exists(), f"shard {index} wrote into another shard's volume"
+        text = httpx.get(f"http://127.0.0.1:{cluster.health_ports[index]}/metrics", timeout=5).text
+        assert metric_value(text, "shardreg_shard_blob_count", f'shard="{index}"') >= 2
+
+    # Rolling update / scale-in: SIGTERM ends every process cleanly within its grace period.
+    grace = {gateway.name: cluster.gateway_obj, **{p.name: cluster.shard_obj for p in shard_pods}}
+    for pod in [gateway, *shard_pods]:
+        period = grace[pod.name]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        code = pod.stop(min(period, 40))
+        assert code == 0, f"{pod.name} did not stop cleanly on SIGTERM (exit {code})\n{pod.logs()}"
+
+
+def test_shard_refuses_a_changed_shard_count(cluster: Cluster) -> None:
+    """docs/kubernetes.md: changing shard.count on an existing cluster must refuse to start."""
+    first = cluster.start_shard(0)
+    wait_http(f"http://127.0.0.1:{cluster.health_ports[0]}/readyz", cluster.pods)
+    assert first.stop(20) == 0, first.logs()
+    cluster.zmq_ports.append(free_port())
+    cluster.health_ports.append(free_port())
+    resized = cluster.start_shard(0, shards=3)
+    try:
+        code = resized.proc.wait(START_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a shard started with a different shard count kept running\n" + resized.logs())
+    output = resized.logs()
+    assert code != 0, output
+    assert "of 2" in output and "of 3" in output, output
