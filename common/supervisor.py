@@ -1,0 +1,131 @@
+"""``shardreg serve``: the embedded cluster, N shards and one gateway as child processes.
+
+Children are restarted when they die (with back-off) and stopped cleanly on SIGINT/SIGTERM:
+the gateway first (it drains in-flight requests), then the shards. The supervisor writes
+``<root>/supervisor.json`` with the children's PIDs, for operators, tests and the bench.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from common.config import Config
+
+log = logging.getLogger("shardreg.supervisor")
+STOP_TIMEOUT = 40.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM the child if the supervisor dies (even by SIGKILL)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen | None = None
+    started: float = 0.0
+    restarts: int = 0
+    backoff: float = 0.5
+    next_start: float = 0.0
+    history: list[int] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.argv, preexec_fn=_die_with_parent)
+        self.started = time.monotonic()
+        self.history.append(self.process.pid)
+        log.info("started %s (pid %d)", self.name, self.process.pid)
+
+
+class Supervisor:
+    def __init__(self, config: Config) -> None:
+        root = config.storage.root_directory.resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.config_path = root / "effective-config.json"
+        data = config.to_json()
+        data["storage"]["rootDirectory"] = str(root)
+        self.config_path.write_text(json.dumps(data, indent=2))
+        cli = [sys.executable, "-m", "common.cli"]
+        self.children = [Child(f"shard-{i}", [*cli, "shard", "--config", str(self.config_path), "--index", str(i)])
+                         for i in range(config.cluster.shards)]
+        self.children.append(Child("gateway", [*cli, "gateway", "--config", str(self.config_path)]))
+        self.stopping = False
+        self.status_path = root / "supervisor.json"
+
+    def _write_status(self) -> None:
+        status = {"pid": os.getpid(), "children": {
+            c.name: {"pid": c.process.pid if c.process else None, "restarts": c.restarts} for c in self.children}}
+        tmp = self.status_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(status))
+        os.replace(tmp, self.status_path)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        for child in self.children:
+            child.start()
+        self._write_status()
+        while not self.stopping:
+            time.sleep(0.2)
+            changed = False
+            now = time.monotonic()
+            for child in self.children:
+                proc = child.process
+                if proc is not None and proc.poll() is not None:
+                    uptime = now - child.started
+                    child.backoff = 0.5 if uptime > 60 else min(child.backoff * 2, 30.0)
+                    child.next_start = now + child.backoff
+                    log.warning("%s (pid %d) exited with %s; restarting in %.1fs", child.name, proc.pid,
+                                proc.returncode, child.backoff)
+                    child.process = None
+                if child.process is None and now >= child.next_start and not self.stopping:
+                    child.restarts += 1
+                    child.start()
+                    changed = True
+            if changed:
+                self._write_status()
+        return self.stop()
+
+    def stop(self) -> int:
+        log.info("stopping")
+        order = [c for c in self.children if c.name == "gateway"] + [c for c in self.children if c.name != "gateway"]
+        for group in (order[:1], order[1:]):
+            for child in group:
+                if child.process and child.process.poll() is None:
+                    child.process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + STOP_TIMEOUT
+            for child in group:
+                if child.process is None:
+                    continue
+                try:
+                    child.process.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    log.warning("%s did not stop in time; killing it", child.name)
+                    child.process.kill()
+                    child.process.wait()
+        self.status_path.unlink(missing_ok=True)
+        return 0
+
+
+def serve(config: Config) -> int:
+    return Supervisor(config).run()
+
+
+__all__ = ["serve", "Supervisor"]

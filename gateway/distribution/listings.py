@@ -1,0 +1,99 @@
+"""Listings: ``/v2/<name>/tags/list``, ``/v2/_catalog`` and ``/v2/<name>/referrers/<digest>``.
+
+The catalog is a k-way merge of every shard's sorted repository list: each shard returns up
+to ``n`` names after ``last``; the merge keeps the first ``n``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from urllib.parse import urlencode
+
+from quart import Blueprint, Response, request
+
+from common.errors import ErrorCode, RegistryError
+from common.protocol import Op
+from common.rules import Header, MediaType, parse_digest, validate_name
+from gateway.distribution.common import authorize, state
+from gateway.http import int_param, to_json
+
+blueprint = Blueprint("listings", __name__)
+
+#: Page size when a client asks for "everything" (keeps one answer bounded).
+MAX_PAGE = 10_000
+
+
+def _json(obj: object, status: int = 200, content_type: str = "application/json") -> Response:
+    return Response(to_json(obj), status=status, content_type=content_type)
+
+
+def _next_link(path: str, n: int, last: str) -> str:
+    return f'<{path}?{urlencode({"n": n, "last": last})}>; rel="next"'
+
+
+@blueprint.route("/v2/<path:name>/tags/list", methods=["GET"])
+async def list_tags(name: str) -> Response:
+    validate_name(name)
+    await authorize(name, "read")
+    n = int_param(request.args.get("n"), "n")
+    last = request.args.get("last") or None
+    if n == 0:
+        # Still report an unknown repository as such.
+        await state().client.call_repo(name, Op.TAGS_LIST, {"n": 0, "last": None})
+        return _json({"name": name, "tags": []})
+    page = min(n, MAX_PAGE) if n is not None else None
+    result = (await state().client.call_repo(name, Op.TAGS_LIST, {"n": page, "last": last})).result
+    response = _json({"name": name, "tags": result["tags"]})
+    if result["more"] and result["tags"]:
+        response.headers["Link"] = _next_link(f"/v2/{name}/tags/list", page or MAX_PAGE, result["tags"][-1])
+    return response
+
+
+@blueprint.route("/v2/_catalog", methods=["GET"])
+async def catalog() -> Response:
+    identity = await authorize(None, "catalog")
+    n = int_param(request.args.get("n"), "n")
+    last = request.args.get("last") or None
+    if n == 0:
+        return _json({"repositories": []})
+    page = min(n, MAX_PAGE) if n is not None else MAX_PAGE
+    st = state()
+    names: list[str] = []
+    cursor, more = last, True
+    # Access filtering may drop names: keep merging pages until this one is full or shards run dry.
+    while more and len(names) < page:
+        replies = await st.client.call_all(Op.CATALOG, {"n": page, "last": cursor})
+        everything = list(heapq.merge(*(r.result["repos"] for r in replies)))
+        merged = everything[:page]
+        shard_more = any(r.result["more"] for r in replies)
+        more = shard_more or len(everything) > len(merged)
+        for i, repo in enumerate(merged):
+            cursor = repo
+            if st.access.can_read(identity, repo):
+                names.append(repo)
+                if len(names) == page:
+                    more = shard_more or i + 1 < len(everything)
+                    break
+    response = _json({"repositories": names})
+    if more and names:
+        response.headers["Link"] = _next_link("/v2/_catalog", page, names[-1])
+    return response
+
+
+@blueprint.route("/v2/<path:name>/referrers/<digest>", methods=["GET"])
+async def referrers(name: str, digest: str) -> Response:
+    validate_name(name)
+    try:
+        parse_digest(digest)
+    except RegistryError:
+        raise RegistryError(ErrorCode.DIGEST_INVALID, "invalid digest", detail={"digest": digest[:200]},
+                            status=400) from None
+    await authorize(name, "read")
+    artifact_types = [t for t in request.args.getlist("artifactType") if t]
+    result = (await state().client.call_repo(name, Op.REFERRERS, {"subject": digest,
+                                                                   "artifact_types": artifact_types})).result
+    index = {"schemaVersion": 2, "mediaType": MediaType.OCI_INDEX, "manifests": result["manifests"]}
+    response = _json(index, content_type=MediaType.OCI_INDEX)
+    if artifact_types:
+        response.headers[Header.OCI_FILTERS_APPLIED] = "artifactType"
+    return response

@@ -1,0 +1,108 @@
+"""``/v2/<name>/manifests/<reference>``: GET, HEAD, PUT, DELETE."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, request
+
+from common.errors import ErrorCode, RegistryError
+from common.manifest import parse_manifest
+from common.protocol import Op
+from common.rules import (
+    MANIFEST_MEDIA_TYPES,
+    MAX_MANIFEST_SIZE,
+    MAX_TAG_PARAMS,
+    Header,
+    digest_algorithm,
+    digest_of,
+    parse_reference,
+    validate_name,
+    validate_tag,
+)
+from gateway.distribution.common import authorize, state
+
+blueprint = Blueprint("manifests", __name__)
+
+
+def _accepts(accept: str | None, media_type: str) -> bool:
+    """False only when the client listed manifest types and the stored one is not among them."""
+    if not accept:
+        return True
+    listed = {part.split(";", 1)[0].strip() for part in accept.split(",")}
+    if media_type in listed or "*/*" in listed or not listed & MANIFEST_MEDIA_TYPES:
+        return True
+    return False
+
+
+@blueprint.route("/v2/<path:name>/manifests/<reference>", methods=["GET", "HEAD"])
+async def get_manifest(name: str, reference: str) -> Response:
+    validate_name(name)
+    parse_reference(reference)
+    await authorize(name, "read")
+    head = request.method == "HEAD"
+    reply = await state().client.call_repo(name, Op.MANIFEST_GET, {"reference": reference, "head": head})
+    info = reply.result
+    if not _accepts(request.headers.get("Accept"), info["media_type"]):
+        raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, "the manifest's media type is not in Accept",
+                            detail={"mediaType": info["media_type"]}, status=404)
+    body = b"" if head else bytes(reply.frames[0])
+    response = Response(body, status=200, content_type=info["media_type"])
+    response.headers[Header.CONTENT_DIGEST] = info["digest"]
+    response.headers["ETag"] = f'"{info["digest"]}"'
+    response.headers["Content-Length"] = str(info["size"])  # after building: HEAD keeps the real length
+    return response
+
+
+@blueprint.route("/v2/<path:name>/manifests/<reference>", methods=["PUT"])
+async def put_manifest(name: str, reference: str) -> Response:
+    validate_name(name)
+    tag, digest = parse_reference(reference)
+    await authorize(name, "create")
+    length = request.content_length
+    if length is not None and length > MAX_MANIFEST_SIZE:
+        raise RegistryError(ErrorCode.PAYLOAD_TOO_LARGE, "manifest larger than 4 MiB", status=413)
+    body = bytearray()
+    async for chunk in request.body:
+        body += chunk
+        if len(body) > MAX_MANIFEST_SIZE:
+            raise RegistryError(ErrorCode.PAYLOAD_TOO_LARGE, "manifest larger than 4 MiB", status=413)
+    body = bytes(body)
+    parsed = parse_manifest(body, request.headers.get("Content-Type"))
+    if digest is not None:
+        actual = digest_of(body, digest_algorithm(digest))
+        if actual != digest:
+            raise RegistryError(ErrorCode.DIGEST_INVALID, "manifest digest does not match its content",
+                                detail={"digest": digest, "actual": actual})
+    else:
+        digest = digest_of(body)
+    extra_tags = request.args.getlist("tag")
+    if len(extra_tags) > MAX_TAG_PARAMS:
+        raise RegistryError(ErrorCode.BAD_REQUEST, f"at most {MAX_TAG_PARAMS} tag parameters", status=414)
+    tags = [validate_tag(t) for t in extra_tags]
+    if tag is not None:
+        tags.insert(0, tag)
+    tags = list(dict.fromkeys(tags))
+    args = {
+        "digest": digest, "media_type": parsed.media_type, "tags": tags, "blobs": parsed.blobs,
+        "children": parsed.children, "subject": parsed.subject, "artifact_type": parsed.artifact_type,
+        "annotations": parsed.annotations, "config": parsed.config,
+    }
+    await state().client.call_repo(name, Op.MANIFEST_PUT, args, [body])
+    response = Response(b"", status=201)
+    response.headers["Location"] = f"/v2/{name}/manifests/{digest}"
+    response.headers[Header.CONTENT_DIGEST] = digest
+    if parsed.subject:
+        response.headers[Header.OCI_SUBJECT] = parsed.subject
+    for t in extra_tags:
+        response.headers.add(Header.OCI_TAG, t)
+    return response
+
+
+@blueprint.route("/v2/<path:name>/manifests/<reference>", methods=["DELETE"])
+async def delete_manifest(name: str, reference: str) -> Response:
+    validate_name(name)
+    parse_reference(reference)
+    await authorize(name, "delete")
+    if not state().config.storage.allow_delete:
+        raise RegistryError(ErrorCode.UNSUPPORTED, "deletes are disabled on this registry", status=405)
+    await state().client.call_repo(name, Op.MANIFEST_DELETE, {"reference": reference})
+    return Response(b"", status=202)

@@ -1,0 +1,341 @@
+"""Blob uploads: ``/v2/<name>/blobs/uploads/[<uuid>]`` (POST, PATCH, PUT, GET, DELETE).
+
+Served as plain ASGI in front of Quart, because Quart reads request bodies into memory without
+limit. Here ``receive()`` is called only while fewer than ``WINDOW`` chunk writes are
+unanswered by the shard, so Hypercorn stops reading the socket when the shard is slower than
+the client: a 2 GiB push holds at most ``WINDOW × FRAME_SIZE`` bytes in the gateway. The ASGI
+chunks (usually 64 KiB) are sent as the frames of one multipart message (about FRAME_SIZE
+each), never joined.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+from common.errors import ErrorCode, RegistryError
+from common.protocol import FRAME_SIZE, WINDOW, Op
+from common.rules import (
+    CHUNK_MIN_LENGTH,
+    DIGEST_ALGORITHMS,
+    Header,
+    digest_algorithm,
+    parse_digest,
+    validate_name,
+)
+from gateway.http import error_body, error_headers, parse_content_range, upload_range
+from gateway.state import GatewayState
+
+log = logging.getLogger("shardreg.gateway")
+
+UPLOAD_PATH_RE = re.compile(r"^/v2/(?P<name>.+)/blobs/uploads(?:/(?P<uuid>[^/]*))?$")
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+#: Commits re-hash (other algorithm) and fsync whole blobs: allow them time.
+COMMIT_TIMEOUT = 900.0
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class ClientGone(Exception):
+    """The client disconnected before its body was complete."""
+
+
+class Request:
+    """The bits of an ASGI request the upload handlers need."""
+
+    def __init__(self, scope: dict[str, Any], receive: Receive) -> None:
+        self.scope, self.receive = scope, receive
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        self.query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        client = scope.get("client")
+        self.client = client[0] if client else None
+        self._pending: dict[str, Any] | None = None
+        self._complete = False
+
+    def arg(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else None
+
+    async def has_body(self) -> bool:
+        """Whether the request carries body bytes (peeks at the first ASGI message)."""
+        if self.headers.get("content-length") == "0":
+            return False
+        if "content-length" not in self.headers and "chunked" not in self.headers.get("transfer-encoding", ""):
+            return False
+        self._pending = await self._receive_body()
+        return bool(self._pending.get("body")) or bool(self._pending.get("more_body"))
+
+    async def _receive_body(self) -> dict[str, Any]:
+        message = await self.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        if not message.get("more_body", False):
+            self._complete = True
+        return message
+
+    async def next_chunk(self) -> tuple[bytes, bool]:
+        message, self._pending = self._pending or await self._receive_body(), None
+        return message.get("body", b""), message.get("more_body", False)
+
+    async def drain(self) -> None:
+        """Consume an unwanted body so the connection can be reused."""
+        self._pending = None
+        while not self._complete:
+            try:
+                await self._receive_body()
+            except ClientGone:
+                return
+
+
+async def respond(send: Send, status: int, headers: dict[str, str] | list[tuple[str, str]], body: bytes = b"") -> None:
+    items = headers.items() if isinstance(headers, dict) else headers
+    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in items]
+    raw.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _location(name: str, uuid: str) -> str:
+    return f"/v2/{name}/blobs/uploads/{uuid}"
+
+
+def _session_headers(name: str, uuid: str, offset: int) -> dict[str, str]:
+    return {
+        "Location": _location(name, uuid), "Range": upload_range(offset), Header.UPLOAD_UUID: uuid,
+        Header.ZOT_UPLOAD_UUID: uuid, Header.API_VERSION: "registry/2.0",
+    }
+
+
+def _blob_created(name: str, digest: str) -> dict[str, str]:
+    return {"Location": f"/v2/{name}/blobs/{quote(digest, safe=':')}", Header.CONTENT_DIGEST: digest,
+            Header.API_VERSION: "registry/2.0"}
+
+
+class UploadHandler:
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send, match: re.Match) -> None:
+        request = Request(scope, receive)
+        try:
+            name = validate_name(match.group("name"))
+            uuid = match.group("uuid") or None
+            if uuid is not None and not UUID_RE.fullmatch(uuid):
+                raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, detail={"uuid": uuid[:100]})
+            if uuid is None:
+                if request.method != "POST":
+                    raise RegistryError(ErrorCode.METHOD_NOT_ALLOWED, status=405)
+                await self.state.access.authorize(request.headers, name, "create", request.client)
+                status, headers = await self.post(request, name)
+            else:
+                action = "read" if request.method == "GET" else "create"
+                await self.state.access.authorize(request.headers, name, action, request.client)
+                method = {"PATCH": self.patch, "PUT": self.put, "GET": self.status, "DELETE": self.cancel}.get(
+                    request.method)
+                if method is None:
+                    raise RegistryError(ErrorCode.METHOD_NOT_ALLOWED, status=405)
+                status, headers = await method(request, name, uuid)
+            await request.drain()
+            await respond(send, status, headers)
+        except ClientGone:
+            return
+        except RegistryError as exc:
+            await self._fail(request, send, exc)
+        except Exception:
+            log.exception("upload request failed: %s %s", request.method, request.path)
+            await self._fail(request, send, RegistryError(ErrorCode.INTERNAL))
+
+    async def _fail(self, request: Request, send: Send, exc: RegistryError) -> None:
+        try:
+            await respond(send, exc.status, error_headers(exc), error_body(exc))
+        except Exception:  # noqa: BLE001 - the client is gone
+            pass
+
+    # -- POST: start, monolithic, mount --------------------------------------------------
+    async def post(self, request: Request, name: str) -> tuple[int, dict[str, str]]:
+        client = self.state.client
+        mount, digest = request.arg("mount"), request.arg("digest")
+        if mount is not None:
+            parse_digest(mount)
+            source = request.arg("from")
+            if source:
+                validate_name(source)
+                await self.state.access.authorize(request.headers, source, "read", request.client)
+                if await self.mount(name, source, mount):
+                    return 201, _blob_created(name, mount)
+        elif request.arg("from") is not None:
+            raise RegistryError(ErrorCode.BAD_REQUEST, "from without mount", status=400)
+        algorithm = request.arg("digest-algorithm") or "sha256"
+        if digest is not None:
+            parse_digest(digest)
+            algorithm = digest_algorithm(digest)
+        if algorithm not in DIGEST_ALGORITHMS:
+            raise RegistryError(ErrorCode.DIGEST_INVALID, f"unsupported digest algorithm {algorithm[:20]}",
+                                status=400)
+        shard = client.shard_of(name)
+        uuid = (await client.call(shard, Op.UPLOAD_START, {"repo": name, "algorithm": algorithm})).result["uuid"]
+        if digest is None:
+            headers = _session_headers(name, uuid, 0)
+            headers[Header.OCI_CHUNK_MIN_LENGTH] = str(CHUNK_MIN_LENGTH)
+            return 202, headers
+        try:
+            if await request.has_body():
+                await self.stream_body(request, shard, name, uuid, None)
+            await client.call(shard, Op.UPLOAD_COMMIT, {"repo": name, "uuid": uuid, "digest": digest},
+                              timeout=COMMIT_TIMEOUT)
+        except BaseException:
+            await self._cancel_quietly(shard, name, uuid)
+            raise
+        headers = _blob_created(name, digest)
+        headers[Header.ZOT_UPLOAD_UUID] = uuid
+        return 201, headers
+
+    async def mount(self, name: str, source: str, digest: str) -> bool:
+        """Link ``digest`` from ``source`` into ``name``; across shards the bytes are copied."""
+        client = self.state.client
+        src, dst = client.shard_of(source), client.shard_of(name)
+        try:
+            stat = (await client.call(src, Op.BLOB_STAT, {"repo": source, "digest": digest})).result
+        except RegistryError as exc:
+            if exc.code in (ErrorCode.BLOB_UNKNOWN, ErrorCode.NAME_UNKNOWN):
+                return False
+            raise
+        try:
+            await client.call(dst, Op.BLOB_LINK, {"repo": name, "digest": digest})
+            return True
+        except RegistryError as exc:
+            if exc.code != ErrorCode.BLOB_UNKNOWN or src == dst:
+                if exc.code == ErrorCode.BLOB_UNKNOWN:
+                    return False
+                raise
+        # The target shard does not hold the bytes: copy them shard to shard.
+        uuid = (await client.call(dst, Op.UPLOAD_START, {"repo": name, "algorithm": digest_algorithm(digest)})
+                ).result["uuid"]
+        try:
+            await client.call(dst, Op.UPLOAD_BEGIN, {"repo": name, "uuid": uuid, "start": 0})
+            writer = _ChunkWriter(client, dst, name, uuid, 0)
+            async for frame in client.read_blob(src, digest, 0, stat["size"]):
+                await writer.write([frame.buffer])
+            await writer.flush()
+            await client.call(dst, Op.UPLOAD_END, {"repo": name, "uuid": uuid, "length": stat["size"]})
+            await client.call(dst, Op.UPLOAD_COMMIT, {"repo": name, "uuid": uuid, "digest": digest},
+                              timeout=COMMIT_TIMEOUT)
+        except BaseException:
+            await self._cancel_quietly(dst, name, uuid)
+            raise
+        return True
+
+    # -- PATCH / PUT: bytes ----------------------------------------------------------------
+    async def stream_body(self, request: Request, shard: int, name: str, uuid: str,
+                          content_range: tuple[int, int] | None) -> int:
+        """Append the request body to the upload; returns the new upload size."""
+        client = self.state.client
+        start = content_range[0] if content_range else None
+        offset = (await client.call(shard, Op.UPLOAD_BEGIN, {"repo": name, "uuid": uuid, "start": start})
+                  ).result["offset"]
+        writer = _ChunkWriter(client, shard, name, uuid, offset)
+        try:
+            more = True
+            while more:
+                chunk, more = await request.next_chunk()
+                if chunk:
+                    await writer.add(chunk)
+            await writer.flush()
+        except BaseException:
+            await writer.discard()
+            try:
+                await client.call(shard, Op.UPLOAD_ABORT, {"repo": name, "uuid": uuid})
+            except Exception:  # noqa: BLE001 - the shard will expire the stale PATCH itself
+                pass
+            raise
+        length = writer.offset - offset
+        if content_range is not None and content_range[1] - content_range[0] + 1 != length:
+            await client.call(shard, Op.UPLOAD_ABORT, {"repo": name, "uuid": uuid})
+            raise RegistryError(ErrorCode.RANGE_INVALID, "Content-Range does not match the body length",
+                                detail={"range": list(content_range), "received": length})
+        return (await client.call(shard, Op.UPLOAD_END, {"repo": name, "uuid": uuid, "length": length})
+                ).result["offset"]
+
+    async def patch(self, request: Request, name: str, uuid: str) -> tuple[int, dict[str, str]]:
+        content_range = parse_content_range(request.headers.get("content-range"))
+        shard = self.state.client.shard_of(name)
+        offset = await self.stream_body(request, shard, name, uuid, content_range)
+        return 202, _session_headers(name, uuid, offset)
+
+    async def put(self, request: Request, name: str, uuid: str) -> tuple[int, dict[str, str]]:
+        digest = request.arg("digest")
+        if not digest:
+            raise RegistryError(ErrorCode.DIGEST_INVALID, "digest parameter is required", status=400)
+        parse_digest(digest)
+        client = self.state.client
+        shard = client.shard_of(name)
+        if await request.has_body():
+            content_range = parse_content_range(request.headers.get("content-range"))
+            await self.stream_body(request, shard, name, uuid, content_range)
+        await client.call(shard, Op.UPLOAD_COMMIT, {"repo": name, "uuid": uuid, "digest": digest},
+                          timeout=COMMIT_TIMEOUT)
+        return 201, _blob_created(name, digest)
+
+    async def status(self, request: Request, name: str, uuid: str) -> tuple[int, dict[str, str]]:
+        offset = (await self.state.client.call_repo(name, Op.UPLOAD_STATUS, {"uuid": uuid})).result["offset"]
+        return 204, _session_headers(name, uuid, offset)
+
+    async def cancel(self, request: Request, name: str, uuid: str) -> tuple[int, dict[str, str]]:
+        await self.state.client.call_repo(name, Op.UPLOAD_CANCEL, {"uuid": uuid})
+        return 204, {Header.API_VERSION: "registry/2.0"}
+
+    async def _cancel_quietly(self, shard: int, name: str, uuid: str) -> None:
+        try:
+            await self.state.client.call(shard, Op.UPLOAD_CANCEL, {"repo": name, "uuid": uuid})
+        except Exception:  # noqa: BLE001 - expiry will remove it
+            pass
+
+
+class _ChunkWriter:
+    """Groups body chunks into ~FRAME_SIZE messages and keeps at most WINDOW of them unanswered."""
+
+    def __init__(self, client: Any, shard: int, repo: str, uuid: str, offset: int) -> None:
+        self.client, self.shard, self.repo, self.uuid = client, shard, repo, uuid
+        self.offset = offset  # bytes sent so far (end of the upload once all are written)
+        self.frames: list[Any] = []
+        self.buffered = 0
+        self.inflight: list[asyncio.Future] = []
+
+    async def add(self, chunk: bytes) -> None:
+        self.frames.append(chunk)
+        self.buffered += len(chunk)
+        if self.buffered >= FRAME_SIZE:
+            await self._send()
+
+    async def write(self, frames: list[Any]) -> None:
+        self.frames.extend(frames)
+        self.buffered += sum(len(f) for f in frames)
+        await self._send()
+
+    async def _send(self) -> None:
+        while len(self.inflight) >= WINDOW:
+            await self.client.wait(self.shard, self.inflight.pop(0))
+        future = await self.client.send(self.shard, Op.UPLOAD_WRITE,
+                                  {"repo": self.repo, "uuid": self.uuid, "offset": self.offset}, self.frames)
+        self.inflight.append(future)
+        self.offset += self.buffered
+        self.frames, self.buffered = [], 0
+
+    async def flush(self) -> None:
+        if self.frames:
+            await self._send()
+        while self.inflight:
+            await self.client.wait(self.shard, self.inflight.pop(0))
+
+    async def discard(self) -> None:
+        for future in self.inflight:
+            self.client.pending.pop(getattr(future, "rid", b""), None)
+            future.cancel()
+        self.inflight = []

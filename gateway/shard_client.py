@@ -1,0 +1,168 @@
+"""The gateway's side of the wire: one DEALER socket per shard, one reader task per socket.
+
+``call`` sends one request and awaits its reply (by request id), with a timeout: a shard that
+does not answer becomes a 503 with ``Retry-After``, never a hang. Sockets use
+``ZMQ_IMMEDIATE`` so that nothing queues for a shard that is down (a restarted shard never
+sees stale requests); ZeroMQ reconnects by itself when the shard comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import struct
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from common.config import Config
+from common.errors import ErrorCode, RegistryError
+from common.protocol import FRAME_SIZE, OK, WINDOW, Op, pack, unpack
+from common.ring import shard_for
+
+log = logging.getLogger("shardreg.gateway")
+RETRY_AFTER = "5"
+#: How long a request waits for a shard connection before answering 503.
+CONNECT_GRACE = 1.0
+
+
+def unavailable(shard: int, why: str) -> RegistryError:
+    return RegistryError(ErrorCode.UNAVAILABLE, f"shard {shard} is unavailable ({why}), retry later",
+                         headers={"Retry-After": RETRY_AFTER})
+
+
+class Reply:
+    __slots__ = ("result", "frames")
+
+    def __init__(self, result: Any, frames: list[Any]) -> None:
+        self.result, self.frames = result, frames
+
+
+class ShardClient:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.count = config.cluster.shards
+        self.timeout = config.cluster.request_timeout
+        self.ctx = zmq.asyncio.Context.instance()
+        self.sockets: list[zmq.asyncio.Socket] = []
+        self.readers: list[asyncio.Task] = []
+        self.pending: dict[bytes, asyncio.Future] = {}
+        self._ids = itertools.count(1)
+        self._prefix = struct.pack(">I", os.getpid() & 0xFFFFFFFF)
+        for index in range(self.count):
+            sock = self.ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.IMMEDIATE, 1)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.SNDHWM, 100_000)
+            sock.setsockopt(zmq.RCVHWM, 0)
+            sock.setsockopt(zmq.RECONNECT_IVL, 100)
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+            sock.connect(config.shard_endpoint(index))
+            self.sockets.append(sock)
+        loop = asyncio.get_running_loop()
+        self.readers = [loop.create_task(self._read(i)) for i in range(self.count)]
+
+    def shard_of(self, repo: str) -> int:
+        return shard_for(repo, self.count, self.config.cluster.hash_seed)
+
+    async def _read(self, index: int) -> None:
+        sock = self.sockets[index]
+        while True:
+            try:
+                msg = await sock.recv_multipart(copy=False)
+            except asyncio.CancelledError:
+                raise
+            except zmq.ZMQError as exc:
+                if exc.errno == zmq.ETERM:
+                    return
+                log.warning("shard %d socket error: %s", index, exc)
+                await asyncio.sleep(0.1)
+                continue
+            if len(msg) < 3:
+                continue
+            future = self.pending.pop(msg[0].bytes, None)
+            if future is None or future.done():
+                continue  # the caller timed out long ago
+            try:
+                result = unpack(msg[2].buffer)
+            except Exception as exc:  # noqa: BLE001
+                future.set_exception(RegistryError(ErrorCode.INTERNAL, f"bad reply: {exc}"))
+                continue
+            if msg[1].bytes == OK:
+                future.set_result(Reply(result, msg[3:]))
+            else:
+                future.set_exception(RegistryError.from_wire(result))
+
+    async def send(self, shard: int, op: Op, args: dict[str, Any], frames: Sequence[Any] = ()) -> asyncio.Future:
+        """Send one request; the returned future resolves to its :class:`Reply`.
+
+        With ZMQ_IMMEDIATE a send fails at once while the shard is not connected; we retry
+        for up to CONNECT_GRACE seconds (a shard restarting, a worker just started) and
+        then answer 503.
+        """
+        rid = self._prefix + struct.pack(">Q", next(self._ids))
+        message = [rid, op.value.encode(), pack(args), *frames]
+        deadline = None
+        while True:
+            try:
+                self.sockets[shard].send_multipart(message, flags=zmq.NOBLOCK, copy=False)
+                break
+            except zmq.Again:
+                loop = asyncio.get_running_loop()
+                deadline = deadline or loop.time() + CONNECT_GRACE
+                if loop.time() >= deadline:
+                    raise unavailable(shard, "not connected") from None
+                await asyncio.sleep(0.02)
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        future.rid = rid  # type: ignore[attr-defined]
+        self.pending[rid] = future
+        return future
+
+    async def wait(self, shard: int, future: asyncio.Future, timeout: float | None = None) -> Reply:
+        try:
+            return await asyncio.wait_for(future, timeout or self.timeout)
+        except TimeoutError:
+            raise unavailable(shard, "timed out") from None
+        finally:
+            self.pending.pop(getattr(future, "rid", b""), None)
+
+    async def call(self, shard: int, op: Op, args: dict[str, Any], frames: Sequence[Any] = (),
+                   timeout: float | None = None) -> Reply:
+        return await self.wait(shard, await self.send(shard, op, args, frames), timeout)
+
+    async def call_repo(self, repo: str, op: Op, args: dict[str, Any], frames: Sequence[Any] = (),
+                        timeout: float | None = None) -> Reply:
+        args.setdefault("repo", repo)
+        return await self.call(self.shard_of(repo), op, args, frames, timeout)
+
+    async def call_all(self, op: Op, args: dict[str, Any], timeout: float | None = None) -> list[Reply]:
+        return list(await asyncio.gather(*(self.call(i, op, dict(args), timeout=timeout)
+                                           for i in range(self.count))))
+
+    async def read_blob(self, shard: int, digest: str, start: int, end: int) -> AsyncIterator[Any]:
+        """Stream bytes ``start..end`` (exclusive) of a blob, keeping WINDOW reads in flight."""
+        inflight: list[asyncio.Future] = []
+        pos = start
+        try:
+            while pos < end or inflight:
+                while pos < end and len(inflight) < WINDOW:
+                    length = min(FRAME_SIZE, end - pos)
+                    inflight.append(await self.send(shard, Op.BLOB_READ, {"digest": digest, "offset": pos,
+                                                                    "length": length}))
+                    pos += length
+                reply = await self.wait(shard, inflight.pop(0))
+                yield reply.frames[0]
+        finally:
+            for future in inflight:
+                self.pending.pop(getattr(future, "rid", b""), None)
+                future.cancel()
+
+    def close(self) -> None:
+        for task in self.readers:
+            task.cancel()
+        for sock in self.sockets:
+            sock.close(0)

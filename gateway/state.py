@@ -1,0 +1,35 @@
+"""What one gateway worker holds: its config, its shard client and its access control."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common.config import Config
+from gateway.auth import AccessControl
+from gateway.shard_client import ShardClient
+
+
+@dataclass
+class GatewayState:
+    config: Config
+    access: AccessControl
+    _client: ShardClient | None = field(default=None, repr=False)
+
+    @property
+    def client(self) -> ShardClient:
+        """The worker's shard client, created on first use inside the running event loop."""
+        if self._client is None:
+            self._client = ShardClient(self.config)
+        return self._client
+
+    def blob_file(self, shard: int, relative_path: str) -> Path | None:
+        """The blob file itself when this gateway shares the shards' filesystem."""
+        if not self.config.cluster.shared_storage:
+            return None
+        return self.config.shard_dir(shard) / relative_path
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None

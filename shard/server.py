@@ -1,0 +1,177 @@
+"""The shard process: a ZeroMQ ROUTER socket serving :mod:`shard.service` ops.
+
+Each request becomes a task, except ``upload.write`` chunks, which are queued in arrival
+order on their upload (see ``ShardService.enqueue_write``) and answered once written: the
+answers are the sender's credits. Optionally serves ``/livez``, ``/readyz`` and ``/metrics``
+over plain HTTP on ``cluster.shardMetricsPort`` for Kubernetes probes and Prometheus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from common.config import Config
+from common.errors import ErrorCode, RegistryError
+from common.protocol import ERR, OK, Op, pack, unpack
+from shard.service import ShardService
+
+log = logging.getLogger("shardreg.shard")
+
+#: Periodic maintenance: how often abandoned uploads are looked for.
+MAINTENANCE_INTERVAL = 300.0
+
+
+class ShardServer:
+    def __init__(self, config: Config, index: int) -> None:
+        self.config = config
+        self.index = index
+        self.service = ShardService(
+            config.shard_dir(index), index, config.cluster.shards, durable=config.storage.commit,
+            upload_expiry=config.storage.upload_expiry)
+        self.handlers = {
+            Op.PING: self.service.op_ping,
+            Op.STATUS: self.service.op_status,
+            Op.CATALOG: self.service.op_catalog,
+            Op.TAGS_LIST: self.service.op_tags_list,
+            Op.MANIFEST_GET: self.service.op_manifest_get,
+            Op.MANIFEST_PUT: self.service.op_manifest_put,
+            Op.MANIFEST_DELETE: self.service.op_manifest_delete,
+            Op.REFERRERS: self.service.op_referrers,
+            Op.BLOB_STAT: self.service.op_blob_stat,
+            Op.BLOB_READ: self.service.op_blob_read,
+            Op.BLOB_DELETE: self.service.op_blob_delete,
+            Op.BLOB_LINK: self.service.op_blob_link,
+            Op.UPLOAD_START: self.service.op_upload_start,
+            Op.UPLOAD_STATUS: self.service.op_upload_status,
+            Op.UPLOAD_BEGIN: self.service.op_upload_begin,
+            Op.UPLOAD_END: self.service.op_upload_end,
+            Op.UPLOAD_ABORT: self.service.op_upload_abort,
+            Op.UPLOAD_COMMIT: self.service.op_upload_commit,
+            Op.UPLOAD_CANCEL: self.service.op_upload_cancel,
+        }
+        self.op_latency: dict[str, list[float]] = {}
+        self.ctx = zmq.asyncio.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.RCVHWM, 0)
+        self.sock.setsockopt(zmq.SNDHWM, 0)
+        self.tasks: set[asyncio.Task] = set()
+        self.started = time.time()
+
+    async def _send(self, ident: bytes, rid: bytes, status: bytes, result: Any, frames: list) -> None:
+        try:
+            await self.sock.send_multipart([ident, rid, status, pack(result), *frames], copy=False)
+        except zmq.ZMQError as exc:  # the gateway is gone (ROUTER_MANDATORY): nobody to answer
+            log.debug("reply dropped: %s", exc)
+
+    def _reply_later(self, ident: bytes, rid: bytes) -> Any:
+        def reply(outcome: Any) -> None:
+            if isinstance(outcome, RegistryError):
+                coro = self._send(ident, rid, ERR, outcome.to_wire(), [])
+            else:
+                coro = self._send(ident, rid, OK, outcome[0], outcome[1])
+            self._spawn(coro)
+        return reply
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _handle(self, ident: bytes, rid: bytes, op: str, args: dict, frames: list) -> None:
+        started = time.perf_counter()
+        try:
+            handler = self.handlers.get(op)  # type: ignore[call-overload]
+            if handler is None:
+                raise RegistryError(ErrorCode.BAD_REQUEST, f"unknown op {op}")
+            result, out = await handler(args, frames)
+            await self._send(ident, rid, OK, result, out)
+        except RegistryError as exc:
+            await self._send(ident, rid, ERR, exc.to_wire(), [])
+        except Exception:
+            log.exception("op %s failed", op)
+            await self._send(ident, rid, ERR, RegistryError(ErrorCode.INTERNAL).to_wire(), [])
+        finally:
+            self.op_latency.setdefault(op, []).append(time.perf_counter() - started)
+            if len(self.op_latency[op]) > 1000:
+                del self.op_latency[op][:500]
+
+    async def serve(self) -> None:
+        endpoint = self.config.shard_bind(self.index)
+        if endpoint.startswith("ipc://"):
+            path = endpoint[len("ipc://"):]
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if os.path.exists(path):
+                os.unlink(path)
+        self.sock.bind(endpoint)
+        log.info("shard %d serving on %s (data %s)", self.index, endpoint, self.config.shard_dir(self.index))
+        self._spawn(self._maintenance())
+        if self.config.cluster.shard_metrics_port:
+            from shard.health import serve_health
+
+            await serve_health(self, self.config.http.address if self.config.cluster.endpoints == () else "0.0.0.0",
+                               self.config.cluster.shard_metrics_port)
+        while True:
+            msg = await self.sock.recv_multipart(copy=False)
+            if len(msg) < 4:
+                continue
+            ident, rid, op_frame, args_frame = msg[0].bytes, msg[1].bytes, msg[2].bytes, msg[3].bytes
+            try:
+                op, args = op_frame.decode(), unpack(args_frame)
+            except Exception:
+                await self._send(ident, rid, ERR, RegistryError(ErrorCode.BAD_REQUEST).to_wire(), [])
+                continue
+            frames = msg[4:]
+            if op == Op.UPLOAD_WRITE:
+                self.service.enqueue_write(args, frames, self._reply_later(ident, rid))
+            else:
+                self._spawn(self._handle(ident, rid, op, args, [f.bytes for f in frames]))
+
+    async def _maintenance(self) -> None:
+        interval = min(MAINTENANCE_INTERVAL, max(1.0, self.config.storage.upload_expiry / 4))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.service.expire_uploads()
+            except Exception:
+                log.exception("maintenance failed")
+
+    def close(self) -> None:
+        self.sock.close(0)
+        self.ctx.term()
+        self.service.close()
+
+
+def run_shard(config: Config, index: int) -> None:
+    """Entry point of ``shardreg shard``: serve until SIGTERM/SIGINT."""
+
+    async def main() -> None:
+        server = ShardServer(config, index)
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        serve = loop.create_task(server.serve())
+        waiter = loop.create_task(stop.wait())
+        done, _ = await asyncio.wait({serve, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if serve in done and serve.exception():
+            server.close()
+            raise serve.exception()  # type: ignore[misc]
+        serve.cancel()
+        # let in-flight writes finish so that nothing acknowledged is lost
+        pending = [t for t in server.tasks if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=10)
+        server.close()
+        log.info("shard %d stopped", index)
+
+    asyncio.run(main())
