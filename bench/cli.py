@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MiB written to measure the disk's fsync'ed sequential write speed (0: skip)")
     p.add_argument("--out", default=os.path.join("bench", "results"), help="directory for JSON and PNG")
     p.add_argument("--name", help="file name stem of the results (default: time and registries)")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds a socket read may wait before the operation counts as an error")
     p.add_argument("--seed", type=int, default=1, help="seed of the random choices")
     p.add_argument("--allow-remote", action="store_true", help="allow a registry URL that is not on loopback")
     p.add_argument("-q", "--quiet", action="store_true", help="no live progress display")
@@ -159,7 +161,7 @@ async def _run_all(args: argparse.Namespace, targets: list[Target], opts: Option
     for t in targets:
         sessions[t.label] = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=limit),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=args.timeout),
             auto_decompress=False)
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                         TextColumn("{task.fields[ops]} ops, {task.fields[err]} errors"), TimeElapsedColumn(),

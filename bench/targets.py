@@ -186,8 +186,22 @@ def start_distribution(port: int | None = None, label: str = "distribution") -> 
     return target
 
 
-def external(url: str, label: str, pid: int | None = None, kind: str = "external") -> Target:
+def kind_of_process(pid: int) -> str:
+    """Guess which registry a PID runs, to name its components in the report."""
+    from bench.procstat import cmdline
+
+    cmd = cmdline(pid)
+    if "common.cli" in cmd or "shardreg" in cmd:
+        return "shardreg"
+    if "registry" in cmd:
+        return "distribution"
+    return "external"
+
+
+def external(url: str, label: str, pid: int | None = None) -> Target:
+    """A registry already running at ``url``; with ``pid``, its CPU time is read too."""
     url = url.rstrip("/")
+    kind = kind_of_process(pid) if pid else "external"
     if _status(url + "/v2/") not in (200, 401):
         raise TargetError(f"{url}/v2/ does not answer like a registry")
     return Target(label=label, url=url, kind=kind, root_pid=pid)

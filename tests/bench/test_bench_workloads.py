@@ -11,7 +11,7 @@ from bench.targets import Target
 from bench.workloads import WORKLOADS
 
 SMALL = ["--blob-size", "2MiB", "--chunk-size", "512KiB", "--list-repos", "30", "--list-tags", "25",
-         "--page-size", "7", "--referrers", "6", "--small-repos", "5", "--disk-mb", "4", "-q"]
+         "--page-size", "7", "--referrers", "6", "--small-repos", "5", "--disk-mb", "4", "--timeout", "15", "-q"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
