@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -219,7 +220,7 @@ def test_pods_commands_form_a_working_registry(cluster: Cluster) -> None:
         assert wait_http(base + path, pods).status_code == 200
 
     # One repository on each shard, so both ZeroMQ endpoints and both volumes are used.
-    repos: dict[int, str] = {}
+    repos: dict[int, str] = {}  # shard index → a repository it owns
     n = 0
     while len(repos) < cluster.shards:
         name = f"team/app-{n}"
@@ -254,11 +255,52 @@ def test_pods_commands_form_a_working_registry(cluster: Cluster) -> None:
         text = httpx.get(f"http://127.0.0.1:{cluster.health_ports[index]}/metrics", timeout=5).text
         assert metric_value(text, "shardreg_shard_blob_count", f'shard="{index}"') >= 2
 
-    # Rolling update / scale-in: SIGTERM ends every process cleanly within its grace period.
-    grace = {gateway.name: cluster.gateway_obj, **{p.name: cluster.shard_obj for p in shard_pods}}
-    for pod in [gateway, *shard_pods]:
-        period = grace[pod.name]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-        code = pod.stop(min(period, 40))
+    # Rolling update / scale-in: a gateway told to stop (SIGTERM, after the preStop pause) finishes the
+    # request in flight, a slow streamed PATCH here, then exits cleanly within its grace period.
+    with httpx.Client(base_url=base, timeout=30) as client:
+        repo = repos[0]
+        r = client.post(f"/v2/{repo}/blobs/uploads/")
+        assert r.status_code == 202, r.text
+        location = r.headers["Location"]
+        sent = threading.Event()
+        chunk = os.urandom(256 * 1024)
+
+        def slow_body() -> Iterator[bytes]:
+            for i in range(12):
+                yield chunk
+                if i == 2:
+                    sent.set()
+                time.sleep(0.15)
+
+        result: dict[str, Any] = {}
+
+        def patch() -> None:
+            try:
+                result["response"] = client.patch(location, content=slow_body(),
+                                                   headers={"Content-Type": "application/octet-stream"})
+            except httpx.HTTPError as exc:
+                result["error"] = exc
+
+        worker = threading.Thread(target=patch)
+        worker.start()
+        assert sent.wait(10)
+        gateway.proc.send_signal(signal.SIGTERM)
+        worker.join(30)
+        assert "response" in result, f"in-flight PATCH broken by SIGTERM: {result}\n{gateway.logs()}"
+        assert result["response"].status_code == 202, result["response"].text
+        assert result["response"].headers["Range"] == f"0-{12 * len(chunk) - 1}"
+    stop_cleanly([gateway], cluster.gateway_obj)
+    stop_cleanly(shard_pods, cluster.shard_obj)
+
+
+def stop_cleanly(pods: list[Pod], workload: dict[str, Any]) -> None:
+    """SIGTERM all, as the kubelet does; each must exit 0 within the pod's grace period."""
+    period = min(workload["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 40)
+    for pod in pods:
+        if pod.proc.poll() is None:
+            pod.proc.send_signal(signal.SIGTERM)
+    for pod in pods:
+        code = pod.stop(period)
         assert code == 0, f"{pod.name} did not stop cleanly on SIGTERM (exit {code})\n{pod.logs()}"
 
 
@@ -266,7 +308,7 @@ def test_shard_refuses_a_changed_shard_count(cluster: Cluster) -> None:
     """docs/kubernetes.md: changing shard.count on an existing cluster must refuse to start."""
     first = cluster.start_shard(0)
     wait_http(f"http://127.0.0.1:{cluster.health_ports[0]}/readyz", cluster.pods)
-    assert first.stop(20) == 0, first.logs()
+    stop_cleanly([first], cluster.shard_obj)
     cluster.zmq_ports.append(free_port())
     cluster.health_ports.append(free_port())
     resized = cluster.start_shard(0, shards=3)
