@@ -11,11 +11,12 @@ import logging
 import os
 from typing import Any
 
-from quart import Quart, Response
+from quart import Quart, Response, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
 from common.config import Config, load_config
 from common.errors import ErrorCode, RegistryError
+from gateway import auth_routes
 from gateway.auth import AccessControl
 from gateway.distribution import base, blobs, listings, manifests
 from gateway.distribution.uploads import UPLOAD_PATH_RE, UploadHandler
@@ -31,7 +32,15 @@ def _error_response(exc: RegistryError) -> Response:
     response = Response(error_body(exc), status=exc.status)
     for name, value in error_headers(exc).items():
         response.headers[name] = value
+    if has_request_context() and _has_unread_body():
+        response.headers["Connection"] = "close"  # the unread body must not be parsed as the next request
     return response
+
+
+def _has_unread_body() -> bool:
+    length = request.content_length
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "")
+    return bool(length) or chunked
 
 
 def build_quart(state: GatewayState) -> Quart:
@@ -48,6 +57,7 @@ def build_quart(state: GatewayState) -> Quart:
     for module in (base, manifests, blobs, listings):
         app.register_blueprint(module.blueprint)
     app.register_blueprint(health_blueprint)
+    app.register_blueprint(auth_routes.blueprint)
 
     @app.errorhandler(RegistryError)
     async def registry_error(exc: RegistryError) -> Response:
@@ -80,6 +90,7 @@ class GatewayApp:
 
     def __init__(self, config: Config) -> None:
         self.state = GatewayState(config=config, access=AccessControl(config))
+        self.state.access.bind(lambda: self.state.client)
         self.quart = build_quart(self.state)
         self.uploads = UploadHandler(self.state)
 

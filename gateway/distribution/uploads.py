@@ -63,6 +63,13 @@ class Request:
         values = self.query.get(name)
         return values[0] if values else None
 
+    @property
+    def body_complete(self) -> bool:
+        if self._complete:
+            return True
+        length = self.headers.get("content-length")
+        return length == "0" or (length is None and "chunked" not in self.headers.get("transfer-encoding", ""))
+
     async def has_body(self) -> bool:
         """Whether the request carries body bytes (peeks at the first ASGI message)."""
         if self.headers.get("content-length") == "0":
@@ -153,8 +160,11 @@ class UploadHandler:
             await self._fail(request, send, RegistryError(ErrorCode.INTERNAL))
 
     async def _fail(self, request: Request, send: Send, exc: RegistryError) -> None:
+        headers = error_headers(exc)
+        if not request.body_complete:
+            headers["Connection"] = "close"  # the unread body must not be parsed as the next request
         try:
-            await respond(send, exc.status, error_headers(exc), error_body(exc))
+            await respond(send, exc.status, headers, error_body(exc))
         except Exception:  # noqa: BLE001 - the client is gone
             pass
 
