@@ -1,23 +1,69 @@
 """Authentication and authorization of every request (both the Quart routes and the upload path).
 
-``AccessControl.authorize`` is the single decision point: given the request headers, the
-repository and the action (read, create, update, delete), it returns the caller's identity
-or raises 401 (with ``WWW-Authenticate``) / 403 ``DENIED``. With no ``http.auth`` configured
-every caller is anonymous and allowed, as in zot.
+``AccessControl.authorize(headers, repo, action, client)`` is the single decision point: it
+finds out who is calling (:meth:`authenticate`), then whether they may take ``action``
+(read, create, update, delete; ``login`` for ``/v2/``, ``catalog`` for ``/v2/_catalog``) on
+``repo``. It returns the caller's :class:`Identity` or raises:
+
+* 401 ``UNAUTHORIZED`` with ``WWW-Authenticate`` (Basic, or Bearer with realm/service/scope when
+  token auth is configured) when the caller is anonymous or their credentials are wrong;
+* 403 ``DENIED`` when an authenticated caller is not allowed;
+* 429 ``TOOMANYREQUESTS`` when a client failed to log in too often, or exceeds ``http.ratelimit``.
+
+Credentials, in the order they are looked at: ``Authorization: Basic`` (htpasswd password, or a
+``zak_`` API key as password), ``Authorization: Bearer`` (a JWT), the ``session`` cookie.
+``headers`` may be Quart's case-insensitive ``Headers`` or a plain dict with lower-case keys.
+With no ``http.auth`` configured every caller is anonymous and allowed, as in zot.
+
+Secrets (passwords, keys, tokens, cookies) are never logged nor put in error bodies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import base64
+import binascii
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from common.config import Config
+from common.errors import ErrorCode, RegistryError
+from common.protocol import Op
+from common.rules import Header
+from gateway.authn.apikeys import PREFIX as APIKEY_PREFIX
+from gateway.authn.apikeys import ApiKeys
+from gateway.authn.bearer import TokenError, TokenIssuer, TokenVerifier, parse_scope
+from gateway.authn.htpasswd import HtpasswdFile
+from gateway.authn.policy import ALL_ACTIONS, NONE, PolicyEngine, glob_match
+from gateway.authn.ratelimit import FailedLogins, RequestRate
+from gateway.authn.sessions import Sessions, cookie_value
+from gateway.authn.settings import AuthSettings, auth_settings
+
+log = logging.getLogger("shardreg.auth")
+
+#: Registry actions → the Docker scope actions a client asks a token for.
+#: A manifest PUT naming more tags than this needs both create and update (no lookups).
+MAX_TAG_LOOKUPS = 16
+_SCOPE_ACTIONS = {"read": "pull", "create": "pull,push", "update": "pull,push", "delete": "delete"}
 
 
 @dataclass(frozen=True)
 class Identity:
     name: str | None = None
     groups: frozenset[str] = field(default_factory=frozenset)
+    #: How the caller proved who they are: anonymous, htpasswd, apikey, session, bearer.
+    via: str = "anonymous"
+    #: Repositories (names or globs) an API key is limited to; None = no limit.
+    scopes: tuple[str, ...] | None = None
+    #: Bearer tokens: repository → actions granted by the token.
+    grants: Mapping[str, frozenset[str]] | None = None
+    #: Bearer tokens: registry:catalog:* granted.
+    catalog: bool = False
+    #: Bearer tokens signed by this registry's own issuer (then the policy still applies).
+    issued_here: bool = False
+    key_id: str | None = None
 
     @property
     def anonymous(self) -> bool:
@@ -27,20 +73,266 @@ class Identity:
 ANONYMOUS = Identity()
 
 
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None and not hasattr(headers, "getlist"):  # a plain dict not lower-cased
+        for k, v in headers.items():
+            if k.lower() == name:
+                return v
+    return value
+
+
+def _unauthorized_error(message: str = "authentication required") -> RegistryError:
+    return RegistryError(ErrorCode.UNAUTHORIZED, message)
+
+
 class AccessControl:
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.settings: AuthSettings = auth_settings(config)
+        for warning in self.settings.warnings:
+            log.warning("config: %s", warning)
+        s = self.settings
+        self.htpasswd = HtpasswdFile(s.htpasswd) if s.htpasswd else None
+        self.verifier = TokenVerifier(s.bearer) if s.bearer else None
+        self.issuer = TokenIssuer(s.bearer) if s.bearer and s.bearer.builtin else None
+        self.policy = PolicyEngine(s.access, s.enabled)
+        self.failed_logins = FailedLogins(s.fail_limit)
+        self.rate = RequestRate(s.ratelimit.rate, s.ratelimit.methods)
+        self._client: Callable[[], Any] | None = None
+        self.apikeys = ApiKeys(self._shard_client) if s.apikey else None
+        self.sessions = Sessions(s, self._shard_client)
+
+    def bind(self, client: Callable[[], Any]) -> None:
+        """Give access control the worker's shard client (API keys, sessions, tag lookups)."""
+        self._client = client
+
+    def _shard_client(self) -> Any:
+        if self._client is None:
+            raise RegistryError(ErrorCode.UNAVAILABLE, "access control is not connected to the shards")
+        return self._client()
 
     @property
     def enabled(self) -> bool:
-        return False
+        return self.settings.enabled
 
-    async def authenticate(self, headers: Mapping[str, str], client: str | None = None) -> Identity:
+    # -- challenges --------------------------------------------------------------------------
+    def token_realm(self, headers: Mapping[str, str]) -> str:
+        bearer = self.settings.bearer
+        assert bearer is not None
+        if bearer.realm:
+            return bearer.realm
+        if self.config.http.external_url:
+            return self.config.http.external_url.rstrip("/") + "/auth/token"
+        scheme = "https" if self.config.http.tls else "http"
+        host = _header(headers, "host") or f"{self.config.http.address}:{self.config.http.port}"
+        return f"{scheme}://{host}/auth/token"
+
+    def challenge(self, headers: Mapping[str, str], repo: str | None = None, action: str | None = None,
+                  error: str | None = None) -> dict[str, str]:
+        if self.settings.bearer is None:
+            return {Header.WWW_AUTHENTICATE: f'Basic realm="{self.config.http.realm}"'}
+        parts = [f'realm="{self.token_realm(headers)}"', f'service="{self.settings.bearer.service}"']
+        if repo is not None and action in _SCOPE_ACTIONS:
+            parts.append(f'scope="repository:{repo}:{_SCOPE_ACTIONS[action]}"')
+        elif action == "catalog":
+            parts.append('scope="registry:catalog:*"')
+        if error:
+            parts.append(f'error="{error}"')
+        return {Header.WWW_AUTHENTICATE: "Bearer " + ",".join(parts)}
+
+    def unauthorized(self, headers: Mapping[str, str], repo: str | None, action: str | None,
+                     message: str = "authentication required", error: str | None = None) -> RegistryError:
+        return RegistryError(ErrorCode.UNAUTHORIZED, message, headers=self.challenge(headers, repo, action, error))
+
+    # -- authentication ------------------------------------------------------------------
+    async def authenticate(self, headers: Mapping[str, str], client: str | None = None, *,
+                           repo: str | None = None, action: str | None = None) -> Identity:
+        """Who is calling; raises 401 for wrong credentials, 429 after too many failures."""
+        if not self.enabled:
+            return ANONYMOUS
+        authorization = _header(headers, "authorization")
+        if authorization:
+            scheme, _, credentials = authorization.strip().partition(" ")
+            scheme = scheme.lower()
+            if scheme == "basic":
+                return await self._basic(headers, credentials.strip(), client, repo, action)
+            if scheme == "bearer" and self.verifier is not None:
+                return self._bearer(headers, credentials.strip(), repo, action)
+            raise self.unauthorized(headers, repo, action, "unsupported authorization scheme")
+        cookie = cookie_value(_header(headers, "cookie"))
+        if cookie:
+            user = await self.sessions.user(cookie)
+            if user is None:
+                raise self.unauthorized(headers, repo, action, "session expired or invalid")
+            return Identity(name=user, groups=self.policy.groups_of(user), via="session")
         return ANONYMOUS
 
-    async def authorize(self, headers: Mapping[str, str], repo: str | None, action: str,
-                        client: str | None = None) -> Identity:
-        return await self.authenticate(headers, client)
+    async def check_password(self, user: str, password: str, *, allow_keys: bool = True) -> Identity | None:
+        """Verify Basic credentials (htpasswd password or API key); None when wrong."""
+        if allow_keys and self.apikeys is not None and password.startswith(APIKEY_PREFIX):
+            record = await self.apikeys.verify(user, password)
+            if record is not None:
+                scopes = record.get("scopes")
+                return Identity(name=user, groups=self.policy.groups_of(user), via="apikey",
+                                scopes=tuple(scopes) if scopes else None, key_id=record["uuid"])
+            return None
+        if self.htpasswd is not None and await self.htpasswd.verify(user, password):
+            return Identity(name=user, groups=self.policy.groups_of(user), via="htpasswd")
+        return None
+
+    async def login(self, headers: Mapping[str, str], client: str | None, *, allow_keys: bool = True,
+                    repo: str | None = None, action: str | None = None) -> Identity:
+        """Basic credentials from ``headers`` → identity; failures are delayed, counted and 401."""
+        authorization = _header(headers, "authorization") or ""
+        scheme, _, credentials = authorization.strip().partition(" ")
+        if scheme.lower() != "basic":
+            raise self.unauthorized(headers, repo, action)
+        return await self._basic(headers, credentials.strip(), client, repo, action, allow_keys=allow_keys)
+
+    async def _basic(self, headers: Mapping[str, str], credentials: str, client: str | None, repo: str | None,
+                     action: str | None, *, allow_keys: bool = True) -> Identity:
+        if self.failed_logins.blocked(client):
+            raise RegistryError(ErrorCode.TOOMANYREQUESTS, "too many failed logins, retry later",
+                                headers={"Retry-After": "60"})
+        try:
+            user, sep, password = base64.b64decode(credentials, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            user, sep, password = "", "", ""
+        identity = await self.check_password(user, password, allow_keys=allow_keys) if sep and user else None
+        if identity is None:
+            self.failed_logins.failed(client)
+            log.info("failed login from %s (user %r)", client or "-", user[:64])
+            if self.settings.fail_delay:
+                await asyncio.sleep(self.settings.fail_delay)
+            raise self.unauthorized(headers, repo, action, "invalid username or password")
+        return identity
+
+    def _bearer(self, headers: Mapping[str, str], token: str, repo: str | None, action: str | None) -> Identity:
+        assert self.verifier is not None
+        try:
+            grants = self.verifier.verify(token)
+        except TokenError as exc:
+            raise self.unauthorized(headers, repo, action, str(exc), error="invalid_token") from None
+        groups = self.policy.groups_of(grants.subject) if grants.subject else NONE
+        return Identity(name=grants.subject or "", groups=groups, via="bearer", scopes=grants.key_scopes,
+                        grants=grants.repositories, catalog=grants.catalog, issued_here=grants.issued_here)
+
+    # -- authorization ---------------------------------------------------------------------
+    def policy_actions(self, identity: Identity, repo: str) -> frozenset[str]:
+        """What the access policy (and an API key's scopes) allow ``identity`` on ``repo``."""
+        if identity.scopes is not None and not any(glob_match(s, repo) for s in identity.scopes):
+            return NONE
+        return self.policy.actions(identity.name or None, identity.groups, repo)
+
+    def actions(self, identity: Identity, repo: str) -> frozenset[str]:
+        """Everything ``identity`` may do on ``repo``."""
+        if not self.enabled:
+            return self.policy.actions(None, NONE, repo) if self.policy.configured else ALL_ACTIONS
+        if identity.via == "bearer":
+            granted = (identity.grants or {}).get(repo, NONE)
+            if identity.issued_here:
+                granted &= self.policy_actions(identity, repo)
+            return granted
+        return self.policy_actions(identity, repo)
 
     def can_read(self, identity: Identity, repo: str) -> bool:
+        if identity.via == "bearer" and identity.catalog:
+            if not identity.issued_here:
+                return True
+            return "read" in self.policy_actions(identity, repo)
+        return "read" in self.actions(identity, repo)
+
+    def _anonymous_allowed(self) -> bool:
+        return not self.enabled or self.policy.anonymous_anywhere()
+
+    def _check_rate(self, client: str | None, method: str | None) -> None:
+        if self.rate.enabled and not self.rate.take(client, method):
+            raise RegistryError(ErrorCode.TOOMANYREQUESTS, "rate limit exceeded", headers={"Retry-After": "1"})
+
+    async def authorize(self, headers: Mapping[str, str], repo: str | None, action: str,
+                        client: str | None = None, *, method: str | None = None) -> Identity:
+        self._check_rate(client, method)
+        identity = await self.authenticate(headers, client, repo=repo, action=action)
+        if action == "login":
+            # Anonymous callers always get the challenge when auth is on, even if some repositories
+            # are public: clients (docker, skopeo, containers/image) only send credentials after it.
+            if identity.anonymous and self.enabled:
+                raise self.unauthorized(headers, None, action)
+            return identity
+        if action == "catalog":
+            if identity.anonymous and not self._anonymous_allowed():
+                raise self.unauthorized(headers, None, action)
+            return identity
+        if repo is None:
+            raise RegistryError(ErrorCode.DENIED)
+        if action in self.actions(identity, repo):
+            return identity
+        raise self.denied(headers, identity, repo, action)
+
+    def denied(self, headers: Mapping[str, str], identity: Identity, repo: str, action: str) -> RegistryError:
+        if identity.anonymous:
+            return self.unauthorized(headers, repo, action)
+        if identity.via == "bearer" and not (identity.issued_here and action not in
+                                             self.policy_actions(identity, repo)):
+            # the token does not cover this: the client should fetch one that does
+            return self.unauthorized(headers, repo, action, "token does not grant this access",
+                                     error="insufficient_scope")
+        return RegistryError(ErrorCode.DENIED, detail={"repository": repo, "action": action})
+
+    async def authorize_manifest_put(self, headers: Mapping[str, str], repo: str, tags: Iterable[str],
+                                     client: str | None = None) -> Identity:
+        """A manifest PUT needs ``create``, or ``update`` for a tag that already exists."""
+        self._check_rate(client, "PUT")
+        identity = await self.authenticate(headers, client, repo=repo, action="create")
+        allowed = self.actions(identity, repo)
+        if {"create", "update"} <= allowed:
+            return identity
+        if not allowed & {"create", "update"}:
+            raise self.denied(headers, identity, repo, "create")
+        tags = list(dict.fromkeys(tags))
+        if not tags and "create" in allowed:
+            return identity  # a push by digest only adds content
+        if not tags or len(tags) > MAX_TAG_LOOKUPS:
+            raise self.denied(headers, identity, repo, "create" if "create" not in allowed else "update")
+        shard_client = self._shard_client()
+        exists = await asyncio.gather(*(self._tag_exists(shard_client, repo, tag) for tag in tags))
+        for present in exists:
+            needed = "update" if present else "create"
+            if needed not in allowed:
+                raise self.denied(headers, identity, repo, needed)
+        return identity
+
+    @staticmethod
+    async def _tag_exists(shard_client: Any, repo: str, tag: str) -> bool:
+        try:
+            await shard_client.call_repo(repo, Op.MANIFEST_GET, {"reference": tag, "head": True})
+        except RegistryError as exc:
+            if exc.code in (ErrorCode.MANIFEST_UNKNOWN, ErrorCode.NAME_UNKNOWN, ErrorCode.NOT_FOUND):
+                return False
+            raise
         return True
+
+    # -- the built-in token service -----------------------------------------------------------
+    def token_access(self, identity: Identity, scopes: Iterable[str]) -> list[dict[str, Any]]:
+        """The ``access`` claim for the requested scopes, narrowed to what ``identity`` may do."""
+        access: list[dict[str, Any]] = []
+        for scope in scopes:
+            parsed = parse_scope(scope)
+            if parsed is None:
+                continue
+            kind, name, wanted = parsed
+            if kind == "registry" and name == "catalog":
+                if "*" in wanted and (not identity.anonymous or self._anonymous_allowed()):
+                    access.append({"type": "registry", "name": "catalog", "actions": ["*"]})
+                continue
+            if kind != "repository":
+                continue
+            allowed = self.policy_actions(identity, name)
+            granted = []
+            for action in wanted:
+                if (action == "pull" and "read" in allowed or action == "push" and allowed & {"create", "update"}
+                        or action == "delete" and "delete" in allowed or action == "*" and allowed == ALL_ACTIONS):
+                    granted.append(action)
+            access.append({"type": "repository", "name": name, "actions": granted})
+        return access

@@ -1,0 +1,210 @@
+"""The auth endpoints: zot's ``/zot/auth/{login,logout,apikey}`` and the built-in ``/auth/token``.
+
+``/zot/auth/apikey`` (also ``/v2/zot/auth/apikey``, the path in the zot document's example)::
+
+    POST    {"label", "scopes": [...], "expirationDate": RFC3339}  → 201 key details + "apiKey" (shown once)
+    GET     → 200 {"apiKeys": [key details...]}
+    DELETE  ?id=<uuid>                                             → 200
+
+Managing keys needs a password (htpasswd Basic auth) or a session, never an API key or token,
+so that a narrow key cannot mint a broader one.
+
+``/auth/token`` (when ``http.auth.bearer.key`` is set) implements the Docker token flow: Basic
+credentials (password or API key) or none, ``service`` and ``scope`` parameters (GET query or
+POST form with ``grant_type=password``), and answers ``{"token", "access_token", "expires_in",
+"issued_at"}`` granting only what the access policy allows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from quart import Blueprint, Response, current_app, request
+
+from common.errors import ErrorCode, RegistryError
+from gateway.auth import AccessControl, Identity
+from gateway.authn.apikeys import parse_time
+from gateway.authn.sessions import cookie_value
+from gateway.http import JSON_TYPE, to_json
+
+blueprint = Blueprint("auth", __name__)
+
+MAX_APIKEY_BODY = 8 * 1024
+MAX_TOKEN_FORM = 64 * 1024
+MAX_LABEL = 256
+MAX_SCOPES = 256
+
+
+def _access() -> AccessControl:
+    return current_app.config["SHARDREG_STATE"].access
+
+
+def _json(obj: Any, status: int = 200) -> Response:
+    response = Response(to_json(obj), status=status, content_type=JSON_TYPE)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _bad(message: str) -> RegistryError:
+    return RegistryError(ErrorCode.BAD_REQUEST, message, status=400)
+
+
+async def _body(limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise RegistryError(ErrorCode.PAYLOAD_TOO_LARGE, f"body larger than {limit} bytes", status=413)
+    body = bytearray()
+    async for chunk in request.body:
+        body += chunk
+        if len(body) > limit:
+            raise RegistryError(ErrorCode.PAYLOAD_TOO_LARGE, f"body larger than {limit} bytes", status=413)
+    return bytes(body)
+
+
+async def _password_user(access: AccessControl) -> Identity:
+    """The caller of a key-management request: htpasswd Basic auth or a session."""
+    if not access.enabled:
+        raise RegistryError(ErrorCode.NOT_FOUND, "authentication is not configured", status=404)
+    authorization = request.headers.get("authorization", "")
+    if authorization[:6].lower() == "basic ":
+        return await access.login(request.headers, request.remote_addr, allow_keys=False)
+    identity = await access.authenticate(request.headers, request.remote_addr)
+    if identity.anonymous:
+        raise access.unauthorized(request.headers, None, "login")
+    if identity.via != "session":
+        raise RegistryError(ErrorCode.DENIED, "log in with a password or a session to manage API keys")
+    return identity
+
+
+# -- sessions ---------------------------------------------------------------------------------
+@blueprint.route("/zot/auth/login", methods=["POST"])
+async def login() -> Response:
+    access = _access()
+    if access.htpasswd is None:
+        raise RegistryError(ErrorCode.NOT_FOUND, "password login is not configured", status=404)
+    identity = await access.login(request.headers, request.remote_addr, allow_keys=False)
+    assert identity.name is not None
+    cookie = await access.sessions.open(identity.name)
+    response = _json({"username": identity.name})
+    response.headers["Set-Cookie"] = access.sessions.cookie_header(cookie)
+    return response
+
+
+@blueprint.route("/zot/auth/logout", methods=["POST"])
+async def logout() -> Response:
+    access = _access()
+    if not access.enabled:
+        raise RegistryError(ErrorCode.NOT_FOUND, "authentication is not configured", status=404)
+    cookie = cookie_value(request.headers.get("cookie"))
+    if cookie is None or not await access.sessions.close(cookie):
+        raise access.unauthorized(request.headers, None, "login", "no session")
+    response = _json({})
+    response.headers["Set-Cookie"] = access.sessions.cookie_header("", max_age=0)
+    return response
+
+
+# -- API keys ---------------------------------------------------------------------------------
+def _apikeys(access: AccessControl) -> Any:
+    if access.apikeys is None:
+        raise RegistryError(ErrorCode.NOT_FOUND, "API keys are not enabled (http.auth.apikey)", status=404)
+    return access.apikeys
+
+
+@blueprint.route("/zot/auth/apikey", methods=["POST"])
+@blueprint.route("/v2/zot/auth/apikey", methods=["POST"])
+async def create_apikey() -> Response:
+    access = _access()
+    keys = _apikeys(access)
+    identity = await _password_user(access)
+    raw = await _body(MAX_APIKEY_BODY)
+    try:
+        data = json.loads(raw or b"{}")
+    except ValueError:
+        raise _bad("body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise _bad("body must be a JSON object")
+    label = data.get("label") or ""
+    if not isinstance(label, str) or len(label) > MAX_LABEL:
+        raise _bad(f"label must be a string of at most {MAX_LABEL} characters")
+    scopes = data.get("scopes")
+    if scopes is not None and (not isinstance(scopes, list) or len(scopes) > MAX_SCOPES
+                               or not all(isinstance(s, str) and 0 < len(s) <= 256 for s in scopes)):
+        raise _bad("scopes must be a list of repository names")
+    expiration = data.get("expirationDate") or ""
+    if not isinstance(expiration, str):
+        raise _bad("expirationDate must be an RFC 3339 time")
+    try:
+        expires_at = parse_time(expiration)
+    except ValueError:
+        raise _bad("expirationDate must be an RFC 3339 time") from None
+    if expires_at is not None and expires_at <= time.time():
+        raise _bad("expirationDate is in the past")
+    assert identity.name is not None
+    created = await keys.create(identity.name, label, scopes or None, expires_at,
+                                request.headers.get("user-agent", ""))
+    return _json(created, status=201)
+
+
+@blueprint.route("/zot/auth/apikey", methods=["GET"])
+@blueprint.route("/v2/zot/auth/apikey", methods=["GET"])
+async def list_apikeys() -> Response:
+    access = _access()
+    keys = _apikeys(access)
+    identity = await _password_user(access)
+    assert identity.name is not None
+    return _json({"apiKeys": await keys.list(identity.name)})
+
+
+@blueprint.route("/zot/auth/apikey", methods=["DELETE"])
+@blueprint.route("/v2/zot/auth/apikey", methods=["DELETE"])
+async def delete_apikey() -> Response:
+    access = _access()
+    keys = _apikeys(access)
+    identity = await _password_user(access)
+    ids = request.args.getlist("id")
+    if len(ids) != 1 or not ids[0] or len(ids[0]) > 64:
+        raise _bad("exactly one id parameter is required")
+    assert identity.name is not None
+    if not await keys.delete(identity.name, ids[0]):
+        raise RegistryError(ErrorCode.NOT_FOUND, "no such API key", status=404)
+    return _json({})
+
+
+# -- the built-in token service -----------------------------------------------------------------
+@blueprint.route("/auth/token", methods=["GET", "POST"])
+async def token() -> Response:
+    access = _access()
+    if access.issuer is None or access.settings.bearer is None:
+        raise RegistryError(ErrorCode.NOT_FOUND, "the built-in token service is not enabled", status=404)
+    bearer = access.settings.bearer
+    if request.method == "POST":
+        raw = await _body(MAX_TOKEN_FORM)
+        try:
+            form = parse_qs(raw.decode(), keep_blank_values=True)
+        except UnicodeDecodeError:
+            raise _bad("form is not UTF-8") from None
+        if (form.get("grant_type") or [""])[0] != "password":
+            raise _bad("only grant_type=password is supported")
+        service = (form.get("service") or [""])[0]
+        scopes = [s for v in form.get("scope", []) for s in v.split(" ") if s]
+        user, password = (form.get("username") or [""])[0], (form.get("password") or [""])[0]
+        identity = await access.check_password(user, password) if user else None
+        if identity is None:
+            access.failed_logins.failed(request.remote_addr)
+            raise RegistryError(ErrorCode.UNAUTHORIZED, "invalid username or password")
+    else:
+        service = request.args.get("service", "")
+        scopes = [s for v in request.args.getlist("scope") for s in v.split(" ") if s]
+        if request.headers.get("authorization"):
+            identity = await access.login(request.headers, request.remote_addr)
+        else:
+            identity = Identity()
+    if service and service != bearer.service:
+        raise _bad("unknown service")
+    granted = access.token_access(identity, scopes[:MAX_SCOPES])
+    signed, expires_in, issued_at = access.issuer.issue(identity.name, granted, identity.scopes)
+    issued = datetime.fromtimestamp(issued_at, UTC).isoformat().replace("+00:00", "Z")
+    return _json({"token": signed, "access_token": signed, "expires_in": expires_in, "issued_at": issued})

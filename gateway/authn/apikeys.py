@@ -1,0 +1,156 @@
+"""zot API keys: ``zak_<32 hex>``, stored hashed on the shard that owns the user.
+
+* created by ``POST /zot/auth/apikey`` (see :mod:`gateway.auth_routes`); the key itself is shown
+  once and only its SHA-256 is stored (:mod:`shard.userdata`);
+* used as the password of Basic auth (``user:zak_...``): looked up by hash on the user's shard,
+  remembered for :data:`CACHE_TTL` seconds per worker — so a revocation reaches every gateway
+  worker within that time, and a pull does not cost a shard round trip per request;
+* ``lastUsed`` is recorded in memory and written in one batch per shard every
+  :data:`TOUCH_INTERVAL` seconds (never a write per request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+import uuid as uuidlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from common.protocol import Op
+from gateway.shard_client import ShardClient
+
+log = logging.getLogger("shardreg.auth")
+
+PREFIX = "zak_"
+CACHE_TTL = 3.0
+TOUCH_INTERVAL = 5.0
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def rfc3339(ts: float | None) -> str:
+    if not ts:
+        return ZERO_TIME
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_time(value: str) -> float | None:
+    """An RFC 3339 time → epoch seconds; zot's zero time and "" → None; raises ValueError."""
+    if not value or value.startswith("0001-01-01"):
+        return None
+    text = value.strip().replace("z", "Z")
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    # Go writes nanoseconds; Python takes at most microseconds.
+    if "." in text:
+        head, _, tail = text.partition(".")
+        digits = "".join(c for c in tail if c.isdigit())
+        zone = tail[len(digits):]
+        text = f"{head}.{digits[:6]}{zone}"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        raise ValueError("time zone required")
+    return parsed.timestamp()
+
+
+def public_view(record: dict[str, Any]) -> dict[str, Any]:
+    """The key as the zot API shows it (no hash, no key)."""
+    expires = record.get("expiresAt")
+    return {
+        "createdAt": rfc3339(record.get("createdAt")),
+        "expirationDate": rfc3339(expires),
+        "isExpired": bool(expires and expires <= time.time()),
+        "creatorUa": record.get("creatorUa", ""),
+        "generatedBy": record.get("generatedBy", "manual"),
+        "lastUsed": rfc3339(record.get("lastUsed")),
+        "label": record.get("label", ""),
+        "scopes": record.get("scopes"),
+        "uuid": record["uuid"],
+    }
+
+
+class ApiKeys:
+    def __init__(self, client: Callable[[], ShardClient]) -> None:
+        self.client = client
+        self._cache: dict[str, tuple[dict[str, Any] | None, float]] = {}
+        self._touched: dict[tuple[str, str], float] = {}
+        self._flusher: asyncio.Task | None = None
+
+    def _shard(self, user: str) -> int:
+        return self.client().shard_of(user)
+
+    async def create(self, user: str, label: str, scopes: list[str] | None, expires_at: float | None,
+                     user_agent: str) -> dict[str, Any]:
+        key = PREFIX + uuidlib.uuid4().hex
+        record = {"uuid": str(uuidlib.uuid4()), "hash": key_hash(key), "label": label, "scopes": scopes,
+                  "createdAt": time.time(), "expiresAt": expires_at, "creatorUa": user_agent[:256],
+                  "generatedBy": "manual", "lastUsed": None}
+        await self.client().call(self._shard(user), Op.APIKEY_CREATE, {"user": user, "record": record})
+        return {**public_view(record), "apiKey": key}
+
+    async def list(self, user: str) -> list[dict[str, Any]]:
+        reply = await self.client().call(self._shard(user), Op.APIKEY_LIST, {"user": user})
+        keys = reply.result["keys"]
+        for record in keys:  # show lastUsed not yet flushed by this worker
+            pending = self._touched.get((user, record["uuid"]))
+            if pending and pending > (record.get("lastUsed") or 0):
+                record["lastUsed"] = pending
+        return [public_view(r) for r in sorted(keys, key=lambda r: r.get("createdAt") or 0)]
+
+    async def delete(self, user: str, key_id: str) -> bool:
+        reply = await self.client().call(self._shard(user), Op.APIKEY_DELETE, {"user": user, "uuid": key_id})
+        # forget cached lookups of this user's keys on this worker at once
+        self._cache = {h: v for h, v in self._cache.items() if not (v[0] and v[0]["user"] == user)}
+        return bool(reply.result["deleted"])
+
+    async def verify(self, user: str, key: str) -> dict[str, Any] | None:
+        """The key's record if ``key`` is a live key of ``user``; None otherwise."""
+        if not key.startswith(PREFIX) or len(key) > 100:
+            return None
+        digest = key_hash(key)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[1] > now:
+            record = cached[0]
+        else:
+            reply = await self.client().call(self._shard(user), Op.APIKEY_LOOKUP, {"hash": digest})
+            record = reply.result["key"]
+            if len(self._cache) > 10_000:
+                self._cache = {h: v for h, v in self._cache.items() if v[1] > now}
+            self._cache[digest] = (record, now + CACHE_TTL)
+        if record is None or record["user"] != user:
+            return None
+        if record.get("expiresAt") and record["expiresAt"] <= time.time():
+            return None
+        self._touch(user, record["uuid"])
+        return record
+
+    # -- lastUsed batching --------------------------------------------------------------------
+    def _touch(self, user: str, key_id: str) -> None:
+        self._touched[(user, key_id)] = time.time()
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        while self._touched:
+            await asyncio.sleep(TOUCH_INTERVAL)
+            await self.flush()
+
+    async def flush(self) -> None:
+        touched, self._touched = self._touched, {}
+        by_shard: dict[int, list[list[Any]]] = {}
+        for (user, key_id), when in touched.items():
+            by_shard.setdefault(self._shard(user), []).append([user, key_id, when])
+        for shard, uses in by_shard.items():
+            with contextlib.suppress(Exception):
+                await self.client().call(shard, Op.APIKEY_TOUCH, {"uses": uses})
+                continue
+            log.warning("could not record lastUsed of %d API keys on shard %d", len(uses), shard)

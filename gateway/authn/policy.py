@@ -1,0 +1,112 @@
+"""``http.accessControl``: which actions an identity has on a repository.
+
+Repository patterns are globs: ``*`` matches within one path level, ``**`` across levels,
+``?`` one character. When several patterns match a repository the most specific wins: the
+one with the most literal characters, then the fewest wildcards (so ``team-a/app`` beats
+``team-a/**``, which beats ``**``). The rules of that pattern alone decide:
+
+* a named user, or a member of a listed group, gets the union of the policies naming them,
+  plus ``defaultPolicy`` (every authenticated user), plus the admin policy;
+* an anonymous caller gets ``anonymousPolicy``.
+
+Without any ``accessControl`` (but with authentication) every authenticated user may do
+everything and anonymous callers nothing, as in zot. Without authentication at all, everyone
+may do everything.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from gateway.authn.settings import ACTIONS, AccessSettings, RepoRules
+
+ALL_ACTIONS = frozenset(ACTIONS)
+NONE: frozenset[str] = frozenset()
+
+
+@lru_cache(maxsize=1024)
+def _glob_re(pattern: str) -> re.Pattern[str]:
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            # "a/**" also matches "a/b/c"; "**/x" matches "x" and "a/b/x"
+            if pattern.startswith("**/", i):
+                out.append(r"(?:.*/)?")
+                i += 3
+                continue
+            out.append(r".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append(r"[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append(r"[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out))
+
+
+def glob_match(pattern: str, name: str) -> bool:
+    return _glob_re(pattern).fullmatch(name) is not None
+
+
+def _specificity(pattern: str) -> tuple[int, int]:
+    literal = len(pattern.replace("*", "").replace("?", ""))
+    return literal, -(pattern.count("*") + pattern.count("?"))
+
+
+class PolicyEngine:
+    def __init__(self, settings: AccessSettings, auth_enabled: bool) -> None:
+        self.settings = settings
+        self.auth_enabled = auth_enabled
+        self.ordered = sorted(settings.repositories, key=lambda r: _specificity(r.pattern), reverse=True)
+        self.user_groups: dict[str, frozenset[str]] = {}
+        for group, users in settings.groups.items():
+            for user in users:
+                self.user_groups[user] = self.user_groups.get(user, NONE) | {group}
+
+    @property
+    def configured(self) -> bool:
+        return self.settings.configured
+
+    def groups_of(self, user: str) -> frozenset[str]:
+        return self.user_groups.get(user, NONE)
+
+    def rules_for(self, repo: str) -> RepoRules | None:
+        for rules in self.ordered:
+            if glob_match(rules.pattern, repo):
+                return rules
+        return None
+
+    def is_admin(self, user: str | None, groups: frozenset[str]) -> bool:
+        admin = self.settings.admin
+        return user is not None and (user in admin.users or bool(groups & admin.groups))
+
+    def actions(self, user: str | None, groups: frozenset[str], repo: str) -> frozenset[str]:
+        """The actions ``user`` (None = anonymous) may take on ``repo``."""
+        if not self.configured:
+            if not self.auth_enabled or user is not None:
+                return ALL_ACTIONS
+            return NONE
+        allowed: frozenset[str] = NONE
+        if self.is_admin(user, groups):
+            allowed = self.settings.admin.actions
+        rules = self.rules_for(repo)
+        if rules is None:
+            return allowed
+        if user is None:
+            return allowed | rules.anonymous_policy
+        allowed = allowed | rules.default_policy
+        for policy in rules.policies:
+            if user in policy.users or groups & policy.groups:
+                allowed = allowed | policy.actions
+        return allowed
+
+    def anonymous_anywhere(self) -> bool:
+        """Whether an anonymous caller can do anything at all (then ``/v2/`` answers it 200)."""
+        if not self.configured:
+            return not self.auth_enabled
+        return any(r.anonymous_policy for r in self.settings.repositories)
