@@ -53,6 +53,17 @@ class Op(StrEnum):
     UPLOAD_COMMIT = "upload.commit"
     UPLOAD_CANCEL = "upload.cancel"
 
+    # --- user data (shard/userdata.py; owned by the auth work) ---------------------------
+    APIKEY_CREATE = "user.apikey.create"
+    APIKEY_LIST = "user.apikey.list"
+    APIKEY_DELETE = "user.apikey.delete"
+    APIKEY_LOOKUP = "user.apikey.lookup"
+    APIKEY_TOUCH = "user.apikey.touch"
+    SESSION_CREATE = "user.session.create"
+    SESSION_GET = "user.session.get"
+    SESSION_DELETE = "user.session.delete"
+    SECRET_GET = "user.secret.get"
+
 
 def pack(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)

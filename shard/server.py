@@ -22,6 +22,7 @@ from common.config import Config
 from common.errors import ErrorCode, RegistryError
 from common.protocol import ERR, OK, Op, pack, unpack
 from shard.service import ShardService
+from shard.userdata import UserData
 
 log = logging.getLogger("shardreg.shard")
 
@@ -56,6 +57,7 @@ class ShardServer:
             Op.UPLOAD_ABORT: self.service.op_upload_abort,
             Op.UPLOAD_COMMIT: self.service.op_upload_commit,
             Op.UPLOAD_CANCEL: self.service.op_upload_cancel,
+            **UserData(self.service.meta).handlers(),
         }
         self.op_latency: dict[str, list[float]] = {}
         self.ctx = zmq.asyncio.Context()

@@ -56,7 +56,8 @@ async def get_manifest(name: str, reference: str) -> Response:
 async def put_manifest(name: str, reference: str) -> Response:
     validate_name(name)
     tag, digest = parse_reference(reference)
-    await authorize(name, "create")
+    await state().access.authorize_manifest_put(  # "update" when a named tag already exists
+        request.headers, name, [t for t in (tag, *request.args.getlist("tag")) if t], request.remote_addr)
     length = request.content_length
     if length is not None and length > MAX_MANIFEST_SIZE:
         raise RegistryError(ErrorCode.PAYLOAD_TOO_LARGE, "manifest larger than 4 MiB", status=413)
