@@ -41,6 +41,21 @@ def _pkg(name: str) -> str | None:
         return None
 
 
+def source_revision() -> str | None:
+    """The git commit of the code being measured (with ``-dirty`` if the tree has changes)."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (head + ("-dirty" if dirty else "")) or None
+
+
 def describe() -> dict:
     """Cores, memory, CPU model, kernel, Python and client library versions."""
     return {
@@ -55,6 +70,7 @@ def describe() -> dict:
         "python_implementation": platform.python_implementation(),
         "aiohttp": _pkg("aiohttp"),
         "shardreg": _pkg("shardreg"),
+        "shardreg_revision": source_revision(),
         "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
 

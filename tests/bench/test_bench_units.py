@@ -109,3 +109,26 @@ def test_comparisons_are_ratios_and_void_when_either_side_failed() -> None:
     assert c["ratio"]["server_cpu_ms_per_mb"] is None
     [c] = comparisons([_result("a", 300.0), _result("b", 200.0, valid=False)], "a", "b")
     assert c["ratio"]["ops_per_s"] is None
+
+
+def test_sizing_prices_load_with_measured_costs() -> None:
+    from bench.sizing import Load, cost_model, plan
+
+    def row(workload: str, c: int, per: dict, unit: str) -> dict:
+        return {"workload": workload, "target": "shardreg", "concurrency": c, "valid": True,
+                "cpu_ms_per_mb": per if unit == "mb" else {}, "cpu_ms_per_op": per if unit == "op" else {}}
+
+    doc = {"targets": [{"label": "shardreg"}], "results": [
+        row("push-large", 1, {"gateway": 9.0, "shards": 9.0}, "mb"),
+        row("push-large", 8, {"gateway": 3.0, "shards": 2.0}, "mb"),
+        row("pull-small", 32, {"gateway": 4.0, "shards": 1.0}, "op"),
+    ]}
+    model = cost_model(doc)
+    assert model["push-large"] == {"gateway": 3.0, "shards": 2.0, "concurrency": 8}
+    # 300 MB/s x 3 ms + 100 pulls/s x 4 ms = 1.3 gateway cores; 0.7 shard cores.
+    got = plan(model, Load(push_mb_s=300, image_pulls_s=100), utilisation=0.5, shard_disk_mb_s=100)
+    assert got["cpu_cores"] == {"gateway": 1.3, "shards": 0.7}
+    assert got["gateway_replicas"] == 3  # ceil(1.3 / 0.5)
+    assert got["shard_replicas"] == 6  # the disk bounds it: ceil(300 / (100 x 0.5))
+    with pytest.raises(ValueError):
+        plan(model, Load(pull_mb_s=10))
