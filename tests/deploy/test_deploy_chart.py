@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import pytest
 from deploy_checks import check_cluster, container, gateway_and_shards
 from deploy_support import CHART, NAMESPACE, by_kind, helm_template, one, run, validate_objects
 
-HTPASSWD = "alice:$2y$05$5mOZtHSe0RyQm3vuQk0bbuXvH4Lp7y8oVYsU8cQm3LhM7pGNP6VIS\n"
+from common.config import parse_config
+from gateway.authn.htpasswd import HtpasswdFile
+from gateway.authn.sessions import configured_key
+from gateway.authn.settings import auth_settings
+
+HTPASSWD = "alice:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode() + "\n"
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
@@ -129,6 +136,23 @@ def test_ingress_monitoring_and_autoscaling(helm: Path) -> None:
         assert "checksum/secret" in workload["spec"]["template"]["metadata"]["annotations"]
 
 
+def test_created_secret_works_with_the_gateway(helm: Path, tmp_path: Path) -> None:
+    """Mount the chart-made Secret as the kubelet would and let the gateway's auth code read it."""
+    objects = helm_template(helm, VALUE_SETS["ingress-monitoring-hpa"])
+    gateway, _ = gateway_and_shards(objects)
+    mounts = {m["name"]: m["mountPath"] for m in container(gateway)["volumeMounts"]}
+    secret_dir = tmp_path / "secrets"
+    secret_dir.mkdir()
+    for key, value in one(objects, "Secret")["data"].items():
+        (secret_dir / key).write_bytes(base64.b64decode(value))
+    text = one(objects, "ConfigMap")["data"]["config.json"].replace(mounts["secrets"], str(secret_dir))
+    settings = auth_settings(parse_config(json.loads(text)))
+    assert settings.warnings == () and settings.apikey is True
+    assert asyncio.run(HtpasswdFile(settings.htpasswd).verify("alice", "s3cret")) is True
+    assert asyncio.run(HtpasswdFile(settings.htpasswd).verify("alice", "wrong")) is False
+    assert configured_key(settings) is not None
+
+
 def test_existing_secret(helm: Path) -> None:
     objects = helm_template(helm, VALUE_SETS["existing-secret"])
     assert by_kind(objects, "Secret") == []
@@ -173,7 +197,9 @@ def test_refuses_incomplete_auth(helm: Path) -> None:
     with pytest.raises(AssertionError, match="auth.htpasswd.users"):
         helm_template(helm, {"auth": {"htpasswd": {"enabled": True}}})
     with pytest.raises(AssertionError, match="auth.bearer.cert"):
-        helm_template(helm, {"auth": {"bearer": {"enabled": True}}})
+        helm_template(helm, {"auth": {"bearer": {"enabled": True, "realm": "https://auth.example.test/token"}}})
+    with pytest.raises(AssertionError, match="auth.bearer.realm"):
+        helm_template(helm, {"auth": {"bearer": {"enabled": True, "cert": "PEM"}}})
 
 
 def undocumented_values(text: str) -> list[str]:
