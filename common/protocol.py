@@ -53,6 +53,14 @@ class Op(StrEnum):
     UPLOAD_COMMIT = "upload.commit"
     UPLOAD_CANCEL = "upload.cancel"
 
+    # -- extensions (shard/search_meta.py): search metadata, user preferences, image trust, profiling --
+    SEARCH_IMAGES = "search.images"
+    SEARCH_REPOS = "search.repos"
+    SEARCH_EXPAND = "search.expand"
+    USERPREFS_TOGGLE = "userprefs.toggle"
+    TRUST_PUT = "trust.put"
+    DEBUG_PROFILE = "debug.profile"
+
     # --- user data (shard/userdata.py; owned by the auth work) ---------------------------
     APIKEY_CREATE = "user.apikey.create"
     APIKEY_LIST = "user.apikey.list"

@@ -20,6 +20,7 @@ from gateway import auth_routes
 from gateway.auth import AccessControl
 from gateway.distribution import base, blobs, listings, manifests
 from gateway.distribution.uploads import UPLOAD_PATH_RE, UploadHandler
+from gateway.extensions import register_extensions
 from gateway.health import blueprint as health_blueprint
 from gateway.http import error_body, error_headers
 from gateway.state import GatewayState
@@ -57,6 +58,7 @@ def build_quart(state: GatewayState) -> Quart:
     for module in (base, manifests, blobs, listings):
         app.register_blueprint(module.blueprint)
     app.register_blueprint(health_blueprint)
+    register_extensions(app, state)
     app.register_blueprint(auth_routes.blueprint)
 
     @app.errorhandler(RegistryError)

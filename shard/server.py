@@ -21,6 +21,7 @@ import zmq.asyncio
 from common.config import Config
 from common.errors import ErrorCode, RegistryError
 from common.protocol import ERR, OK, Op, pack, unpack
+from shard import search_meta
 from shard.service import ShardService
 from shard.userdata import UserData
 
@@ -57,6 +58,7 @@ class ShardServer:
             Op.UPLOAD_ABORT: self.service.op_upload_abort,
             Op.UPLOAD_COMMIT: self.service.op_upload_commit,
             Op.UPLOAD_CANCEL: self.service.op_upload_cancel,
+            **search_meta.handlers(self.service),
             **UserData(self.service.meta).handlers(),
         }
         self.op_latency: dict[str, list[float]] = {}

@@ -21,6 +21,7 @@ from typing import Any
 
 from common.errors import ErrorCode, RegistryError
 from common.rules import digest_algorithm
+from shard import search_meta
 from shard.blobstore import BlobStore, UploadFile
 from shard.metastore import MetaStore, key, pack, unpack
 
@@ -73,6 +74,7 @@ class ShardService:
         for session in self.sessions.values():
             session.file.close()
         self.pool.shutdown(wait=False)
+        search_meta.close(self)
         self.meta.close()
 
     async def _io(self, fn: Any, *args: Any) -> Any:
@@ -148,6 +150,7 @@ class ShardService:
             result = {"digest": digest, "media_type": record["mediaType"], "size": record["size"]}
             if head:
                 return result, []
+            search_meta.record_pull(self, repo, digest)
             return result, [txn.get(key(repo, digest), db=self.meta.db["manifest_bytes"])]
 
         return self.meta.read(run)
@@ -189,7 +192,9 @@ class ShardService:
                 self.meta.put(txn, "referrers", key(repo, subject, digest), descriptor)
             return {"digest": digest, "created": existing is None}, []
 
-        return self.meta.write(run)
+        result = self.meta.write(run)
+        search_meta.record_push(self, args)
+        return result
 
     async def op_manifest_delete(self, args: dict, frames: list) -> Result:
         repo, reference = args["repo"], args["reference"]

@@ -1,0 +1,80 @@
+"""``GET /v2/_zot/ext/mgmt`` (``?resource=config``): the stripped config zot's UI reads.
+
+``{"distSpecVersion", "commit", "releaseTag", "binaryType", "http": {"auth": {...}}}`` where
+``auth`` says which login methods exist — ``htpasswd: {}`` (basic auth works; LDAP folds in
+here, as in zot), ``bearer: {realm, service}``, ``openid: {providers: {name: {name}}}``,
+``apikey: true`` — and nothing secret. Readable without credentials: the UI needs it to log in.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Any
+
+from quart import Blueprint, Response, request
+
+from common.config import Config
+from common.errors import ErrorCode, RegistryError
+from common.extensions_config import ExtensionsConfig
+from gateway.extensions.common import extensions, json_response, state
+
+blueprint = Blueprint("ext_mgmt", __name__)
+RESOURCES = ("config",)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("shardreg")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def binary_type(ext: ExtensionsConfig) -> str:
+    names = []
+    if ext.trust_enabled:
+        names.append("imagetrust")
+    if ext.mgmt_enabled:
+        names.append("mgmt")
+    if ext.search_enabled:
+        names.append("search")
+    if ext.ui:
+        names.append("ui")
+    if ext.userprefs_enabled:
+        names.append("userprefs")
+    if ext.debug:
+        names.append("debug")
+    return "".join(f"-{n}" for n in names)
+
+
+def stripped_auth(config: Config) -> dict[str, Any]:
+    raw = config.http.auth or {}
+    auth: dict[str, Any] = {}
+    if raw.get("htpasswd") or raw.get("ldap"):
+        auth["htpasswd"] = {}
+    bearer = raw.get("bearer")
+    if isinstance(bearer, dict):
+        auth["bearer"] = {k: bearer[k] for k in ("realm", "service") if bearer.get(k)}
+    openid = raw.get("openid")
+    if isinstance(openid, dict) and isinstance(openid.get("providers"), dict):
+        auth["openid"] = {"providers": {
+            name: {"name": (p.get("name") if isinstance(p, dict) and p.get("name") else name)}
+            for name, p in openid["providers"].items()}}
+    if raw.get("apikey") is True:
+        auth["apikey"] = True
+    return auth
+
+
+def stripped_config(config: Config, ext: ExtensionsConfig) -> dict[str, Any]:
+    auth = stripped_auth(config)
+    return {
+        "distSpecVersion": config.dist_spec_version, "commit": "", "releaseTag": f"v{_version()}",
+        "binaryType": binary_type(ext), "http": {"auth": auth} if auth else {},
+    }
+
+
+@blueprint.route("/v2/_zot/ext/mgmt", methods=["GET"])
+async def mgmt() -> Response:
+    resource = request.args.get("resource", "config")
+    if resource not in RESOURCES:
+        raise RegistryError(ErrorCode.BAD_REQUEST, f"unsupported resource {resource[:50]!r}", status=400)
+    return json_response(stripped_config(state().config, extensions()))

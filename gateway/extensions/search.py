@@ -1,0 +1,385 @@
+"""Search: GraphQL at ``/v2/_zot/ext/search`` (``GET ?query=`` or ``POST``), zot's schema names.
+
+The schema is ``schema.graphql`` beside this module (ariadne, schema-first). Shards build the
+image and repository summaries of their own repositories (:mod:`shard.search_meta`); the
+resolvers here scatter to every shard (or go to the one owning a named repository), drop what
+the caller may not read (``AccessControl.can_read``), then rank, filter, sort and paginate.
+CVE queries answer a GraphQL error: vulnerability scanning is not enabled.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ariadne import QueryType, ScalarType, make_executable_schema
+from ariadne.graphql import graphql
+from graphql import GraphQLError
+from quart import Blueprint, Response, request
+
+from common.errors import ErrorCode, RegistryError
+from common.protocol import Op
+from common.rules import NAME_RE
+from gateway.extensions.common import caller, json_response, read_body, state
+
+blueprint = Blueprint("ext_search", __name__)
+SCHEMA_PATH = Path(__file__).with_name("schema.graphql")
+MAX_QUERY_BODY = 1024 * 1024
+CVE_DISABLED = "cve search is disabled: vulnerability scanning is not enabled on this registry"
+
+query = QueryType()
+time_scalar = ScalarType("Time")
+
+
+@time_scalar.serializer
+def serialize_time(value: Any) -> Any:
+    return value
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _ctx(info: Any) -> dict[str, Any]:
+    return info.context
+
+
+def _user(info: Any) -> str | None:
+    identity = _ctx(info)["identity"]
+    return None if identity.anonymous else identity.name
+
+
+def _readable(info: Any, repo: str) -> bool:
+    return state().access.can_read(_ctx(info)["identity"], repo)
+
+
+async def _scatter(op: Op, args: dict[str, Any], field: str) -> list[dict]:
+    replies = await state().client.call_all(op, args)
+    merged: list[dict] = []
+    for reply in replies:
+        merged.extend(reply.result[field])
+    return merged
+
+
+async def _images(info: Any, repos: list[str] | None = None, digest: str | None = None) -> list[dict]:
+    """Image summaries the caller may read: of ``repos`` (from their shards) or of every shard."""
+    client = state().client
+    args: dict[str, Any] = {"user": _user(info)}
+    if digest:
+        args["digest"] = digest
+    if repos is None:
+        images = await _scatter(Op.SEARCH_IMAGES, args, "images")
+    else:
+        by_shard: dict[int, list[str]] = {}
+        for repo in repos:
+            by_shard.setdefault(client.shard_of(repo), []).append(repo)
+        images = []
+        for shard, names in by_shard.items():
+            reply = await client.call(shard, Op.SEARCH_IMAGES, {**args, "repos": names})
+            images.extend(reply.result["images"])
+    return [i for i in images if _readable(info, i["RepoName"])]
+
+
+async def _repos(info: Any, **args: Any) -> list[dict]:
+    repos = await _scatter(Op.SEARCH_REPOS, {"user": _user(info), **args}, "repos")
+    return [r for r in repos if _readable(info, r["Name"])]
+
+
+def _page_input(page: dict | None) -> tuple[int, int, str]:
+    page = page or {}
+    limit, offset = page.get("limit"), page.get("offset")
+    if (limit is not None and limit < -1) or (offset is not None and offset < 0):
+        raise GraphQLError("requestedPage: limit and offset must not be negative")
+    return (limit or 0), (offset or 0), (page.get("sortBy") or "RELEVANCE")
+
+
+def _paginate(items: list[dict], page: dict | None) -> dict:
+    limit, offset, _ = _page_input(page)
+    selected = items[offset:] if limit <= 0 else items[offset:offset + limit]
+    return {"Page": {"TotalCount": len(items), "ItemCount": len(selected)}, "Results": selected}
+
+
+def _sort_images(images: list[dict], sort_by: str) -> list[dict]:
+    alpha = sorted(images, key=lambda i: (i["RepoName"], i["Tag"]))
+    if sort_by == "UPDATE_TIME":
+        return sorted(alpha, key=lambda i: -(i.get("_updated") or 0.0))
+    if sort_by == "ALPHABETIC_DSC":
+        return list(reversed(alpha))
+    if sort_by == "DOWNLOADS":
+        return sorted(alpha, key=lambda i: -(i.get("DownloadCount") or 0))
+    return alpha
+
+
+def _sort_repos(repos: list[dict], sort_by: str) -> list[dict]:
+    alpha = sorted(repos, key=lambda r: r["Name"])
+    if sort_by == "RELEVANCE":
+        return sorted(alpha, key=lambda r: r.get("Rank") or 0)
+    if sort_by == "UPDATE_TIME":
+        return sorted(alpha, key=lambda r: -(r.get("_updated") or 0.0))
+    if sort_by == "ALPHABETIC_DSC":
+        return list(reversed(alpha))
+    if sort_by == "STARS":
+        return sorted(alpha, key=lambda r: -(r.get("StarCount") or 0))
+    if sort_by == "DOWNLOADS":
+        return sorted(alpha, key=lambda r: -(r.get("DownloadCount") or 0))
+    return alpha
+
+
+def rank(name: str, text: str) -> int:
+    """Lower is better: exact name, then last path component, then where and how much matches."""
+    name_l, text_l = name.lower(), text.lower()
+    if not text_l or name_l == text_l:
+        return 0
+    last = name_l.rsplit("/", 1)[-1]
+    if last == text_l:
+        return 1
+    if last.startswith(text_l):
+        return 2 + len(last) - len(text_l)
+    position = name_l.find(text_l)
+    return 100 + position + (len(name_l) - len(text_l))
+
+
+def _platform_match(platforms: list[dict], wanted: list[str] | None, field: str) -> bool:
+    if not wanted:
+        return True
+    wanted_l = {w.lower() for w in wanted if w}
+    return not wanted_l or any((p.get(field) or "").lower() in wanted_l for p in platforms)
+
+
+def _repo_passes(repo: dict, flt: dict | None) -> bool:
+    if not flt:
+        return True
+    platforms = repo.get("Platforms") or []
+    if not _platform_match(platforms, flt.get("Os"), "Os") or not _platform_match(platforms, flt.get("Arch"), "Arch"):
+        return False
+    if flt.get("HasToBeSigned") and not (repo.get("NewestImage") or {}).get("IsSigned"):
+        return False
+    for key, field in (("IsBookmarked", "IsBookmarked"), ("IsStarred", "IsStarred")):
+        if flt.get(key) is not None and bool(repo.get(field)) != flt[key]:
+            return False
+    return True
+
+
+def _image_passes(image: dict, flt: dict | None, repo: dict | None = None) -> bool:
+    if not flt:
+        return True
+    platforms = [m["Platform"] for m in image.get("Manifests") or []]
+    if not _platform_match(platforms, flt.get("Os"), "Os") or not _platform_match(platforms, flt.get("Arch"), "Arch"):
+        return False
+    if flt.get("HasToBeSigned") and not image.get("IsSigned"):
+        return False
+    for key in ("IsBookmarked", "IsStarred"):
+        if flt.get(key) is not None and bool((repo or {}).get(key)) != flt[key]:
+            return False
+    return True
+
+
+def _parse_image_ref(image: str) -> tuple[str, str | None, str | None]:
+    """``repo:tag`` or ``repo@digest`` → (repo, tag, digest)."""
+    if "@" in image:
+        repo, digest = image.split("@", 1)
+        return repo, None, digest
+    repo, sep, tag = image.rpartition(":")
+    if not sep or "/" in tag:
+        raise GraphQLError(f"image {image!r} must be repo:tag or repo@digest")
+    return repo, tag, None
+
+
+def _check_repo(info: Any, repo: str) -> None:
+    if not NAME_RE.fullmatch(repo):
+        raise GraphQLError(f"invalid repository name {repo[:255]!r}")
+    if not _readable(info, repo):
+        raise GraphQLError(f"repository {repo!r} not found")
+
+
+# -- queries ------------------------------------------------------------------------------------
+@query.field("ImageList")
+async def resolve_image_list(_: Any, info: Any, repo: str, requestedPage: dict | None = None) -> dict:
+    if repo:
+        _check_repo(info, repo)
+    images = await _images(info, [repo] if repo else None)
+    return _paginate(_sort_images(images, _page_input(requestedPage)[2]), requestedPage)
+
+
+@query.field("ImageListForDigest")
+async def resolve_image_list_for_digest(_: Any, info: Any, id: str, requestedPage: dict | None = None) -> dict:
+    wanted = id.strip()
+    if not wanted:
+        raise GraphQLError("id must be a digest")
+    images = await _images(info, None, wanted)
+    return _paginate(_sort_images(images, _page_input(requestedPage)[2]), requestedPage)
+
+
+@query.field("RepoListWithNewestImage")
+async def resolve_repo_list(_: Any, info: Any, requestedPage: dict | None = None) -> dict:
+    repos = [r for r in await _repos(info) if r.get("NewestImage")]
+    return _paginate(_sort_repos(repos, _page_input(requestedPage)[2]), requestedPage)
+
+
+@query.field("ExpandedRepoInfo")
+async def resolve_expanded_repo_info(_: Any, info: Any, repo: str) -> dict:
+    _check_repo(info, repo)
+    try:
+        reply = await state().client.call_repo(repo, Op.SEARCH_EXPAND, {"user": _user(info)})
+    except RegistryError as exc:
+        if exc.code == ErrorCode.NAME_UNKNOWN:
+            raise GraphQLError(f"repository {repo!r} not found") from None
+        raise
+    images = sorted(reply.result["images"], key=lambda i: i["Tag"])
+    return {"Images": images, "Summary": reply.result["summary"]}
+
+
+@query.field("GlobalSearch")
+async def resolve_global_search(_: Any, info: Any, query: str, filter: dict | None = None,  # noqa: A002
+                                requestedPage: dict | None = None) -> dict:
+    _, _, sort_by = _page_input(requestedPage)
+    text = query.strip()
+    if ":" in text:
+        repo, _, tag_prefix = text.partition(":")
+        if not NAME_RE.fullmatch(repo) or not _readable(info, repo):
+            page = _paginate([], requestedPage)
+            return {"Page": page["Page"], "Images": [], "Repos": [], "Layers": []}
+        repo_info = await _repos(info, repos=[repo])
+        summary = repo_info[0] if repo_info else None
+        images = [i for i in await _images(info, [repo])
+                  if i["Tag"].startswith(tag_prefix) and _image_passes(i, filter, summary)]
+        page = _paginate(_sort_images(images, sort_by if sort_by != "RELEVANCE" else "ALPHABETIC_ASC"),
+                         requestedPage)
+        return {"Page": page["Page"], "Images": page["Results"], "Repos": [], "Layers": []}
+    repos = await _repos(info, query=text)
+    for repo in repos:
+        repo["Rank"] = rank(repo["Name"], text)
+    repos = [r for r in repos if r.get("NewestImage") and _repo_passes(r, filter)]
+    page = _paginate(_sort_repos(repos, sort_by), requestedPage)
+    return {"Page": page["Page"], "Images": [], "Repos": page["Results"], "Layers": []}
+
+
+async def _find_image(info: Any, image: str) -> dict:
+    repo, tag, digest = _parse_image_ref(image)
+    _check_repo(info, repo)
+    for summary in await _images(info, [repo]):
+        if (tag is not None and summary["Tag"] == tag) or (digest is not None and summary["Digest"] == digest):
+            return summary
+    raise GraphQLError(f"image {image!r} not found")
+
+
+@query.field("Image")
+async def resolve_image(_: Any, info: Any, image: str) -> dict:
+    return await _find_image(info, image)
+
+
+def _layers_of(image: dict, digest: str | None) -> list[list[str]]:
+    manifests = image.get("Manifests") or []
+    if digest:
+        manifests = [m for m in manifests if m["Digest"] == digest] or manifests
+    return [[layer["Digest"] for layer in m.get("Layers") or []] for m in manifests]
+
+
+async def _related(info: Any, image: str, digest: str | None, requestedPage: dict | None, derived: bool) -> dict:
+    base = await _find_image(info, image)
+    wanted = [layers for layers in _layers_of(base, digest) if layers]
+    if not wanted:
+        return _paginate([], requestedPage)
+    found = []
+    for candidate in await _images(info):
+        if candidate["Digest"] == base["Digest"]:
+            continue
+        matched = []
+        for m in candidate.get("Manifests") or []:
+            layers = [layer["Digest"] for layer in m.get("Layers") or []]
+            for mine in wanted:
+                if derived and len(layers) > len(mine) and layers[:len(mine)] == mine:
+                    matched.append(m)
+                    break
+                if not derived and 0 < len(layers) < len(mine) and mine[:len(layers)] == layers:
+                    matched.append(m)
+                    break
+        if matched:
+            found.append({**candidate, "Manifests": matched})
+    return _paginate(_sort_images(found, _page_input(requestedPage)[2]), requestedPage)
+
+
+@query.field("DerivedImageList")
+async def resolve_derived(_: Any, info: Any, image: str, digest: str | None = None,
+                          requestedPage: dict | None = None) -> dict:
+    return await _related(info, image, digest, requestedPage, derived=True)
+
+
+@query.field("BaseImageList")
+async def resolve_base(_: Any, info: Any, image: str, digest: str | None = None,
+                       requestedPage: dict | None = None) -> dict:
+    return await _related(info, image, digest, requestedPage, derived=False)
+
+
+@query.field("Referrers")
+async def resolve_referrers(_: Any, info: Any, repo: str, digest: str, type: list[str] | None = None  # noqa: A002
+                            ) -> list[dict]:
+    _check_repo(info, repo)
+    reply = await state().client.call_repo(repo, Op.REFERRERS, {"subject": digest, "artifact_types": type or []})
+    return [{"MediaType": d.get("mediaType"), "ArtifactType": d.get("artifactType") or "", "Size": d.get("size"),
+             "Digest": d.get("digest"),
+             "Annotations": [{"Key": k, "Value": v} for k, v in (d.get("annotations") or {}).items()]}
+            for d in reply.result["manifests"]]
+
+
+async def _user_repos(info: Any, only: str, requestedPage: dict | None) -> dict:
+    if _user(info) is None:
+        return _paginate([], requestedPage)
+    repos = await _repos(info, only=only)
+    return _paginate(_sort_repos(repos, _page_input(requestedPage)[2]), requestedPage)
+
+
+@query.field("StarredRepos")
+async def resolve_starred(_: Any, info: Any, requestedPage: dict | None = None) -> dict:
+    return await _user_repos(info, "starred", requestedPage)
+
+
+@query.field("BookmarkedRepos")
+async def resolve_bookmarked(_: Any, info: Any, requestedPage: dict | None = None) -> dict:
+    return await _user_repos(info, "bookmarked", requestedPage)
+
+
+def _cve_disabled(*_: Any, **__: Any) -> Any:
+    raise GraphQLError(CVE_DISABLED)
+
+
+for _name in ("CVEListForImage", "CVEDiffListForImages", "ImageListForCVE", "ImageListWithCVEFixed"):
+    query.set_field(_name, _cve_disabled)
+
+schema = make_executable_schema(SCHEMA_PATH.read_text(), query, time_scalar)
+
+
+# -- HTTP ----------------------------------------------------------------------------------------
+async def _request_data() -> dict[str, Any]:
+    if request.method == "GET":
+        data: dict[str, Any] = {"query": request.args.get("query", "")}
+        if request.args.get("variables"):
+            try:
+                data["variables"] = json.loads(request.args["variables"])
+            except ValueError:
+                raise RegistryError(ErrorCode.BAD_REQUEST, "variables is not JSON", status=400) from None
+        if request.args.get("operationName"):
+            data["operationName"] = request.args["operationName"]
+        return data
+    body = await read_body(MAX_QUERY_BODY)
+    content_type = (request.headers.get("Content-Type") or "").split(";", 1)[0].strip()
+    if content_type == "application/graphql":
+        return {"query": body.decode(errors="replace")}
+    try:
+        data = json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise RegistryError(ErrorCode.BAD_REQUEST, "the body must be a JSON GraphQL request", status=400) from None
+    if not isinstance(data, dict):
+        raise RegistryError(ErrorCode.BAD_REQUEST, "the body must be a JSON object", status=400)
+    return data
+
+
+@blueprint.route("/v2/_zot/ext/search", methods=["GET", "POST"])
+async def search() -> Response:
+    identity = await caller()
+    data = await _request_data()
+    if not isinstance(data.get("query"), str) or not data["query"].strip():
+        return json_response({"errors": [{"message": "no query given"}], "data": None}, status=422)
+    if data.get("variables") is not None and not isinstance(data["variables"], dict):
+        return json_response({"errors": [{"message": "variables must be an object"}], "data": None}, status=422)
+    success, result = await graphql(schema, data, context_value={"identity": identity}, debug=False)
+    status = 200 if success or "data" in result else 422
+    return json_response(result, status=status)
