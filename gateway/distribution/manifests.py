@@ -56,7 +56,7 @@ async def get_manifest(name: str, reference: str) -> Response:
 async def put_manifest(name: str, reference: str) -> Response:
     validate_name(name)
     tag, digest = parse_reference(reference)
-    await state().access.authorize_manifest_put(  # "update" when a named tag already exists
+    identity = await state().access.authorize_manifest_put(  # "update" when a named tag already exists
         request.headers, name, [t for t in (tag, *request.args.getlist("tag")) if t], request.remote_addr)
     length = request.content_length
     if length is not None and length > MAX_MANIFEST_SIZE:
@@ -86,6 +86,7 @@ async def put_manifest(name: str, reference: str) -> Response:
         "digest": digest, "media_type": parsed.media_type, "tags": tags, "blobs": parsed.blobs,
         "children": parsed.children, "subject": parsed.subject, "artifact_type": parsed.artifact_type,
         "annotations": parsed.annotations, "config": parsed.config,
+        "pushed_by": identity.name or "",  # search metadata (PushedBy)
     }
     await state().client.call_repo(name, Op.MANIFEST_PUT, args, [body])
     response = Response(b"", status=201)
