@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import re
 import time
 import uuid as uuidlib
 from collections.abc import Callable
@@ -28,8 +29,9 @@ log = logging.getLogger("shardreg.auth")
 
 PREFIX = "zak_"
 CACHE_TTL = 3.0
-TOUCH_INTERVAL = 5.0
+TOUCH_INTERVAL = 2.0
 ZERO_TIME = "0001-01-01T00:00:00Z"
+_FRACTION_RE = re.compile(r"\.\d+")
 
 
 def key_hash(key: str) -> str:
@@ -50,11 +52,7 @@ def parse_time(value: str) -> float | None:
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
     # Go writes nanoseconds; Python takes at most microseconds.
-    if "." in text:
-        head, _, tail = text.partition(".")
-        digits = "".join(c for c in tail if c.isdigit())
-        zone = tail[len(digits):]
-        text = f"{head}.{digits[:6]}{zone}"
+    text = _FRACTION_RE.sub(lambda m: m.group(0)[:7], text)
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
         raise ValueError("time zone required")

@@ -123,3 +123,11 @@ def token_cluster(auth_dir: Path) -> Iterator[Cluster]:
 def anon(basic_cluster: Cluster) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=basic_cluster.url, timeout=30) as c:
         yield c
+
+
+#: Every secret a test handed to or received from a cluster; test_zz_secrets greps the logs for them.
+SECRETS: set[str] = set(USERS.values())
+
+
+def remember(*secrets: str) -> None:
+    SECRETS.update(s for s in secrets if s)
