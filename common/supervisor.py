@@ -21,6 +21,8 @@ from common.config import Config
 
 log = logging.getLogger("shardreg.supervisor")
 STOP_TIMEOUT = 40.0
+#: Exit codes of a child that restarting cannot fix (invalid config, wrong cluster size).
+FATAL_EXIT_CODES = (2, 3)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -89,6 +91,11 @@ class Supervisor:
             for child in self.children:
                 proc = child.process
                 if proc is not None and proc.poll() is not None:
+                    if proc.returncode in FATAL_EXIT_CODES:
+                        log.error("%s cannot start (exit code %d, see above); stopping the cluster",
+                                  child.name, proc.returncode)
+                        self.stop()
+                        return proc.returncode
                     uptime = now - child.started
                     child.backoff = 0.5 if uptime > 60 else min(child.backoff * 2, 30.0)
                     child.next_start = now + child.backoff

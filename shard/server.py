@@ -118,7 +118,7 @@ class ShardServer:
                 os.unlink(path)
         self.sock.bind(endpoint)
         log.info("shard %d serving on %s (data %s)", self.index, endpoint, self.config.shard_dir(self.index))
-        self._spawn(self._maintenance())
+        self.maintenance = asyncio.get_running_loop().create_task(self._maintenance())
         if self.config.cluster.shard_metrics_port:
             from shard.health import serve_health
 
@@ -171,6 +171,8 @@ def run_shard(config: Config, index: int) -> None:
             server.close()
             raise serve.exception()  # type: ignore[misc]
         serve.cancel()
+        if getattr(server, "maintenance", None):
+            server.maintenance.cancel()
         # let in-flight writes finish so that nothing acknowledged is lost
         pending = [t for t in server.tasks if not t.done()]
         if pending:

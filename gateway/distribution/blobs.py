@@ -19,6 +19,7 @@ from common.protocol import FRAME_SIZE, Op
 from common.rules import Header, MediaType, parse_digest, validate_name
 from gateway.distribution.common import authorize, state
 from gateway.http import parse_range
+from gateway.shard_client import ShardClient
 
 blueprint = Blueprint("blobs", __name__)
 
@@ -38,8 +39,10 @@ async def _file_chunks(path: Path, start: int, end: int) -> AsyncIterator[bytes]
         os.close(fd)
 
 
-async def _shard_chunks(shard: int, digest: str, start: int, end: int) -> AsyncIterator[bytes]:
-    async for frame in state().client.read_blob(shard, digest, start, end):
+async def _shard_chunks(client: ShardClient, shard: int, digest: str, start: int, end: int
+                        ) -> AsyncIterator[bytes]:
+    # runs after the handler returned, outside the app context: take the client as an argument
+    async for frame in client.read_blob(shard, digest, start, end):
         yield frame.bytes
 
 
@@ -61,7 +64,7 @@ async def get_blob(name: str, digest: str) -> Response:
         if path is not None and path.exists():
             body = _file_chunks(path, start, end)
         else:
-            body = _shard_chunks(shard, digest, start, end)
+            body = _shard_chunks(st.client, shard, digest, start, end)
     response = Response(body, status=206 if byte_range else 200, content_type=MediaType.OCTET_STREAM)
     response.headers[Header.CONTENT_DIGEST] = digest
     response.headers["Accept-Ranges"] = "bytes"

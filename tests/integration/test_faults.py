@@ -1,0 +1,137 @@
+"""Crash and outage behaviour: kill -9 of shards and gateway, a frozen shard, restarts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import httpx
+import pytest
+
+from common.ring import shard_for
+from tests.cluster import Cluster
+from tests.oci import OCI_MANIFEST, digest, push_image
+
+
+def repo_on(shard: int, prefix: str) -> str:
+    return next(f"{prefix}{i}" for i in range(1000) if shard_for(f"{prefix}{i}", 2) == shard)
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory):
+    config = {"cluster": {"requestTimeout": "5s"}}
+    with Cluster(tmp_path_factory.mktemp("faults") / "data", config=config) as c:
+        yield c
+
+
+def test_kill_shard_during_chunked_upload(faulty):
+    repo = repo_on(0, "faults/chunked")
+    client = httpx.Client(base_url=faulty.url, timeout=30)
+    acknowledged, acknowledged_body = push_image(client, repo, "before")
+    data = os.urandom(4 * 1024 * 1024)
+    loc = client.post(f"/v2/{repo}/blobs/uploads/").headers["Location"]
+    r = client.patch(loc, content=data[:1024 * 1024], headers={"Content-Range": f"0-{1024 * 1024 - 1}"})
+    assert r.status_code == 202
+    old = faulty.kill_child("shard-0")
+    faulty.wait_restarted("shard-0", old)
+    # the upload survived with exactly the acknowledged bytes, and can be finished
+    r = client.get(loc)
+    assert r.status_code == 204 and r.headers["Range"] == f"0-{1024 * 1024 - 1}"
+    r = client.patch(loc, content=data[1024 * 1024:], headers={"Content-Range": f"{1024 * 1024}-{len(data) - 1}"})
+    assert r.status_code == 202
+    assert client.put(r.headers["Location"], params={"digest": digest(data)}).status_code == 201
+    assert client.get(f"/v2/{repo}/blobs/{digest(data)}").content == data
+    # what was acknowledged before the crash is intact
+    r = client.get(f"/v2/{repo}/manifests/before", headers={"Accept": OCI_MANIFEST})
+    assert r.status_code == 200 and r.content == acknowledged_body
+    # and a whole push can be redone
+    push_image(client, repo, "after")
+
+
+def test_kill_shard_in_the_middle_of_a_streamed_push(faulty):
+    repo = repo_on(1, "faults/stream")
+    client = httpx.Client(base_url=faulty.url, timeout=30)
+    loc = client.post(f"/v2/{repo}/blobs/uploads/").headers["Location"]
+    killed: list[int] = []
+
+    def body():
+        for i in range(64):
+            if i == 8:
+                killed.append(faulty.kill_child("shard-1"))
+            yield os.urandom(256 * 1024)
+
+    try:
+        r = client.patch(loc, content=body())
+        assert r.status_code >= 400  # never a false acknowledgement
+    except httpx.HTTPError:
+        pass
+    faulty.wait_restarted("shard-1", killed[0])
+    # consistent after restart: the upload holds only whole acknowledged PATCHes (none), blobs are whole
+    r = client.get(loc)
+    assert r.status_code in (204, 404)
+    if r.status_code == 204:
+        assert r.headers["Range"] == "0-0"
+    d, body_bytes = push_image(client, repo, "redo")
+    assert client.get(f"/v2/{repo}/manifests/redo").content == body_bytes
+
+
+def test_frozen_shard_gives_503_with_retry_after_and_recovers(faulty):
+    repo = repo_on(0, "faults/frozen")
+    other = repo_on(1, "faults/alive")
+    client = httpx.Client(base_url=faulty.url, timeout=30)
+    push_image(client, repo, "v1")
+    push_image(client, other, "v1")
+    pid = faulty.children()["shard-0"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        r = client.get(f"/v2/{repo}/manifests/v1")
+        assert r.status_code == 503
+        assert r.headers["Retry-After"]
+        assert r.json()["errors"]
+        assert time.monotonic() - started < 15
+        # the other shard's repositories are unaffected
+        assert client.get(f"/v2/{other}/manifests/v1").status_code == 200
+        assert client.get("/readyz").status_code == 503
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    faulty.wait_ready()
+    assert client.get(f"/v2/{repo}/manifests/v1").status_code == 200
+
+
+def test_gateway_kill_and_restart(faulty):
+    client = httpx.Client(base_url=faulty.url, timeout=30)
+    d, body = push_image(client, "faults/gw", "v1")
+    old = faulty.kill_child("gateway")
+    faulty.wait_restarted("gateway", old)
+    with httpx.Client(base_url=faulty.url, timeout=30) as fresh:
+        assert fresh.get("/v2/faults/gw/manifests/v1").content == body
+
+
+def test_gateway_reconnects_after_shard_restart_without_losing_acknowledged_data(faulty):
+    client = httpx.Client(base_url=faulty.url, timeout=30)
+    pushed = {}
+    for i in range(6):
+        repo = f"faults/many{i}"
+        pushed[repo] = push_image(client, repo, "v1")[1]
+    for name in ("shard-0", "shard-1"):
+        old = faulty.kill_child(name)
+        faulty.wait_restarted(name, old)
+    for repo, body in pushed.items():
+        r = client.get(f"/v2/{repo}/manifests/v1")
+        assert r.status_code == 200 and r.content == body
+
+
+def test_shard_refuses_a_different_cluster_size(tmp_path):
+    data = tmp_path / "data"
+    with Cluster(data, shards=2) as c:
+        push_image(httpx.Client(base_url=c.url), "resize/app", "v1")
+    c3 = Cluster(data, shards=3)
+    with pytest.raises(RuntimeError, match="exited with 3"):
+        c3.start(timeout=60)
+    c3.stop()
+    assert "of 2, but it was started as shard" in c3.logs() and "cluster.shards=2" in c3.logs()
+    # the data is untouched: the original shape still serves it
+    with Cluster(data, shards=2) as c:
+        assert httpx.get(f"{c.url}/v2/resize/app/tags/list").json()["tags"] == ["v1"]

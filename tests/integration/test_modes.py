@@ -1,0 +1,94 @@
+"""Configurations other than the embedded default: no shared filesystem, deletes off, warnings, bad config."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from tests.cluster import ROOT, Cluster
+from tests.oci import digest, push_blob, push_image
+
+
+@pytest.fixture(scope="module")
+def separate(tmp_path_factory):
+    """Gateways that cannot see the shards' files: blobs stream over ZeroMQ; deletes disabled; 3 shards."""
+    config = {"cluster": {"sharedStorage": False}, "storage": {"allowDelete": False, "dedupe": True},
+              "http": {"compat": ["docker2s2"]}, "surprise": 1}
+    with Cluster(tmp_path_factory.mktemp("modes") / "data", shards=3, config=config) as c:
+        yield c
+
+
+def test_pull_over_zeromq(separate):
+    with httpx.Client(base_url=separate.url, timeout=60) as client:
+        data = os.urandom(20 * 1024 * 1024 + 5)
+        d = push_blob(client, "modes/zmq", data)
+        r = client.get(f"/v2/modes/zmq/blobs/{d}")
+        assert r.status_code == 200 and r.content == data
+        r = client.get(f"/v2/modes/zmq/blobs/{d}", headers={"Range": "bytes=1048570-3145740"})
+        assert r.status_code == 206 and r.content == data[1048570:3145741]
+
+
+def test_cross_shard_mount_over_zeromq(separate):
+    from common.ring import shard_for
+
+    with httpx.Client(base_url=separate.url, timeout=60) as client:
+        src = next(f"modes/src{i}" for i in range(100) if shard_for(f"modes/src{i}", 3) == 0)
+        dst = next(f"modes/dst{i}" for i in range(100) if shard_for(f"modes/dst{i}", 3) == 2)
+        data = os.urandom(5 * 1024 * 1024)
+        d = push_blob(client, src, data)
+        r = client.post(f"/v2/{dst}/blobs/uploads/", params={"mount": d, "from": src})
+        assert r.status_code == 201
+        assert client.get(f"/v2/{dst}/blobs/{d}").content == data
+
+
+def test_deletes_disabled(separate):
+    with httpx.Client(base_url=separate.url, timeout=60) as client:
+        md, _ = push_image(client, "modes/nodelete", "v1")
+        d = push_blob(client, "modes/nodelete", b"keep me")
+        for url in (f"/v2/modes/nodelete/manifests/{md}", "/v2/modes/nodelete/manifests/v1",
+                    f"/v2/modes/nodelete/blobs/{d}"):
+            r = client.delete(url)
+            assert r.status_code == 405
+            assert r.json()["errors"][0]["code"] == "UNSUPPORTED"
+        assert client.get("/v2/modes/nodelete/manifests/v1").status_code == 200
+        assert client.get(f"/v2/modes/nodelete/blobs/{d}").content == b"keep me"
+
+
+def test_unknown_and_unsupported_keys_are_named_in_warnings(separate):
+    logs = separate.logs()
+    assert "surprise: unknown option, ignored" in logs
+    assert "storage.dedupe: zot option not supported by shardreg, ignored" in logs
+    assert "http.compat: zot option not supported" in logs
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"http": {"port": 70000}}, "http.port"),
+    ({"cluster": {"shards": 0}}, "cluster.shards"),
+    ({"storage": {"gcDelay": "soon"}}, "storage.gcDelay"),
+    ({"log": {"level": "loud"}}, "log.level"),
+    ({"cluster": {"endpoints": ["tcp://a:1"], "shards": 2}}, "cluster.endpoints"),
+])
+def test_invalid_config_stops_start_up(tmp_path, config, message):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    result = subprocess.run([sys.executable, "-m", "common.cli", "serve", "--config", str(path),
+                             "--data", str(tmp_path / "data")], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_not_json_config(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text("{nope")
+    result = subprocess.run([sys.executable, "-m", "common.cli", "serve", "--config", str(path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "not valid JSON" in result.stderr
+
+
+def test_digest_helper_sanity():
+    assert digest(b"") == "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
