@@ -231,8 +231,11 @@ def parse_config(data: dict[str, Any]) -> Config:
     dist = top.get("distSpecVersion", str, "1.1.1")
 
     st = top.section("storage", _ZOT_IGNORED["storage"])
+    root = st.get("rootDirectory", str, "./data")
+    if not root.strip():
+        raise ConfigError("storage.rootDirectory: must not be empty")
     storage = StorageConfig(
-        root_directory=Path(st.get("rootDirectory", str, "./data")),
+        root_directory=Path(root),
         commit=st.get("commit", bool, True),
         gc=st.get("gc", bool, True),
         gc_delay=st.duration("gcDelay", 3600.0),
@@ -240,8 +243,6 @@ def parse_config(data: dict[str, Any]) -> Config:
         allow_delete=st.get("allowDelete", bool, True),
         upload_expiry=st.duration("uploadExpiry", 24 * 3600.0),
     )
-    if not str(storage.root_directory):
-        raise ConfigError("storage.rootDirectory: must not be empty")
     st.finish()
 
     h = top.section("http", _ZOT_IGNORED["http"])

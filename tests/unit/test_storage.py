@@ -1,0 +1,156 @@
+"""The shard's storage with real LMDB and real files: blob store, metadata store, upload recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+
+import pytest
+
+from common.errors import ErrorCode, RegistryError
+from shard.blobstore import BlobStore
+from shard.metastore import ClusterSizeMismatch, MetaStore, key
+from shard.service import ShardService
+
+
+def sha(data: bytes, alg: str = "sha256") -> str:
+    return f"{alg}:{hashlib.new(alg, data).hexdigest()}"
+
+
+def test_upload_file_write_rollback_and_rehash(tmp_path):
+    store = BlobStore(tmp_path)
+    f = store.open_upload("u1", "sha256")
+    f.write([b"hello ", memoryview(b"world")])
+    snap = f.snapshot()
+    f.write([b"!!!"])
+    f.rollback(snap)
+    assert f.digest("sha256") == sha(b"hello world")
+    assert f.digest("sha512") == sha(b"hello world", "sha512")
+    f.close()
+    # reopened after a "crash" with extra bytes on disk past the recorded offset
+    with open(store.upload_path("u1"), "ab") as fh:
+        fh.write(b"garbage")
+    g = store.open_upload("u1", "sha256", offset=11)
+    assert g.offset == 11 and g.digest("sha256") == sha(b"hello world")
+    store.install(g, sha(b"hello world"))
+    assert store.path(sha(b"hello world")).read_bytes() == b"hello world"
+    assert not store.upload_path("u1").exists()
+    assert store.relative_path(sha(b"x")).startswith("blobs/sha256/")
+
+
+def test_metastore_scan_and_map_growth(tmp_path, monkeypatch):
+    monkeypatch.setattr("shard.metastore._INITIAL_MAP", 4 * 1024 * 1024)
+    meta = MetaStore(tmp_path / "meta", sync=False)
+    meta.write(lambda txn: [meta.put(txn, "tags", key("r", f"t{i}"), i) for i in range(5)])
+    meta.write(lambda txn: meta.put(txn, "tags", key("r2", "t0"), 0))
+    keys = meta.read(lambda txn: [k for k, _ in meta.scan(txn, "tags", key("r", ""))])
+    assert keys == [key("r", f"t{i}") for i in range(5)]
+    after = meta.read(lambda txn: [k for k, _ in meta.scan(txn, "tags", key("r", ""), key("r", "t2"))])
+    assert after == [key("r", "t3"), key("r", "t4")]
+    big = os.urandom(1024 * 1024)
+    for i in range(12):  # more than the initial map: it must grow, not fail
+        meta.write(lambda txn, i=i: txn.put(f"k{i}".encode(), big, db=meta.db["manifest_bytes"]))
+    assert meta.env.info()["map_size"] > 4 * 1024 * 1024
+    assert meta.read(lambda txn: txn.get(b"k11", db=meta.db["manifest_bytes"])) == big
+
+
+def test_cluster_shape_is_recorded(tmp_path):
+    meta = MetaStore(tmp_path / "meta", sync=False)
+    meta.check_cluster(1, 4)
+    meta.check_cluster(1, 4)
+    with pytest.raises(ClusterSizeMismatch):
+        meta.check_cluster(1, 5)
+    with pytest.raises(ClusterSizeMismatch):
+        meta.check_cluster(2, 4)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def _upload(service: ShardService, repo: str, data: bytes, commit: bool = True) -> str:
+    uuid = (await service.op_upload_start({"repo": repo}, []))[0]["uuid"]
+    await service.op_upload_begin({"repo": repo, "uuid": uuid, "start": 0}, [])
+    done: list = []
+    service.enqueue_write({"repo": repo, "uuid": uuid, "offset": 0}, [data], done.append)
+    await service.op_upload_end({"repo": repo, "uuid": uuid, "length": len(data)}, [])
+    assert isinstance(done[0], tuple)
+    if commit:
+        await service.op_upload_commit({"repo": repo, "uuid": uuid, "digest": sha(data)}, [])
+    return uuid
+
+
+def test_service_upload_commit_link_and_delete(tmp_path):
+    async def scenario():
+        s = ShardService(tmp_path, 0, 1, durable=False)
+        await _upload(s, "a", b"shared")
+        await _upload(s, "b", b"shared")  # same digest: one file, two links
+        d = sha(b"shared")
+        assert s.blobs.path(d).exists()
+        await s.op_blob_delete({"repo": "a", "digest": d}, [])
+        assert s.blobs.path(d).exists()  # still linked from b
+        await s.op_blob_delete({"repo": "b", "digest": d}, [])
+        assert not s.blobs.path(d).exists()
+        with pytest.raises(RegistryError) as info:
+            await s.op_blob_stat({"repo": "b", "digest": d}, [])
+        assert info.value.code == ErrorCode.BLOB_UNKNOWN
+        s.close()
+
+    run(scenario())
+
+
+def test_service_recovers_upload_after_restart(tmp_path):
+    async def before():
+        s = ShardService(tmp_path, 0, 1, durable=False)
+        uuid = await _upload(s, "r", b"first part ", commit=False)
+        s.close()
+        return uuid
+
+    uuid = run(before())
+
+    async def after():
+        s = ShardService(tmp_path, 0, 1, durable=False)
+        status = (await s.op_upload_status({"repo": "r", "uuid": uuid}, []))[0]
+        assert status["offset"] == len(b"first part ")
+        await s.op_upload_begin({"repo": "r", "uuid": uuid, "start": 11}, [])
+        done: list = []
+        s.enqueue_write({"repo": "r", "uuid": uuid, "offset": 11}, [b"second"], done.append)
+        await s.op_upload_end({"repo": "r", "uuid": uuid, "length": 6}, [])
+        result = (await s.op_upload_commit({"repo": "r", "uuid": uuid, "digest": sha(b"first part second")}, []))[0]
+        assert result["size"] == 17
+        s.close()
+
+    run(after())
+
+
+def test_orphan_upload_files_removed_and_expiry(tmp_path):
+    async def scenario():
+        s = ShardService(tmp_path, 0, 1, durable=False, upload_expiry=60)
+        uuid = await _upload(s, "r", b"abandoned", commit=False)
+        s.sessions.clear()  # as after a restart
+        assert await s.expire_uploads(now=time.time() + 30) == []
+        assert await s.expire_uploads(now=time.time() + 120) == [uuid]
+        assert not s.blobs.upload_path(uuid).exists()
+        with pytest.raises(RegistryError):
+            await s.op_upload_status({"repo": "r", "uuid": uuid}, [])
+        s.close()
+
+    run(scenario())
+    (tmp_path / "uploads" / "stray").write_bytes(b"x")
+    ShardService(tmp_path, 0, 1, durable=False).close()
+    assert not (tmp_path / "uploads" / "stray").exists()
+
+
+def test_digest_mismatch_keeps_nothing(tmp_path):
+    async def scenario():
+        s = ShardService(tmp_path, 0, 1, durable=False)
+        uuid = await _upload(s, "r", b"content", commit=False)
+        with pytest.raises(RegistryError) as info:
+            await s.op_upload_commit({"repo": "r", "uuid": uuid, "digest": sha(b"other")}, [])
+        assert info.value.code == ErrorCode.DIGEST_INVALID
+        assert not s.blobs.path(sha(b"other")).exists() and not s.blobs.path(sha(b"content")).exists()
+        s.close()
+
+    run(scenario())
