@@ -181,9 +181,10 @@ def app_routes(app: Quart) -> set[tuple[str, str]]:
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
-        for method in rule.methods or ():
-            if method in ("OPTIONS",):
-                continue
+        methods = set(rule.methods or ())
+        for method in methods:
+            if method == "OPTIONS" or (method == "HEAD" and "GET" in methods):
+                continue  # implicit; documented HEADs are those the API defines
             routes.add((rule_path(rule.rule), method.lower()))
     return routes
 
