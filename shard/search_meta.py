@@ -223,6 +223,11 @@ class SearchMeta:
             last = max(last, pending[1])
         return count, last
 
+    def read_stats(self, repo: str, digest: str) -> tuple[int, float]:
+        """(downloads, last pull) including the counts not yet flushed."""
+        with self.store.env.begin() as stxn:
+            return self._stats(stxn, repo, digest)
+
     def _manifest_static(self, txn: Any, repo: str, digest: str) -> dict | None:
         """What never changes about a stored manifest (cached): sizes, layers, config facts."""
         ck = (repo, digest)
