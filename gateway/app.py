@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from common.config import Config, load_config
 from common.errors import ErrorCode, RegistryError
+from common.logs import setup_logging
 from gateway import auth_routes
 from gateway.auth import AccessControl
 from gateway.distribution import base, blobs, listings, manifests
@@ -109,4 +110,5 @@ def create_app(config: Config | None = None) -> GatewayApp:
     """Build the gateway; without ``config``, read the file named by ``$SHARDREG_CONFIG``."""
     if config is None:
         config = load_config(os.environ.get(CONFIG_ENV))
+        setup_logging(config, "gateway-worker")  # a Hypercorn worker process: nothing set logging up
     return GatewayApp(config)
