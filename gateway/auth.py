@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from quart import has_request_context, request
+
 from common.config import Config
 from common.errors import ErrorCode, RegistryError
 from common.protocol import Op
@@ -247,7 +249,11 @@ class AccessControl:
         return not self.enabled or self.policy.anonymous_anywhere()
 
     def _check_rate(self, client: str | None, method: str | None) -> None:
-        if self.rate.enabled and not self.rate.take(client, method):
+        if not self.rate.enabled:
+            return
+        if method is None and has_request_context():
+            method = request.method
+        if not self.rate.take(client, method):
             raise RegistryError(ErrorCode.TOOMANYREQUESTS, "rate limit exceeded", headers={"Retry-After": "1"})
 
     async def authorize(self, headers: Mapping[str, str], repo: str | None, action: str,
