@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         if url and not args.allow_remote and not is_loopback(url):
             print(f"shardreg bench: {url} is not on loopback; pass --allow-remote to measure it", file=sys.stderr)
             return 2
-    console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
+    console = Console(stderr=False, width=None if sys.stdout.isatty() else 200)
     started = datetime.now(UTC)
     run_id = "r" + started.strftime("%Y%m%dt%H%M%S") + f"{os.getpid() % 1000:03d}"
     opts = Options(run_id=run_id, blob_size=args.blob_size, chunk_size=args.chunk_size,

@@ -56,11 +56,15 @@ def _fmt(x: float | None, digits: int = 1) -> str:
     return f"{x:,.{digits}f}"
 
 
+SHORT = {"gateway": "gw", "shards": "sh", "supervisor": "sup"}
+
+
 def _components(r: dict, unit: str) -> str:
+    """Compact per-component CPU, e.g. ``gw 1.20 sh 0.40`` (per-shard figures stay in the JSON)."""
     per = r["cpu_ms_per_op"] if unit == "op" else r["cpu_ms_per_mb"]
-    parts = [f"{k} {v:.2f}" for k, v in per.items() if k not in ("server", "generator") and not
-             (k.startswith("shard-") and "shards" in per)]
-    return ", ".join(parts)
+    parts = [f"{SHORT.get(k, k)} {v:.2f}" for k, v in per.items()
+             if k not in ("server", "generator") and not k.startswith("shard-") and not (k == "supervisor" and v < 0.01)]
+    return " ".join(parts)
 
 
 def print_tables(doc: dict, console: Console | None = None) -> None:
@@ -142,6 +146,11 @@ def write_chart(doc: dict, path: str) -> None:
             offs = [k - 0.4 + width * (j + 0.5) for k in x]
             ax_t.bar(offs, tput, width, label=t)
             ax_l.bar(offs, p99, width, label=t)
+            for off, c in zip(offs, levels, strict=True):
+                if c in by_c and not by_c[c]["valid"]:  # a registry that answered wrongly scores nothing
+                    for ax in (ax_t, ax_l):
+                        ax.annotate("failed", (off, 0), ha="center", va="bottom", fontsize=7, color="red",
+                                    rotation=90)
         if use_mb and disk and w.startswith("push"):
             ax_t.axhline(disk, linestyle="--", color="grey", linewidth=1, label="disk fsync write")
         for ax, ylabel in ((ax_t, "MB/s" if use_mb else "ops/s"), (ax_l, "p99 ms")):
@@ -152,7 +161,7 @@ def write_chart(doc: dict, path: str) -> None:
         ax_t.legend(fontsize=8)
     m = doc["machine"]
     fig.suptitle(f"{doc['name']} - {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
