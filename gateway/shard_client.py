@@ -26,6 +26,7 @@ from common.ring import shard_for
 
 log = logging.getLogger("shardreg.gateway")
 RETRY_AFTER = "5"
+COPY_THRESHOLD = 512 * 1024
 #: How long a request waits for a shard connection before answering 503.
 CONNECT_GRACE = 1.0
 
@@ -61,6 +62,9 @@ class ShardClient:
             sock.setsockopt(zmq.RCVHWM, 0)
             sock.setsockopt(zmq.RECONNECT_IVL, 100)
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+            # Socket reads arrive as ~64 KiB chunks: copying those is cheaper than zero-copy
+            # bookkeeping (pyzmq's GC thread); only really large frames go without a copy.
+            sock.copy_threshold = COPY_THRESHOLD
             sock.connect(config.shard_endpoint(index))
             self.sockets.append(sock)
         loop = asyncio.get_running_loop()
