@@ -7,7 +7,7 @@ import os
 import secrets
 
 from tests.conformance.ociapi import Api, Checks, digest_of
-from tests.conformance.testdata import Opts, DataSet
+from tests.conformance.testdata import DataSet, Opts
 
 
 def test_ping(http):
