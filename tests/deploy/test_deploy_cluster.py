@@ -27,6 +27,7 @@ import httpx
 import pytest
 from deploy_checks import container, gateway_and_shards
 from deploy_support import CONFIG_PATH, config_of, helm_template
+from prometheus_client.parser import text_string_to_metric_families
 
 from common.ring import shard_for
 
@@ -111,7 +112,8 @@ class Cluster:
         self.pods: list[Pod] = []
         bin_dir = Path(sys.executable).parent
         assert (bin_dir / "shardreg").exists(), f"the shardreg console script is not installed in {bin_dir}"
-        self.env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "TMPDIR": str(tmp)}
+        self.env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+        self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
     def config_for(self, role: str, **cluster_changes: Any) -> dict[str, Any]:
         """The ConfigMap's config with only the single-machine differences applied."""
@@ -132,13 +134,21 @@ class Cluster:
         path.write_text(json.dumps(config, indent=2))
         return path
 
+    def pod_env(self, workload: dict[str, Any], hostname: str) -> dict[str, str]:
+        """The container's environment (its /tmp is this test's directory) on top of ours."""
+        env = {**self.env, "HOSTNAME": hostname}
+        for var in container(workload).get("env", []):
+            value = var["value"]
+            env[var["name"]] = str(self.tmp / value.removeprefix("/tmp").lstrip("/")) if value.startswith("/tmp") else value
+        return env
+
     def start_shard(self, index: int, **cluster_changes: Any) -> Pod:
         self.volumes[index].mkdir(exist_ok=True)
         role = f"shard-{index}"
         path = self.write_config(role, self.config_for(role, **cluster_changes))
         hostname = f"{self.shard_obj['metadata']['name']}-{index}"
         argv = pod_argv(container(self.shard_obj)["command"], path)
-        pod = Pod(hostname, argv, {**self.env, "HOSTNAME": hostname}, self.tmp / f"{hostname}-{len(self.pods)}.log")
+        pod = Pod(hostname, argv, self.pod_env(self.shard_obj, hostname), self.tmp / f"{hostname}-{len(self.pods)}.log")
         self.pods.append(pod)
         return pod
 
@@ -146,7 +156,7 @@ class Cluster:
         argv = pod_argv(container(self.gateway_obj)["command"],
                         self.write_config("gateway", self.config_for("gateway")))
         name = f"{self.gateway_obj['metadata']['name']}-0"
-        pod = Pod(name, argv, {**self.env, "HOSTNAME": name}, self.tmp / f"{name}.log")
+        pod = Pod(name, argv, self.pod_env(self.gateway_obj, name), self.tmp / f"{name}.log")
         self.pods.append(pod)
         return pod
 
@@ -196,12 +206,17 @@ def push_image(client: httpx.Client, repo: str, tag: str, layer: bytes) -> tuple
     return manifest, digest_of(manifest)
 
 
-def metric_value(text: str, name: str, labels: str = "") -> float:
-    prefix = f"{name}{{{labels}}}" if labels else name
-    for line in text.splitlines():
-        if line.startswith(prefix + " "):
-            return float(line.split()[-1])
-    raise AssertionError(f"{prefix} not in metrics:\n{text[:3000]}")
+def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """The samples of one metric in Prometheus text format: (labels, value) pairs."""
+    return [(sample.labels, sample.value) for family in text_string_to_metric_families(text)
+            for sample in family.samples if sample.name == name]
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` whose labels include ``labels``."""
+    found = [value for sample_labels, value in samples(text, name) if labels.items() <= sample_labels.items()]
+    assert found, f"no {name}{labels} in the metrics:\n{text[:3000]}"
+    return sum(found)
 
 
 def test_pods_commands_form_a_working_registry(cluster: Cluster) -> None:
@@ -245,7 +260,16 @@ def test_pods_commands_form_a_working_registry(cluster: Cluster) -> None:
         assert sorted(catalog) == sorted(repos.values())
         # Metrics enabled in the ConfigMap: the gateway serves them (what the gateway ServiceMonitor scrapes).
         r = client.get("/metrics")
-        assert r.status_code == 200 and "# TYPE" in r.text, r.text[:500]
+        assert r.status_code == 200, r.text[:500]
+        for repo in pushed:
+            assert metric_value(r.text, "zot_repo_uploads_total", repo=repo) == 1
+            assert metric_value(r.text, "zot_repo_downloads_total", repo=repo) >= 1
+        # 3 PUTs answered 201 per image: the config blob, the layer, the manifest.
+        assert metric_value(r.text, "zot_http_requests_total", method="PUT", code="201") >= 3 * len(pushed)
+        layer_bytes = sum(len(layer) for layer, _, _ in pushed.values())
+        assert metric_value(r.text, "shardreg_http_received_bytes_total") >= layer_bytes
+        assert metric_value(r.text, "shardreg_http_sent_bytes_total") >= layer_bytes
+        assert metric_value(r.text, "shardreg_shard_request_seconds_count") > 0
 
     # Each shard kept its repository's data on its own volume, under <root>/shard-<i>/.
     for index in range(cluster.shards):
@@ -253,7 +277,7 @@ def test_pods_commands_form_a_working_registry(cluster: Cluster) -> None:
         other = cluster.volumes[1 - index] / f"shard-{index}"
         assert not other.exists(), f"shard {index} wrote into another shard's volume"
         text = httpx.get(f"http://127.0.0.1:{cluster.health_ports[index]}/metrics", timeout=5).text
-        assert metric_value(text, "shardreg_shard_blob_count", f'shard="{index}"') >= 2
+        assert metric_value(text, "shardreg_shard_blob_count", shard=str(index)) >= 2
 
     # Rolling update / scale-in: a gateway told to stop (SIGTERM, after the preStop pause) finishes the
     # request in flight, a slow streamed PATCH here, then exits cleanly within its grace period.
