@@ -36,12 +36,17 @@ def _accepts(accept: str | None, media_type: str) -> bool:
 @blueprint.route("/v2/<path:name>/manifests/<reference>", methods=["GET", "HEAD"])
 async def get_manifest(name: str, reference: str) -> Response:
     validate_name(name)
-    parse_reference(reference)
     await authorize(name, "read")
+    try:
+        parse_reference(reference)
+    except RegistryError:
+        # A reference that cannot exist is simply not there (the conformance suites want 404).
+        raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, "no manifest has this reference (it is not a valid tag "
+                            "or digest)", detail={"reference": reference[:200]}, status=404) from None
     head = request.method == "HEAD"
     reply = await state().client.call_repo(name, Op.MANIFEST_GET, {"reference": reference, "head": head})
     info = reply.result
-    if not _accepts(request.headers.get("Accept"), info["media_type"]):
+    if not _accepts(", ".join(request.headers.getlist("Accept")), info["media_type"]):
         raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, "the manifest's media type is not in Accept",
                             detail={"mediaType": info["media_type"]}, status=404)
     body = b"" if head else bytes(reply.frames[0])

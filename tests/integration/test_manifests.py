@@ -344,3 +344,13 @@ def test_layer_media_type_is_not_checked_against_upload(client):
     body = json.dumps(doc).encode()
     assert put_manifest(client, "man/anytype", "custom", body).status_code == 201
     assert client.get("/v2/man/anytype/manifests/custom").content == body
+
+
+def test_accept_header_on_several_lines_and_invalid_references(client):
+    d, body = push_image(client, "man/accept", "v1")
+    r = client.get("/v2/man/accept/manifests/v1", headers=[("Accept", OCI_INDEX), ("Accept", OCI_MANIFEST)])
+    assert r.status_code == 200 and r.content == body
+    for ref in (".INVALID_MANIFEST_NAME", "sha256:baddigeststring"):
+        assert client.head(f"/v2/man/accept/manifests/{ref}").status_code == 404
+        r = client.get(f"/v2/man/accept/manifests/{ref}")
+        assert r.status_code == 404 and r.json()["errors"][0]["code"] == "MANIFEST_UNKNOWN"
