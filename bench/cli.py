@@ -224,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     console = Console(stderr=False, width=None if sys.stdout.isatty() else 200)
     started = datetime.now(UTC)
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     run_id = "r" + started.strftime("%Y%m%dt%H%M%S") + f"{os.getpid() % 1000:03d}"
     opts = Options(run_id=run_id, blob_size=args.blob_size, chunk_size=args.chunk_size,
                    small_repos=args.small_repos, list_repos=args.list_repos, list_tags=args.list_tags,
@@ -237,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         disk = None
         if args.disk_mb > 0:
             disk = machine.disk_write_speed(targets[0].data_dir, args.disk_mb, min(64, args.blob_size >> 20 or 1))
-            console.print(f"disk sequential write with fsync: {disk['mb_per_s']:.0f} MB/s (physical limit of push-large)")
+            console.print(f"disk sequential write with fsync: {disk['mb_per_s']:.0f} MB/s, median of "
+                          f"{disk['rounds_mb_per_s']} (physical limit of push-large)")
         results = asyncio.run(_run_all(args, targets, opts, console))
     finally:
         for t in targets:
@@ -250,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "shardreg bench " + shlex.join(sys.argv[1:] if argv is None else argv),
-        "machine": machine.describe(),
+        "machine": machine.describe() | {"loadavg_start": load_at_start},
         "disk": disk,
         "options": {"workloads": args.workloads, "concurrency": args.concurrency, "duration_s": args.duration,
                     "count": args.count, "blob_size": args.blob_size, "chunk_size": args.chunk_size,

@@ -75,7 +75,8 @@ def print_tables(doc: dict, console: Console | None = None) -> None:
     disk = doc.get("disk")
     if disk:
         console.print(f"[bold]disk[/]: sequential write with fsync {disk['mb_per_s']:.0f} MB/s "
-                      f"({disk['bytes'] >> 20} MiB in {disk['file_mib']} MiB files under {disk['directory']}) "
+                      f"(median of {disk.get('rounds_mb_per_s')}; {disk['bytes'] >> 20} MiB in {disk['file_mib']} MiB files "
+                      f"under {disk['directory']}) "
                       "- the physical limit for push-large")
     t = Table(title="results (MB = 2^20 bytes, latency in ms, CPU in ms)", show_lines=False)
     for col in ("workload", "c", "registry", "ops", "err", "ops/s", "MB/s", "p50", "p95", "p99",
