@@ -52,26 +52,33 @@ class Pod:
 
     def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
         self.name, self.log = name, log
+        self.terminated = False
         self.out = log.open("wb")
         self.proc = subprocess.Popen(argv, env=env, stdout=self.out, stderr=subprocess.STDOUT,
                                      start_new_session=True)
 
     def logs(self) -> str:
-        self.out.flush()
+        if not self.out.closed:
+            self.out.flush()
         return f"--- {self.name} (exit {self.proc.poll()}) ---\n" + self.log.read_text(errors="replace")[-4000:]
 
-    def stop(self, timeout: float) -> int | None:
-        """SIGTERM, as the kubelet sends it; returns the exit code, None if it had to be killed."""
-        if self.proc.poll() is None:
+    def terminate(self) -> None:
+        """SIGTERM, once, as the kubelet sends it."""
+        if self.proc.poll() is None and not self.terminated:
+            self.terminated = True
             self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-                self.out.close()
-                return None
-        self.out.close()
+
+    def stop(self, timeout: float) -> int | None:
+        """Terminate and wait; returns the exit code, None if it had to be killed."""
+        self.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            return None
+        finally:
+            self.out.close()
         return self.proc.returncode
 
 
@@ -308,7 +315,7 @@ def test_pods_commands_form_a_working_registry(cluster: Cluster) -> None:
         worker = threading.Thread(target=patch)
         worker.start()
         assert sent.wait(10)
-        gateway.proc.send_signal(signal.SIGTERM)
+        gateway.terminate()
         worker.join(30)
         assert "response" in result, f"in-flight PATCH broken by SIGTERM: {result}\n{gateway.logs()}"
         assert result["response"].status_code == 202, result["response"].text
@@ -321,8 +328,7 @@ def stop_cleanly(pods: list[Pod], workload: dict[str, Any]) -> None:
     """SIGTERM all, as the kubelet does; each must exit 0 within the pod's grace period."""
     period = min(workload["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 40)
     for pod in pods:
-        if pod.proc.poll() is None:
-            pod.proc.send_signal(signal.SIGTERM)
+        pod.terminate()
     for pod in pods:
         code = pod.stop(period)
         assert code == 0, f"{pod.name} did not stop cleanly on SIGTERM (exit {code})\n{pod.logs()}"
