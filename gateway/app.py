@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 import hypercorn.asyncio.tcp_server as hypercorn_tcp
-from quart import Quart, Response, has_request_context, request
+from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
 from common.config import Config, load_config
@@ -20,6 +20,7 @@ from common.errors import ErrorCode, RegistryError
 from common.logs import setup_logging
 from gateway import auth_routes
 from gateway.auth import AccessControl
+from gateway.body_guard import call_with_body_guard
 from gateway.distribution import base, blobs, listings, manifests
 from gateway.distribution.uploads import UPLOAD_PATH_RE, UploadHandler
 from gateway.extensions import register_extensions
@@ -36,15 +37,7 @@ def _error_response(exc: RegistryError) -> Response:
     response = Response(error_body(exc), status=exc.status)
     for name, value in error_headers(exc).items():
         response.headers[name] = value
-    if has_request_context() and _has_unread_body():
-        response.headers["Connection"] = "close"  # the unread body must not be parsed as the next request
     return response
-
-
-def _has_unread_body() -> bool:
-    length = request.content_length
-    chunked = "chunked" in request.headers.get("Transfer-Encoding", "")
-    return bool(length) or chunked
 
 
 def build_quart(state: GatewayState) -> Quart:
@@ -105,7 +98,7 @@ class GatewayApp:
             if match:
                 await self.uploads(scope, receive, send, match)
                 return
-        await self.quart(scope, receive, send)
+        await call_with_body_guard(self.quart, scope, receive, send)
 
 
 def create_app(config: Config | None = None) -> GatewayApp:

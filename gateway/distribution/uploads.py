@@ -36,6 +36,8 @@ UPLOAD_PATH_RE = re.compile(r"^/v2/(?P<name>.+)/blobs/uploads(?:/(?P<uuid>[^/]*)
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 #: Commits re-hash (other algorithm) and fsync whole blobs: allow them time.
 COMMIT_TIMEOUT = 900.0
+#: An error answer first reads up to this much of an unread request body (see UploadHandler._fail).
+DRAIN_LIMIT = 8 * 1024 * 1024
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -90,6 +92,17 @@ class Request:
     async def next_chunk(self) -> tuple[bytes, bool]:
         message, self._pending = self._pending or await self._receive_body(), None
         return message.get("body", b""), message.get("more_body", False)
+
+    async def discard_body(self, limit: int) -> bool:
+        """Read and drop up to ``limit`` body bytes; True if the body is now complete."""
+        seen = len(self._pending.get("body", b"")) if self._pending else 0
+        self._pending = None
+        try:
+            while not self._complete and seen <= limit:
+                seen += len((await asyncio.wait_for(self._receive_body(), 5)).get("body", b""))
+        except (ClientGone, TimeoutError):
+            return False
+        return self._complete
 
     async def drain(self) -> None:
         """Consume an unwanted body so the connection can be reused."""
@@ -161,8 +174,10 @@ class UploadHandler:
 
     async def _fail(self, request: Request, send: Send, exc: RegistryError) -> None:
         headers = error_headers(exc)
-        if not request.body_complete:
-            headers["Connection"] = "close"  # the unread body must not be parsed as the next request
+        # Read a small unread body before answering: closing a socket with unread input makes the
+        # kernel send RST, which can destroy the error answer on its way to the client.
+        if not request.body_complete and not await request.discard_body(DRAIN_LIMIT):
+            headers["Connection"] = "close"  # too big to read: the rest must not be parsed as a request
         try:
             await respond(send, exc.status, headers, error_body(exc))
         except Exception:  # noqa: BLE001 - the client is gone
