@@ -20,9 +20,22 @@ from common.logs import report_warnings, setup_logging
 
 def _load(args: argparse.Namespace) -> Config:
     config = load_config(args.config)
-    return with_overrides(config, host=getattr(args, "host", None), port=getattr(args, "port", None),
-                          data=getattr(args, "data", None), shards=getattr(args, "shards", None),
-                          workers=getattr(args, "workers", None))
+    config = with_overrides(config, host=getattr(args, "host", None), port=getattr(args, "port", None),
+                            data=getattr(args, "data", None), shards=getattr(args, "shards", None),
+                            workers=getattr(args, "workers", None))
+    return _validate_sections(config)
+
+
+def _validate_sections(config: Config) -> Config:
+    """Check the sections other modules own (auth, extensions) now, so that a bad config stops
+    start-up here instead of in every gateway worker; their warnings join the config's."""
+    from dataclasses import replace
+
+    from common.extensions_config import parse_extensions
+    from gateway.authn.settings import auth_settings
+
+    extra = (*auth_settings(config).warnings, *parse_extensions(config.extensions).warnings)
+    return replace(config, warnings=tuple(dict.fromkeys((*config.warnings, *extra))))
 
 
 def _shard_index(args: argparse.Namespace) -> int:

@@ -72,6 +72,8 @@ def test_unknown_and_unsupported_keys_are_named_in_warnings(separate):
     ({"storage": {"gcDelay": "soon"}}, "storage.gcDelay"),
     ({"log": {"level": "loud"}}, "log.level"),
     ({"cluster": {"endpoints": ["tcp://a:1"], "shards": 2}}, "cluster.endpoints"),
+    ({"http": {"auth": {"apikey": "yes"}}}, "http.auth.apikey"),
+    ({"extensions": {"search": {"enable": "x"}}}, "extensions.search.enable"),
 ])
 def test_invalid_config_stops_start_up(tmp_path, config, message):
     path = tmp_path / "config.json"
