@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 from common.config import Config, load_config
 from common.errors import ErrorCode, RegistryError
 from common.logs import setup_logging
-from gateway import auth_routes
+from gateway import auth_routes, metrics
 from gateway.auth import AccessControl
 from gateway.body_guard import call_with_body_guard
 from gateway.distribution import base, blobs, listings, manifests
@@ -91,8 +91,15 @@ class GatewayApp:
         self.state.access.bind(lambda: self.state.client)
         self.quart = build_quart(self.state)
         self.uploads = UploadHandler(self.state)
+        self.metrics = metrics.setup(config, self.state.access)  # None unless extensions.metrics is enabled
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self.metrics is not None and scope["type"] == "http":
+            await self.metrics(scope, receive, send, self.dispatch)
+        else:
+            await self.dispatch(scope, receive, send)
+
+    async def dispatch(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             match = UPLOAD_PATH_RE.match(scope["path"])
             if match:

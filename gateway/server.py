@@ -11,6 +11,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.run import run
 
 from common.config import Config
+from gateway import metrics
 from gateway.app import CONFIG_ENV
 
 #: Seconds a stopping gateway keeps serving requests already in flight.
@@ -46,6 +47,7 @@ def run_gateway(config: Config) -> int:
         json.dump(config.to_json(), fh)
     os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
     try:
-        return run(hypercorn_config(config))
+        with metrics.multiprocess_dir(config):  # workers inherit PROMETHEUS_MULTIPROC_DIR
+            return run(hypercorn_config(config))
     finally:
         os.unlink(config_path)

@@ -13,6 +13,7 @@ import itertools
 import logging
 import os
 import struct
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from common.config import Config
 from common.errors import ErrorCode, RegistryError
 from common.protocol import FRAME_SIZE, OK, WINDOW, Op, pack, unpack
 from common.ring import shard_for
+from gateway import metrics
 
 log = logging.getLogger("shardreg.gateway")
 RETRY_AFTER = "5"
@@ -91,6 +93,7 @@ class ShardClient:
             future = self.pending.pop(msg[0].bytes, None)
             if future is None or future.done():
                 continue  # the caller timed out long ago
+            metrics.observe_shard_call(future.op, future.sent)  # type: ignore[attr-defined]
             try:
                 result = unpack(msg[2].buffer)
             except Exception as exc:  # noqa: BLE001
@@ -123,6 +126,7 @@ class ShardClient:
                 await asyncio.sleep(0.02)
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         future.rid = rid  # type: ignore[attr-defined]
+        future.op, future.sent = op.value, time.perf_counter()  # type: ignore[attr-defined]
         self.pending[rid] = future
         return future
 
@@ -130,6 +134,7 @@ class ShardClient:
         try:
             return await asyncio.wait_for(future, timeout or self.timeout)
         except TimeoutError:
+            metrics.shard_timeout(future.op)  # type: ignore[attr-defined]
             raise unavailable(shard, "timed out") from None
         finally:
             self.pending.pop(getattr(future, "rid", b""), None)
