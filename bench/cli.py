@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds a socket read may wait before the operation counts as an error")
     p.add_argument("--seed", type=int, default=1, help="seed of the random choices")
     p.add_argument("--allow-remote", action="store_true", help="allow a registry URL that is not on loopback")
+    p.add_argument("--markdown", action="store_true", help="also write the tables as NAME.md")
     p.add_argument("-q", "--quiet", action="store_true", help="no live progress display")
     return p
 
@@ -268,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     png_path = os.path.join(args.out, name + ".png")
     report.write_json(doc, json_path)
     report.write_chart(doc, png_path)
+    if args.markdown:
+        with open(os.path.join(args.out, name + ".md"), "w") as f:
+            f.write(report.markdown(doc))
     report.print_tables(doc, console)
     for g in doc["goals"]:
         mark = "[green]met[/]" if g["met"] else "[red]not met[/]"

@@ -166,3 +166,26 @@ def write_chart(doc: dict, path: str) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def markdown(doc: dict) -> str:
+    """The results as Markdown tables (for docs/performance.md)."""
+    lines = ["| workload | c | registry | ops/s | MB/s | p50 ms | p99 ms | errors | server CPU ms/op | "
+             "ms/MB | gateway ms/op | shards ms/op | generator ms/op |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in doc["results"]:
+        lat, per, mb = r["latency"], r["cpu_ms_per_op"], r["cpu_ms_per_mb"]
+        err = "setup failed" if r["setup_error"] else str(r["errors"])
+        lines.append(f"| {r['workload']} | {r['concurrency']} | {r['target']} | {_fmt(r['ops_per_s'])} | "
+                     f"{_fmt(r['mb_per_s']) if r['bytes'] else '-'} | {_fmt(lat['p50_ms'])} | {_fmt(lat['p99_ms'])} | "
+                     f"{err} | {_fmt(per.get('server'), 2)} | {_fmt(mb.get('server'), 2)} | "
+                     f"{_fmt(per.get('gateway'), 2)} | {_fmt(per.get('shards'), 2)} | {_fmt(per.get('generator'), 2)} |")
+    if doc.get("comparisons"):
+        c0 = doc["comparisons"][0]
+        lines += ["", f"Ratio {c0['primary']} / {c0['other']} (\"-\": a side answered wrongly or the figure is empty):", "",
+                  "| workload | c | ops/s | MB/s | p50 | p99 | server CPU/op |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        for c in doc["comparisons"]:
+            q = c["ratio"]
+            lines.append(f"| {c['workload']} | {c['concurrency']} | {_fmt(q['ops_per_s'], 2)} | {_fmt(q['mb_per_s'], 2)} | "
+                         f"{_fmt(q['p50_ms'], 2)} | {_fmt(q['p99_ms'], 2)} | {_fmt(q['server_cpu_ms_per_op'], 2)} |")
+    return "\n".join(lines) + "\n"
