@@ -80,3 +80,16 @@ def test_cli_starts_both_registries_itself(tmp_path) -> None:
 
 def test_refuses_remote_registry_without_flag(tmp_path) -> None:
     assert main(["http://192.0.2.1:5000", "--out", str(tmp_path), "-q"]) == 2
+
+
+def test_a_registry_that_answers_wrongly_does_not_score(distribution_target: Target, tmp_path) -> None:
+    # Distribution 2.8.2 has no referrers API: every listing is a 404, which the bench must count
+    # as errors, mark invalid, and report with a non-zero exit status.
+    rc = main([distribution_target.url, "--pid", str(distribution_target.root_pid), "-w", "referrers",
+               "-c", "1", "-n", "3", "--out", str(tmp_path), "--name", "wrong", *SMALL])
+    assert rc == 1
+    doc = load_report(tmp_path, "wrong")
+    [r] = doc["results"]
+    assert not r["valid"] and r["ops"] == 0 and r["errors"] == 3
+    assert "404" in r["error_samples"][0]
+    assert r["latency"]["p99_ms"] is None and doc["comparisons"] == []
