@@ -1,21 +1,40 @@
-"""Run the gateway under Hypercorn with ``cluster.gatewayWorkers`` worker processes."""
+"""Run the gateway: Hypercorn in ``cluster.gatewayWorkers`` worker processes sharing one socket.
+
+We manage the workers ourselves rather than with ``hypercorn.run``: on SIGTERM Hypercorn's
+parent kills every worker as soon as the first one has exited, cutting requests still in
+flight. Here SIGTERM tells every worker to stop accepting and finish what it serves (up to
+GRACEFUL_TIMEOUT), and only stragglers are killed. A worker that dies is replaced.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import json
+import logging
 import os
+import signal
 import tempfile
+import time
+from multiprocessing import get_context
+from multiprocessing.connection import wait
+from multiprocessing.synchronize import Event
 from pathlib import Path
+from typing import Any
 
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.run import run
+from hypercorn.config import Sockets
 
 from common.config import Config
 from gateway import metrics
 from gateway.app import CONFIG_ENV
 
+log = logging.getLogger("shardreg.gateway")
+
 #: Seconds a stopping gateway keeps serving requests already in flight.
 GRACEFUL_TIMEOUT = 30
+#: A worker that dies this soon after starting counts as a failed start; too many in a row end the gateway.
+QUICK_DEATH = 5.0
+MAX_QUICK_DEATHS = 5
 
 
 def hypercorn_config(config: Config) -> HypercornConfig:
@@ -48,6 +67,69 @@ def run_gateway(config: Config) -> int:
     os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
     try:
         with metrics.multiprocess_dir(config):  # workers inherit PROMETHEUS_MULTIPROC_DIR
-            return run(hypercorn_config(config))
+            return serve_workers(hypercorn_config(config), config.cluster.gateway_workers)
     finally:
         os.unlink(config_path)
+
+
+def _worker(config: HypercornConfig, shutdown_event: Event, sockets: Sockets) -> None:
+    """One worker process: dies with the gateway parent, stops when ``shutdown_event`` is set."""
+    from hypercorn.asyncio.run import asyncio_worker
+
+    try:  # a worker must not outlive its parent (it would keep the port): SIGTERM if the parent dies
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except OSError:
+        pass
+    asyncio_worker(config, sockets, shutdown_event)
+
+
+def serve_workers(hc: HypercornConfig, workers: int) -> int:
+    """Serve with ``workers`` processes until SIGTERM/SIGINT, then drain them gracefully."""
+    ctx = get_context("spawn")
+    sockets = hc.create_sockets()
+    shutdown_event = ctx.Event()
+    stopping = False
+
+    def on_signal(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        shutdown_event.set()
+
+    processes: dict[Any, float] = {}
+
+    def spawn() -> None:
+        process = ctx.Process(target=_worker, kwargs={"config": hc, "shutdown_event": shutdown_event,
+                                                      "sockets": sockets})
+        process.start()
+        processes[process] = time.monotonic()
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # children inherit this: only the parent decides
+    for _ in range(workers):
+        spawn()
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    quick_deaths, exitcode = 0, 0
+    while not stopping:
+        wait([p.sentinel for p in processes], timeout=1.0)
+        for process, started in list(processes.items()):
+            if process.is_alive() or stopping:
+                continue
+            del processes[process]
+            quick_deaths = quick_deaths + 1 if time.monotonic() - started < QUICK_DEATH else 0
+            if quick_deaths >= MAX_QUICK_DEATHS:
+                log.error("gateway workers keep failing at start; giving up")
+                on_signal()
+                exitcode = 1
+                break
+            log.warning("gateway worker %s exited with %s; starting another", process.pid, process.exitcode)
+            spawn()
+    deadline = time.monotonic() + hc.graceful_timeout + 5
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+            process.join(5)
+    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+        sock.close()
+    return exitcode

@@ -153,7 +153,7 @@ def parse_access(data: dict[str, Any], warnings: list[str]) -> AccessSettings:
               for name, g in _obj(data.get("groups"), "http.accessControl.groups").items()}
     admin = _policy(data["adminPolicy"], "http.accessControl.adminPolicy") if data.get("adminPolicy") else Policy()
     for name in data:
-        if name not in {"repositories", "groups", "adminPolicy"}:
+        if name not in {"repositories", "groups", "adminPolicy", "metrics"}:  # metrics: gateway.metrics
             warnings.append(f"http.accessControl.{name}: not supported by shardreg, ignored")
     return AccessSettings(repositories=tuple(repos), admin=admin, groups=groups)
 

@@ -135,3 +135,39 @@ def test_shard_refuses_a_different_cluster_size(tmp_path):
     # the data is untouched: the original shape still serves it
     with Cluster(data, shards=2) as c:
         assert httpx.get(f"{c.url}/v2/resize/app/tags/list").json()["tags"] == ["v1"]
+
+
+def test_gateway_sigterm_finishes_requests_in_flight(faulty):
+    """Rolling updates: a gateway told to stop (2 workers) completes the uploads it is serving."""
+    import threading
+
+    client = httpx.Client(base_url=faulty.url, timeout=60)
+    loc = client.post("/v2/faults/drain/blobs/uploads/").headers["Location"]
+    chunks = [os.urandom(256 * 1024) for _ in range(12)]
+    pid: list[int] = []
+
+    def body():
+        for i, chunk in enumerate(chunks):
+            if i == 2:
+                pid.append(faulty.kill_child("gateway", signal.SIGTERM))
+            time.sleep(0.1)
+            yield chunk
+
+    result: dict = {}
+
+    def push():
+        try:
+            result["response"] = client.patch(loc, content=body())
+        except httpx.HTTPError as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=push)
+    thread.start()
+    thread.join(60)
+    assert "error" not in result, result
+    r = result["response"]
+    assert r.status_code == 202 and r.headers["Range"] == f"0-{12 * 256 * 1024 - 1}"
+    faulty.wait_restarted("gateway", pid[0])
+    data = b"".join(chunks)
+    with httpx.Client(base_url=faulty.url, timeout=60) as fresh:
+        assert fresh.put(loc, params={"digest": digest(data)}).status_code == 201
