@@ -29,7 +29,7 @@ from common.errors import ErrorCode, RegistryError
 from gateway.auth import AccessControl, Identity
 from gateway.authn.apikeys import parse_time
 from gateway.authn.sessions import cookie_value
-from gateway.http import JSON_TYPE, to_json
+from gateway.http import JSON_TYPE, read_body, to_json
 
 blueprint = Blueprint("auth", __name__)
 
@@ -51,17 +51,6 @@ def _json(obj: Any, status: int = 200) -> Response:
 
 def _bad(message: str) -> RegistryError:
     return RegistryError(ErrorCode.BAD_REQUEST, message, status=400)
-
-
-async def _body(limit: int) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise RegistryError(ErrorCode.PAYLOAD_TOO_LARGE, f"body larger than {limit} bytes", status=413)
-    body = bytearray()
-    async for chunk in request.body:
-        body += chunk
-        if len(body) > limit:
-            raise RegistryError(ErrorCode.PAYLOAD_TOO_LARGE, f"body larger than {limit} bytes", status=413)
-    return bytes(body)
 
 
 async def _password_user(access: AccessControl) -> Identity:
@@ -119,7 +108,7 @@ async def create_apikey() -> Response:
     access = _access()
     keys = _apikeys(access)
     identity = await _password_user(access)
-    raw = await _body(MAX_APIKEY_BODY)
+    raw = await read_body(MAX_APIKEY_BODY)
     try:
         data = json.loads(raw or b"{}")
     except ValueError:
@@ -181,7 +170,7 @@ async def token() -> Response:
         raise RegistryError(ErrorCode.NOT_FOUND, "the built-in token service is not enabled", status=404)
     bearer = access.settings.bearer
     if request.method == "POST":
-        raw = await _body(MAX_TOKEN_FORM)
+        raw = await read_body(MAX_TOKEN_FORM)
         try:
             form = parse_qs(raw.decode(), keep_blank_values=True)
         except UnicodeDecodeError:

@@ -81,5 +81,20 @@ def int_param(value: str | None, name: str, minimum: int = 0) -> int | None:
     return number
 
 
+async def read_body(limit: int, what: str = "body") -> bytes:
+    """The current Quart request's body, refusing (413) more than ``limit`` bytes without buffering them."""
+    from quart import request
+
+    too_large = RegistryError(ErrorCode.PAYLOAD_TOO_LARGE, f"{what} larger than {limit} bytes", status=413)
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.body:
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
 def to_json(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()

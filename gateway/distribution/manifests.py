@@ -19,6 +19,7 @@ from common.rules import (
     validate_tag,
 )
 from gateway.distribution.common import authorize, state
+from gateway.http import read_body
 
 blueprint = Blueprint("manifests", __name__)
 
@@ -63,15 +64,7 @@ async def put_manifest(name: str, reference: str) -> Response:
     tag, digest = parse_reference(reference)
     identity = await state().access.authorize_manifest_put(  # "update" when a named tag already exists
         request.headers, name, [t for t in (tag, *request.args.getlist("tag")) if t], request.remote_addr)
-    length = request.content_length
-    if length is not None and length > MAX_MANIFEST_SIZE:
-        raise RegistryError(ErrorCode.PAYLOAD_TOO_LARGE, "manifest larger than 4 MiB", status=413)
-    body = bytearray()
-    async for chunk in request.body:
-        body += chunk
-        if len(body) > MAX_MANIFEST_SIZE:
-            raise RegistryError(ErrorCode.PAYLOAD_TOO_LARGE, "manifest larger than 4 MiB", status=413)
-    body = bytes(body)
+    body = await read_body(MAX_MANIFEST_SIZE, "manifest")
     parsed = parse_manifest(body, request.headers.get("Content-Type"))
     if digest is not None:
         actual = digest_of(body, digest_algorithm(digest))

@@ -64,14 +64,3 @@ def json_response(obj: Any, status: int = 200) -> Response:
     return response
 
 
-async def read_body(limit: int) -> bytes:
-    """The request body, refusing (413) more than ``limit`` bytes."""
-    length = request.content_length
-    if length is not None and length > limit:
-        raise RegistryError(ErrorCode.PAYLOAD_TOO_LARGE, f"body larger than {limit} bytes", status=413)
-    body = bytearray()
-    async for chunk in request.body:
-        body += chunk
-        if len(body) > limit:
-            raise RegistryError(ErrorCode.PAYLOAD_TOO_LARGE, f"body larger than {limit} bytes", status=413)
-    return bytes(body)

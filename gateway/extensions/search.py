@@ -21,7 +21,8 @@ from quart import Blueprint, Response, request
 from common.errors import ErrorCode, RegistryError
 from common.protocol import Op
 from common.rules import NAME_RE
-from gateway.extensions.common import caller, json_response, read_body, state
+from gateway.extensions.common import caller, json_response, state
+from gateway.http import read_body
 
 blueprint = Blueprint("ext_search", __name__)
 SCHEMA_PATH = Path(__file__).with_name("schema.graphql")

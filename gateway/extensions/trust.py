@@ -16,7 +16,8 @@ from quart import Blueprint, Response, request
 from common import imagetrust
 from common.errors import ErrorCode, RegistryError
 from common.protocol import Op
-from gateway.extensions.common import read_body, require_admin, state
+from gateway.extensions.common import require_admin, state
+from gateway.http import read_body
 
 cosign_blueprint = Blueprint("ext_cosign", __name__)
 notation_blueprint = Blueprint("ext_notation", __name__)
