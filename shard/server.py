@@ -22,6 +22,7 @@ from common.config import Config
 from common.errors import ErrorCode, RegistryError
 from common.protocol import ERR, OK, Op, pack, unpack
 from shard import search_meta
+from shard.maintenance import collect_garbage
 from shard.service import ShardService
 from shard.userdata import UserData
 
@@ -141,11 +142,16 @@ class ShardServer:
                 self._spawn(self._handle(ident, rid, op, args, [f.bytes for f in frames]))
 
     async def _maintenance(self) -> None:
-        interval = min(MAINTENANCE_INTERVAL, max(1.0, self.config.storage.upload_expiry / 4))
+        storage = self.config.storage
+        interval = min(MAINTENANCE_INTERVAL, max(1.0, storage.upload_expiry / 4), max(1.0, storage.gc_interval))
+        last_gc = time.monotonic()
         while True:
             await asyncio.sleep(interval)
             try:
                 await self.service.expire_uploads()
+                if storage.gc and time.monotonic() - last_gc >= storage.gc_interval:
+                    last_gc = time.monotonic()
+                    await collect_garbage(self.service, storage.gc_delay)
             except Exception:
                 log.exception("maintenance failed")
 

@@ -243,7 +243,7 @@ class ShardService:
         lkey = key(repo, digest)
         if txn.get(lkey, db=self.meta.db["links"]) is not None:
             return
-        self.meta.put(txn, "links", lkey, {"size": size})
+        self.meta.put(txn, "links", lkey, {"size": size, "at": time.time()})
         bkey = digest.encode()
         blob = self.meta.get(txn, "blobs", bkey) or {"size": size, "links": 0}
         blob["links"] += 1
@@ -281,25 +281,32 @@ class ShardService:
 
             return self.meta.write(run)
 
+    def unlink(self, txn: Any, repo: str, digest: str) -> bool:
+        """Remove ``digest`` from ``repo``; True when no repository links it any more (its file may go)."""
+        if not self.meta.delete(txn, "links", key(repo, digest)):
+            raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": digest})
+        bkey = digest.encode()
+        blob = self.meta.get(txn, "blobs", bkey)
+        if blob is None:
+            return False
+        blob["links"] -= 1
+        if blob["links"] > 0:
+            self.meta.put(txn, "blobs", bkey, blob)
+            return False
+        self.meta.delete(txn, "blobs", bkey)
+        return True
+
+    async def remove_file_if_unused(self, digest: str) -> None:
+        """Delete a blob file whose last link is gone, unless a commit has brought it back meanwhile."""
+        async with self.digest_locks[digest]:
+            if self.meta.read(lambda txn: txn.get(digest.encode(), db=self.meta.db["blobs"])) is None:
+                await self._io(self.blobs.remove, digest)
+
     async def op_blob_delete(self, args: dict, frames: list) -> Result:
         repo, digest = args["repo"], args["digest"]
-        async with self.digest_locks[digest]:
-            def run(txn: Any) -> bool:
-                if not self.meta.delete(txn, "links", key(repo, digest)):
-                    raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": digest})
-                bkey = digest.encode()
-                blob = self.meta.get(txn, "blobs", bkey)
-                if blob is None:
-                    return False
-                blob["links"] -= 1
-                if blob["links"] > 0:
-                    self.meta.put(txn, "blobs", bkey, blob)
-                    return False
-                self.meta.delete(txn, "blobs", bkey)
-                return True
-
-            if self.meta.write(run):  # metadata first: a crash leaves an orphan file, never a dangling record
-                await self._io(self.blobs.remove, digest)
+        # metadata first: a crash leaves an orphan file, never a record naming a missing file
+        if self.meta.write(lambda txn: self.unlink(txn, repo, digest)):
+            await self.remove_file_if_unused(digest)
         return {"deleted": digest}, []
 
     # -- uploads ----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -94,3 +95,18 @@ def test_not_json_config(tmp_path):
 
 def test_digest_helper_sanity():
     assert digest(b"") == "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def test_garbage_collection_runs_on_its_interval(tmp_path):
+    config = {"storage": {"gc": True, "gcDelay": "1s", "gcInterval": "1s"}}
+    with Cluster(tmp_path / "data", config=config) as c, httpx.Client(base_url=c.url, timeout=30) as client:
+        md, body = push_image(client, "gc/app", "v1")
+        layers = [layer["digest"] for layer in json.loads(body)["layers"]]
+        orphan = push_blob(client, "gc/app", os.urandom(1000))
+        deadline = time.monotonic() + 20
+        while client.head(f"/v2/gc/app/blobs/{orphan}").status_code == 200:
+            assert time.monotonic() < deadline, "orphan blob never collected"
+            time.sleep(0.3)
+        for layer in layers:
+            assert client.head(f"/v2/gc/app/blobs/{layer}").status_code == 200
+        assert client.get("/v2/gc/app/manifests/v1").content == body

@@ -154,3 +154,28 @@ def test_digest_mismatch_keeps_nothing(tmp_path):
         s.close()
 
     run(scenario())
+
+
+def test_garbage_collection_of_unreferenced_blobs(tmp_path):
+    from shard.maintenance import collect_garbage
+
+    async def scenario():
+        s = ShardService(tmp_path, 0, 1, durable=False)
+        for data in (b"config", b"layer", b"orphan"):
+            await _upload(s, "r", data)
+        await _upload(s, "other", b"orphan")  # the same bytes linked elsewhere keep their file
+        await s.op_manifest_put({"repo": "r", "digest": sha(b"m"), "media_type": "application/x", "tags": ["t"],
+                                 "blobs": [sha(b"config"), sha(b"layer")]}, [b"m"])
+        assert await collect_garbage(s, delay=3600) == []  # too young
+        removed = await collect_garbage(s, delay=3600, now=time.time() + 7200)
+        assert set(removed) == {("r", sha(b"orphan")), ("other", sha(b"orphan"))}
+        assert not s.blobs.path(sha(b"orphan")).exists()
+        assert s.blobs.path(sha(b"layer")).exists()
+        # once the manifest is gone its blobs go too
+        await s.op_manifest_delete({"repo": "r", "reference": sha(b"m")}, [])
+        removed = await collect_garbage(s, delay=3600, now=time.time() + 7200)
+        assert set(removed) == {("r", sha(b"config")), ("r", sha(b"layer"))}
+        assert not s.blobs.path(sha(b"layer")).exists()
+        s.close()
+
+    run(scenario())
