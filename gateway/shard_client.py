@@ -19,6 +19,7 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import recv_monitor_message
 
 from common.config import Config
 from common.errors import ErrorCode, RegistryError
@@ -64,6 +65,9 @@ class ShardClient:
             sock.setsockopt(zmq.RCVHWM, 0)
             sock.setsockopt(zmq.RECONNECT_IVL, 100)
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+            # tcp: notice a shard whose host vanished without closing the connection
+            sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
+            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
             # Socket reads arrive as ~64 KiB chunks: copying those is cheaper than zero-copy
             # bookkeeping (pyzmq's GC thread); only really large frames go without a copy.
             sock.copy_threshold = COPY_THRESHOLD
@@ -71,6 +75,26 @@ class ShardClient:
             self.sockets.append(sock)
         loop = asyncio.get_running_loop()
         self.readers = [loop.create_task(self._read(i)) for i in range(self.count)]
+        self.readers += [loop.create_task(self._watch(i)) for i in range(self.count)]
+
+    async def _watch(self, index: int) -> None:
+        """Fail the requests in flight to a shard as soon as its connection drops (a crash):
+        callers answer 503 at once instead of waiting for their timeout."""
+        monitor = self.sockets[index].get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        try:
+            while True:
+                event = await recv_monitor_message(monitor)
+                if event["event"] != zmq.EVENT_DISCONNECTED:
+                    continue
+                lost = [f for f in self.pending.values() if getattr(f, "shard", None) == index and not f.done()]
+                for future in lost:
+                    future.set_exception(unavailable(index, "connection lost"))
+                if lost:
+                    log.warning("shard %d disconnected; failed %d requests in flight", index, len(lost))
+        except (asyncio.CancelledError, zmq.ZMQError):
+            return
+        finally:
+            monitor.close(0)
 
     def shard_of(self, repo: str) -> int:
         return shard_for(repo, self.count, self.config.cluster.hash_seed)
@@ -125,7 +149,7 @@ class ShardClient:
                     raise unavailable(shard, "not connected") from None
                 await asyncio.sleep(0.02)
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-        future.rid = rid  # type: ignore[attr-defined]
+        future.rid, future.shard = rid, shard  # type: ignore[attr-defined]
         future.op, future.sent = op.value, time.perf_counter()  # type: ignore[attr-defined]
         self.pending[rid] = future
         return future

@@ -171,3 +171,25 @@ def test_gateway_sigterm_finishes_requests_in_flight(faulty):
     data = b"".join(chunks)
     with httpx.Client(base_url=faulty.url, timeout=60) as fresh:
         assert fresh.put(loc, params={"digest": digest(data)}).status_code == 201
+
+
+def test_requests_in_flight_to_a_crashed_shard_fail_at_once(faulty):
+    """A shard that dies with requests in flight: they get 503 'connection lost', not a timeout."""
+    import threading
+
+    repo = repo_on(1, "faults/inflight")
+    client = httpx.Client(base_url=faulty.url, timeout=60)
+    push_image(client, repo, "v1")
+    pid = faulty.children()["shard-1"]
+    os.kill(pid, signal.SIGSTOP)  # the request reaches the shard's socket but gets no answer
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(r=client.get(f"/v2/{repo}/manifests/v1")))
+    thread.start()
+    time.sleep(1.0)
+    os.kill(pid, signal.SIGKILL)
+    thread.join(30)
+    r = result["r"]
+    assert r.status_code == 503 and r.headers["Retry-After"]
+    assert "connection lost" in r.json()["errors"][0]["message"]
+    faulty.wait_restarted("shard-1", pid)
+    assert client.get(f"/v2/{repo}/manifests/v1").status_code == 200
