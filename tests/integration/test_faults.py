@@ -193,3 +193,12 @@ def test_requests_in_flight_to_a_crashed_shard_fail_at_once(faulty):
     assert "connection lost" in r.json()["errors"][0]["message"]
     faulty.wait_restarted("shard-1", pid)
     assert client.get(f"/v2/{repo}/manifests/v1").status_code == 200
+
+
+def test_serve_stops_every_child_cleanly_on_sigterm(tmp_path):
+    c = Cluster(tmp_path / "data").start()
+    children = list(c.children().values())
+    assert c.stop() == 0
+    for pid in children:
+        assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
+    assert not (tmp_path / "data" / "supervisor.json").exists()
