@@ -23,7 +23,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from bench import machine, report
 from bench.client import BlobFactory
-from bench.runner import run_level
+from bench.runner import LevelResult, run_level
 from bench.targets import Target, TargetError, external, is_loopback, start_distribution, start_shardreg
 from bench.workloads import WORKLOADS, Options, TargetState, Workload
 
@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     stop = p.add_mutually_exclusive_group()
     stop.add_argument("-d", "--duration", type=float, help="seconds per workload, level and registry (default 10)")
     stop.add_argument("-n", "--count", type=int, help="operations per workload, level and registry")
+    p.add_argument("-r", "--rounds", type=int, default=1,
+                   help="alternated rounds per level and registry, pooled (their spread is kept in the JSON)")
     p.add_argument("--compare", metavar="URL|distribution",
                    help="also measure this registry, alternating; 'distribution' starts CNCF Distribution")
     p.add_argument("--shards", type=int, default=2, help="shards of the local cluster (default 2)")
@@ -173,45 +175,58 @@ async def _run_all(args: argparse.Namespace, targets: list[Target], opts: Option
                 instances: dict[str, Workload] = {t.label: WORKLOADS[name](opts, factory, states[t.label])
                                                   for t in targets}
                 for k, level in enumerate(args.concurrency):
-                    order = targets if k % 2 == 0 else list(reversed(targets))
+                    pooled: dict[str, LevelResult] = {}
+                    for rnd in range(args.rounds):
+                        # alternate the registries, flipping the order at every level and round
+                        order = targets if (k + rnd) % 2 == 0 else list(reversed(targets))
+                        for t in order:
+                            res = await _one_level(args, t, sessions[t.label], instances[t.label], name, level,
+                                                   progress, console, rnd)
+                            if t.label in pooled:
+                                pooled[t.label].merge(res)
+                            else:
+                                pooled[t.label] = res
                     for t in order:
-                        desc = f"{name} c={level} {t.label}"
-                        total = args.count if args.count else args.duration
-                        task = progress.add_task(desc, total=total, ops=0, err=0)
-                        t0 = time.monotonic()
-
-                        def tick(ops: int, err: int, task=task, t0=t0) -> None:
-                            done = ops + err if args.count else time.monotonic() - t0
-                            progress.update(task, completed=done, ops=ops, err=err)
-
-                        def setup_progress(what: str, done: int, total: int, task=task, desc=desc) -> None:
-                            progress.update(task, description=f"{desc}: {what} {done}/{total}")
-
-                        res = await run_level(t, sessions[t.label], instances[t.label], level,
-                                              None if args.count else args.duration, args.count,
-                                              setup_progress, tick)
-                        progress.remove_task(task)
-                        doc = res.to_json()
-                        results.append(doc)
-                        state = "ok" if doc["valid"] else f"[red]{doc['errors']} errors[/]"
-                        if doc["setup_error"]:
-                            state = f"[red]setup failed: {doc['setup_error']}[/]"
-                        if not args.quiet:
-                            figure = f"{doc['mb_per_s']:.1f} MB/s" if doc["headline"] == "MB/s" else \
-                                f"{doc['ops_per_s']:.1f} ops/s"
-                            console.print(f"{desc}: {doc['ops']} ops, {figure}, "
-                                          f"p99 {doc['latency']['p99_ms']} ms, {state}")
+                        results.append(pooled[t.label].to_json())
     finally:
         for s in sessions.values():
             await s.close()
     return results
 
 
+async def _one_level(args: argparse.Namespace, t: Target, session: aiohttp.ClientSession, workload: Workload,
+                     name: str, level: int, progress: Progress, console: Console, rnd: int) -> LevelResult:
+    desc = f"{name} c={level} {t.label}" + (f" round {rnd + 1}/{args.rounds}" if args.rounds > 1 else "")
+    total = args.count if args.count else args.duration
+    task = progress.add_task(desc, total=total, ops=0, err=0)
+    t0 = time.monotonic()
+
+    def tick(ops: int, err: int) -> None:
+        done = ops + err if args.count else time.monotonic() - t0
+        progress.update(task, completed=done, ops=ops, err=err)
+
+    def setup_progress(what: str, done: int, total: int) -> None:
+        progress.update(task, description=f"{desc}: {what} {done}/{total}")
+
+    res = await run_level(t, session, workload, level, None if args.count else args.duration, args.count,
+                          setup_progress, tick)
+    progress.remove_task(task)
+    doc = res.to_json()
+    state = "ok" if doc["valid"] else f"[red]{doc['errors']} errors[/]"
+    if doc["setup_error"]:
+        state = f"[red]setup failed: {doc['setup_error']}[/]"
+    if not args.quiet:
+        figure = f"{doc['mb_per_s']:.1f} MB/s" if doc["headline"] == "MB/s" else f"{doc['ops_per_s']:.1f} ops/s"
+        console.print(f"{desc}: {doc['ops']} ops, {figure}, p99 {doc['latency']['p99_ms']} ms, {state}")
+    return res
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.duration is None and args.count is None:
         args.duration = 10.0
-    if (args.duration is not None and args.duration <= 0) or (args.count is not None and args.count < 1):
+    if (args.duration is not None and args.duration <= 0) or (args.count is not None and args.count < 1) \
+            or args.rounds < 1:
         print("shardreg bench: --duration and --count must be positive", file=sys.stderr)
         return 2
     if not 1 << 10 <= args.blob_size <= MAX_BLOB or args.chunk_size < 1 << 10:
@@ -256,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine.describe() | {"loadavg_start": load_at_start},
         "disk": disk,
         "options": {"workloads": args.workloads, "concurrency": args.concurrency, "duration_s": args.duration,
-                    "count": args.count, "blob_size": args.blob_size, "chunk_size": args.chunk_size,
+                    "count": args.count, "rounds": args.rounds, "blob_size": args.blob_size, "chunk_size": args.chunk_size,
                     "small_repos": args.small_repos, "list_repos": args.list_repos, "list_tags": args.list_tags,
                     "page_size": args.page_size, "referrers": args.referrers, "shards": args.shards,
                     "workers": args.workers, "seed": args.seed, "run_id": run_id},

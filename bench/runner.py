@@ -67,6 +67,31 @@ class LevelResult:
     cpu_s: dict[str, float] = field(default_factory=dict)
     setup_s: float = 0.0
     setup_error: str | None = None
+    rounds: list[dict] = field(default_factory=list)
+
+    def round_figures(self) -> dict:
+        mb = self.nbytes / MB
+        return {"ops_per_s": round(self.ops / self.wall_s, 3) if self.wall_s > 0 else 0.0,
+                "mb_per_s": round(mb / self.wall_s, 3) if self.wall_s > 0 else 0.0,
+                "errors": self.errors}
+
+    def merge(self, other: LevelResult) -> None:
+        """Pool another round of the same workload, level and registry into this one."""
+        if not self.rounds:
+            self.rounds.append(self.round_figures())
+        self.rounds.append(other.round_figures())
+        self.ops += other.ops
+        self.errors += other.errors
+        self.error_samples.extend(other.error_samples[: max(0, ERROR_SAMPLES - len(self.error_samples))])
+        self.wall_s += other.wall_s
+        self.nbytes += other.nbytes
+        self.latencies.extend(other.latencies)
+        for label, values in other.samples.items():
+            self.samples.setdefault(label, []).extend(values)
+        for role, seconds in other.cpu_s.items():
+            self.cpu_s[role] = self.cpu_s.get(role, 0.0) + seconds
+        self.setup_s += other.setup_s
+        self.setup_error = self.setup_error or other.setup_error
 
     def to_json(self) -> dict:
         mb = self.nbytes / MB
@@ -95,6 +120,7 @@ class LevelResult:
             "error_samples": self.error_samples,
             "setup_error": self.setup_error,
             "setup_s": round(self.setup_s, 3),
+            "rounds": self.rounds or [self.round_figures()],
             "wall_s": round(self.wall_s, 4),
             "bytes": self.nbytes,
             "ops_per_s": round(ops_per_s, 3),

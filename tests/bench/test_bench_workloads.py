@@ -93,3 +93,12 @@ def test_a_registry_that_answers_wrongly_does_not_score(distribution_target: Tar
     assert not r["valid"] and r["ops"] == 0 and r["errors"] == 3
     assert "404" in r["error_samples"][0]
     assert r["latency"]["p99_ms"] is None and doc["comparisons"] == []
+
+
+def test_rounds_are_pooled_and_their_spread_kept(shardreg_target: Target, tmp_path) -> None:
+    rc = main([shardreg_target.url, "--pid", str(shardreg_target.root_pid), "-w", "head-check", "-c", "2",
+               "-n", "5", "--rounds", "3", "--out", str(tmp_path), "--name", "rounds", *SMALL])
+    assert rc == 0
+    [r] = load_report(tmp_path, "rounds")["results"]
+    check_result(r, 15)
+    assert len(r["rounds"]) == 3 and all(x["ops_per_s"] > 0 and x["errors"] == 0 for x in r["rounds"])
