@@ -13,14 +13,19 @@ Named databases and their keys (``\\0`` separates parts, so a cursor lists in sp
     uploads         uuid                      -> {repo, offset, alg, started, updated}
     system          key                       -> value (schema version, shard count, ...)
 
-Writers run on the shard's event loop only (a shard is single-writer by construction);
-readers never block them. The map grows on demand.
+Writes go through one writer thread with group commit (``write_async``): the writes that
+arrive while a commit is being flushed are applied together in the next transaction, each in
+its own nested transaction (one failing does not undo the others), with one fsync for all.
+The event loop keeps serving reads meanwhile; readers never block writers. The map grows on
+demand.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,15 +55,63 @@ class ClusterSizeMismatch(RuntimeError):
 
 
 class MetaStore:
-    def __init__(self, path: Path, *, sync: bool = True) -> None:
+    def __init__(self, path: Path, *, sync: bool = True, dbs: tuple[str, ...] = _DBS,
+                 map_size: int | None = None) -> None:
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.env = lmdb.open(str(path), map_size=_INITIAL_MAP, max_dbs=len(_DBS) + 2, sync=sync,
+        self.env = lmdb.open(str(path), map_size=map_size or _INITIAL_MAP, max_dbs=len(dbs) + 2, sync=sync,
                              metasync=sync, writemap=False, max_readers=256)
-        self.db = {name: self.env.open_db(name.encode()) for name in _DBS}
+        self.db = {name: self.env.open_db(name.encode()) for name in dbs}
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmdb-writer")
+        self._batch: list[tuple[Callable[[lmdb.Transaction], Any], asyncio.Future]] = []
+        self._flusher: asyncio.Task | None = None
 
     def close(self) -> None:
+        self._writer.shutdown(wait=True)
         self.env.close()
+
+    async def write_async(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        """Run ``fn`` in a write transaction on the writer thread; group-committed with its neighbours.
+
+        ``fn`` runs in another thread: it may only touch the transaction and its own data.
+        """
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._batch.append((fn, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._batch:
+            batch, self._batch = self._batch, []
+            try:
+                outcomes = await loop.run_in_executor(self._writer, self._commit_batch, [fn for fn, _ in batch])
+            except Exception as exc:  # the commit itself failed: every write of the batch failed
+                outcomes = [(False, exc)] * len(batch)
+            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+    def _commit_batch(self, fns: list[Callable[[lmdb.Transaction], Any]]) -> list[tuple[bool, Any]]:
+        def run(txn: lmdb.Transaction) -> list[tuple[bool, Any]]:
+            outcomes: list[tuple[bool, Any]] = []
+            for fn in fns:
+                try:
+                    with self.env.begin(write=True, parent=txn) as child:
+                        outcomes.append((True, fn(child)))
+                except lmdb.MapFullError:
+                    raise  # grow the map and redo the whole batch (write() does that)
+                except Exception as exc:  # noqa: BLE001 - this write failed; its neighbours go on
+                    outcomes.append((False, exc))
+            return outcomes
+
+        return self.write(run)
 
     # -- transactions -------------------------------------------------------------------
     def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:

@@ -102,11 +102,7 @@ class SearchStore(MetaStore):
     """The search LMDB environment (same transaction helpers as the main store)."""
 
     def __init__(self, path: Path, *, sync: bool = True) -> None:
-        path.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.env = lmdb.open(str(path), map_size=64 << 20, max_dbs=len(_DBS) + 1, sync=sync, metasync=sync,
-                             max_readers=256)
-        self.db = {name: self.env.open_db(name.encode()) for name in _DBS}
+        super().__init__(path, sync=sync, dbs=_DBS, map_size=64 << 20)
 
 
 class SearchMeta:
@@ -123,7 +119,7 @@ class SearchMeta:
         self._load_trust()
 
     # -- recording -----------------------------------------------------------------------------
-    def record_push(self, args: dict) -> None:
+    async def record_push(self, args: dict) -> None:
         repo, digest, now = args["repo"], args["digest"], time.time()
         by = args.get("pushed_by") or ""
 
@@ -134,7 +130,7 @@ class SearchMeta:
             for tag in args.get("tags") or []:
                 self.store.put(txn, "tagtimes", key(repo, tag), now)
 
-        self.store.write(run)
+        await self.store.write_async(run)
 
     def record_pull(self, repo: str, digest: str) -> None:
         entry = self.pending.get((repo, digest))
@@ -607,10 +603,10 @@ def of(service: ShardService) -> SearchMeta:
     return meta
 
 
-def record_push(service: ShardService, args: dict) -> None:
+async def record_push(service: ShardService, args: dict) -> None:
     """After ``manifest.put`` stored a manifest: push time, pusher, tag times."""
     try:
-        of(service).record_push(args)
+        await of(service).record_push(args)
     except Exception:  # search data must never fail a push
         log.exception("recording push metadata failed")
 

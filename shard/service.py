@@ -30,6 +30,8 @@ log = logging.getLogger("shardreg.shard")
 Result = tuple[Any, list[Any]]
 #: A PATCH whose gateway went silent this long no longer blocks its upload.
 STALE_PATCH_SECONDS = 120.0
+#: How long a new PATCH waits for the upload's previous one to end before it is refused.
+BUSY_WAIT = 3.0
 
 
 def _no_upload(uuid: str) -> RegistryError:
@@ -192,8 +194,8 @@ class ShardService:
                 self.meta.put(txn, "referrers", key(repo, subject, digest), descriptor)
             return {"digest": digest, "created": existing is None}, []
 
-        result = self.meta.write(run)
-        search_meta.record_push(self, args)
+        result = await self.meta.write_async(run)
+        await search_meta.record_push(self, args)
         return result
 
     async def op_manifest_delete(self, args: dict, frames: list) -> Result:
@@ -221,7 +223,7 @@ class ShardService:
                 self.meta.delete(txn, "referrers", key(repo, record["subject"], reference))
             return {"deleted": reference, "tags": [k[len(prefix):].decode() for k in doomed]}, []
 
-        return self.meta.write(run)
+        return await self.meta.write_async(run)
 
     async def op_referrers(self, args: dict, frames: list) -> Result:
         repo, subject = args["repo"], args["subject"]
@@ -279,7 +281,7 @@ class ShardService:
                 self._link(txn, repo, digest, blob["size"])
                 return {"size": blob["size"]}, []
 
-            return self.meta.write(run)
+            return await self.meta.write_async(run)
 
     def unlink(self, txn: Any, repo: str, digest: str) -> bool:
         """Remove ``digest`` from ``repo``; True when no repository links it any more (its file may go)."""
@@ -305,7 +307,7 @@ class ShardService:
     async def op_blob_delete(self, args: dict, frames: list) -> Result:
         repo, digest = args["repo"], args["digest"]
         # metadata first: a crash leaves an orphan file, never a record naming a missing file
-        if self.meta.write(lambda txn: self.unlink(txn, repo, digest)):
+        if await self.meta.write_async(lambda txn: self.unlink(txn, repo, digest)):
             await self.remove_file_if_unused(digest)
         return {"deleted": digest}, []
 
@@ -315,7 +317,7 @@ class ShardService:
         uuid = str(uuidlib.uuid4())
         file = await self._io(self.blobs.open_upload, uuid, alg, 0)
         now = time.time()
-        self.meta.write(lambda txn: self.meta.put(txn, "uploads", uuid.encode(), {
+        await self.meta.write_async(lambda txn: self.meta.put(txn, "uploads", uuid.encode(), {
             "repo": repo, "offset": 0, "alg": alg, "started": now, "updated": now}))
         self.sessions[uuid] = UploadSession(uuid=uuid, repo=repo, file=file)
         return {"uuid": uuid}, []
@@ -357,6 +359,11 @@ class ShardService:
         """Open a PATCH (or the body of a PUT/POST): check ``start`` and remember where to roll back."""
         uuid, repo, start = args["uuid"], args["repo"], args.get("start")
         session = await self._session(uuid, repo)
+        # A client retrying right after its connection dropped races the gateway's abort of the
+        # dead PATCH: give that a moment before calling the upload busy.
+        deadline = time.monotonic() + BUSY_WAIT
+        while session.busy and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
         if session.busy:
             raise RegistryError(ErrorCode.RANGE_INVALID, "another request is writing this upload",
                                 headers=_range_headers(session.patch_start))
@@ -437,7 +444,7 @@ class ShardService:
             rec["offset"], rec["updated"] = offset, time.time()
             self.meta.put(txn, "uploads", uuid.encode(), rec)
 
-        self.meta.write(record)
+        await self.meta.write_async(record)
         return {"offset": offset}, []
 
     async def op_upload_abort(self, args: dict, frames: list) -> Result:
@@ -473,7 +480,7 @@ class ShardService:
                 self.meta.delete(txn, "uploads", uuid.encode())
                 self._link(txn, repo, digest, size)
 
-            self.meta.write(record)
+            await self.meta.write_async(record)
         self.sessions.pop(uuid, None)
         return {"digest": digest, "size": size}, []
 
@@ -493,7 +500,7 @@ class ShardService:
             with contextlib.suppress(Exception):
                 await self._drain(session)
             session.file.close()
-        self.meta.write(lambda txn: self.meta.delete(txn, "uploads", uuid.encode()))
+        await self.meta.write_async(lambda txn: self.meta.delete(txn, "uploads", uuid.encode()))
         await self._io(self.blobs.remove_upload, uuid)
 
     # -- maintenance ------------------------------------------------------------------------

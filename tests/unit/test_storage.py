@@ -179,3 +179,25 @@ def test_garbage_collection_of_unreferenced_blobs(tmp_path):
         s.close()
 
     run(scenario())
+
+
+def test_group_commit_keeps_each_write_isolated(tmp_path):
+    meta = MetaStore(tmp_path / "meta", sync=False)
+
+    def good(i):
+        return lambda txn: (meta.put(txn, "repos", f"r{i}".encode(), {"i": i}), i)[1]
+
+    def bad(txn):
+        meta.put(txn, "repos", b"half-done", {})
+        raise RegistryError(ErrorCode.NAME_INVALID)
+
+    async def scenario():
+        results = await asyncio.gather(*(meta.write_async(good(i)) for i in range(50)),
+                                       meta.write_async(bad), return_exceptions=True)
+        assert results[:50] == list(range(50))
+        assert isinstance(results[50], RegistryError)
+
+    asyncio.run(scenario())
+    names = meta.read(lambda txn: [k for k, _ in meta.scan(txn, "repos", b"")])
+    assert b"half-done" not in names and len(names) == 50
+    meta.close()
