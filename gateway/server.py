@@ -32,8 +32,6 @@ log = logging.getLogger("shardreg.gateway")
 
 #: Seconds a stopping gateway keeps serving requests already in flight.
 GRACEFUL_TIMEOUT = 30
-#: Seconds one socket read may wait for a silent client.
-READ_TIMEOUT = 120
 #: A worker that dies this soon after starting counts as a failed start; too many in a row end the gateway.
 QUICK_DEATH = 5.0
 MAX_QUICK_DEATHS = 5
@@ -47,7 +45,7 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     hc.application_path = "gateway.app:create_app()"
     hc.graceful_timeout = GRACEFUL_TIMEOUT
     hc.keep_alive_timeout = 75
-    hc.read_timeout = READ_TIMEOUT  # a client that stops sending mid-body is dropped, not waited on forever
+    hc.read_timeout = None
     hc.accesslog = None
     hc.errorlog = "-"
     hc.loglevel = "WARNING"
