@@ -36,6 +36,8 @@ UPLOAD_PATH_RE = re.compile(r"^/v2/(?P<name>.+)/blobs/uploads(?:/(?P<uuid>[^/]*)
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 #: Commits re-hash (other algorithm) and fsync whole blobs: allow them time.
 COMMIT_TIMEOUT = 900.0
+#: Seconds the body of an upload may stall before the request is abandoned.
+BODY_READ_TIMEOUT = 120.0
 #: An error answer first reads up to this much of an unread request body (see UploadHandler._fail).
 DRAIN_LIMIT = 8 * 1024 * 1024
 
@@ -82,7 +84,10 @@ class Request:
         return bool(self._pending.get("body")) or bool(self._pending.get("more_body"))
 
     async def _receive_body(self) -> dict[str, Any]:
-        message = await self.receive()
+        try:  # a client that stops sending mid-body is dropped (its PATCH undone), not waited on forever
+            message = await asyncio.wait_for(self.receive(), BODY_READ_TIMEOUT)
+        except TimeoutError:
+            raise ClientGone() from None
         if message["type"] == "http.disconnect":
             raise ClientGone()
         if not message.get("more_body", False):
