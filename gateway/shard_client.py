@@ -139,15 +139,18 @@ class ShardClient:
         message = [rid, op.value.encode(), pack(args), *frames]
         deadline = None
         while True:
-            try:
-                self.sockets[shard].send_multipart(message, flags=zmq.NOBLOCK, copy=False)
+            # zmq.asyncio resolves a NOBLOCK send at once, reporting EAGAIN in the returned future
+            sent = self.sockets[shard].send_multipart(message, flags=zmq.NOBLOCK, copy=False)
+            failure = sent.exception() if sent.done() else None
+            if failure is None:
                 break
-            except zmq.Again:
-                loop = asyncio.get_running_loop()
-                deadline = deadline or loop.time() + CONNECT_GRACE
-                if loop.time() >= deadline:
-                    raise unavailable(shard, "not connected") from None
-                await asyncio.sleep(0.02)
+            if not isinstance(failure, zmq.Again):
+                raise unavailable(shard, f"send failed: {failure}")
+            loop = asyncio.get_running_loop()
+            deadline = deadline or loop.time() + CONNECT_GRACE
+            if loop.time() >= deadline:
+                raise unavailable(shard, "not connected")
+            await asyncio.sleep(0.02)
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         future.rid, future.shard = rid, shard  # type: ignore[attr-defined]
         future.op, future.sent = op.value, time.perf_counter()  # type: ignore[attr-defined]

@@ -14,6 +14,20 @@ from tests.cluster import Cluster
 from tests.oci import OCI_MANIFEST, digest, push_image
 
 
+def _ppid(pid: int) -> int:
+    try:
+        return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _status(pid: int) -> str:
+    try:
+        return open(f"/proc/{pid}/status").read().lower()
+    except OSError:
+        return "zombie"
+
+
 def repo_on(shard: int, prefix: str) -> str:
     return next(f"{prefix}{i}" for i in range(1000) if shard_for(f"{prefix}{i}", 2) == shard)
 
@@ -103,8 +117,16 @@ def test_frozen_shard_gives_503_with_retry_after_and_recovers(faulty):
 def test_gateway_kill_and_restart(faulty):
     client = httpx.Client(base_url=faulty.url, timeout=30)
     d, body = push_image(client, "faults/gw", "v1")
+    gateway = faulty.children()["gateway"]
+    workers = [int(p) for p in os.listdir("/proc") if p.isdigit() and _ppid(int(p)) == gateway]
+    assert workers
     old = faulty.kill_child("gateway")
     faulty.wait_restarted("gateway", old)
+    # the killed gateway's workers did not survive it (they would keep serving with stale state)
+    deadline = time.monotonic() + 10
+    while any(os.path.exists(f"/proc/{w}") and _ppid(w) != 0 for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [w for w in workers if os.path.exists(f"/proc/{w}") and "zombie" not in _status(w)]
     with httpx.Client(base_url=faulty.url, timeout=30) as fresh:
         assert fresh.get("/v2/faults/gw/manifests/v1").content == body
 
@@ -202,3 +224,22 @@ def test_serve_stops_every_child_cleanly_on_sigterm(tmp_path):
     for pid in children:
         assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
     assert not (tmp_path / "data" / "supervisor.json").exists()
+
+
+def test_shard_down_answers_503_at_once(faulty):
+    """While a shard is down (and not yet restarted) its repositories answer 503 quickly."""
+    repo = repo_on(0, "faults/down")
+    client = httpx.Client(base_url=faulty.url, timeout=60)
+    push_image(client, repo, "v1")
+    supervisor = faulty.process.pid
+    os.kill(supervisor, signal.SIGSTOP)  # hold the restart
+    try:
+        old = faulty.kill_child("shard-0")
+        time.sleep(0.5)
+        r = client.get(f"/v2/{repo}/manifests/v1")
+        assert r.status_code == 503 and r.headers["Retry-After"]
+        assert "not connected" in r.json()["errors"][0]["message"] or "connection lost" in r.text
+    finally:
+        os.kill(supervisor, signal.SIGCONT)
+    faulty.wait_restarted("shard-0", old)
+    assert client.get(f"/v2/{repo}/manifests/v1").status_code == 200
