@@ -30,6 +30,8 @@ log = logging.getLogger("shardreg.shard")
 Result = tuple[Any, list[Any]]
 #: A PATCH whose gateway went silent this long no longer blocks its upload.
 STALE_PATCH_SECONDS = 120.0
+#: At most this many queued chunk messages (about 1 MiB each) are written in one thread job.
+WRITE_BATCH = 8
 #: How long a new PATCH waits for the upload's previous one to end before it is refused.
 BUSY_WAIT = 3.0
 
@@ -399,20 +401,24 @@ class ShardService:
             session.writer = asyncio.get_running_loop().create_task(self._write_loop(session))
 
     async def _write_loop(self, session: UploadSession) -> None:
+        """Write queued chunks in order; whatever has queued up meanwhile goes in one thread job."""
         while not session.queue.empty():
-            frames, reply = session.queue.get_nowait()
+            batch = []
+            while not session.queue.empty() and len(batch) < WRITE_BATCH:
+                batch.append(session.queue.get_nowait())
             try:
                 if session.failed is not None:
                     raise session.failed
-                buffers = [f.buffer if hasattr(f, "buffer") else f for f in frames]
+                buffers = [f.buffer if hasattr(f, "buffer") else f for frames, _ in batch for f in frames]
                 offset = await self._io(session.file.write, buffers)
-                reply(({"offset": offset}, []))
+                outcome: Any = ({"offset": offset}, [])
             except Exception as exc:  # disk full, I/O error: fail this PATCH, keep the data safe
                 if session.failed is None:
                     log.error("upload %s: write failed: %s", session.uuid, exc)
                     session.failed = exc
-                reply(RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, "write failed on the shard"))
-            finally:
+                outcome = RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, "write failed on the shard")
+            for _, reply in batch:
+                reply(outcome)
                 session.queue.task_done()
 
     async def _drain(self, session: UploadSession) -> None:
