@@ -11,7 +11,9 @@ finds out who is calling (:meth:`authenticate`), then whether they may take ``ac
 * 429 ``TOOMANYREQUESTS`` when a client failed to log in too often, or exceeds ``http.ratelimit``.
 
 Credentials, in the order they are looked at: ``Authorization: Basic`` (htpasswd password, or a
-``zak_`` API key as password), ``Authorization: Bearer`` (a JWT), the ``session`` cookie.
+``zak_`` API key as password), ``Authorization: Bearer`` (a JWT), the ``session`` cookie, and
+last — with ``http.tls.cacert`` — the verified client certificate of the TLS connection
+(:mod:`gateway.tls_identity`, named by :mod:`gateway.authn.mtls`).
 ``headers`` may be Quart's case-insensitive ``Headers`` or a plain dict with lower-case keys.
 With no ``http.auth`` configured every caller is anonymous and allowed, as in zot.
 
@@ -38,10 +40,12 @@ from gateway.authn.apikeys import PREFIX as APIKEY_PREFIX
 from gateway.authn.apikeys import ApiKeys
 from gateway.authn.bearer import TokenError, TokenIssuer, TokenVerifier, parse_scope
 from gateway.authn.htpasswd import HtpasswdFile
+from gateway.authn.mtls import certificate_identity
 from gateway.authn.policy import ALL_ACTIONS, NONE, PolicyEngine, glob_match
 from gateway.authn.ratelimit import FailedLogins, RequestRate
 from gateway.authn.sessions import Sessions, cookie_value
 from gateway.authn.settings import AuthSettings, auth_settings
+from gateway.tls_identity import client_certificate
 
 log = logging.getLogger("shardreg.auth")
 
@@ -55,7 +59,7 @@ _SCOPE_ACTIONS = {"read": "pull", "create": "pull,push", "update": "pull,push", 
 class Identity:
     name: str | None = None
     groups: frozenset[str] = field(default_factory=frozenset)
-    #: How the caller proved who they are: anonymous, htpasswd, apikey, session, bearer.
+    #: How the caller proved who they are: anonymous, htpasswd, apikey, session, bearer, mtls.
     via: str = "anonymous"
     #: Repositories (names or globs) an API key is limited to; None = no limit.
     scopes: tuple[str, ...] | None = None
@@ -168,7 +172,19 @@ class AccessControl:
             if user is None:
                 raise self.unauthorized(headers, repo, action, "session expired or invalid")
             return Identity(name=user, groups=self.policy.groups_of(user), via="session")
-        return ANONYMOUS
+        return self._certificate_identity()
+
+    def _certificate_identity(self) -> Identity:
+        """The verified client certificate's identity (mTLS), else anonymous."""
+        mtls = self.settings.mtls
+        cert = client_certificate() if mtls is not None else None
+        if cert is None or mtls is None:
+            return ANONYMOUS
+        name = certificate_identity(cert, mtls)
+        if not name:
+            log.debug("client certificate without a usable identity: anonymous")
+            return ANONYMOUS
+        return Identity(name=name, groups=self.policy.groups_of(name), via="mtls")
 
     async def check_password(self, user: str, password: str, *, allow_keys: bool = True) -> Identity | None:
         """Verify Basic credentials (htpasswd password or API key); None when wrong."""

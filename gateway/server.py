@@ -76,10 +76,14 @@ def _worker(config: HypercornConfig, shutdown_event: Event, sockets: Sockets) ->
     """One worker process: dies with the gateway parent, stops when ``shutdown_event`` is set."""
     from hypercorn.asyncio.run import asyncio_worker
 
+    from gateway import tls_identity
+
     try:  # a worker must not outlive its parent (it would keep the port): SIGTERM if the parent dies
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
     except OSError:
         pass
+    if config.ssl_enabled:
+        tls_identity.install()  # client certificates → scope["extensions"]["tls"] (mTLS identities)
     asyncio_worker(config, sockets, shutdown_event)
 
 

@@ -2,7 +2,7 @@
 
 ``Config`` keeps these sections as raw JSON (so ``Config.to_json()`` round-trips them for the
 gateway workers); :func:`auth_settings` validates them once per worker into frozen dataclasses.
-Keys zot knows that shardreg does not implement (ldap, openid, mtls, ...) are reported in
+Keys zot knows that shardreg does not implement (ldap, openid, ...) are reported in
 ``AuthSettings.warnings``.
 
 ``http.auth`` keys::
@@ -19,19 +19,27 @@ Keys zot knows that shardreg does not implement (ldap, openid, mtls, ...) are re
     sessionSecret          alternative: a secret string from which the session key is derived
     sessionTimeout         session lifetime (default 12h)
     secureSession          mark the session cookie ``Secure`` (default: true when TLS is on)
+    mtls                   client-certificate identities (with ``http.tls.cacert``; see ``authn.mtls``):
+                           identityAttributes (default ["CommonName"]), uriSanPattern,
+                           uriSanIndex, dnsSanIndex, emailSanIndex
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from common.config import Config, ConfigError, parse_duration
 
 ACTIONS = ("read", "create", "update", "delete")
-_ZOT_AUTH_IGNORED = {"ldap", "openid", "mtls", "sessionDriver", "sessionHashKey", "sessionEncryptKey"}
+_ZOT_AUTH_IGNORED = {"ldap", "openid", "sessionDriver", "sessionHashKey", "sessionEncryptKey"}
 _KNOWN_AUTH = {"htpasswd", "bearer", "apikey", "failDelay", "failLimit", "sessionKeysFile", "sessionSecret",
-               "sessionTimeout", "secureSession"}
+               "sessionTimeout", "secureSession", "mtls"}
+#: zot's ``mtls.identityAttributes`` names (case-insensitive) → the attribute they read.
+MTLS_ATTRIBUTES = {"commonname": "cn", "cn": "cn", "subject": "dn", "dn": "dn", "email": "email",
+                   "rfc822name": "email", "uri": "uri", "url": "uri", "dnsname": "dns", "dns": "dns"}
+_MTLS_KEYS = {"identityAttributes", "uriSanPattern", "uriSanIndex", "dnsSanIndex", "emailSanIndex"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,18 @@ class BearerSettings:
     @property
     def builtin(self) -> bool:
         return self.key is not None
+
+
+@dataclass(frozen=True)
+class MtlsSettings:
+    """Client-certificate identities: on when ``http.tls.cacert`` is set."""
+
+    #: Tried in order, the first that yields a name wins: cn, dn, email, uri, dns.
+    attributes: tuple[str, ...] = ("cn",)
+    uri_pattern: re.Pattern[str] | None = None
+    uri_index: int = 0
+    dns_index: int = 0
+    email_index: int = 0
 
 
 @dataclass(frozen=True)
@@ -93,12 +113,13 @@ class AuthSettings:
     secure_session: bool = False
     access: AccessSettings = AccessSettings()
     ratelimit: RateLimit = RateLimit()
+    mtls: MtlsSettings | None = None
     warnings: tuple[str, ...] = ()
 
     @property
     def enabled(self) -> bool:
         """Some way to authenticate is configured (otherwise every caller is anonymous)."""
-        return bool(self.htpasswd or self.bearer or self.apikey)
+        return bool(self.htpasswd or self.bearer or self.apikey or self.mtls)
 
 
 def _strings(value: Any, key: str) -> frozenset[str]:
@@ -174,6 +195,45 @@ def parse_ratelimit(data: dict[str, Any]) -> RateLimit:
                      methods=methods)
 
 
+def parse_mtls(config: Config, data: dict[str, Any], warnings: list[str]) -> MtlsSettings | None:
+    """``http.auth.mtls``; client certificates are identities only with ``http.tls.cacert``."""
+    m = _obj(data.get("mtls"), "http.auth.mtls")
+    for name in m:
+        if name not in _MTLS_KEYS:
+            warnings.append(f"http.auth.mtls.{name}: unknown option, ignored")
+    if config.http.tls is None or not config.http.tls.cacert:
+        if m:
+            warnings.append("http.auth.mtls: no effect without http.tls.cacert (client certificates)")
+        return None
+    names = m.get("identityAttributes") or ["CommonName"]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigError("http.auth.mtls.identityAttributes: expected a list of strings")
+    unknown = [n for n in names if n.lower() not in MTLS_ATTRIBUTES]
+    if unknown:
+        raise ConfigError(f"http.auth.mtls.identityAttributes: unknown {unknown} "
+                          "(use CommonName, Subject, Email, URI, DNSName)")
+    pattern = m.get("uriSanPattern")
+    if pattern is not None and not isinstance(pattern, str):
+        raise ConfigError("http.auth.mtls.uriSanPattern: expected a string")
+    compiled = None
+    if pattern:
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"http.auth.mtls.uriSanPattern: invalid regular expression ({exc})") from None
+        if compiled.groups < 1:
+            raise ConfigError("http.auth.mtls.uriSanPattern: needs a capture group (the identity)")
+    indexes = {}
+    for key in ("uriSanIndex", "dnsSanIndex", "emailSanIndex"):
+        value = m.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"http.auth.mtls.{key}: expected a non-negative integer")
+        indexes[key] = value
+    return MtlsSettings(attributes=tuple(dict.fromkeys(MTLS_ATTRIBUTES[n.lower()] for n in names)),
+                        uri_pattern=compiled, uri_index=indexes["uriSanIndex"],
+                        dns_index=indexes["dnsSanIndex"], email_index=indexes["emailSanIndex"])
+
+
 def auth_settings(config: Config) -> AuthSettings:
     """Validate the auth sections of ``config`` (raises :class:`ConfigError`)."""
     warnings: list[str] = []
@@ -220,5 +280,6 @@ def auth_settings(config: Config) -> AuthSettings:
         secure_session=secure if secure is not None else config.http.tls is not None,
         access=parse_access(_obj(config.http.access_control, "http.accessControl"), warnings),
         ratelimit=parse_ratelimit(_obj(config.http.ratelimit, "http.ratelimit")),
+        mtls=parse_mtls(config, data, warnings),
         warnings=tuple(warnings),
     )
