@@ -189,8 +189,8 @@ async def token() -> Response:
         scopes = [s for v in request.args.getlist("scope") for s in v.split(" ") if s]
         if request.headers.get("authorization"):
             identity = await access.login(request.headers, request.remote_addr)
-        else:
-            identity = Identity()
+        else:  # no credentials: the session or the TLS client certificate, else anonymous
+            identity = await access.authenticate(request.headers, request.remote_addr)
     if service and service != bearer.service:
         raise _bad("unknown service")
     granted = access.token_access(identity, scopes[:MAX_SCOPES])

@@ -251,3 +251,37 @@ def test_identity_attributes() -> None:
     assert certificate_identity(cert, MtlsSettings(attributes=("uri", "cn"), uri_pattern=other)) == "alice"
     assert certificate_identity(cert, MtlsSettings(attributes=("uri",), uri_pattern=other)) is None
     assert certificate_identity(cert, MtlsSettings(attributes=("dns",), dns_index=1)) is None
+
+
+def test_token_service_issues_tokens_to_certificate_users(pki: Path) -> None:
+    """With the built-in token service, a certificate user (no Authorization header) gets a token
+    carrying their own grants, and that token works on its own."""
+    import jwt
+
+    signing = ec.generate_private_key(ec.SECP256R1())
+    (pki / "token.pem").write_bytes(signing.private_bytes(serialization.Encoding.PEM,
+                                                          serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+    config = {"http": {"tls": {"cert": str(pki / "server.crt"), "key": str(pki / "server.key"),
+                               "cacert": str(pki / "ca.crt")},
+                       "auth": {"htpasswd": {"path": str(pki / "htpasswd")},
+                                "mtls": {"identityAttributes": ["CommonName"]},
+                                "bearer": {"service": "shardreg", "key": str(pki / "token.pem")}},
+                       "accessControl": ACCESS}}
+    with MTLSCluster(pki / "token-cluster", config=config, shards=1, workers=1) as cluster:
+        with client(cluster, pki, "alice") as c:
+            r = c.get("/auth/token", params={"service": "shardreg", "scope": "repository:team-a/app:pull,push"})
+            assert r.status_code == 200, r.text
+            token = r.json()["token"]
+            claims = jwt.decode(token, options={"verify_signature": False})
+            assert claims["sub"] == "alice"
+            assert {"type": "repository", "name": "team-a/app", "actions": ["pull", "push"]} in [
+                dict(a, actions=sorted(a["actions"])) for a in claims["access"]]
+        with client(cluster, pki) as anonymous:  # no certificate: the token alone is enough
+            bearer = {"Authorization": f"Bearer {token}"}
+            assert try_push(anonymous, "team-a/app", "tok", bearer) == 201
+            r = anonymous.get("/auth/token", params={"service": "shardreg",
+                                                     "scope": "repository:team-a/app:pull"})
+            assert r.status_code == 200
+            claims = jwt.decode(r.json()["token"], options={"verify_signature": False})
+            assert all(not a["actions"] for a in claims.get("access") or [])  # anonymous: nothing on team-a/**
