@@ -22,6 +22,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography import x509
@@ -54,6 +55,10 @@ class Verdict:
 
 
 # -- trust material -------------------------------------------------------------------------
+#: Tolerated clock difference between signer and registry.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
 def load_public_key(data: bytes) -> Any:
     """A cosign public key (PEM); raises ValueError when it is not one."""
     try:
@@ -155,6 +160,32 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
+def _rfc3339(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _valid_in_time(header: dict[str, Any], chain: list[x509.Certificate]) -> bool:
+    """notary.x509: every certificate was valid when the signature was made (its signingTime,
+    else now), and the signature's own expiry, if it has one, has not passed."""
+    now = datetime.now(UTC)
+    signed_at = _rfc3339(header.get("io.cncf.notary.signingTime")) or now
+    if signed_at > now + CLOCK_SKEW:
+        return False  # signed in the future: not believable
+    expiry = header.get("io.cncf.notary.expiry")
+    if expiry is not None:
+        expires = _rfc3339(expiry)
+        if expires is None or expires < now:
+            return False
+    return all(c.not_valid_before_utc - CLOCK_SKEW <= signed_at <= c.not_valid_after_utc + CLOCK_SKEW
+               for c in chain)
+
+
 def verify_notation(envelope: bytes, subject: str, truststore: list[x509.Certificate]) -> Verdict:
     """A notation JWS envelope signing ``subject``, checked against the trust store."""
     untrusted = Verdict("notation", False)
@@ -178,6 +209,8 @@ def verify_notation(envelope: bytes, subject: str, truststore: list[x509.Certifi
     for child, parent in zip(chain, chain[1:], strict=False):
         if not _issued_by(child, parent):
             return untrusted
+    if not _valid_in_time(header, chain):
+        return untrusted
     fingerprints = {c.fingerprint(hashes.SHA256()) for c in truststore}
     anchored = any(c.fingerprint(hashes.SHA256()) in fingerprints for c in chain) or any(
         _issued_by(chain[-1], anchor) for anchor in truststore)

@@ -85,12 +85,17 @@ def _b64url(data: bytes) -> str:
 
 
 def notation_envelope(leaf_key: rsa.RSAPrivateKey, chain: list[x509.Certificate], target: dict,
-                      tamper: bool = False) -> bytes:
+                      tamper: bool = False, signed_at: datetime.datetime | None = None,
+                      expiry: datetime.datetime | None = None) -> bytes:
     """A JWS JSON envelope as notation writes it (application/jose+json)."""
+    stamp = (signed_at or datetime.datetime.now(datetime.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     protected = {"alg": "PS256", "crit": ["io.cncf.notary.signingScheme"],
                  "cty": "application/vnd.cncf.notary.payload.v1+json",
                  "io.cncf.notary.signingScheme": "notary.x509",
-                 "io.cncf.notary.signingTime": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+                 "io.cncf.notary.signingTime": stamp}
+    if expiry is not None:
+        protected["crit"].append("io.cncf.notary.expiry")
+        protected["io.cncf.notary.expiry"] = expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
     payload = {"targetArtifact": target}
     p64 = _b64url(json.dumps(protected, separators=(",", ":")).encode())
     l64 = _b64url(json.dumps(payload, separators=(",", ":")).encode())
