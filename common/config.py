@@ -168,7 +168,7 @@ class Config:
 
 # zot keys that exist but that shardreg does not implement: accepted with a warning.
 _ZOT_IGNORED = {
-    "storage": {"dedupe", "remoteCache", "storageDriver", "cacheDriver", "subPaths", "retention", "fastRestart",
+    "storage": {"remoteCache", "storageDriver", "cacheDriver", "subPaths", "retention", "fastRestart",
                 "redirectBlobURL", "maxRepos", "gcTimeWindow"},
     "http": {"compat", "allowOrigin", "readTimeout", "writeTimeout"},
     "log": set(),
@@ -243,6 +243,8 @@ def parse_config(data: dict[str, Any]) -> Config:
         allow_delete=st.get("allowDelete", bool, True),
         upload_expiry=st.duration("uploadExpiry", 24 * 3600.0),
     )
+    if st.get("dedupe", bool, True) is False:
+        warnings.append("storage.dedupe: shardreg always stores one file per digest on a shard; false is ignored")
     st.finish()
 
     h = top.section("http", _ZOT_IGNORED["http"])

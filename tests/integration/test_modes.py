@@ -18,7 +18,7 @@ from tests.oci import digest, push_blob, push_image
 @pytest.fixture(scope="module")
 def separate(tmp_path_factory):
     """Gateways that cannot see the shards' files: blobs stream over ZeroMQ; deletes disabled; 3 shards."""
-    config = {"cluster": {"sharedStorage": False}, "storage": {"allowDelete": False, "dedupe": True},
+    config = {"cluster": {"sharedStorage": False}, "storage": {"allowDelete": False, "dedupe": False},
               "http": {"compat": ["docker2s2"]}, "surprise": 1}
     with Cluster(tmp_path_factory.mktemp("modes") / "data", shards=3, config=config) as c:
         yield c
@@ -63,7 +63,7 @@ def test_deletes_disabled(separate):
 def test_unknown_and_unsupported_keys_are_named_in_warnings(separate):
     logs = separate.logs()
     assert "surprise: unknown option, ignored" in logs
-    assert "storage.dedupe: zot option not supported by shardreg, ignored" in logs
+    assert "storage.dedupe: shardreg always stores one file per digest" in logs
     assert "http.compat: zot option not supported" in logs
 
 

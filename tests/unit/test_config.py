@@ -20,8 +20,7 @@ def test_zot_config_is_accepted_with_warnings_for_what_is_ignored():
            "log": {"level": "debug"}, "extensions": {"search": {"enable": True}}, "scheduler": {"numWorkers": 3}}
     c = parse_config(zot)
     assert c.http.port == 5000 and c.log.level == "debug" and c.extensions == {"search": {"enable": True}}
-    assert set(c.warnings) == {"storage.dedupe: zot option not supported by shardreg, ignored",
-                               "http.compat: zot option not supported by shardreg, ignored",
+    assert set(c.warnings) == {"http.compat: zot option not supported by shardreg, ignored",
                                "scheduler: zot option not supported by shardreg, ignored"}
 
 
