@@ -14,7 +14,6 @@ import ipaddress
 import json
 import re
 import ssl
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,44 +91,25 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-class MTLSCluster(Cluster):
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.url = f"https://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process and self.process.poll() is not None:
-                raise RuntimeError(self.logs())
-            try:
-                if httpx.get(f"{self.url}/readyz", verify=False, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(self.logs())
-
-
 @pytest.fixture(scope="module")
-def cluster(pki: Path) -> Iterator[MTLSCluster]:
+def cluster(pki: Path) -> Iterator[Cluster]:
     config = {"http": {"tls": {"cert": str(pki / "server.crt"), "key": str(pki / "server.key"),
                                "cacert": str(pki / "ca.crt")},
                        "auth": {"htpasswd": {"path": str(pki / "htpasswd")},
                                 "mtls": {"identityAttributes": ["CommonName"]}},
                        "accessControl": ACCESS}}
-    with MTLSCluster(pki / "cluster", config=config, shards=1, workers=2) as c:
+    with Cluster(pki / "cluster", config=config, shards=1, workers=2) as c:
         yield c
 
 
-def client(cluster: MTLSCluster, pki: Path, cert: str | None = None) -> httpx.Client:
+def client(cluster: Cluster, pki: Path, cert: str | None = None) -> httpx.Client:
     ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
     if cert:
         ctx.load_cert_chain(str(pki / f"{cert}.crt"), str(pki / f"{cert}.key"))
     return httpx.Client(base_url=cluster.url, verify=ctx, timeout=30)
 
 
-def test_certificate_user_is_subject_to_the_policy(cluster: MTLSCluster, pki: Path) -> None:
+def test_certificate_user_is_subject_to_the_policy(cluster: Cluster, pki: Path) -> None:
     with client(cluster, pki, "alice") as c:
         assert c.get("/v2/").status_code == 200
         assert try_push(c, "team-a/app", "v1", {}) == 201
@@ -144,7 +124,7 @@ def test_certificate_user_is_subject_to_the_policy(cluster: MTLSCluster, pki: Pa
         assert c.post("/zot/auth/apikey", json={"label": "x"}).status_code in (403, 404)
 
 
-def test_no_certificate_is_anonymous(cluster: MTLSCluster, pki: Path) -> None:
+def test_no_certificate_is_anonymous(cluster: Cluster, pki: Path) -> None:
     with client(cluster, pki) as c:
         r = c.get("/v2/")
         assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic")
@@ -155,7 +135,7 @@ def test_no_certificate_is_anonymous(cluster: MTLSCluster, pki: Path) -> None:
 
 
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
-def test_certificate_not_signed_by_cacert_fails_the_handshake(cluster: MTLSCluster, pki: Path,
+def test_certificate_not_signed_by_cacert_fails_the_handshake(cluster: Cluster, pki: Path,
                                                               version: ssl.TLSVersion) -> None:
     def get(cert: str) -> httpx.Response:
         ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
@@ -172,7 +152,7 @@ def test_certificate_not_signed_by_cacert_fails_the_handshake(cluster: MTLSClust
         get("forged")
 
 
-def test_credentials_in_headers_take_precedence(cluster: MTLSCluster, pki: Path) -> None:
+def test_credentials_in_headers_take_precedence(cluster: Cluster, pki: Path) -> None:
     with client(cluster, pki, "alice") as c:
         # bob (no policy on team-a/**) authenticates with Basic over alice's certificate: bob decides
         assert try_push(c, "team-a/app", "bob", basic("bob")) == 403
@@ -183,7 +163,7 @@ def test_credentials_in_headers_take_precedence(cluster: MTLSCluster, pki: Path)
         assert c.get("/v2/team-a/app/tags/list").status_code == 200
 
 
-def test_mtls_config_is_known(cluster: MTLSCluster) -> None:
+def test_mtls_config_is_known(cluster: Cluster) -> None:
     logs = cluster.log_path.read_text(errors="replace")
     assert "http.auth.mtls" not in logs and "unknown option" not in logs, logs[-2000:]
 
@@ -268,7 +248,7 @@ def test_token_service_issues_tokens_to_certificate_users(pki: Path) -> None:
                                 "mtls": {"identityAttributes": ["CommonName"]},
                                 "bearer": {"service": "shardreg", "key": str(pki / "token.pem")}},
                        "accessControl": ACCESS}}
-    with MTLSCluster(pki / "token-cluster", config=config, shards=1, workers=1) as cluster:
+    with Cluster(pki / "token-cluster", config=config, shards=1, workers=1) as cluster:
         with client(cluster, pki, "alice") as c:
             r = c.get("/auth/token", params={"service": "shardreg", "scope": "repository:team-a/app:pull,push"})
             assert r.status_code == 200, r.text

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ssl
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,35 +13,16 @@ from tests.auth.conftest import basic, remember, write_rsa_cert
 from tests.cluster import Cluster
 
 
-class TLSCluster(Cluster):
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.url = f"https://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process and self.process.poll() is not None:
-                raise RuntimeError(self.logs())
-            try:
-                if httpx.get(f"{self.url}/readyz", verify=False, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(self.logs())
-
-
 @pytest.fixture(scope="module")
-def tls_cluster(auth_dir: Path) -> Iterator[TLSCluster]:
+def tls_cluster(auth_dir: Path) -> Iterator[Cluster]:
     write_rsa_cert(auth_dir / "server.key", auth_dir / "server.crt", "localhost")
     config = {"http": {"tls": {"cert": str(auth_dir / "server.crt"), "key": str(auth_dir / "server.key")},
                        "auth": {"htpasswd": {"path": str(auth_dir / "htpasswd")}}}}
-    with TLSCluster(auth_dir / "tls", config=config, shards=1, workers=1) as c:
+    with Cluster(auth_dir / "tls", config=config, shards=1, workers=1) as c:
         yield c
 
 
-def test_tls_basic_auth_and_secure_cookie(tls_cluster: TLSCluster, auth_dir: Path) -> None:
+def test_tls_basic_auth_and_secure_cookie(tls_cluster: Cluster, auth_dir: Path) -> None:
     with httpx.Client(base_url=tls_cluster.url, verify=ssl.create_default_context(cafile=str(auth_dir / "server.crt"))) as c:
         assert c.get("/v2/").status_code == 401
         assert c.get("/v2/", headers=basic("alice")).status_code == 200

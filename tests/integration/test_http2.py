@@ -6,7 +6,6 @@ import datetime
 import ipaddress
 import os
 import ssl
-import time
 
 import httpx
 import pytest
@@ -35,31 +34,12 @@ def _self_signed(directory):
     return directory / "tls.crt", directory / "tls.key"
 
 
-class TLSCluster(Cluster):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.url = f"https://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process and self.process.poll() is not None:
-                raise RuntimeError(self.logs())
-            try:
-                if httpx.get(f"{self.url}/readyz", verify=False, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(self.logs())
-
-
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory):
     directory = tmp_path_factory.mktemp("h2")
     cert, key = _self_signed(directory)
     config = {"http": {"tls": {"cert": str(cert), "key": str(key)}}}
-    with TLSCluster(directory / "data", config=config) as c:
+    with Cluster(directory / "data", config=config) as c:
         yield c, cert
 
 
