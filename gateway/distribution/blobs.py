@@ -14,10 +14,9 @@ from pathlib import Path
 
 from quart import Blueprint, Response, request
 
-from common.errors import ErrorCode, RegistryError
 from common.protocol import FRAME_SIZE, Op
 from common.rules import Header, MediaType, parse_digest, validate_name
-from gateway.distribution.common import authorize, state
+from gateway.distribution.common import authorize, delete_in_repo, state
 from gateway.http import parse_range
 from gateway.shard_client import ShardClient
 
@@ -79,8 +78,4 @@ async def get_blob(name: str, digest: str) -> Response:
 async def delete_blob(name: str, digest: str) -> Response:
     validate_name(name)
     parse_digest(digest)
-    await authorize(name, "delete")
-    if not state().config.storage.allow_delete:
-        raise RegistryError(ErrorCode.UNSUPPORTED, "deletes are disabled on this registry", status=405)
-    await state().client.call_repo(name, Op.BLOB_DELETE, {"digest": digest})
-    return Response(b"", status=202)
+    return await delete_in_repo(name, Op.BLOB_DELETE, {"digest": digest})

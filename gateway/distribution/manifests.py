@@ -18,7 +18,7 @@ from common.rules import (
     validate_name,
     validate_tag,
 )
-from gateway.distribution.common import authorize, state
+from gateway.distribution.common import authorize, delete_in_repo, state
 from gateway.http import read_body
 
 blueprint = Blueprint("manifests", __name__)
@@ -101,8 +101,4 @@ async def put_manifest(name: str, reference: str) -> Response:
 async def delete_manifest(name: str, reference: str) -> Response:
     validate_name(name)
     parse_reference(reference)
-    await authorize(name, "delete")
-    if not state().config.storage.allow_delete:
-        raise RegistryError(ErrorCode.UNSUPPORTED, "deletes are disabled on this registry", status=405)
-    await state().client.call_repo(name, Op.MANIFEST_DELETE, {"reference": reference})
-    return Response(b"", status=202)
+    return await delete_in_repo(name, Op.MANIFEST_DELETE, {"reference": reference})
