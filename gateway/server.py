@@ -32,6 +32,8 @@ log = logging.getLogger("shardreg.gateway")
 
 #: Seconds a stopping gateway keeps serving requests already in flight.
 GRACEFUL_TIMEOUT = 30
+#: Pending connections the kernel may queue for the gateway (capped by net.core.somaxconn).
+LISTEN_BACKLOG = 2048
 #: A worker that dies this soon after starting counts as a failed start; too many in a row end the gateway.
 QUICK_DEATH = 5.0
 MAX_QUICK_DEATHS = 5
@@ -45,6 +47,7 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     hc.application_path = "gateway.app:create_app()"
     hc.graceful_timeout = GRACEFUL_TIMEOUT
     hc.keep_alive_timeout = 75
+    hc.backlog = LISTEN_BACKLOG  # CI fleets open connections in bursts
     hc.read_timeout = None
     hc.accesslog = None
     hc.errorlog = "-"
