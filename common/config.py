@@ -21,6 +21,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import xxhash
+
+#: Longest filesystem path usable for a Unix socket (sun_path is 108 bytes with the NUL).
+MAX_IPC_PATH = 100
+
 
 class ConfigError(ValueError):
     """The configuration cannot be used; the message says which key and why."""
@@ -120,7 +125,10 @@ class Config:
     def shard_endpoint(self, index: int) -> str:
         if self.cluster.endpoints:
             return self.cluster.endpoints[index]
-        return f"ipc://{self.storage.root_directory.resolve()}/shard-{index}.sock"
+        path = f"{self.storage.root_directory.resolve()}/shard-{index}.sock"
+        if len(path) > MAX_IPC_PATH:  # a Unix socket path is limited to 107 bytes: use the abstract namespace
+            return f"ipc://@shardreg-{xxhash.xxh64_hexdigest(path.encode())}"
+        return f"ipc://{path}"
 
     def shard_bind(self, index: int) -> str:
         endpoint = self.shard_endpoint(index)

@@ -112,7 +112,7 @@ class ShardServer:
 
     async def serve(self) -> None:
         endpoint = self.config.shard_bind(self.index)
-        if endpoint.startswith("ipc://"):
+        if endpoint.startswith("ipc://") and not endpoint.startswith("ipc://@"):
             path = endpoint[len("ipc://"):]
             os.makedirs(os.path.dirname(path), exist_ok=True)
             if os.path.exists(path):

@@ -110,3 +110,11 @@ def test_garbage_collection_runs_on_its_interval(tmp_path):
         for layer in layers:
             assert client.head(f"/v2/gc/app/blobs/{layer}").status_code == 200
         assert client.get("/v2/gc/app/manifests/v1").content == body
+
+
+def test_deep_data_directory(tmp_path):
+    deep = tmp_path / ("d" * 60) / ("e" * 60) / "data"
+    deep.parent.mkdir(parents=True)
+    with Cluster(deep) as c, httpx.Client(base_url=c.url, timeout=30) as client:
+        push_image(client, "deep/app", "v1")
+        assert client.get("/v2/deep/app/tags/list").json()["tags"] == ["v1"]

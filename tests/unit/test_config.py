@@ -64,3 +64,11 @@ def test_load_errors(tmp_path: Path):
     (tmp_path / "bad.json").write_text("[1]")
     with pytest.raises(ConfigError, match="object"):
         load_config(tmp_path / "bad.json")
+
+
+def test_long_data_paths_use_abstract_sockets():
+    short = parse_config({"storage": {"rootDirectory": "/tmp/d"}})
+    assert short.shard_endpoint(0) == "ipc:///tmp/d/shard-0.sock"
+    deep = parse_config({"storage": {"rootDirectory": "/tmp/" + "x" * 120}})
+    endpoint = deep.shard_endpoint(1)
+    assert endpoint.startswith("ipc://@shardreg-") and endpoint != deep.shard_endpoint(0)
