@@ -109,3 +109,14 @@ def test_oras_artifact_and_referrer(cluster, tmp_path, monkeypatch):
     out = tmp_path / "pulled"
     files = client.pull(target=f"{host}/clients/oras:v1", outdir=str(out))
     assert Path(files[0]).read_bytes() == Path("artifact.txt").read_bytes()
+
+
+def test_oras_chunked_upload(cluster, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    host = cluster.url.removeprefix("http://")
+    client = oras.client.OrasClient(hostname=host, insecure=True)
+    payload = os.urandom(300_000)
+    Path("big.bin").write_bytes(payload)
+    client.push(files=["big.bin"], target=f"{host}/clients/oras-chunked:v1", do_chunked=True, chunk_size=65_536)
+    files = client.pull(target=f"{host}/clients/oras-chunked:v1", outdir=str(tmp_path / "out"))
+    assert Path(files[0]).read_bytes() == payload
