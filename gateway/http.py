@@ -10,7 +10,9 @@ from common.errors import ErrorCode, RegistryError
 from common.rules import Header
 
 JSON_TYPE = "application/json"
-_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
+_RANGE_PART_RE = re.compile(r"(\d*)-(\d*)")
+#: More parts than this in one Range header and the header is ignored (the whole blob is sent).
+MAX_RANGES = 64
 _CONTENT_RANGE_RE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?")
 
 
@@ -24,28 +26,44 @@ def error_headers(exc: RegistryError) -> dict[str, str]:
     return headers
 
 
-def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
-    """A blob GET ``Range`` → (start, end exclusive); None = serve it all; raises 416 if unsatisfiable."""
-    if not value:
+def parse_ranges(value: str | None, size: int) -> list[tuple[int, int]] | None:
+    """A blob GET ``Range`` → [(start, end exclusive), ...]; None = serve it all.
+
+    Unsatisfiable parts are dropped; if none is left: 416 with ``Content-Range: bytes */size``.
+    Malformed or foreign headers (and more than MAX_RANGES parts) are ignored, as RFC 9110 allows.
+    """
+    if not value or not value.strip().startswith("bytes="):
         return None
-    match = _RANGE_RE.fullmatch(value.strip())
-    if not match:
-        return None  # multiple or foreign ranges: RFC 9110 lets us ignore them and send 200
-    first, last = match.groups()
-    unsatisfiable = RegistryError(ErrorCode.RANGE_INVALID, detail={"range": value[:100], "size": size},
-                                  headers={"Content-Range": f"bytes */{size}"})
-    if first == "" and last == "":
+    parts = value.strip()[len("bytes="):].split(",")
+    if len(parts) > MAX_RANGES:
         return None
-    if first == "":
-        suffix = int(last)
-        if suffix == 0 or size == 0:
-            raise unsatisfiable
-        return max(0, size - suffix), size
-    start = int(first)
-    end = int(last) + 1 if last else size
-    if start >= size or end <= start:
-        raise unsatisfiable
-    return start, min(end, size)
+    ranges: list[tuple[int, int]] = []
+    for part in parts:
+        match = _RANGE_PART_RE.fullmatch(part.strip())
+        if not match or match.groups() == ("", ""):
+            return None
+        first, last = match.groups()
+        if first == "":
+            suffix = int(last)
+            if suffix > 0 and size > 0:
+                ranges.append((max(0, size - suffix), size))
+            continue
+        start = int(first)
+        end = int(last) + 1 if last else size
+        if last and end <= start:
+            if len(parts) > 1:
+                return None  # an invalid part invalidates the header: serve it all
+            raise _unsatisfiable(value, size)
+        if start < size:
+            ranges.append((start, min(end, size)))
+    if not ranges:
+        raise _unsatisfiable(value, size)
+    return ranges
+
+
+def _unsatisfiable(value: str, size: int) -> RegistryError:
+    return RegistryError(ErrorCode.RANGE_INVALID, detail={"range": value[:100], "size": size},
+                         headers={"Content-Range": f"bytes */{size}"})
 
 
 def parse_content_range(value: str | None) -> tuple[int, int] | None:

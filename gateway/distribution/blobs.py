@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from quart import Blueprint, Response, request
 from common.protocol import FRAME_SIZE, Op
 from common.rules import Header, MediaType, parse_digest, validate_name
 from gateway.distribution.common import authorize, delete_in_repo, state
-from gateway.http import parse_range
+from gateway.http import parse_ranges
 from gateway.shard_client import ShardClient
 
 blueprint = Blueprint("blobs", __name__)
@@ -54,21 +55,39 @@ async def get_blob(name: str, digest: str) -> Response:
     shard = st.client.shard_of(name)
     info = (await st.client.call(shard, Op.BLOB_STAT, {"repo": name, "digest": digest})).result
     size = info["size"]
-    byte_range = parse_range(request.headers.get("Range"), size) if request.method == "GET" else None
-    start, end = byte_range or (0, size)
-    if request.method == "HEAD":
-        body: bytes | AsyncIterator[bytes] = b""
-    else:
-        path = st.blob_file(shard, info["path"])
+    ranges = parse_ranges(request.headers.get("Range"), size) if request.method == "GET" else None
+    path = st.blob_file(shard, info["path"])
+
+    def chunks(start: int, end: int) -> AsyncIterator[bytes]:
         if path is not None and path.exists():
-            body = _file_chunks(path, start, end)
-        else:
-            body = _shard_chunks(st.client, shard, digest, start, end)
-    response = Response(body, status=206 if byte_range else 200, content_type=MediaType.OCTET_STREAM)
-    response.headers[Header.CONTENT_DIGEST] = digest
-    response.headers["Accept-Ranges"] = "bytes"
-    response.headers["ETag"] = f'"{digest}"'
-    if byte_range:
+            return _file_chunks(path, start, end)
+        return _shard_chunks(st.client, shard, digest, start, end)
+
+    headers = {Header.CONTENT_DIGEST: digest, "Accept-Ranges": "bytes", "ETag": f'"{digest}"'}
+    if ranges is not None and len(ranges) > 1:
+        boundary = secrets.token_hex(16)
+        parts = [(f"--{boundary}\r\nContent-Type: {MediaType.OCTET_STREAM}\r\n"
+                  f"Content-Range: bytes {a}-{b - 1}/{size}\r\n\r\n").encode() for a, b in ranges]
+        closing = f"--{boundary}--\r\n".encode()
+        length = sum(len(p) + (b - a) + 2 for p, (a, b) in zip(parts, ranges, strict=True)) + len(closing)
+
+        async def multipart() -> AsyncIterator[bytes]:
+            for head, (a, b) in zip(parts, ranges, strict=True):
+                yield head
+                async for data in chunks(a, b):
+                    yield data
+                yield b"\r\n"
+            yield closing
+
+        response = Response(multipart(), status=206, content_type=f"multipart/byteranges; boundary={boundary}")
+        response.headers.update(headers)
+        response.headers["Content-Length"] = str(length)
+        return response
+    start, end = ranges[0] if ranges else (0, size)
+    body: bytes | AsyncIterator[bytes] = b"" if request.method == "HEAD" else chunks(start, end)
+    response = Response(body, status=206 if ranges else 200, content_type=MediaType.OCTET_STREAM)
+    response.headers.update(headers)
+    if ranges:
         response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     response.headers["Content-Length"] = str(end - start)
     return response

@@ -273,3 +273,22 @@ def test_large_blob_in_many_frames(client):
     assert client.put(r.headers["Location"], params={"digest": digest(data)}).status_code == 201
     r = client.get(f"/v2/blobs/large/blobs/{digest(data)}")
     assert r.content == data
+
+
+def test_multiple_ranges_answer_multipart_byteranges(client):
+    data = os.urandom(4096)
+    d = push_blob(client, "blobs/multirange", data)
+    r = client.get(f"/v2/blobs/multirange/blobs/{d}", headers={"Range": "bytes=0-9, 100-199, -5"})
+    assert r.status_code == 206
+    content_type = r.headers["Content-Type"]
+    assert content_type.startswith("multipart/byteranges; boundary=")
+    assert int(r.headers["Content-Length"]) == len(r.content)
+    boundary = content_type.split("boundary=")[1].encode()
+    parts = r.content.split(b"--" + boundary)
+    assert parts[-1] == b"--\r\n"
+    bodies = []
+    for part in parts[1:-1]:
+        head, _, body = part.partition(b"\r\n\r\n")
+        assert b"Content-Range: bytes " in head
+        bodies.append(body.removesuffix(b"\r\n"))
+    assert bodies == [data[0:10], data[100:200], data[-5:]]

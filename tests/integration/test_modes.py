@@ -32,6 +32,9 @@ def test_pull_over_zeromq(separate):
         assert r.status_code == 200 and r.content == data
         r = client.get(f"/v2/modes/zmq/blobs/{d}", headers={"Range": "bytes=1048570-3145740"})
         assert r.status_code == 206 and r.content == data[1048570:3145741]
+        r = client.get(f"/v2/modes/zmq/blobs/{d}", headers={"Range": "bytes=0-3, 2097150-2097153"})
+        assert r.status_code == 206 and r.headers["Content-Type"].startswith("multipart/byteranges")
+        assert data[:4] in r.content and data[2097150:2097154] in r.content
 
 
 def test_cross_shard_mount_over_zeromq(separate):

@@ -1,20 +1,24 @@
 import pytest
 
 from common.errors import RegistryError
-from gateway.http import parse_content_range, parse_range, upload_range
+from gateway.http import parse_content_range, parse_ranges, upload_range
 
 
 def test_ranges():
-    assert parse_range(None, 10) is None
-    assert parse_range("bytes=2-4", 10) == (2, 5)
-    assert parse_range("bytes=2-", 10) == (2, 10)
-    assert parse_range("bytes=-3", 10) == (7, 10)
-    assert parse_range("bytes=-30", 10) == (0, 10)
-    assert parse_range("bytes=5-100", 10) == (5, 10)
-    assert parse_range("bytes=0-1,4-5", 10) is None
-    for bad in ("bytes=5-2", "bytes=10-", "bytes=-0", "bytes=11-20"):
+    assert parse_ranges(None, 10) is None
+    assert parse_ranges("bytes=2-4", 10) == [(2, 5)]
+    assert parse_ranges("bytes=2-", 10) == [(2, 10)]
+    assert parse_ranges("bytes=-3", 10) == [(7, 10)]
+    assert parse_ranges("bytes=-30", 10) == [(0, 10)]
+    assert parse_ranges("bytes=5-100", 10) == [(5, 10)]
+    assert parse_ranges("bytes=0-1, 4-5", 10) == [(0, 2), (4, 6)]
+    assert parse_ranges("bytes=0-1,20-30", 10) == [(0, 2)]  # the unsatisfiable part is dropped
+    assert parse_ranges("bytes=0-1,5-2", 10) is None  # an invalid part: ignore the header
+    assert parse_ranges("items=0-1", 10) is None
+    assert parse_ranges("bytes=" + ",".join(["0-1"] * 65), 10) is None
+    for bad in ("bytes=5-2", "bytes=10-", "bytes=-0", "bytes=11-20", "bytes=11-20,30-"):
         with pytest.raises(RegistryError) as info:
-            parse_range(bad, 10)
+            parse_ranges(bad, 10)
         assert info.value.status == 416 and info.value.headers["Content-Range"] == "bytes */10"
 
 
