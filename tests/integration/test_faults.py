@@ -212,7 +212,10 @@ def test_requests_in_flight_to_a_crashed_shard_fail_at_once(faulty):
     thread.join(30)
     r = result["r"]
     assert r.status_code == 503 and r.headers["Retry-After"]
-    assert "connection lost" in r.json()["errors"][0]["message"]
+    message = r.json()["errors"][0]["message"]
+    # "connection lost" when the request was in flight at the kill; "not connected" if a loaded
+    # machine sent it only after: either way at once, never after the request timeout
+    assert "connection lost" in message or "not connected" in message, message
     faulty.wait_restarted("shard-1", pid)
     assert client.get(f"/v2/{repo}/manifests/v1").status_code == 200
 
