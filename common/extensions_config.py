@@ -21,7 +21,7 @@ notation}``
 =====================================  ==========================================================
 
 ``metrics`` belongs to another module and is accepted silently. zot extensions shardreg does
-not implement (``sync``, ``scrub``, ``lint``, ``events``, ``apikey``) give a warning.
+not implement (``sync``, ``lint``, ``events``, ``apikey``) give a warning.
 """
 
 from __future__ import annotations
@@ -29,12 +29,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.config import ConfigError
+from common.config import ConfigError, parse_duration
 
 #: Sections owned by other modules: accepted here without a word.
 _ELSEWHERE = {"metrics"}
 #: zot extensions that shardreg does not implement.
-_NOT_IMPLEMENTED = {"sync", "scrub", "lint", "events", "apikey", "mcp", "quota"}
+_NOT_IMPLEMENTED = {"sync", "lint", "events", "apikey", "mcp", "quota"}
+#: zot's minimum scrub interval.
+MIN_SCRUB_INTERVAL = 2 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,13 @@ class TrustExtension:
 
 
 @dataclass(frozen=True)
+class ScrubExtension:
+    enable: bool = False
+    #: Seconds between two passes over every blob of a shard.
+    interval: float = 24 * 3600.0
+
+
+@dataclass(frozen=True)
 class ExtensionsConfig:
     search: SearchExtension = field(default_factory=SearchExtension)
     ui: bool = False
@@ -59,6 +68,7 @@ class ExtensionsConfig:
     trust: TrustExtension = field(default_factory=TrustExtension)
     debug: bool = False
     profiling: bool = True
+    scrub: ScrubExtension = field(default_factory=ScrubExtension)
     warnings: tuple[str, ...] = ()
 
     # -- what is switched on (one place, so that discover cannot drift from the routes) --
@@ -156,7 +166,16 @@ def parse_extensions(raw: dict[str, Any] | None) -> ExtensionsConfig:
         profiling = _flag(p, "enable", "extensions.profiling", True)
         _unknown(p, {"enable"}, "extensions.profiling", warnings)
 
-    known = {"search", "ui", "mgmt", "trust", "debug", "profiling"} | _ELSEWHERE
+    scrub = ScrubExtension()
+    if (sc := _section(raw, "scrub")) is not None:
+        interval = parse_duration(sc.get("interval", "24h"), "extensions.scrub.interval")
+        if interval < MIN_SCRUB_INTERVAL:
+            warnings.append("extensions.scrub.interval: raised to the minimum of 2h")
+            interval = MIN_SCRUB_INTERVAL
+        scrub = ScrubExtension(enable=_flag(sc, "enable", "extensions.scrub", True), interval=interval)
+        _unknown(sc, {"enable", "interval"}, "extensions.scrub", warnings)
+
+    known = {"search", "ui", "mgmt", "trust", "debug", "profiling", "scrub"} | _ELSEWHERE
     for key in raw:
         if key in known:
             continue
@@ -165,4 +184,4 @@ def parse_extensions(raw: dict[str, Any] | None) -> ExtensionsConfig:
         else:
             warnings.append(f"extensions.{key}: unknown option, ignored")
     return ExtensionsConfig(search=search, ui=ui, mgmt=mgmt, trust=trust, debug=debug, profiling=profiling,
-                            warnings=tuple(warnings))
+                            scrub=scrub, warnings=tuple(warnings))

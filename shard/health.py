@@ -58,6 +58,8 @@ def metrics_text(server: ShardServer) -> bytes:
         ("shardreg_shard_blob_bytes", "Bytes of blob files", size),
         ("shardreg_shard_blob_count", "Number of blob files", count),
         ("shardreg_shard_uploads_in_progress", "Upload sessions in memory", len(server.service.sessions)),
+        ("shardreg_shard_damaged_objects", "Blobs and manifests the last scrub found damaged",
+         len(server.service.damaged)),
     ):
         Gauge(name, doc, ["shard"], registry=registry).labels(**labels).set(value)
     registry.register(_OpLatency(server))

@@ -1,4 +1,5 @@
-"""Periodic upkeep of a shard: garbage collection of blobs no manifest uses.
+"""Periodic upkeep of a shard: garbage collection of blobs no manifest uses, and scrubbing
+(re-hashing what is stored to find damage).
 
 A blob linked into a repository but referenced by none of its manifests (its image was
 deleted, or a push was abandoned before the manifest) is unlinked once it is older than
@@ -10,10 +11,14 @@ deleted only after that commit, under the digest's lock.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
+from common.rules import digest_algorithm, digest_of
+from shard.blobstore import READ_SIZE
 from shard.metastore import key, unpack
 from shard.service import ShardService
 
@@ -48,3 +53,45 @@ def _sweep(service: ShardService, txn: Any, repo: str, cutoff: float) -> tuple[l
               if k[len(prefix):].decode() not in referenced and unpack(v).get("at", 0) < cutoff]
     unused = [digest for digest in doomed if service.unlink(txn, repo, digest)]
     return doomed, unused
+
+
+def _blob_is_whole(path: Path, digest: str, size: int) -> bool:
+    """Re-hash one blob file (runs in a worker thread)."""
+    algorithm, expected = digest.split(":", 1)
+    hasher, seen = hashlib.new(algorithm), 0
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(READ_SIZE):
+                hasher.update(chunk)
+                seen += len(chunk)
+    except FileNotFoundError:
+        return False
+    return seen == size and hasher.hexdigest() == expected
+
+
+async def scrub(service: ShardService) -> list[str]:
+    """Check every blob file and stored manifest of the shard against its digest (zot's scrub).
+
+    Returns what is damaged (blob digests, and ``repo@digest`` for manifests) and logs each at
+    ERROR; ``service.damaged`` keeps the last report for ``status`` and the shard's metrics.
+    Blobs deleted while the pass runs are not reported.
+    """
+    meta = service.meta
+    blobs = meta.read(lambda txn: [(k.decode(), unpack(v)["size"]) for k, v in meta.scan(txn, "blobs", b"")])
+    damaged: list[str] = []
+    for digest, size in blobs:
+        if await service._io(_blob_is_whole, service.blobs.path(digest), digest, size):
+            continue
+        if meta.read(lambda txn, d=digest: txn.get(d.encode(), db=meta.db["blobs"])) is None:
+            continue  # deleted meanwhile
+        log.error("scrub: blob %s is missing or does not match its digest", digest)
+        damaged.append(digest)
+    manifests = meta.read(lambda txn: [(k.decode(), bytes(v)) for k, v in meta.scan(txn, "manifest_bytes", b"")])
+    for name, body in manifests:
+        repo, digest = name.split("\0", 1)
+        if digest_of(body, digest_algorithm(digest)) != digest:
+            log.error("scrub: manifest %s@%s does not match its digest", repo, digest)
+            damaged.append(f"{repo}@{digest}")
+    service.damaged = damaged
+    log.info("scrub: %d blobs and %d manifests checked, %d damaged", len(blobs), len(manifests), len(damaged))
+    return damaged

@@ -20,9 +20,10 @@ import zmq.asyncio
 
 from common.config import Config
 from common.errors import ErrorCode, RegistryError
+from common.extensions_config import parse_extensions
 from common.protocol import ERR, OK, Op, pack, unpack
 from shard import search_meta
-from shard.maintenance import collect_garbage
+from shard.maintenance import collect_garbage, scrub
 from shard.service import ShardService
 from shard.userdata import UserData
 
@@ -120,6 +121,9 @@ class ShardServer:
         self.sock.bind(endpoint)
         log.info("shard %d serving on %s (data %s)", self.index, endpoint, self.config.shard_dir(self.index))
         self.maintenance = asyncio.get_running_loop().create_task(self._maintenance())
+        scrubbing = parse_extensions(self.config.extensions).scrub
+        if scrubbing.enable:
+            self.scrubber = asyncio.get_running_loop().create_task(self._scrub_every(scrubbing.interval))
         if self.config.cluster.shard_metrics_port:
             from shard.health import serve_health
 
@@ -155,6 +159,14 @@ class ShardServer:
             except Exception:
                 log.exception("maintenance failed")
 
+    async def _scrub_every(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await scrub(self.service)
+            except Exception:
+                log.exception("scrub failed")
+
     def close(self) -> None:
         self.sock.close(0)
         self.ctx.term()
@@ -177,8 +189,9 @@ def run_shard(config: Config, index: int) -> None:
             server.close()
             raise serve.exception()  # type: ignore[misc]
         serve.cancel()
-        if getattr(server, "maintenance", None):
-            server.maintenance.cancel()
+        for background in (getattr(server, "maintenance", None), getattr(server, "scrubber", None)):
+            if background is not None:
+                background.cancel()
         # let in-flight writes finish so that nothing acknowledged is lost
         pending = [t for t in server.tasks if not t.done()]
         if pending:

@@ -72,6 +72,8 @@ class ShardService:
         self.sessions: dict[str, UploadSession] = {}
         self.digest_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.upload_expiry = upload_expiry
+        #: What the last scrub found damaged (shard.maintenance.scrub).
+        self.damaged: list[str] = []
         self._remove_orphan_uploads()
 
     def close(self) -> None:
@@ -99,7 +101,7 @@ class ShardService:
     async def op_status(self, args: dict, frames: list) -> Result:
         count, size = await self._io(self.blobs.usage)
         return {"shard": self.index, "lmdb_bytes": self.meta.size_bytes(), "blob_count": count,
-                "blob_bytes": size, "uploads": len(self.sessions)}, []
+                "blob_bytes": size, "uploads": len(self.sessions), "damaged": self.damaged}, []
 
     async def op_catalog(self, args: dict, frames: list) -> Result:
         n, last = int(args.get("n") or 0), args.get("last")

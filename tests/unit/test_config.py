@@ -72,3 +72,15 @@ def test_long_data_paths_use_abstract_sockets():
     deep = parse_config({"storage": {"rootDirectory": "/tmp/" + "x" * 120}})
     endpoint = deep.shard_endpoint(1)
     assert endpoint.startswith("ipc://@shardreg-") and endpoint != deep.shard_endpoint(0)
+
+
+def test_scrub_extension_config():
+    from common.extensions_config import parse_extensions
+
+    on = parse_extensions({"scrub": {"enable": True, "interval": "6h"}})
+    assert on.scrub.enable and on.scrub.interval == 6 * 3600 and on.warnings == ()
+    short = parse_extensions({"scrub": {"interval": "10m"}})
+    assert short.scrub.interval == 2 * 3600 and "raised to the minimum" in short.warnings[0]
+    assert not parse_extensions({}).scrub.enable
+    with pytest.raises(ConfigError):
+        parse_extensions({"scrub": {"interval": "soon"}})

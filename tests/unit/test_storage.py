@@ -201,3 +201,22 @@ def test_group_commit_keeps_each_write_isolated(tmp_path):
     names = meta.read(lambda txn: [k for k, _ in meta.scan(txn, "repos", b"")])
     assert b"half-done" not in names and len(names) == 50
     meta.close()
+
+
+def test_scrub_finds_damaged_blobs_and_manifests(tmp_path):
+    from shard.maintenance import scrub
+
+    async def scenario():
+        s = ShardService(tmp_path, 0, 1, durable=False)
+        await _upload(s, "r", b"healthy bytes")
+        await _upload(s, "r", b"about to rot")
+        await s.op_manifest_put({"repo": "r", "digest": sha(b"{}"), "media_type": "application/x", "tags": [],
+                                 "blobs": []}, [b"{}"])
+        assert await scrub(s) == []
+        s.blobs.path(sha(b"about to rot")).write_bytes(b"about to rOt")  # bit rot
+        await s.meta.write_async(lambda txn: txn.put(key("r", sha(b"{}")), b"{ }", db=s.meta.db["manifest_bytes"]))
+        assert await scrub(s) == [sha(b"about to rot"), f"r@{sha(b'{}')}"]
+        assert (await s.op_status({}, []))[0]["damaged"] == s.damaged
+        s.close()
+
+    run(scenario())
