@@ -67,6 +67,8 @@ class StorageConfig:
     allow_delete: bool = True
     #: An upload untouched for this long is removed.
     upload_expiry: float = 24 * 3600.0
+    #: Most repositories the registry will hold (zot's quota); 0 = no limit.
+    max_repos: int = 0
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,7 @@ class Config:
                 "rootDirectory": str(self.storage.root_directory), "commit": self.storage.commit,
                 "gc": self.storage.gc, "gcDelay": self.storage.gc_delay, "gcInterval": self.storage.gc_interval,
                 "allowDelete": self.storage.allow_delete, "uploadExpiry": self.storage.upload_expiry,
+                "maxRepos": self.storage.max_repos,
             },
             "http": http,
             "log": {k: v for k, v in vars(self.log).items() if v},
@@ -177,7 +180,7 @@ class Config:
 # zot keys that exist but that shardreg does not implement: accepted with a warning.
 _ZOT_IGNORED = {
     "storage": {"remoteCache", "storageDriver", "cacheDriver", "subPaths", "retention", "fastRestart",
-                "redirectBlobURL", "maxRepos", "gcTimeWindow"},
+                "redirectBlobURL", "gcTimeWindow"},
     "http": {"compat", "allowOrigin", "readTimeout", "writeTimeout"},
     "log": set(),
     "cluster": {"members", "hashKey", "tls"},
@@ -250,7 +253,10 @@ def parse_config(data: dict[str, Any]) -> Config:
         gc_interval=st.duration("gcInterval", 3600.0),
         allow_delete=st.get("allowDelete", bool, True),
         upload_expiry=st.duration("uploadExpiry", 24 * 3600.0),
+        max_repos=st.get("maxRepos", int, 0),
     )
+    if storage.max_repos < 0:
+        raise ConfigError("storage.maxRepos: must not be negative")
     if st.get("dedupe", bool, True) is False:
         warnings.append("storage.dedupe: shardreg always stores one file per digest on a shard; false is ignored")
     st.finish()

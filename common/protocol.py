@@ -32,6 +32,7 @@ class Op(StrEnum):
     STATUS = "status"
     # repositories and listings
     CATALOG = "repo.catalog"
+    REPO_COUNT = "repo.count"
     TAGS_LIST = "tags.list"
     # manifests
     MANIFEST_GET = "manifest.get"

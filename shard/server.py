@@ -44,6 +44,7 @@ class ShardServer:
             Op.PING: self.service.op_ping,
             Op.STATUS: self.service.op_status,
             Op.CATALOG: self.service.op_catalog,
+            Op.REPO_COUNT: self.service.op_repo_count,
             Op.TAGS_LIST: self.service.op_tags_list,
             Op.MANIFEST_GET: self.service.op_manifest_get,
             Op.MANIFEST_PUT: self.service.op_manifest_put,

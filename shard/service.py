@@ -103,6 +103,16 @@ class ShardService:
         return {"shard": self.index, "lmdb_bytes": self.meta.size_bytes(), "blob_count": count,
                 "blob_bytes": size, "uploads": len(self.sessions), "damaged": self.damaged}, []
 
+    async def op_repo_count(self, args: dict, frames: list) -> Result:
+        """How many repositories this shard holds, and whether ``repo`` (if given) is one of them."""
+        repo = args.get("repo")
+
+        def run(txn: Any) -> Result:
+            return {"count": txn.stat(self.meta.db["repos"])["entries"],
+                    "exists": bool(repo) and self._repo_exists(txn, repo)}, []
+
+        return self.meta.read(run)
+
     async def op_catalog(self, args: dict, frames: list) -> Result:
         n, last = int(args.get("n") or 0), args.get("last")
 

@@ -20,6 +20,7 @@ from common.rules import (
 )
 from gateway.distribution.common import authorize, delete_in_repo, state
 from gateway.http import read_body
+from gateway.quota import ensure_room_for
 
 blueprint = Blueprint("manifests", __name__)
 
@@ -86,6 +87,7 @@ async def put_manifest(name: str, reference: str) -> Response:
         "annotations": parsed.annotations, "config": parsed.config,
         "pushed_by": identity.name or "",  # search metadata (PushedBy)
     }
+    await ensure_room_for(state(), name)
     await state().client.call_repo(name, Op.MANIFEST_PUT, args, [body])
     response = Response(b"", status=201)
     response.headers["Location"] = f"/v2/{name}/manifests/{digest}"

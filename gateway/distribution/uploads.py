@@ -28,6 +28,7 @@ from common.rules import (
     validate_name,
 )
 from gateway.http import error_body, error_headers, parse_content_range, upload_range
+from gateway.quota import ensure_room_for
 from gateway.state import GatewayState
 
 log = logging.getLogger("shardreg.gateway")
@@ -191,6 +192,7 @@ class UploadHandler:
     # -- POST: start, monolithic, mount --------------------------------------------------
     async def post(self, request: Request, name: str) -> tuple[int, dict[str, str]]:
         client = self.state.client
+        await ensure_room_for(self.state, name)
         mount, digest = request.arg("mount"), request.arg("digest")
         if mount is not None:
             parse_digest(mount)

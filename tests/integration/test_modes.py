@@ -121,3 +121,20 @@ def test_deep_data_directory(tmp_path):
     with Cluster(deep) as c, httpx.Client(base_url=c.url, timeout=30) as client:
         push_image(client, "deep/app", "v1")
         assert client.get("/v2/deep/app/tags/list").json()["tags"] == ["v1"]
+
+
+def test_repository_quota(tmp_path):
+    with Cluster(tmp_path / "data", config={"storage": {"maxRepos": 3}}) as c, \
+            httpx.Client(base_url=c.url, timeout=30) as client:
+        for i in range(3):
+            push_image(client, f"quota/r{i}", "v1")
+        push_image(client, "quota/r0", "v2")  # existing repositories keep working
+        r = client.post("/v2/quota/r3/blobs/uploads/")
+        assert r.status_code == 429 and r.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
+        assert r.headers["Retry-After"]
+        body = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                           "manifests": []}).encode()
+        r = client.put("/v2/quota/r4/manifests/v1", content=body,
+                       headers={"Content-Type": "application/vnd.oci.image.index.v1+json"})
+        assert r.status_code == 429
+        assert len(client.get("/v2/_catalog").json()["repositories"]) == 3
