@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from common.config import Config
@@ -26,12 +27,18 @@ FATAL_EXIT_CODES = (2, 3)
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGTERM the child if the supervisor dies (even by SIGKILL)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
+def _die_with(parent: int) -> Callable[[], None]:
+    """A preexec hook: Linux SIGTERMs the child if the supervisor dies (even by SIGKILL)."""
+
+    def hook() -> None:
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        except OSError:
+            pass
+        if os.getppid() != parent:  # the supervisor died between fork and prctl
+            os._exit(0)
+
+    return hook
 
 
 @dataclass
@@ -46,7 +53,7 @@ class Child:
     history: list[int] = field(default_factory=list)
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.argv, preexec_fn=_die_with_parent)
+        self.process = subprocess.Popen(self.argv, preexec_fn=_die_with(os.getpid()))
         self.started = time.monotonic()
         self.history.append(self.process.pid)
         log.info("started %s (pid %d)", self.name, self.process.pid)

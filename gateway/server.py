@@ -75,7 +75,7 @@ def run_gateway(config: Config) -> int:
         os.unlink(config_path)
 
 
-def _worker(config: HypercornConfig, shutdown_event: Event, sockets: Sockets) -> None:
+def _worker(config: HypercornConfig, shutdown_event: Event, sockets: Sockets, parent: int) -> None:
     """One worker process: dies with the gateway parent, stops when ``shutdown_event`` is set."""
     from hypercorn.asyncio.run import asyncio_worker
 
@@ -85,6 +85,8 @@ def _worker(config: HypercornConfig, shutdown_event: Event, sockets: Sockets) ->
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
     except OSError:
         pass
+    if os.getppid() != parent:  # the parent died while this worker was starting: too late for the signal
+        os._exit(0)
     if config.ssl_enabled:
         tls_identity.install()  # client certificates → scope["extensions"]["tls"] (mTLS identities)
     asyncio_worker(config, sockets, shutdown_event)
@@ -106,6 +108,7 @@ def serve_workers(hc: HypercornConfig, workers: int) -> int:
 
     def spawn() -> None:
         process = ctx.Process(target=_worker, kwargs={"config": hc, "shutdown_event": shutdown_event,
+                                                      "parent": os.getpid(),
                                                       "sockets": sockets})
         process.start()
         processes[process] = time.monotonic()

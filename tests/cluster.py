@@ -51,7 +51,11 @@ class Cluster:
     def start(self, timeout: float = 30) -> Cluster:
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(self.argv(), cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
-        self.wait_ready(timeout)
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()  # never leave a half-started cluster running
+            raise
         return self
 
     def wait_ready(self, timeout: float = 30) -> None:

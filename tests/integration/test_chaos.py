@@ -92,7 +92,7 @@ def test_acknowledged_pushes_survive_random_kills(tmp_path):
                     r = client.get(f"/v2/{repo}/blobs/{digest(blob)}")
                     assert r.status_code == 200, (repo, digest(blob))
                     assert hashlib.sha256(r.content).digest() == hashlib.sha256(blob).digest()
-        # and the shards hold no stray half-written blob files
+        # and the shards hold no stray half-written blob files (checked below, after the stop)
         for shard in ("shard-0", "shard-1"):
             for dirpath, _dirs, files in os.walk(tmp_path / "data" / shard / "blobs"):
                 for name in files:
@@ -100,3 +100,27 @@ def test_acknowledged_pushes_survive_random_kills(tmp_path):
                         data = fh.read()
                     alg = os.path.basename(os.path.dirname(dirpath))
                     assert hashlib.new(alg, data).hexdigest() == name
+    # no process of this cluster outlived it (a gateway killed while its workers were starting
+    # must not leave them serving the port)
+    deadline = time.monotonic() + 10
+    while _orphans() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _orphans()
+
+
+def _orphans() -> list[int]:
+    marker = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0].encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                environ = fh.read()
+            with open(f"/proc/{entry}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        if marker and marker in environ and "zombie" not in stat and stat.rsplit(")", 1)[1].split()[0] != "Z":
+            found.append(int(entry))
+    return found
