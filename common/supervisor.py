@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from common.config import Config
 
@@ -50,12 +50,10 @@ class Child:
     restarts: int = 0
     backoff: float = 0.5
     next_start: float = 0.0
-    history: list[int] = field(default_factory=list)
 
     def start(self) -> None:
         self.process = subprocess.Popen(self.argv, preexec_fn=_die_with(os.getpid()))
         self.started = time.monotonic()
-        self.history.append(self.process.pid)
         log.info("started %s (pid %d)", self.name, self.process.pid)
 
 

@@ -170,15 +170,3 @@ class BlobStore:
 
     def upload_files(self) -> list[str]:
         return [p.name for p in self.uploads_dir.iterdir() if p.is_file()]
-
-    def usage(self) -> tuple[int, int]:
-        """(count, bytes) of blob files; walks the tree (for metrics, not the hot path)."""
-        count = total = 0
-        for dirpath, _dirs, files in os.walk(self.root / "blobs"):
-            for name in files:
-                count += 1
-                try:
-                    total += os.stat(os.path.join(dirpath, name)).st_size
-                except FileNotFoundError:
-                    pass
-        return count, total

@@ -52,7 +52,7 @@ class _OpLatency:
 def metrics_text(server: ShardServer) -> bytes:
     registry = CollectorRegistry()
     labels = {"shard": str(server.index)}
-    count, size = server.service.blobs.usage()
+    count, size = server.service.blob_usage()
     for name, doc, value in (
         ("shardreg_shard_lmdb_bytes", "Size of the LMDB metadata", server.service.meta.size_bytes()),
         ("shardreg_shard_blob_bytes", "Bytes of blob files", size),

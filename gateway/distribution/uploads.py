@@ -27,6 +27,7 @@ from common.rules import (
     parse_digest,
     validate_name,
 )
+from gateway.body_guard import DRAIN_LIMIT
 from gateway.http import error_body, error_headers, parse_content_range, upload_range
 from gateway.quota import ensure_room_for
 from gateway.state import GatewayState
@@ -39,8 +40,6 @@ UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 COMMIT_TIMEOUT = 900.0
 #: Seconds the body of an upload may stall before the request is abandoned.
 BODY_READ_TIMEOUT = 120.0
-#: An error answer first reads up to this much of an unread request body (see UploadHandler._fail).
-DRAIN_LIMIT = 8 * 1024 * 1024
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]

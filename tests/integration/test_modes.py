@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.cluster import ROOT, Cluster
-from tests.oci import digest, push_blob, push_image
+from tests.oci import push_blob, push_image
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +94,6 @@ def test_not_json_config(tmp_path):
     result = subprocess.run([sys.executable, "-m", "common.cli", "serve", "--config", str(path)], cwd=ROOT,
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "not valid JSON" in result.stderr
-
-
-def test_digest_helper_sanity():
-    assert digest(b"") == "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 
 def test_garbage_collection_runs_on_its_interval(tmp_path):
