@@ -20,9 +20,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from common.config import ConfigError
+from common.config import AuthSettings, ConfigError
 from common.protocol import Op
-from gateway.authn.settings import AuthSettings
 from gateway.shard_client import ShardClient
 
 COOKIE = "session"
