@@ -161,9 +161,10 @@ def parse_extensions(r: Reader) -> ExtensionsConfig:
 
     metrics = MetricsExtension()
     if (m := r.optional("metrics")) is not None:  # other keys of zot's metrics section: accepted silently
-        path = m.section("prometheus").text("path", DEFAULT_METRICS_PATH)
+        prometheus = m.section("prometheus")
+        path = prometheus.text("path", DEFAULT_METRICS_PATH)
         if not path.startswith("/"):
-            raise m.section("prometheus").error("path", f"expected a path starting with /, got {path!r}")
+            raise prometheus.error("path", f"expected a path starting with /, got {path!r}")
         metrics = MetricsExtension(enable=m.flag("enable", True), path=path)
 
     config = ExtensionsConfig(search=search, ui=_switch(r, "ui", False), mgmt=mgmt, trust=trust,

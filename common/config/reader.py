@@ -53,7 +53,7 @@ def parse_duration(value: Any, key: str) -> float:
 def describe(value: Any) -> str:
     """A JSON value as an error message names it: its type, and short scalars themselves."""
     if isinstance(value, bool):
-        return f"true or false ({str(value).lower()})"
+        return str(value).lower()
     if isinstance(value, dict):
         return "an object"
     if isinstance(value, list):
@@ -107,19 +107,18 @@ class Reader:
         self.used.add(name)
         return self.data.get(name)
 
-    def _get(self, name: str, accepts: type | tuple[type, ...], expected: str) -> Any:
+    def _get(self, name: str, accepts: tuple[type, ...], expected: str) -> Any:
+        """The value at ``name`` if it is one of ``accepts`` (true/false is no number here), else raise."""
         value = self.value(name)
         if value is None:
             return None
-        if isinstance(value, bool) and bool not in (accepts if isinstance(accepts, tuple) else (accepts,)):
-            raise self.error(name, f"expected {expected}, got {describe(value)}")
-        if not isinstance(value, accepts):
+        if not isinstance(value, accepts) or isinstance(value, bool) and bool not in accepts:
             raise self.error(name, f"expected {expected}, got {describe(value)}")
         return value
 
     # -- scalars ---------------------------------------------------------------------------------
     def string(self, name: str) -> str | None:
-        value: str | None = self._get(name, str, "a string")
+        value: str | None = self._get(name, (str,), "a string")
         return value
 
     def text(self, name: str, default: str) -> str:
@@ -127,7 +126,7 @@ class Reader:
         return default if value is None else value
 
     def flag(self, name: str, default: bool) -> bool:
-        value: bool | None = self._get(name, bool, "true or false")
+        value: bool | None = self._get(name, (bool,), "true or false")
         return default if value is None else value
 
     def integer(self, name: str, default: int) -> int:
@@ -135,7 +134,7 @@ class Reader:
         value = self.value(name)
         if isinstance(value, str) and value.isdigit():
             return int(value)
-        number: int | None = self._get(name, int, "an integer")
+        number: int | None = self._get(name, (int,), "an integer")
         return default if number is None else number
 
     def number(self, name: str) -> float | None:
@@ -148,7 +147,7 @@ class Reader:
 
     def strings(self, name: str) -> tuple[str, ...]:
         """A list of strings (missing → empty)."""
-        value = self._get(name, list, "a list of strings")
+        value = self._get(name, (list,), "a list of strings")
         if value is None:
             return ()
         for i, item in enumerate(value):
@@ -174,7 +173,7 @@ class Reader:
 
     def objects(self, name: str) -> list[Reader]:
         """A list of objects, each read at ``name[i]``."""
-        items = self._get(name, list, "a list")
+        items = self._get(name, (list,), "a list")
         return [Reader(item, f"{self.key(name)}[{i}]", self.warnings) for i, item in enumerate(items or [])]
 
     def finish(self, zot_only: Iterable[str] = (), unknown: str = UNKNOWN) -> None:

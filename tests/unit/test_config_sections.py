@@ -38,7 +38,7 @@ from common.config import ConfigError, parse_config
     ({"extensions": {"metrics": {"prometheus": {"path": "metrics"}}}},
      "extensions.metrics.prometheus.path: expected a path starting with /"),
     ({"extensions": {"scrub": {"interval": "soon"}}}, "extensions.scrub.interval: invalid duration"),
-    ({"storage": {"gcDelay": True}}, "storage.gcDelay: expected a duration, got true or false (true)"),
+    ({"storage": {"gcDelay": True}}, "storage.gcDelay: expected a duration, got true"),
     ({"cluster": {"endpoints": ["tcp://a:1", 5]}}, "cluster.endpoints[1]: expected a string, got a number 5"),
     ({"log": {"level": 3}}, "log.level: expected a string, got a number 3"),
 ])
