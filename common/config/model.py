@@ -64,7 +64,9 @@ class HttpConfig:
     external_url: str | None = None
     realm: str = "shardreg"
     tls: TLSConfig | None = None
+    #: ``http.auth`` (:mod:`common.config.auth`).
     auth: AuthSettings = field(default_factory=AuthSettings)
+    #: ``http.accessControl`` and ``http.ratelimit`` (:mod:`common.config.access`).
     access_control: AccessSettings = field(default_factory=AccessSettings)
     ratelimit: RateLimit = field(default_factory=RateLimit)
 
