@@ -23,25 +23,13 @@ def _load(args: argparse.Namespace) -> Config:
     config = with_overrides(config, host=getattr(args, "host", None), port=getattr(args, "port", None),
                             data=getattr(args, "data", None), shards=getattr(args, "shards", None),
                             workers=getattr(args, "workers", None))
-    return _validate_sections(config)
-
-
-def _validate_sections(config: Config) -> Config:
-    """Check the sections other modules own (auth, extensions) now, so that a bad config stops
-    start-up here instead of in every gateway worker; their warnings join the config's."""
-    from dataclasses import replace
-
-    from common.extensions_config import parse_extensions
-    from gateway.authn.settings import auth_settings
-
-    extra = (*auth_settings(config).warnings, *parse_extensions(config.extensions).warnings)
-    return replace(config, warnings=tuple(dict.fromkeys((*config.warnings, *extra))))
+    return config
 
 
 def _shard_index(args: argparse.Namespace) -> int:
     """``--index``, else ``$SHARD_INDEX``, else the ordinal at the end of the host name (StatefulSet)."""
     if args.index is not None:
-        return args.index
+        return int(args.index)
     if os.environ.get("SHARD_INDEX", "").isdigit():
         return int(os.environ["SHARD_INDEX"])
     match = re.search(r"-(\d+)$", socket.gethostname())
@@ -124,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         return user_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        exit_code: int = args.func(args)
+        return exit_code
     except ConfigError as exc:
         print(f"shardreg: invalid configuration: {exc}", file=sys.stderr)
         return 2

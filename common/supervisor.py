@@ -45,7 +45,7 @@ def _die_with(parent: int) -> Callable[[], None]:
 class Child:
     name: str
     argv: list[str]
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     restarts: int = 0
     backoff: float = 0.5

@@ -33,7 +33,7 @@ from typing import Any
 from quart import has_request_context, request
 
 from common import messages
-from common.config import Config
+from common.config import AuthSettings, Config
 from common.errors import ErrorCode, RegistryError
 from common.rules import Header
 from gateway.authn.apikeys import PREFIX as APIKEY_PREFIX
@@ -44,7 +44,6 @@ from gateway.authn.mtls import certificate_identity
 from gateway.authn.policy import ALL_ACTIONS, NONE, PolicyEngine, glob_match
 from gateway.authn.ratelimit import FailedLogins, RequestRate
 from gateway.authn.sessions import Sessions, cookie_value
-from gateway.authn.settings import AuthSettings, auth_settings
 from gateway.tls_identity import client_certificate
 
 log = logging.getLogger("shardreg.auth")
@@ -95,16 +94,14 @@ def _unauthorized_error(message: str = "authentication required") -> RegistryErr
 class AccessControl:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.settings: AuthSettings = auth_settings(config)
-        for warning in self.settings.warnings:
-            log.warning("config: %s", warning)
+        self.settings: AuthSettings = config.http.auth
         s = self.settings
         self.htpasswd = HtpasswdFile(s.htpasswd) if s.htpasswd else None
         self.verifier = TokenVerifier(s.bearer) if s.bearer else None
         self.issuer = TokenIssuer(s.bearer) if s.bearer and s.bearer.builtin else None
-        self.policy = PolicyEngine(s.access, s.enabled)
+        self.policy = PolicyEngine(config.http.access_control, s.enabled)
         self.failed_logins = FailedLogins(s.fail_limit)
-        self.rate = RequestRate(s.ratelimit.rate, s.ratelimit.methods)
+        self.rate = RequestRate(config.http.ratelimit.rate, config.http.ratelimit.methods)
         self._client: Callable[[], Any] | None = None
         self.apikeys = ApiKeys(self._shard_client) if s.apikey else None
         self.sessions = Sessions(s, self._shard_client)

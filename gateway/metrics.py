@@ -64,7 +64,7 @@ from prometheus_client import (
 from prometheus_client import values as prometheus_values
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from common.config import Config, ConfigError
+from common.config import Config
 from common.errors import ErrorCode, RegistryError
 from gateway.http import error_body, error_headers
 
@@ -99,31 +99,9 @@ class MetricsSettings:
 
 
 def metrics_settings(config: Config) -> MetricsSettings:
-    """``extensions.metrics`` and ``http.accessControl.metrics``; raises :class:`ConfigError`."""
-    section = (config.extensions or {}).get("metrics")
-    if section is None:
-        return MetricsSettings()
-    if not isinstance(section, dict):
-        raise ConfigError("extensions.metrics: expected an object")
-    enable = section.get("enable", True)
-    if not isinstance(enable, bool):
-        raise ConfigError(f"extensions.metrics.enable: expected true or false, got {enable!r}")
-    prometheus = section.get("prometheus")
-    prometheus = {} if prometheus is None else prometheus
-    if not isinstance(prometheus, dict):
-        raise ConfigError("extensions.metrics.prometheus: expected an object")
-    path = prometheus.get("path", DEFAULT_PATH)
-    if not isinstance(path, str) or not path.startswith("/"):
-        raise ConfigError(f"extensions.metrics.prometheus.path: expected a path starting with /, got {path!r}")
-    access = (config.http.access_control or {}).get("metrics")
-    access = {} if access is None else access
-    if not isinstance(access, dict):
-        raise ConfigError("http.accessControl.metrics: expected an object")
-    users, policy = access.get("users") or [], access.get("anonymousPolicy") or []
-    for key, value in (("users", users), ("anonymousPolicy", policy)):
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"http.accessControl.metrics.{key}: expected a list of strings")
-    return MetricsSettings(enable=enable, path=path, users=frozenset(users), anonymous_read="read" in policy)
+    """``extensions.metrics`` with ``http.accessControl.metrics`` (both parsed by :mod:`common.config`)."""
+    ext, access = config.extensions.metrics, config.http.access_control.metrics
+    return MetricsSettings(enable=ext.enable, path=ext.path, users=access.users, anonymous_read=access.anonymous_read)
 
 
 # -- the master process: a fresh multiprocess directory -----------------------------------------
@@ -243,7 +221,7 @@ class Metrics:
     def __init__(self, settings: MetricsSettings, access: AccessControl) -> None:
         self.settings, self.access = settings, access
         self.auth_enabled = access.enabled
-        self.access_control = bool(access.config.http.access_control)
+        self.access_control = access.config.http.access_control.present
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter("zot_http_requests", "HTTP requests served", ["method", "route", "code"], registry=r)

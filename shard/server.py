@@ -20,7 +20,6 @@ import zmq.asyncio
 
 from common.config import Config
 from common.errors import ErrorCode, RegistryError
-from common.extensions_config import parse_extensions
 from common.protocol import ERR, OK, Op, pack, unpack
 from shard import search_meta
 from shard.maintenance import collect_garbage, scrub
@@ -122,7 +121,7 @@ class ShardServer:
         self.sock.bind(endpoint)
         log.info("shard %d serving on %s (data %s)", self.index, endpoint, self.config.shard_dir(self.index))
         self.maintenance = asyncio.get_running_loop().create_task(self._maintenance())
-        scrubbing = parse_extensions(self.config.extensions).scrub
+        scrubbing = self.config.extensions.scrub
         if scrubbing.enable:
             self.scrubber = asyncio.get_running_loop().create_task(self._scrub_every(scrubbing.interval))
         if self.config.cluster.shard_metrics_port:

@@ -1,6 +1,5 @@
 """Authentication and authorization building blocks, one module per concern.
 
-``settings``  the typed ``http.auth`` / ``http.accessControl`` / ``http.ratelimit`` config
 ``htpasswd``  bcrypt password files (read, verify, reload on change, edit)
 ``bearer``    Docker token authentication: verifying JWTs and issuing them (built-in token endpoint)
 ``apikeys``   zot API keys (``zak_...``) stored hashed on the user's shard

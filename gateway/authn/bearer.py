@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
-from gateway.authn.settings import BearerSettings
+from common.config import BearerSettings
 
 #: Issuer of built-in tokens when ``bearer.issuer`` is not set.
 DEFAULT_ISSUER = "shardreg"

@@ -19,7 +19,7 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from gateway.authn.settings import MtlsSettings
+from common.config import MtlsSettings
 
 
 def _san(cert: x509.Certificate, kind: type[x509.GeneralName], index: int) -> str | None:

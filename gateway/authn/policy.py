@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from gateway.authn.settings import ACTIONS, AccessSettings, RepoRules
+from common.config import ACTIONS, AccessSettings, RepoRules
 
 ALL_ACTIONS = frozenset(ACTIONS)
 NONE: frozenset[str] = frozenset()

@@ -21,8 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from common import messages
-from common.config import ConfigError
-from gateway.authn.settings import AuthSettings
+from common.config import AuthSettings, ConfigError
 from gateway.shard_client import ShardClient
 
 COOKIE = "session"

@@ -22,7 +22,7 @@ import logging
 
 from quart import Quart
 
-from common.extensions_config import ExtensionsConfig, parse_extensions
+from common.config import ExtensionsConfig
 from gateway.extensions.common import EXTENSIONS_KEY
 from gateway.state import GatewayState
 
@@ -30,9 +30,7 @@ log = logging.getLogger("shardreg.gateway.extensions")
 
 
 def register_extensions(app: Quart, state: GatewayState) -> ExtensionsConfig:
-    ext = parse_extensions(state.config.extensions)
-    for warning in ext.warnings:
-        log.warning("config: %s", warning)
+    ext = state.config.extensions
     app.config[EXTENSIONS_KEY] = ext
     from gateway.extensions import discover, oras
 

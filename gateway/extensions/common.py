@@ -6,8 +6,8 @@ from typing import Any
 
 from quart import Response, current_app, request
 
+from common.config import ExtensionsConfig
 from common.errors import ErrorCode, RegistryError
-from common.extensions_config import ExtensionsConfig, parse_extensions
 from gateway.auth import Identity
 from gateway.http import to_json
 from gateway.state import GatewayState
@@ -22,7 +22,7 @@ def state() -> GatewayState:
 def extensions() -> ExtensionsConfig:
     ext = current_app.config.get(EXTENSIONS_KEY)
     if ext is None:
-        ext = parse_extensions(state().config.extensions)
+        ext = state().config.extensions
         current_app.config[EXTENSIONS_KEY] = ext
     return ext
 
@@ -33,17 +33,15 @@ async def caller(repo: str | None = None, action: str = "login") -> Identity:
 
 
 def auth_configured() -> bool:
-    return bool(getattr(state().access, "enabled", False) or state().config.http.auth)
+    return bool(getattr(state().access, "enabled", False) or state().config.http.auth.present)
 
 
 def is_admin(identity: Identity) -> bool:
     """Admins are named by ``http.accessControl.adminPolicy`` (users or groups), as in zot."""
-    policy = (state().config.http.access_control or {}).get("adminPolicy") or {}
+    policy = state().config.http.access_control.admin
     if identity.anonymous:
         return False
-    users = policy.get("users") or []
-    groups = set(policy.get("groups") or [])
-    return identity.name in users or bool(groups & set(getattr(identity, "groups", ()) or ()))
+    return identity.name in policy.users or bool(policy.groups & set(getattr(identity, "groups", ()) or ()))
 
 
 async def require_admin() -> Identity:

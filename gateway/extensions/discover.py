@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response
 
-from common.extensions_config import ExtensionsConfig
+from common.config import ExtensionsConfig
 from gateway.extensions.common import caller, extensions, json_response
 
 blueprint = Blueprint("ext_discover", __name__)

@@ -13,9 +13,8 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
-from common.config import Config
+from common.config import Config, ExtensionsConfig
 from common.errors import ErrorCode, RegistryError
-from common.extensions_config import ExtensionsConfig
 from gateway.extensions.common import extensions, json_response, state
 
 blueprint = Blueprint("ext_mgmt", __name__)
@@ -47,19 +46,15 @@ def binary_type(ext: ExtensionsConfig) -> str:
 
 
 def stripped_auth(config: Config) -> dict[str, Any]:
-    raw = config.http.auth or {}
+    settings = config.http.auth
     auth: dict[str, Any] = {}
-    if raw.get("htpasswd") or raw.get("ldap"):
+    if settings.htpasswd is not None or settings.ldap:
         auth["htpasswd"] = {}
-    bearer = raw.get("bearer")
-    if isinstance(bearer, dict):
-        auth["bearer"] = {k: bearer[k] for k in ("realm", "service") if bearer.get(k)}
-    openid = raw.get("openid")
-    if isinstance(openid, dict) and isinstance(openid.get("providers"), dict):
-        auth["openid"] = {"providers": {
-            name: {"name": (p.get("name") if isinstance(p, dict) and p.get("name") else name)}
-            for name, p in openid["providers"].items()}}
-    if raw.get("apikey") is True:
+    if settings.bearer is not None:
+        auth["bearer"] = {k: v for k, v in (("realm", settings.bearer.realm), ("service", settings.bearer.service)) if v}
+    if settings.openid_providers:
+        auth["openid"] = {"providers": {key: {"name": name} for key, name in settings.openid_providers.items()}}
+    if settings.apikey:
         auth["apikey"] = True
     return auth
 

@@ -9,7 +9,6 @@ from gateway.authn.apikeys import parse_time, rfc3339
 from gateway.authn.bearer import parse_scope
 from gateway.authn.policy import PolicyEngine, glob_match
 from gateway.authn.ratelimit import Buckets
-from gateway.authn.settings import auth_settings
 from tests.auth.conftest import ACCESS_CONTROL
 
 
@@ -25,8 +24,7 @@ def test_glob(pattern: str, name: str, match: bool) -> None:
 
 def engine() -> PolicyEngine:
     config = parse_config({"http": {"auth": {"htpasswd": {"path": "/nonexistent"}}, "accessControl": ACCESS_CONTROL}})
-    settings = auth_settings(config)
-    return PolicyEngine(settings.access, settings.enabled)
+    return PolicyEngine(config.http.access_control, config.http.auth.enabled)
 
 
 def test_most_specific_pattern_wins() -> None:
@@ -43,13 +41,13 @@ def test_most_specific_pattern_wins() -> None:
 
 
 def test_no_access_control() -> None:
-    settings = auth_settings(parse_config({"http": {"auth": {"htpasswd": {"path": "/x"}}}}))
-    e = PolicyEngine(settings.access, settings.enabled)
+    config = parse_config({"http": {"auth": {"htpasswd": {"path": "/x"}}}})
+    e = PolicyEngine(config.http.access_control, config.http.auth.enabled)
     assert e.actions("anyone", frozenset(), "r") == {"read", "create", "update", "delete"}
     assert e.actions(None, frozenset(), "r") == frozenset()
-    open_settings = auth_settings(parse_config({}))
-    assert not open_settings.enabled
-    assert PolicyEngine(open_settings.access, False).actions(None, frozenset(), "r") == {
+    open_config = parse_config({})
+    assert not open_config.http.auth.enabled
+    assert PolicyEngine(open_config.http.access_control, False).actions(None, frozenset(), "r") == {
         "read", "create", "update", "delete"}
 
 
@@ -62,12 +60,12 @@ def test_no_access_control() -> None:
 ])
 def test_invalid_settings(http: dict) -> None:
     with pytest.raises(ConfigError):
-        auth_settings(parse_config({"http": http}))
+        parse_config({"http": http})
 
 
 def test_zot_only_options_are_reported() -> None:
-    settings = auth_settings(parse_config({"http": {"auth": {"ldap": {}, "htpasswd": {"path": "/x"}, "bogus": 1}}}))
-    assert any("ldap" in w for w in settings.warnings) and any("bogus" in w for w in settings.warnings)
+    config = parse_config({"http": {"auth": {"ldap": {}, "htpasswd": {"path": "/x"}, "bogus": 1}}})
+    assert any("ldap" in w for w in config.warnings) and any("bogus" in w for w in config.warnings)
 
 
 def test_config_round_trip_keeps_auth() -> None:

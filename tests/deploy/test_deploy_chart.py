@@ -16,7 +16,6 @@ from deploy_support import CHART, NAMESPACE, by_kind, helm_template, one, run, v
 from common.config import parse_config
 from gateway.authn.htpasswd import HtpasswdFile
 from gateway.authn.sessions import configured_key
-from gateway.authn.settings import auth_settings
 
 HTPASSWD = "alice:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode() + "\n"
 
@@ -146,8 +145,9 @@ def test_created_secret_works_with_the_gateway(helm: Path, tmp_path: Path) -> No
     for key, value in one(objects, "Secret")["data"].items():
         (secret_dir / key).write_bytes(base64.b64decode(value))
     text = one(objects, "ConfigMap")["data"]["config.json"].replace(mounts["secrets"], str(secret_dir))
-    settings = auth_settings(parse_config(json.loads(text)))
-    assert settings.warnings == () and settings.apikey is True
+    config = parse_config(json.loads(text))
+    settings = config.http.auth
+    assert config.warnings == () and settings.apikey is True
     assert asyncio.run(HtpasswdFile(settings.htpasswd).verify("alice", "s3cret")) is True
     assert asyncio.run(HtpasswdFile(settings.htpasswd).verify("alice", "wrong")) is False
     assert configured_key(settings) is not None

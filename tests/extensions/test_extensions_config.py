@@ -1,19 +1,29 @@
-"""common.extensions_config: zot's keys, defaults and the discover list derived from them."""
+"""common.config.extensions: zot's keys, defaults and the discover list derived from them."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from common.config import ConfigError, parse_config
-from common.extensions_config import parse_extensions
+from common.config import ConfigError, ExtensionsConfig, parse_config
 from gateway.extensions.discover import enabled_endpoints
 from gateway.extensions.mgmt import stripped_auth
+
+
+def parse_extensions(raw: dict[str, Any]) -> ExtensionsConfig:
+    """The typed ``extensions`` of a config holding only ``raw``."""
+    return parse_config({"extensions": raw}).extensions
+
+
+def warnings_of(raw: dict[str, Any]) -> tuple[str, ...]:
+    return parse_config({"extensions": raw}).warnings
 
 
 def test_defaults_nothing_enabled():
     ext = parse_extensions({})
     assert not ext.search_enabled and not ext.userprefs_enabled and not ext.mgmt_enabled
-    assert not ext.trust_enabled and not ext.debug and ext.profiling and ext.warnings == ()
+    assert not ext.trust_enabled and not ext.debug and ext.profiling and warnings_of({}) == ()
     assert enabled_endpoints(ext) == []
 
 
@@ -33,9 +43,9 @@ def test_zot_semantics():
 
 
 def test_warnings():
-    assert parse_extensions({"metrics": {"enable": True, "prometheus": {"path": "/metrics"}}}).warnings == ()
-    assert parse_extensions({"debug": {"enable": True}}).warnings == ()
-    warnings = parse_extensions({"sync": {}, "bogus": {}, "search": {"enable": True, "cve": {}, "x": 1}}).warnings
+    assert warnings_of({"metrics": {"enable": True, "prometheus": {"path": "/metrics"}}}) == ()
+    assert warnings_of({"debug": {"enable": True}}) == ()
+    warnings = warnings_of({"sync": {}, "bogus": {}, "search": {"enable": True, "cve": {}, "x": 1}})
     assert any("extensions.sync" in w and "not supported" in w for w in warnings)
     assert any("extensions.bogus" in w and "unknown" in w for w in warnings)
     assert any("extensions.search.cve" in w for w in warnings)
@@ -53,7 +63,7 @@ def test_round_trip_through_config_json():
     raw = {"search": {"enable": True}, "ui": {"enable": True}, "debug": {"enable": True}}
     config = parse_config({"extensions": raw})
     again = parse_config(config.to_json())
-    assert parse_extensions(again.extensions) == parse_extensions(config.extensions)
+    assert again.extensions == config.extensions
 
 
 def test_mgmt_stripped_auth():

@@ -1,8 +1,11 @@
 """The registry's configuration: zot's JSON format plus a ``cluster`` section.
 
-Loaded and validated once at start-up into frozen dataclasses. Keys zot knows that shardreg
-does not implement, and keys nobody knows, are collected in ``Config.warnings`` (and logged
-at start), never silently dropped. Invalid values raise :class:`ConfigError`.
+Parsed and validated once, at load, into frozen dataclasses: storage, http (with its ``auth``,
+``accessControl`` and ``ratelimit``, see :mod:`common.config.auth` and
+:mod:`common.config.access`), log, extensions (:mod:`common.config.extensions`) and cluster.
+Every value is read through :class:`~common.config.reader.Reader`, so an invalid one raises
+:class:`ConfigError` naming its key path. Keys zot knows that shardreg does not implement, and
+keys nobody knows, are collected in ``Config.warnings`` (logged at start), never silently dropped.
 
 Example::
 
@@ -16,43 +19,19 @@ Example::
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import xxhash
 
+from common.config.access import AccessSettings, RateLimit, parse_access, parse_ratelimit
+from common.config.auth import AuthSettings, parse_auth
+from common.config.extensions import ExtensionsConfig, parse_extensions
+from common.config.reader import ConfigError, Reader
+
 #: Longest filesystem path usable for a Unix socket (sun_path is 108 bytes with the NUL).
 MAX_IPC_PATH = 100
-
-
-class ConfigError(ValueError):
-    """The configuration cannot be used; the message says which key and why."""
-
-
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(value: Any, key: str) -> float:
-    """Seconds from a number or a Go-style duration string (``"1h30m"``, ``"500ms"``)."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{key}: expected a duration, got {value!r}")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ConfigError(f"{key}: must not be negative")
-        return float(value)
-    if isinstance(value, str) and value:
-        pos, total = 0, 0.0
-        for match in _DURATION_RE.finditer(value):
-            if match.start() != pos:
-                break
-            total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-            pos = match.end()
-        if pos == len(value):
-            return total
-    raise ConfigError(f"{key}: invalid duration {value!r} (use e.g. \"30s\", \"1h\")")
 
 
 @dataclass(frozen=True)
@@ -85,10 +64,11 @@ class HttpConfig:
     external_url: str | None = None
     realm: str = "shardreg"
     tls: TLSConfig | None = None
-    #: Raw ``http.auth`` / ``http.accessControl`` / ``http.ratelimit`` sections (parsed by gateway.auth).
-    auth: dict[str, Any] = field(default_factory=dict)
-    access_control: dict[str, Any] = field(default_factory=dict)
-    ratelimit: dict[str, Any] = field(default_factory=dict)
+    #: ``http.auth`` (:mod:`common.config.auth`).
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    #: ``http.accessControl`` and ``http.ratelimit`` (:mod:`common.config.access`).
+    access_control: AccessSettings = field(default_factory=AccessSettings)
+    ratelimit: RateLimit = field(default_factory=RateLimit)
 
 
 @dataclass(frozen=True)
@@ -120,7 +100,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     log: LogConfig = field(default_factory=LogConfig)
-    extensions: dict[str, Any] = field(default_factory=dict)
+    extensions: ExtensionsConfig = field(default_factory=ExtensionsConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     warnings: tuple[str, ...] = ()
 
@@ -143,17 +123,18 @@ class Config:
         return self.storage.root_directory / f"shard-{index}"
 
     def to_json(self) -> dict[str, Any]:
-        """The config in its file format (round-trips through :func:`parse_config`)."""
+        """The config in its file format, as child processes read it: :func:`parse_config` of it gives
+        this config back (without the warnings: unknown keys are not written)."""
         http: dict[str, Any] = {"address": self.http.address, "port": self.http.port, "realm": self.http.realm}
         if self.http.external_url:
             http["externalUrl"] = self.http.external_url
         if self.http.tls:
             http["tls"] = {k: v for k, v in vars(self.http.tls).items() if v}
-        for key, value in (("auth", self.http.auth), ("accessControl", self.http.access_control),
-                           ("ratelimit", self.http.ratelimit)):
+        for key, value in (("auth", self.http.auth.to_json()), ("accessControl", self.http.access_control.to_json()),
+                           ("ratelimit", self.http.ratelimit.to_json())):
             if value:
                 http[key] = value
-        cluster = {
+        cluster: dict[str, Any] = {
             "shards": self.cluster.shards, "gatewayWorkers": self.cluster.gateway_workers,
             "hashSeed": self.cluster.hash_seed, "sharedStorage": self.cluster.shared_storage,
             "requestTimeout": self.cluster.request_timeout, "shardMetricsPort": self.cluster.shard_metrics_port,
@@ -172,7 +153,7 @@ class Config:
             },
             "http": http,
             "log": {k: v for k, v in vars(self.log).items() if v},
-            "extensions": self.extensions,
+            "extensions": self.extensions.to_json(),
             "cluster": cluster,
         }
 
@@ -189,140 +170,108 @@ _TOP_IGNORED = {"scheduler"}
 _LOG_LEVELS = {"debug", "info", "warn", "warning", "error", "critical", "panic", "fatal"}
 
 
-class _Reader:
-    """Takes typed values out of one JSON object, remembering which keys were used."""
-
-    def __init__(self, data: Any, path: str, warnings: list[str], ignored: set[str] = frozenset()) -> None:
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path or 'config'}: expected an object, got {type(data).__name__}")
-        self.data, self.path, self.warnings, self.ignored = data, path, warnings, ignored
-        self.used: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def get(self, name: str, kind: type | tuple[type, ...], default: Any) -> Any:
-        self.used.add(name)
-        if name not in self.data or self.data[name] is None:
-            return default
-        value = self.data[name]
-        if kind is int and isinstance(value, str) and value.isdigit():
-            value = int(value)  # zot writes ports as strings
-        if kind in (int, float) and isinstance(value, bool) or not isinstance(value, kind):
-            expected = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-            raise ConfigError(f"{self.key(name)}: expected {expected}, got {value!r}")
-        return value
-
-    def duration(self, name: str, default: float) -> float:
-        self.used.add(name)
-        if name not in self.data or self.data[name] is None:
-            return default
-        return parse_duration(self.data[name], self.key(name))
-
-    def section(self, name: str, ignored: set[str] = frozenset()) -> _Reader:
-        self.used.add(name)
-        return _Reader(self.data.get(name), self.key(name), self.warnings, ignored)
-
-    def finish(self) -> None:
-        for name in self.data:
-            if name in self.used:
-                continue
-            if name in self.ignored:
-                self.warnings.append(f"{self.key(name)}: zot option not supported by shardreg, ignored")
-            else:
-                self.warnings.append(f"{self.key(name)}: unknown option, ignored")
-
-
-def parse_config(data: dict[str, Any]) -> Config:
-    """Validate a parsed JSON document into a :class:`Config`."""
-    warnings: list[str] = []
-    top = _Reader(data, "", warnings, _TOP_IGNORED)
-    dist = top.get("distSpecVersion", str, "1.1.1")
-
-    st = top.section("storage", _ZOT_IGNORED["storage"])
-    root = st.get("rootDirectory", str, "./data")
+def _storage(st: Reader) -> StorageConfig:
+    root = st.text("rootDirectory", "./data")
     if not root.strip():
-        raise ConfigError("storage.rootDirectory: must not be empty")
+        raise st.error("rootDirectory", "must not be empty")
     storage = StorageConfig(
         root_directory=Path(root),
-        commit=st.get("commit", bool, True),
-        gc=st.get("gc", bool, True),
+        commit=st.flag("commit", True),
+        gc=st.flag("gc", True),
         gc_delay=st.duration("gcDelay", 3600.0),
         gc_interval=st.duration("gcInterval", 3600.0),
-        allow_delete=st.get("allowDelete", bool, True),
+        allow_delete=st.flag("allowDelete", True),
         upload_expiry=st.duration("uploadExpiry", 24 * 3600.0),
-        max_repos=st.get("maxRepos", int, 0),
+        max_repos=st.integer("maxRepos", 0),
     )
     if storage.max_repos < 0:
-        raise ConfigError("storage.maxRepos: must not be negative")
-    if st.get("dedupe", bool, True) is False:
-        warnings.append("storage.dedupe: shardreg always stores one file per digest on a shard; false is ignored")
-    st.finish()
+        raise st.error("maxRepos", "must not be negative")
+    if st.flag("dedupe", True) is False:
+        st.warn("dedupe", "shardreg always stores one file per digest on a shard; false is ignored")
+    st.finish(zot_only=_ZOT_IGNORED["storage"])
+    return storage
 
-    h = top.section("http", _ZOT_IGNORED["http"])
-    port = h.get("port", int, 8080)
+
+def _tls(h: Reader) -> TLSConfig | None:
+    if not h.peek("tls"):
+        h.skip("tls")
+        return None
+    t = h.section("tls")
+    cert, key = t.text("cert", ""), t.text("key", "")
+    if not cert or not key:
+        raise h.error("tls", "both cert and key are required")
+    tls = TLSConfig(cert=cert, key=key, cacert=t.string("cacert"))
+    t.finish()
+    return tls
+
+
+def _http(h: Reader) -> HttpConfig:
+    port = h.integer("port", 8080)
     if not 0 <= port <= 65535:
-        raise ConfigError(f"http.port: {port} is not a TCP port")
-    tls = None
-    if h.data.get("tls"):
-        t = h.section("tls")
-        cert, key = t.get("cert", str, ""), t.get("key", str, "")
-        if not cert or not key:
-            raise ConfigError("http.tls: both cert and key are required")
-        tls = TLSConfig(cert=cert, key=key, cacert=t.get("cacert", str, None))
-        t.finish()
-    else:
-        h.used.add("tls")
+        raise h.error("port", f"{port} is not a TCP port")
+    tls = _tls(h)
     http = HttpConfig(
-        address=h.get("address", str, "127.0.0.1"),
+        address=h.text("address", "127.0.0.1"),
         port=port,
-        external_url=h.get("externalUrl", str, None),
-        realm=h.get("realm", str, "shardreg"),
+        external_url=h.string("externalUrl"),
+        realm=h.text("realm", "shardreg"),
         tls=tls,
-        auth=h.get("auth", dict, {}),
-        access_control=h.get("accessControl", dict, {}),
-        ratelimit=h.get("ratelimit", dict, {}),
+        auth=parse_auth(h.section("auth"), tls=tls is not None, client_ca=bool(tls and tls.cacert)),
+        access_control=parse_access(h.section("accessControl")),
+        ratelimit=parse_ratelimit(h.section("ratelimit")),
     )
-    h.finish()
+    h.finish(zot_only=_ZOT_IGNORED["http"])
+    return http
 
-    lg = top.section("log", _ZOT_IGNORED["log"])
-    level = lg.get("level", str, "info").lower()
+
+def _log(lg: Reader) -> LogConfig:
+    level = lg.text("level", "info").lower()
     if level not in _LOG_LEVELS:
-        raise ConfigError(f"log.level: {level!r} is not one of {sorted(_LOG_LEVELS)}")
-    log = LogConfig(level=level, output=lg.get("output", str, None), audit=lg.get("audit", str, None))
-    lg.finish()
+        raise lg.error("level", f"{level!r} is not one of {sorted(_LOG_LEVELS)}")
+    log = LogConfig(level=level, output=lg.string("output"), audit=lg.string("audit"))
+    lg.finish(zot_only=_ZOT_IGNORED["log"])
+    return log
 
-    extensions = top.get("extensions", dict, {})
 
-    c = top.section("cluster", _ZOT_IGNORED["cluster"])
-    endpoints = tuple(c.get("endpoints", list, []))
-    shards = c.get("shards", int, len(endpoints) or 2)
+def _cluster(c: Reader) -> ClusterConfig:
+    endpoints = c.strings("endpoints")
+    shards = c.integer("shards", len(endpoints) or 2)
     if not 1 <= shards <= 1024:
-        raise ConfigError(f"cluster.shards: {shards} is out of range 1..1024")
+        raise c.error("shards", f"{shards} is out of range 1..1024")
     if endpoints and len(endpoints) != shards:
-        raise ConfigError(f"cluster.endpoints: {len(endpoints)} endpoints for {shards} shards")
+        raise c.error("endpoints", f"{len(endpoints)} endpoints for {shards} shards")
     for ep in endpoints:
-        if not isinstance(ep, str) or not ep.startswith(("tcp://", "ipc://")):
-            raise ConfigError(f"cluster.endpoints: {ep!r} is not a tcp:// or ipc:// endpoint")
-    workers = c.get("gatewayWorkers", int, 2)
+        if not ep.startswith(("tcp://", "ipc://")):
+            raise c.error("endpoints", f"{ep!r} is not a tcp:// or ipc:// endpoint")
+    workers = c.integer("gatewayWorkers", 2)
     if not 1 <= workers <= 64:
-        raise ConfigError(f"cluster.gatewayWorkers: {workers} is out of range 1..64")
+        raise c.error("gatewayWorkers", f"{workers} is out of range 1..64")
     cluster = ClusterConfig(
         shards=shards,
         endpoints=endpoints,
-        bind=c.get("bind", str, None),
+        bind=c.string("bind"),
         gateway_workers=workers,
-        hash_seed=c.get("hashSeed", int, 0),
-        shared_storage=c.get("sharedStorage", bool, not endpoints),
+        hash_seed=c.integer("hashSeed", 0),
+        shared_storage=c.flag("sharedStorage", not endpoints),
         request_timeout=c.duration("requestTimeout", 30.0),
-        shard_metrics_port=c.get("shardMetricsPort", int, 0),
+        shard_metrics_port=c.integer("shardMetricsPort", 0),
     )
-    c.finish()
-    top.finish()
-    return Config(dist_spec_version=dist, storage=storage, http=http, log=log, extensions=extensions,
-                  cluster=cluster, warnings=tuple(warnings))
+    c.finish(zot_only=_ZOT_IGNORED["cluster"])
+    return cluster
+
+
+def parse_config(data: dict[str, Any]) -> Config:
+    """Validate a parsed JSON document into a :class:`Config` (raises :class:`ConfigError`)."""
+    warnings: list[str] = []
+    top = Reader(data, "", warnings)
+    config = Config(dist_spec_version=top.text("distSpecVersion", "1.1.1"),
+                    storage=_storage(top.section("storage")),
+                    http=_http(top.section("http")),
+                    log=_log(top.section("log")),
+                    extensions=parse_extensions(top.section("extensions")),
+                    cluster=_cluster(top.section("cluster")))
+    top.finish(zot_only=_TOP_IGNORED)
+    return replace(config, warnings=tuple(warnings))
 
 
 def load_config(path: str | Path | None) -> Config:
