@@ -7,8 +7,8 @@ import asyncio
 
 from quart import Blueprint, Response
 
+from common import messages
 from common.errors import RegistryError
-from common.protocol import Op
 from gateway.distribution.common import state
 
 blueprint = Blueprint("health", __name__)
@@ -25,7 +25,7 @@ async def _shards_ready() -> list[int]:
 
     async def ping(index: int) -> bool:
         try:
-            await client.call(index, Op.PING, {}, timeout=PING_TIMEOUT)
+            await client.call(index, messages.PING({}), timeout=PING_TIMEOUT)
             return True
         except RegistryError:
             return False

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, request
 
-from common.protocol import Op
+from common import messages
 from common.rules import parse_digest, validate_name
 from gateway.extensions.common import caller, json_response, state
 
@@ -21,5 +21,5 @@ async def referrers(name: str, digest: str) -> Response:
     parse_digest(digest)
     await caller(name, "read")
     wanted = [t for t in request.args.getlist("artifactType") if t]
-    reply = await state().client.call_repo(name, Op.REFERRERS, {"subject": digest, "artifact_types": wanted})
+    reply = await state().client.call_repo(messages.REFERRERS({"repo": name, "subject": digest, "artifact_types": wanted}))
     return json_response({"references": reply.result["manifests"]})

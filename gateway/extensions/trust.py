@@ -13,9 +13,8 @@ import asyncio
 
 from quart import Blueprint, Response, request
 
-from common import imagetrust
+from common import imagetrust, messages
 from common.errors import ErrorCode, RegistryError
-from common.protocol import Op
 from gateway.extensions.common import require_admin, state
 from gateway.http import read_body
 
@@ -25,7 +24,7 @@ notation_blueprint = Blueprint("ext_notation", __name__)
 
 async def _broadcast(kind: str, store_type: str, data: bytes) -> None:
     client = state().client
-    await asyncio.gather(*(client.call(i, Op.TRUST_PUT, {"kind": kind, "type": store_type}, [data])
+    await asyncio.gather(*(client.call(i, messages.TRUST_PUT({"kind": kind, "type": store_type}), [data])
                            for i in range(client.count)))
 
 
