@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from common import messages as m
 from common.errors import ErrorCode, RegistryError
 from common.profiling import run_profile
-from common.protocol import Op
-from shard.ops.registry import Result, handles
+from common.protocol import Answer, Frames
+from shard.ops.registry import handles
 
 
 class Profiler:
-    @handles(Op.DEBUG_PROFILE)
-    async def op_profile(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(m.DEBUG_PROFILE)
+    async def op_profile(self, args: m.DebugProfileRequest, frames: Frames) -> Answer[m.DebugProfileReply]:
         try:
             text = await run_profile(args.get("kind", ""), float(args.get("seconds") or 5),
                                      int(args.get("top") or 25))

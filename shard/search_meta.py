@@ -26,15 +26,15 @@ from typing import Any
 
 import lmdb
 
-from common import imagetrust
+from common import imagetrust, messages
 from common.errors import ErrorCode, RegistryError
-from common.protocol import Op
+from common.protocol import Answer, Frames
 from shard.blobstore import BlobStore
 from shard.hooks import Deleted, Pushed
 from shard.imageinfo import Facts, fmt_time, has_digest, manifest_facts, parse_time
 from shard.lmdbstore import Txn
 from shard.metastore import MetaStore
-from shard.ops.registry import Result, handles
+from shard.ops.registry import handles
 from shard.searchstore import SearchStore
 from shard.trust import Trust
 
@@ -303,8 +303,8 @@ class SearchMeta:
         return list(self.meta.repo_names(txn))
 
     # -- ops -----------------------------------------------------------------------------
-    @handles(Op.SEARCH_IMAGES)
-    async def op_images(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(messages.SEARCH_IMAGES)
+    async def op_images(self, args: messages.SearchImagesRequest, frames: Frames) -> Answer[messages.SearchImagesReply]:
         """Image summaries of some (``repos``) or all repositories; ``digest`` keeps only the images
         whose manifest, config or a layer has that digest (or digest prefix)."""
         wanted = args.get("digest")
@@ -321,8 +321,8 @@ class SearchMeta:
 
         return {"images": self.meta.read(run)}, []
 
-    @handles(Op.SEARCH_REPOS)
-    async def op_repos(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(messages.SEARCH_REPOS)
+    async def op_repos(self, args: messages.SearchReposRequest, frames: Frames) -> Answer[messages.SearchReposReply]:
         """Repository summaries; ``query`` keeps names containing it, ``only`` = starred|bookmarked."""
         user, query, only = args.get("user"), (args.get("query") or "").lower(), args.get("only")
         with_images = bool(args.get("images"))
@@ -347,11 +347,11 @@ class SearchMeta:
 
         return {"repos": self.meta.read(run)}, []
 
-    @handles(Op.SEARCH_EXPAND)
-    async def op_expand(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(messages.SEARCH_EXPAND)
+    async def op_expand(self, args: messages.SearchExpandRequest, frames: Frames) -> Answer[messages.SearchExpandReply]:
         repo, user = args["repo"], args.get("user")
 
-        def run(txn: Txn) -> dict[str, Any]:
+        def run(txn: Txn) -> messages.SearchExpandReply:
             if not self.meta.repo_exists(txn, repo):
                 raise RegistryError(ErrorCode.NAME_UNKNOWN, detail={"name": repo})
             with self.store.begin_read() as stxn:

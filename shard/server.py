@@ -27,13 +27,14 @@ import zmq.asyncio
 from common.config import Config
 from common.errors import ErrorCode, RegistryError
 from common.extensions_config import parse_extensions
-from common.protocol import ERR, OK, pack, unpack
+from common.messages import ALL as WIRES
+from common.protocol import ERR, OK, Answer, Op, pack, unpack
 from shard.health import serve_health
 from shard.hooks import Hooks
 from shard.maintenance import collect_garbage, scrub
 from shard.ops.blobs import BlobOps
 from shard.ops.manifests import ManifestOps
-from shard.ops.registry import Reply, Result, bind
+from shard.ops.registry import Respond, bind
 from shard.ops.repositories import RepositoryOps
 from shard.ops.uploads import UploadOps
 from shard.profiling import Profiler
@@ -87,8 +88,8 @@ class ShardServer:
         except zmq.ZMQError as exc:  # the gateway is gone (ROUTER_MANDATORY): nobody to answer
             log.debug("reply dropped: %s", exc)
 
-    def _reply_later(self, ident: bytes, rid: bytes) -> Reply:
-        def reply(outcome: Result | RegistryError) -> None:
+    def _reply_later(self, ident: bytes, rid: bytes) -> Respond[Any]:
+        def reply(outcome: Answer[Any] | RegistryError) -> None:
             if isinstance(outcome, RegistryError):
                 coro = self._send(ident, rid, ERR, outcome.to_wire(), [])
             else:
@@ -107,6 +108,7 @@ class ShardServer:
             handler = self.handlers.get(op)  # type: ignore[call-overload]  # a str from the wire
             if handler is None:
                 raise RegistryError(ErrorCode.BAD_REQUEST, f"unknown op {op}")
+            _check_request(op, args)
             result, out = await handler(args, frames)
             await self._send(ident, rid, OK, result, out)
         except RegistryError as exc:
@@ -148,6 +150,11 @@ class ShardServer:
             frames = msg[4:]
             ordered = self.ordered.get(op)  # type: ignore[call-overload]  # a str from the wire
             if ordered is not None:
+                try:
+                    _check_request(op, args)
+                except RegistryError as exc:
+                    await self._send(ident, rid, ERR, exc.to_wire(), [])
+                    continue
                 ordered(args, frames, self._reply_later(ident, rid))
             else:
                 self._spawn(self._handle(ident, rid, op, args, [f.bytes for f in frames]))
@@ -180,6 +187,19 @@ class ShardServer:
         self.search.close()
         self.service.close()
 
+
+
+#: The keys each op's request type requires, by op name (a set test costs ~0.2 µs per request).
+_REQUIRED: dict[str, frozenset[str]] = {op.value: wire.required for op, wire in WIRES.items()}
+
+
+def _check_request(op: str, args: Any) -> None:
+    """Refuse a request that is not a map or lacks a key its op's request type requires."""
+    if not isinstance(args, dict):
+        raise RegistryError(ErrorCode.BAD_REQUEST, f"{op}: the request is not a map")
+    if not _REQUIRED[op] <= args.keys():
+        missing = WIRES[Op(op)].missing(args)
+        raise RegistryError(ErrorCode.BAD_REQUEST, f"{op}: missing {', '.join(sorted(missing))}")
 
 
 def run_shard(config: Config, index: int) -> None:

@@ -8,7 +8,6 @@ re-verifies everything on the next read.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -16,9 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 from common import imagetrust
+from common import messages as m
 from common.errors import ErrorCode, RegistryError
-from common.protocol import Op
-from shard.ops.registry import Result, handles
+from common.protocol import Answer, Frames
+from shard.ops.registry import handles
 from shard.searchstore import SearchStore
 
 log = logging.getLogger("shardreg.shard.trust")
@@ -63,9 +63,9 @@ class Trust:
             raise RegistryError(ErrorCode.BAD_REQUEST, f"unknown trust kind {kind}")
         self._load()
 
-    @handles(Op.TRUST_PUT)
-    async def op_trust_put(self, args: dict[str, Any], frames: list[Any]) -> Result:
-        data = bytes(frames[0]) if frames else base64.b64decode(args.get("data", ""))
+    @handles(m.TRUST_PUT)
+    async def op_trust_put(self, args: m.TrustPutRequest, frames: Frames) -> Answer[m.TrustPutReply]:
+        data = bytes(frames[0]) if frames else b""
         try:
             self.add(args["kind"], args.get("type") or "ca", data)
         except ValueError as exc:

@@ -17,10 +17,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from common import messages as m
 from common.errors import ErrorCode, RegistryError
+from common.protocol import Answer, Frames
 from shard.blobstore import BlobStore, UploadFile
 from shard.metastore import MetaStore, Record
-from shard.ops.registry import Reply, Result
+from shard.ops.registry import Respond
 
 log = logging.getLogger("shardreg.shard")
 
@@ -44,7 +46,7 @@ class UploadSession:
     uuid: str
     repo: str
     file: UploadFile
-    queue: asyncio.Queue[tuple[list[Any], Reply]] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[tuple[Frames, Respond[m.OffsetReply]]] = field(default_factory=asyncio.Queue)
     writer: asyncio.Task[None] | None = None
     patch_snapshot: tuple[int, object] | None = None
     patch_start: int = 0
@@ -109,7 +111,7 @@ class UploadSessions:
         return session
 
     # -- ordered writes ----------------------------------------------------------------------
-    def enqueue_write(self, args: dict[str, Any], frames: list[Any], reply: Reply) -> None:
+    def enqueue_write(self, args: m.UploadWriteRequest, frames: Frames, reply: Respond[m.OffsetReply]) -> None:
         """Called synchronously by the server loop so that chunks keep their arrival order."""
         session = self.sessions.get(args["uuid"])
         if session is None or session.patch_snapshot is None or session.repo != args["repo"]:
@@ -128,10 +130,10 @@ class UploadSessions:
     async def _write_loop(self, session: UploadSession) -> None:
         """Write queued chunks in order; whatever has queued up meanwhile goes in one thread job."""
         while not session.queue.empty():
-            batch: list[tuple[list[Any], Reply]] = []
+            batch: list[tuple[Frames, Respond[m.OffsetReply]]] = []
             while not session.queue.empty() and len(batch) < WRITE_BATCH:
                 batch.append(session.queue.get_nowait())
-            outcome: Result | RegistryError
+            outcome: Answer[m.OffsetReply] | RegistryError
             try:
                 if session.failed is not None:
                     raise session.failed

@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
+from common import messages as m
 from common.errors import ErrorCode, RegistryError
-from common.protocol import Op
+from common.protocol import Answer, Frames
 from shard.lmdbstore import Txn
 from shard.metastore import MetaStore
-from shard.ops.registry import Result, handles
+from shard.ops.registry import handles
 
 _APIKEY = b"userdata/apikey/"
 _APIKEY_HASH = b"userdata/apikeyhash/"
@@ -37,7 +39,7 @@ _SECRET = b"userdata/secret/"
 MAX_KEYS_PER_USER = 1000
 
 
-def _text(args: dict[str, Any], name: str, limit: int = 512) -> str:
+def _text(args: Mapping[str, Any], name: str, limit: int = 512) -> str:
     value = args.get(name)
     if not isinstance(value, str) or not value or len(value) > limit:
         raise RegistryError(ErrorCode.BAD_REQUEST, f"{name} missing or invalid", status=400)
@@ -53,14 +55,14 @@ class UserData:
         self.meta = meta
 
     # -- API keys -------------------------------------------------------------------------
-    @handles(Op.APIKEY_CREATE)
-    async def op_apikey_create(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(m.APIKEY_CREATE)
+    async def op_apikey_create(self, args: m.ApikeyCreateRequest, frames: Frames) -> Answer[m.UuidReply]:
         user, record = _text(args, "user"), args.get("record")
         if not isinstance(record, dict):
             raise RegistryError(ErrorCode.BAD_REQUEST, "record missing", status=400)
         uuid, digest = _text(record, "uuid", 64), _text(record, "hash", 128)
 
-        def run(txn: Txn) -> dict[str, Any]:
+        def run(txn: Txn) -> m.UuidReply:
             prefix = _key_prefix(user)
             if sum(1 for _ in self.meta.system_names(txn, prefix)) >= MAX_KEYS_PER_USER:
                 raise RegistryError(ErrorCode.DENIED, f"at most {MAX_KEYS_PER_USER} API keys per user")
@@ -70,8 +72,8 @@ class UserData:
 
         return self.meta.write(run), []
 
-    @handles(Op.APIKEY_LIST)
-    async def op_apikey_list(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(m.APIKEY_LIST)
+    async def op_apikey_list(self, args: m.UserRequest, frames: Frames) -> Answer[m.ApikeyListReply]:
         prefix = _key_prefix(_text(args, "user"))
 
         def run(txn: Txn) -> list[Any]:
@@ -79,8 +81,8 @@ class UserData:
 
         return {"keys": self.meta.read(run)}, []
 
-    @handles(Op.APIKEY_DELETE)
-    async def op_apikey_delete(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(m.APIKEY_DELETE)
+    async def op_apikey_delete(self, args: m.ApikeyDeleteRequest, frames: Frames) -> Answer[m.DeletedReply]:
         user, uuid = _text(args, "user"), _text(args, "uuid", 64)
 
         def run(txn: Txn) -> bool:
@@ -94,8 +96,8 @@ class UserData:
 
         return {"deleted": self.meta.write(run)}, []
 
-    @handles(Op.APIKEY_LOOKUP)
-    async def op_apikey_lookup(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(m.APIKEY_LOOKUP)
+    async def op_apikey_lookup(self, args: m.ApikeyLookupRequest, frames: Frames) -> Answer[m.ApikeyLookupReply]:
         digest = _text(args, "hash", 128)
 
         def run(txn: Txn) -> dict[str, Any] | None:
@@ -109,8 +111,8 @@ class UserData:
 
         return {"key": self.meta.read(run)}, []
 
-    @handles(Op.APIKEY_TOUCH)
-    async def op_apikey_touch(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(m.APIKEY_TOUCH)
+    async def op_apikey_touch(self, args: m.ApikeyTouchRequest, frames: Frames) -> Answer[m.ApikeyTouchReply]:
         """Record ``lastUsed`` for a batch of keys: ``uses`` is ``[[user, uuid, timestamp], ...]``."""
         uses = args.get("uses") or []
 
@@ -128,8 +130,8 @@ class UserData:
         return {"updated": self.meta.write(run)}, []
 
     # -- sessions -------------------------------------------------------------------------
-    @handles(Op.SESSION_CREATE)
-    async def op_session_create(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(m.SESSION_CREATE)
+    async def op_session_create(self, args: m.SessionCreateRequest, frames: Frames) -> Answer[m.SidReply]:
         user, sid = _text(args, "user"), _text(args, "sid", 128)
         expires = float(args.get("expires") or 0)
 
@@ -140,8 +142,8 @@ class UserData:
         self.meta.write(run)
         return {"sid": sid}, []
 
-    @handles(Op.SESSION_GET)
-    async def op_session_get(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(m.SESSION_GET)
+    async def op_session_get(self, args: m.SessionRequest, frames: Frames) -> Answer[m.SessionGetReply]:
         sid = _text(args, "sid", 128)
         record = self.meta.read(lambda txn: self.meta.system_get(txn, _SESSION + sid.encode()))
         if record is not None and record["expires"] and record["expires"] < time.time():
@@ -149,15 +151,15 @@ class UserData:
             record = None
         return {"session": record}, []
 
-    @handles(Op.SESSION_DELETE)
-    async def op_session_delete(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(m.SESSION_DELETE)
+    async def op_session_delete(self, args: m.SessionRequest, frames: Frames) -> Answer[m.DeletedReply]:
         sid = _text(args, "sid", 128)
         deleted = self.meta.write(lambda txn: self.meta.system_delete(txn, _SESSION + sid.encode()))
         return {"deleted": bool(deleted)}, []
 
     # -- shared secrets ---------------------------------------------------------------------
-    @handles(Op.SECRET_GET)
-    async def op_secret_get(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(m.SECRET_GET)
+    async def op_secret_get(self, args: m.SecretGetRequest, frames: Frames) -> Answer[m.SecretGetReply]:
         """A random secret, created on first request and the same for every gateway afterwards."""
         k = _SECRET + _text(args, "name", 64).encode()
 

@@ -6,12 +6,11 @@ them from there.
 
 from __future__ import annotations
 
-from typing import Any
-
+from common import messages as m
 from common.errors import ErrorCode, RegistryError
-from common.protocol import Op
+from common.protocol import Answer, Frames
 from shard.metastore import MetaStore
-from shard.ops.registry import Result, handles
+from shard.ops.registry import handles
 from shard.searchstore import Mark, SearchStore
 
 _ACTIONS: dict[str, Mark] = {"toggleStar": "stars", "toggleBookmark": "bookmarks"}
@@ -22,8 +21,8 @@ class UserPrefs:
         self.meta = meta
         self.store = store
 
-    @handles(Op.USERPREFS_TOGGLE)
-    async def op_toggle(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(m.USERPREFS_TOGGLE)
+    async def op_toggle(self, args: m.UserprefsToggleRequest, frames: Frames) -> Answer[m.UserprefsToggleReply]:
         repo, user, action = args["repo"], args["user"], args["action"]
         if not user:
             raise RegistryError(ErrorCode.DENIED, "user preferences need an authenticated user")

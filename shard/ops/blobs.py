@@ -7,12 +7,11 @@ record naming a missing file.
 
 from __future__ import annotations
 
-from typing import Any
-
+from common import messages as m
 from common.errors import ErrorCode, RegistryError
-from common.protocol import Op
+from common.protocol import Answer, Frames
 from shard.lmdbstore import Txn
-from shard.ops.registry import Result, handles
+from shard.ops.registry import handles
 from shard.service import ShardService
 
 
@@ -25,11 +24,11 @@ class BlobOps:
         self.shard = shard
         self.meta = shard.meta
 
-    @handles(Op.BLOB_STAT)
-    async def stat(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(m.BLOB_STAT)
+    async def stat(self, args: m.BlobRequest, frames: Frames) -> Answer[m.BlobStatReply]:
         repo, digest = args["repo"], args["digest"]
 
-        def run(txn: Txn) -> Result:
+        def run(txn: Txn) -> Answer[m.BlobStatReply]:
             link = self.meta.link_of(txn, repo, digest)
             if link is None:
                 raise _blob_unknown(digest)
@@ -37,20 +36,20 @@ class BlobOps:
 
         return self.meta.read(run)
 
-    @handles(Op.BLOB_READ)
-    async def read(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(m.BLOB_READ)
+    async def read(self, args: m.BlobReadRequest, frames: Frames) -> Answer[m.BlobReadReply]:
         digest, offset, length = args["digest"], int(args["offset"]), int(args["length"])
         if not self.shard.blob_exists(digest):
             raise _blob_unknown(digest)
         data = await self.shard.io(self.shard.blobs.read, digest, offset, length)
         return {"length": len(data)}, [data]
 
-    @handles(Op.BLOB_LINK)
-    async def link(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(m.BLOB_LINK)
+    async def link(self, args: m.BlobRequest, frames: Frames) -> Answer[m.BlobLinkReply]:
         """Mount: link a blob this shard already holds into ``repo``."""
         repo, digest = args["repo"], args["digest"]
         async with self.shard.digest_locks[digest]:
-            def run(txn: Txn) -> Result:
+            def run(txn: Txn) -> Answer[m.BlobLinkReply]:
                 blob = self.meta.blob(txn, digest)
                 if blob is None:
                     raise _blob_unknown(digest)
@@ -59,8 +58,8 @@ class BlobOps:
 
             return await self.meta.write_async(run)
 
-    @handles(Op.BLOB_DELETE)
-    async def delete(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(m.BLOB_DELETE)
+    async def delete(self, args: m.BlobRequest, frames: Frames) -> Answer[m.BlobDeleteReply]:
         repo, digest = args["repo"], args["digest"]
         # metadata first: a crash leaves an orphan file, never a record naming a missing file
         if await self.meta.write_async(lambda txn: self.meta.unlink(txn, repo, digest)):

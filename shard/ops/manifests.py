@@ -10,11 +10,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from common import messages as m
 from common.errors import ErrorCode, RegistryError
-from common.protocol import Op
+from common.protocol import Answer, Frames
 from shard.hooks import Deleted, Hooks, Pushed
 from shard.lmdbstore import Txn
-from shard.ops.registry import Result, handles
+from shard.ops.registry import handles
 from shard.service import ShardService
 
 
@@ -23,16 +24,17 @@ class ManifestOps:
         self.meta = shard.meta
         self.hooks = hooks
 
-    @handles(Op.MANIFEST_GET)
-    async def get(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(m.MANIFEST_GET)
+    async def get(self, args: m.ManifestGetRequest, frames: Frames) -> Answer[m.ManifestGetReply]:
         repo, reference, head = args["repo"], args["reference"], args.get("head", False)
 
-        def run(txn: Txn) -> Result:
+        def run(txn: Txn) -> Answer[m.ManifestGetReply]:
             digest = self.meta.resolve(txn, repo, reference)
             record = self.meta.get_manifest(txn, repo, digest)
             if record is None:
                 raise self.meta.manifest_unknown(txn, repo, reference)
-            result = {"digest": digest, "media_type": record["mediaType"], "size": record["size"]}
+            result: m.ManifestGetReply = {"digest": digest, "media_type": record["mediaType"],
+                                          "size": record["size"]}
             if head:
                 return result, []
             self.hooks.pulled(repo, digest)
@@ -40,13 +42,13 @@ class ManifestOps:
 
         return self.meta.read(run)
 
-    @handles(Op.MANIFEST_PUT)
-    async def put(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(m.MANIFEST_PUT)
+    async def put(self, args: m.ManifestPutRequest, frames: Frames) -> Answer[m.ManifestPutReply]:
         """Store a manifest the gateway has parsed; check the blobs and children it names."""
         repo, digest = args["repo"], args["digest"]
         body = bytes(frames[0]) if frames else b""
 
-        def run(txn: Txn) -> Result:
+        def run(txn: Txn) -> Answer[m.ManifestPutReply]:
             for blob in args.get("blobs", []):
                 if not self.meta.is_linked(txn, repo, blob):
                     raise RegistryError(ErrorCode.MANIFEST_BLOB_UNKNOWN, detail={"digest": blob})
@@ -67,7 +69,7 @@ class ManifestOps:
                 self.meta.set_tag(txn, repo, tag, digest)
             subject = args.get("subject")
             if subject:
-                descriptor = {"mediaType": args["media_type"], "digest": digest, "size": len(body)}
+                descriptor: dict[str, Any] = {"mediaType": args["media_type"], "digest": digest, "size": len(body)}
                 if args.get("artifact_type"):
                     descriptor["artifactType"] = args["artifact_type"]
                 if args.get("annotations"):
@@ -80,11 +82,11 @@ class ManifestOps:
                                        pushed_by=args.get("pushed_by") or ""))
         return result
 
-    @handles(Op.MANIFEST_DELETE)
-    async def delete(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(m.MANIFEST_DELETE)
+    async def delete(self, args: m.ManifestDeleteRequest, frames: Frames) -> Answer[m.ManifestDeleteReply]:
         repo, reference = args["repo"], args["reference"]
 
-        def run(txn: Txn) -> Result:
+        def run(txn: Txn) -> Answer[m.ManifestDeleteReply]:
             if ":" not in reference:
                 if not self.meta.delete_tag(txn, repo, reference):
                     raise self.meta.manifest_unknown(txn, repo, reference)
@@ -100,19 +102,19 @@ class ManifestOps:
                 self.meta.delete_referrer(txn, repo, record["subject"], reference)
             return {"deleted": reference, "tags": tags}, []
 
-        result: Result = await self.meta.write_async(run)
+        result = await self.meta.write_async(run)
         if ":" in reference:
-            await self.hooks.deleted(Deleted(repo=repo, digest=reference, tags=result[0]["tags"]))
+            await self.hooks.deleted(Deleted(repo=repo, digest=reference, tags=result[0].get("tags", [])))
         else:
             await self.hooks.deleted(Deleted(repo=repo, digest=None, tags=[reference]))
         return result
 
-    @handles(Op.REFERRERS)
-    async def referrers(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(m.REFERRERS)
+    async def referrers(self, args: m.ReferrersRequest, frames: Frames) -> Answer[m.ReferrersReply]:
         repo, subject = args["repo"], args["subject"]
         wanted = set(args.get("artifact_types") or [])
 
-        def run(txn: Txn) -> Result:
+        def run(txn: Txn) -> Answer[m.ReferrersReply]:
             found = [descriptor for descriptor in self.meta.referrers(txn, repo, subject)
                      if not wanted or descriptor.get("artifactType") in wanted]
             return {"manifests": found}, []

@@ -1,31 +1,39 @@
-"""Which method serves each wire op: ``@handles(Op.X)`` on a component's method.
+"""Which method serves each wire op: ``@handles(messages.X)`` on a component's method.
 
 Registration happens when the defining module is imported; a second handler for the same
-op is an error at import time. At start the server binds the registry to its component
+op is an error at import time. mypy checks each handler against its op's request and reply
+types (:mod:`common.messages`). At start the server binds the registry to its component
 instances (:func:`bind`): each op is then served by the bound method of the one component
 whose class defines it.
 
-An op registered with ``ordered=True`` (``upload.write``) is not a coroutine: the server
-calls it synchronously in arrival order with a reply callback (see ``ShardServer.serve``).
+An op registered with :func:`handles_in_order` (``upload.write``) is not a coroutine: the
+server calls it synchronously in arrival order with a callback that sends the answer (see
+``ShardServer.serve``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from common.errors import RegistryError
-from common.protocol import Op
+from common.protocol import Answer, Frames, Op, Wire
 
-Result = tuple[Any, list[Any]]
-#: A bound handler: ``(args, frames) -> (result, frames)``.
-Handler = Callable[[dict[str, Any], list[Any]], Awaitable[Result]]
-#: Called with ``(result, frames)`` or the :class:`RegistryError` of an ordered op.
-Reply = Callable[[Result | RegistryError], None]
-#: A bound ordered handler: ``(args, raw frames, reply) -> None``.
-OrderedHandler = Callable[[dict[str, Any], list[Any], Reply], None]
-F = TypeVar("F", bound=Callable[..., Any])
+Req = TypeVar("Req", bound=Mapping[str, Any])
+Rep = TypeVar("Rep", bound=Mapping[str, Any])
+#: The component (the handler method's ``self``).
+C = TypeVar("C")
+
+#: A handler method: ``(self, request, frames) -> (reply, frames)``.
+HandlerMethod = Callable[[C, Req, Frames], Awaitable[Answer[Rep]]]
+#: Sends the answer of an ordered op: its reply and frames, or the error.
+Respond = Callable[[Answer[Rep] | RegistryError], None]
+#: An ordered handler method: ``(self, request, raw frames, respond) -> None``.
+OrderedMethod = Callable[[C, Req, Frames, Respond[Rep]], None]
+#: A bound handler, as the server calls it.
+Handler = Callable[[Any, Frames], Awaitable[Answer[Any]]]
+OrderedHandler = Callable[[Any, Frames, Respond[Any]], None]
 
 _MARK = "__shard_op__"
 _REGISTERED: dict[Op, str] = {}
@@ -33,19 +41,33 @@ _ORDERED: set[Op] = set()
 
 
 class HandlerConflict(RuntimeError):
-    """Two handlers for one op, or an op bound twice."""
+    """Two handlers for one op, or an op no component serves."""
 
 
-def handles(op: Op, *, ordered: bool = False) -> Callable[[F], F]:
-    """Register the decorated method as the handler of ``op``."""
+def _register(op: Op, fn: Callable[..., Any], ordered: bool) -> None:
+    if op in _REGISTERED:
+        raise HandlerConflict(f"{op} is already handled by {_REGISTERED[op]}, not also by {fn.__qualname__}")
+    _REGISTERED[op] = f"{fn.__module__}.{fn.__qualname__}"
+    if ordered:
+        _ORDERED.add(op)
+    setattr(fn, _MARK, op)
 
-    def register(fn: F) -> F:
-        if op in _REGISTERED:
-            raise HandlerConflict(f"{op} is already handled by {_REGISTERED[op]}, not also by {fn.__qualname__}")
-        _REGISTERED[op] = f"{fn.__module__}.{fn.__qualname__}"
-        if ordered:
-            _ORDERED.add(op)
-        setattr(fn, _MARK, op)
+
+def handles(wire: Wire[Req, Rep]) -> Callable[[HandlerMethod[C, Req, Rep]], HandlerMethod[C, Req, Rep]]:
+    """Register the decorated method as the handler of ``wire``'s op."""
+
+    def register(fn: HandlerMethod[C, Req, Rep]) -> HandlerMethod[C, Req, Rep]:
+        _register(wire.op, fn, ordered=False)
+        return fn
+
+    return register
+
+
+def handles_in_order(wire: Wire[Req, Rep]) -> Callable[[OrderedMethod[C, Req, Rep]], OrderedMethod[C, Req, Rep]]:
+    """Register the decorated method as the ordered handler of ``wire``'s op."""
+
+    def register(fn: OrderedMethod[C, Req, Rep]) -> OrderedMethod[C, Req, Rep]:
+        _register(wire.op, fn, ordered=True)
         return fn
 
     return register

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid as uuidlib
-from typing import Any
 
+from common import messages as m
 from common.errors import ErrorCode, RegistryError
-from common.protocol import Op
+from common.protocol import Answer, Frames
 from common.rules import digest_algorithm
 from shard.lmdbstore import Txn
-from shard.ops.registry import Reply, Result, handles
+from shard.ops.registry import Respond, handles, handles_in_order
 from shard.service import ShardService
 from shard.uploads import UploadSession, no_upload
 
@@ -34,8 +34,8 @@ class UploadOps:
         self.meta = shard.meta
         self.uploads = shard.uploads
 
-    @handles(Op.UPLOAD_START)
-    async def start(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(m.UPLOAD_START)
+    async def start(self, args: m.UploadStartRequest, frames: Frames) -> Answer[m.UploadStartReply]:
         repo, alg = args["repo"], args.get("algorithm", "sha256")
         uuid = str(uuidlib.uuid4())
         file = await self.shard.io(self.shard.blobs.open_upload, uuid, alg, 0)
@@ -45,16 +45,16 @@ class UploadOps:
         self.uploads.add(UploadSession(uuid=uuid, repo=repo, file=file))
         return {"uuid": uuid}, []
 
-    @handles(Op.UPLOAD_STATUS)
-    async def status(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(m.UPLOAD_STATUS)
+    async def status(self, args: m.UploadRequest, frames: Frames) -> Answer[m.OffsetReply]:
         uuid, repo = args["uuid"], args["repo"]
         session = self.uploads.get(uuid)
         if session is not None and session.repo == repo:
             return {"offset": session.file.offset if not session.busy else session.patch_start}, []
         return {"offset": self.uploads.record(uuid, repo)["offset"]}, []
 
-    @handles(Op.UPLOAD_BEGIN)
-    async def begin(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(m.UPLOAD_BEGIN)
+    async def begin(self, args: m.UploadBeginRequest, frames: Frames) -> Answer[m.OffsetReply]:
         """Open a PATCH (or the body of a PUT/POST): check ``start`` and remember where to roll back."""
         uuid, repo, start = args["uuid"], args["repo"], args.get("start")
         session = await self.uploads.session(uuid, repo)
@@ -79,13 +79,13 @@ class UploadOps:
         session.touched = time.monotonic()
         return {"offset": offset}, []
 
-    @handles(Op.UPLOAD_WRITE, ordered=True)
-    def write(self, args: dict[str, Any], frames: list[Any], reply: Reply) -> None:
-        """One chunk of the PATCH in progress, queued in arrival order; ``reply`` once written."""
-        self.uploads.enqueue_write(args, frames, reply)
+    @handles_in_order(m.UPLOAD_WRITE)
+    def write(self, args: m.UploadWriteRequest, frames: Frames, respond: Respond[m.OffsetReply]) -> None:
+        """One chunk of the PATCH in progress, queued in arrival order; answered once written."""
+        self.uploads.enqueue_write(args, frames, respond)
 
-    @handles(Op.UPLOAD_END)
-    async def end(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(m.UPLOAD_END)
+    async def end(self, args: m.UploadEndRequest, frames: Frames) -> Answer[m.OffsetReply]:
         """Close a PATCH: all its bytes are written; record the new offset."""
         uuid, repo, length = args["uuid"], args["repo"], args.get("length")
         session = await self.uploads.session(uuid, repo)
@@ -112,8 +112,8 @@ class UploadOps:
         await self.meta.write_async(record)
         return {"offset": offset}, []
 
-    @handles(Op.UPLOAD_ABORT)
-    async def abort(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(m.UPLOAD_ABORT)
+    async def abort(self, args: m.UploadRequest, frames: Frames) -> Answer[m.UploadAbortReply]:
         """The client went away mid-PATCH: undo that PATCH's bytes."""
         session = self.uploads.get(args["uuid"])
         if session is None or session.patch_snapshot is None:
@@ -121,8 +121,8 @@ class UploadOps:
         await self.uploads.rollback(session)
         return {"offset": session.file.offset}, []
 
-    @handles(Op.UPLOAD_COMMIT)
-    async def commit(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(m.UPLOAD_COMMIT)
+    async def commit(self, args: m.UploadCommitRequest, frames: Frames) -> Answer[m.UploadCommitReply]:
         """Verify the digest, move the file into place, link it: the blob now exists."""
         uuid, repo, digest = args["uuid"], args["repo"], args["digest"]
         session = await self.uploads.session(uuid, repo)
@@ -148,8 +148,8 @@ class UploadOps:
         self.uploads.pop(uuid)
         return {"digest": digest, "size": size}, []
 
-    @handles(Op.UPLOAD_CANCEL)
-    async def cancel(self, args: dict[str, Any], frames: list[Any]) -> Result:
+    @handles(m.UPLOAD_CANCEL)
+    async def cancel(self, args: m.UploadRequest, frames: Frames) -> Answer[m.Empty]:
         uuid, repo = args["uuid"], args["repo"]
         session = self.uploads.get(uuid)
         if session is None:

@@ -6,11 +6,12 @@ from typing import Any
 
 import pytest
 
-import shard.server  # noqa: F401 - imports every module that registers handlers
+from common import messages
 from common.config import Config, StorageConfig
+from common.errors import ErrorCode, RegistryError
 from common.protocol import Op
 from shard.ops.registry import HandlerConflict, handles, registered
-from shard.server import ShardServer
+from shard.server import ShardServer, _check_request  # imports every module that registers handlers
 
 
 def test_every_op_has_exactly_one_handler():
@@ -20,8 +21,8 @@ def test_every_op_has_exactly_one_handler():
 def test_a_second_handler_for_an_op_is_refused():
     before = registered()
     with pytest.raises(HandlerConflict):
-        @handles(Op.PING)
-        async def another_ping(self: Any, args: dict[str, Any], frames: list[Any]) -> Any:
+        @handles(messages.PING)
+        async def another_ping(self: Any, args: messages.Empty, frames: Any) -> Any:
             return {}, []
     assert registered() == before
 
@@ -34,3 +35,11 @@ def test_the_server_binds_every_op(tmp_path):
         assert set(server.ordered) == {Op.UPLOAD_WRITE}
     finally:
         server.close()
+
+
+def test_requests_lacking_required_keys_are_refused():
+    _check_request(Op.TAGS_LIST, {"repo": "a", "n": None, "last": None})
+    for args in ({"repo": "a"}, ["repo"]):
+        with pytest.raises(RegistryError) as info:
+            _check_request(Op.TAGS_LIST, args)
+        assert info.value.code == ErrorCode.BAD_REQUEST
