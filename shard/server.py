@@ -28,13 +28,13 @@ from common.config import Config
 from common.errors import ErrorCode, RegistryError
 from common.extensions_config import parse_extensions
 from common.messages import ALL as WIRES
-from common.protocol import ERR, OK, Answer, Op, pack, unpack
+from common.protocol import ERR, OK, Answer, Frames, Op, pack, unpack
 from shard.health import serve_health
 from shard.hooks import Hooks
 from shard.maintenance import collect_garbage, scrub
 from shard.ops.blobs import BlobOps
 from shard.ops.manifests import ManifestOps
-from shard.ops.registry import Respond, bind
+from shard.ops.registry import Handler, Respond, bind
 from shard.ops.repositories import RepositoryOps
 from shard.ops.uploads import UploadOps
 from shard.profiling import Profiler
@@ -102,14 +102,21 @@ class ShardServer:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _handle(self, ident: bytes, rid: bytes, op: str, args: dict[str, Any], frames: list[Any]) -> None:
+    async def dispatch(self, op: str, args: Any, frames: Frames) -> Answer[Any]:
+        """Run one (not ordered) op as the socket loop does: find its handler, check the request.
+
+        Also the way in for in-process callers (tests) that want the server's checks without a socket.
+        """
+        handler: Handler | None = self.handlers.get(op)  # type: ignore[call-overload]  # a str from the wire
+        if handler is None:
+            raise RegistryError(ErrorCode.BAD_REQUEST, f"unknown op {op}")
+        _check_request(op, args)
+        return await handler(args, frames)
+
+    async def _handle(self, ident: bytes, rid: bytes, op: str, args: Any, frames: list[Any]) -> None:
         started = time.perf_counter()
         try:
-            handler = self.handlers.get(op)  # type: ignore[call-overload]  # a str from the wire
-            if handler is None:
-                raise RegistryError(ErrorCode.BAD_REQUEST, f"unknown op {op}")
-            _check_request(op, args)
-            result, out = await handler(args, frames)
+            result, out = await self.dispatch(op, args, frames)
             await self._send(ident, rid, OK, result, out)
         except RegistryError as exc:
             await self._send(ident, rid, ERR, exc.to_wire(), [])
