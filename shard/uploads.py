@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from common import messages as m
 from common.errors import ErrorCode, RegistryError
@@ -26,7 +26,6 @@ from shard.ops.registry import Respond
 
 log = logging.getLogger("shardreg.shard")
 
-T = TypeVar("T")
 #: Runs a blocking function in the shard's I/O pool.
 RunIO = Callable[..., Awaitable[Any]]
 #: A PATCH whose gateway went silent this long no longer blocks its upload.
