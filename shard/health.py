@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import SummaryMetricFamily
 
-if TYPE_CHECKING:
-    from shard.server import ShardServer
+from shard.service import ShardService
+
+#: Seconds each recent request took, per op (kept by the server).
+OpLatency = Mapping[str, list[float]]
 
 #: Below this much free space the shard reports not ready.
 MIN_FREE_BYTES = 256 * 1024 * 1024
 
 
-def readiness(server: ShardServer) -> tuple[bool, str]:
-    root = server.config.shard_dir(server.index)
+def readiness(service: ShardService) -> tuple[bool, str]:
+    root = service.root
     try:
-        server.service.meta.read(lambda txn: txn.stat(server.service.meta.db["repos"]))
+        service.meta.read(service.meta.repo_count)
     except Exception as exc:  # noqa: BLE001
         return False, f"lmdb: {exc}"
     probe = root / "uploads" / ".probe"
@@ -37,36 +39,37 @@ def readiness(server: ShardServer) -> tuple[bool, str]:
     return True, "ok"
 
 
-class _OpLatency:
-    def __init__(self, server: ShardServer) -> None:
-        self.server = server
+class _OpLatencyCollector:
+    def __init__(self, index: int, op_latency: OpLatency) -> None:
+        self.index = index
+        self.op_latency = op_latency
 
-    def collect(self):  # noqa: ANN201 - prometheus collector protocol
+    def collect(self) -> Iterator[SummaryMetricFamily]:
         family = SummaryMetricFamily("shardreg_shard_op_seconds", "Time to serve one wire op",
                                      labels=["shard", "op"])
-        for op, samples in self.server.op_latency.items():
-            family.add_metric([str(self.server.index), op], len(samples), sum(samples))
+        for op, samples in self.op_latency.items():
+            family.add_metric([str(self.index), op], len(samples), sum(samples))
         yield family
 
 
-def metrics_text(server: ShardServer) -> bytes:
+def metrics_text(service: ShardService, op_latency: OpLatency) -> bytes:
     registry = CollectorRegistry()
-    labels = {"shard": str(server.index)}
-    count, size = server.service.blob_usage()
+    labels = {"shard": str(service.index)}
+    count, size = service.blob_usage()
     for name, doc, value in (
-        ("shardreg_shard_lmdb_bytes", "Size of the LMDB metadata", server.service.meta.size_bytes()),
+        ("shardreg_shard_lmdb_bytes", "Size of the LMDB metadata", service.meta.size_bytes()),
         ("shardreg_shard_blob_bytes", "Bytes of blob files", size),
         ("shardreg_shard_blob_count", "Number of blob files", count),
-        ("shardreg_shard_uploads_in_progress", "Upload sessions in memory", len(server.service.sessions)),
+        ("shardreg_shard_uploads_in_progress", "Upload sessions in memory", len(service.uploads)),
         ("shardreg_shard_damaged_objects", "Blobs and manifests the last scrub found damaged",
-         len(server.service.damaged)),
+         len(service.damaged)),
     ):
         Gauge(name, doc, ["shard"], registry=registry).labels(**labels).set(value)
-    registry.register(_OpLatency(server))
+    registry.register(_OpLatencyCollector(service.index, op_latency))
     return generate_latest(registry)
 
 
-async def serve_health(server: ShardServer, host: str, port: int) -> asyncio.base_events.Server:
+async def serve_health(service: ShardService, op_latency: OpLatency, host: str, port: int) -> asyncio.Server:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             line = await asyncio.wait_for(reader.readline(), 5)
@@ -76,11 +79,11 @@ async def serve_health(server: ShardServer, host: str, port: int) -> asyncio.bas
                 pass
             status, ctype, body = 200, "text/plain", b"ok\n"
             if path == "/readyz":
-                ok, why = readiness(server)
+                ok, why = readiness(service)
                 status, body = (200 if ok else 503), (why + "\n").encode()
             elif path == "/metrics":
                 loop = asyncio.get_running_loop()
-                body = await loop.run_in_executor(None, metrics_text, server)
+                body = await loop.run_in_executor(None, metrics_text, service, op_latency)
                 ctype = "text/plain; version=0.0.4"
             elif path not in ("/livez", "/startupz"):
                 status, body = 404, b"not found\n"

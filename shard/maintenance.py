@@ -11,15 +11,16 @@ deleted only after that commit, under the digest's lock.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
 from pathlib import Path
-from typing import Any
 
 from common.rules import digest_algorithm, digest_of
 from shard.blobstore import READ_SIZE
-from shard.metastore import key, unpack
+from shard.lmdbstore import Txn
+from shard.metastore import MetaStore
 from shard.service import ShardService
 
 log = logging.getLogger("shardreg.gc")
@@ -29,10 +30,10 @@ async def collect_garbage(service: ShardService, delay: float, now: float | None
     """Unlink unreferenced blobs older than ``delay`` seconds; returns the (repo, digest) pairs removed."""
     cutoff = (now or time.time()) - delay
     meta = service.meta
-    repos = meta.read(lambda txn: [k.decode() for k, _ in meta.scan(txn, "repos", b"")])
+    repos = meta.read(lambda txn: list(meta.repo_names(txn)))
     removed: list[tuple[str, str]] = []
     for repo in repos:
-        doomed, unused = meta.write(lambda txn, repo=repo: _sweep(service, txn, repo, cutoff))
+        doomed, unused = meta.write(functools.partial(_sweep, meta, repo=repo, cutoff=cutoff))
         for digest in unused:
             await service.remove_file_if_unused(digest)
         removed += [(repo, digest) for digest in doomed]
@@ -41,17 +42,16 @@ async def collect_garbage(service: ShardService, delay: float, now: float | None
     return removed
 
 
-def _sweep(service: ShardService, txn: Any, repo: str, cutoff: float) -> tuple[list[str], list[str]]:
+def _sweep(meta: MetaStore, txn: Txn, *, repo: str, cutoff: float) -> tuple[list[str], list[str]]:
     """In one transaction: unlink the repo's unreferenced links older than ``cutoff``.
 
     Returns (unlinked digests, digests no repository links any more)."""
-    meta, prefix = service.meta, key(repo, "")
     referenced: set[str] = set()
-    for _, value in meta.scan(txn, "manifests", prefix):
-        referenced.update(unpack(value).get("blobs") or [])
-    doomed = [k[len(prefix):].decode() for k, v in meta.scan(txn, "links", prefix)
-              if k[len(prefix):].decode() not in referenced and unpack(v).get("at", 0) < cutoff]
-    unused = [digest for digest in doomed if service.unlink(txn, repo, digest)]
+    for record in meta.manifests(txn, repo):
+        referenced.update(record.get("blobs") or [])
+    doomed = [digest for digest, link in meta.links(txn, repo)
+              if digest not in referenced and link.get("at", 0) < cutoff]
+    unused = [digest for digest in doomed if meta.unlink(txn, repo, digest)]
     return doomed, unused
 
 
@@ -77,18 +77,17 @@ async def scrub(service: ShardService) -> list[str]:
     Blobs deleted while the pass runs are not reported.
     """
     meta = service.meta
-    blobs = meta.read(lambda txn: [(k.decode(), unpack(v)["size"]) for k, v in meta.scan(txn, "blobs", b"")])
+    blobs = meta.read(lambda txn: list(meta.blobs(txn)))
     damaged: list[str] = []
     for digest, size in blobs:
-        if await service._io(_blob_is_whole, service.blobs.path(digest), digest, size):
+        if await service.io(_blob_is_whole, service.blobs.path(digest), digest, size):
             continue
-        if meta.read(lambda txn, d=digest: txn.get(d.encode(), db=meta.db["blobs"])) is None:
+        if not service.blob_exists(digest):
             continue  # deleted meanwhile
         log.error("scrub: blob %s is missing or does not match its digest", digest)
         damaged.append(digest)
-    manifests = meta.read(lambda txn: [(k.decode(), bytes(v)) for k, v in meta.scan(txn, "manifest_bytes", b"")])
-    for name, body in manifests:
-        repo, digest = name.split("\0", 1)
+    manifests = meta.read(lambda txn: list(meta.all_manifest_bytes(txn)))
+    for repo, digest, body in manifests:
         if digest_of(body, digest_algorithm(digest)) != digest:
             log.error("scrub: manifest %s@%s does not match its digest", repo, digest)
             damaged.append(f"{repo}@{digest}")

@@ -1,163 +1,245 @@
-"""The shard's metadata: one LMDB environment under ``<shard dir>/meta``.
+"""The shard's metadata: one LMDB environment under ``<shard dir>/meta``, and its key layout.
 
-Named databases and their keys (``\\0`` separates parts, so a cursor lists in spec order)::
+This module is the only place that knows the layout (as Distribution's ``paths.go`` owns
+paths): everything else calls the named accessors of :class:`MetaStore`, which take the
+transaction they run in so that callers can compose them atomically. Named databases and
+their keys (``\\0`` separates parts, so a cursor lists in spec order)::
 
     repos           name                      -> {created}
     tags            repo \\0 tag               -> digest (ascii)
     manifests       repo \\0 digest            -> {mediaType, size, subject, artifactType, annotations,
-                                                   blobs, children, created}
+                                                   blobs, children, config, created}
     manifest_bytes  repo \\0 digest            -> the exact bytes that were pushed
-    links           repo \\0 digest            -> {size}   a blob exists in a repo only if linked here
+    links           repo \\0 digest            -> {size, at}   a blob exists in a repo only if linked here
     blobs           digest                    -> {size, links}   one file per digest on this shard
     referrers       repo \\0 subject \\0 digest -> descriptor of the referring manifest
     uploads         uuid                      -> {repo, offset, alg, started, updated}
-    system          key                       -> value (schema version, shard count, ...)
+    system          key                       -> value (cluster shape, schema version, user data)
 
-Writes go through one writer thread with group commit (``write_async``): the writes that
-arrive while a commit is being flushed are applied together in the next transaction, each in
-its own nested transaction (one failing does not undo the others), with one fsync for all.
-The event loop keeps serving reads meanwhile; readers never block writers. The map grows on
-demand.
+Writes are group-committed (see :mod:`shard.lmdbstore`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import lmdb
-import msgpack
+from common.errors import ErrorCode, RegistryError
+from shard.lmdbstore import LmdbStore, Txn, key, unpack
+
+__all__ = ["ClusterSizeMismatch", "MetaStore", "SCHEMA_VERSION", "key"]
 
 SCHEMA_VERSION = 1
 _DBS = ("repos", "tags", "manifests", "manifest_bytes", "links", "blobs", "referrers", "uploads", "system")
-_INITIAL_MAP = 1 << 30
-T = TypeVar("T")
-
-
-def key(*parts: str) -> bytes:
-    return "\0".join(parts).encode()
-
-
-def pack(obj: Any) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)
-
-
-def unpack(data: bytes | None) -> Any:
-    return None if data is None else msgpack.unpackb(data, raw=False)
+Record = dict[str, Any]
 
 
 class ClusterSizeMismatch(RuntimeError):
     """The shard was created for a different number of shards: routing would be wrong."""
 
 
-class MetaStore:
-    def __init__(self, path: Path, *, sync: bool = True, dbs: tuple[str, ...] = _DBS,
-                 map_size: int | None = None) -> None:
-        path.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.env = lmdb.open(str(path), map_size=map_size or _INITIAL_MAP, max_dbs=len(dbs) + 2, sync=sync,
-                             metasync=sync, writemap=False, max_readers=256)
-        self.db = {name: self.env.open_db(name.encode()) for name in dbs}
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmdb-writer")
-        self._batch: list[tuple[Callable[[lmdb.Transaction], Any], asyncio.Future]] = []
-        self._flusher: asyncio.Task | None = None
+def _after(prefix: bytes, last: str | None) -> bytes | None:
+    return prefix + last.encode() if last else None
 
-    def close(self) -> None:
-        self._writer.shutdown(wait=True)
-        self.env.close()
 
-    async def write_async(self, fn: Callable[[lmdb.Transaction], T]) -> T:
-        """Run ``fn`` in a write transaction on the writer thread; group-committed with its neighbours.
+class MetaStore(LmdbStore):
+    def __init__(self, path: Path, *, sync: bool = True, map_size: int | None = None) -> None:
+        super().__init__(path, dbs=_DBS, sync=sync, map_size=map_size)
 
-        ``fn`` runs in another thread: it may only touch the transaction and its own data.
-        """
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._batch.append((fn, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = loop.create_task(self._flush())
-        return await future
+    # -- repositories ----------------------------------------------------------------------
+    def repo_exists(self, txn: Txn, repo: str) -> bool:
+        return txn.get(repo.encode(), db=self.db["repos"]) is not None
 
-    async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._batch:
-            batch, self._batch = self._batch, []
-            try:
-                outcomes = await loop.run_in_executor(self._writer, self._commit_batch, [fn for fn, _ in batch])
-            except Exception as exc:  # the commit itself failed: every write of the batch failed
-                outcomes = [(False, exc)] * len(batch)
-            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
-                if future.done():
-                    continue
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
+    def ensure_repo(self, txn: Txn, repo: str) -> None:
+        if not self.repo_exists(txn, repo):
+            self.put(txn, "repos", repo.encode(), {"created": time.time()})
 
-    def _commit_batch(self, fns: list[Callable[[lmdb.Transaction], Any]]) -> list[tuple[bool, Any]]:
-        def run(txn: lmdb.Transaction) -> list[tuple[bool, Any]]:
-            outcomes: list[tuple[bool, Any]] = []
-            for fn in fns:
-                try:
-                    with self.env.begin(write=True, parent=txn) as child:
-                        outcomes.append((True, fn(child)))
-                except lmdb.MapFullError:
-                    raise  # grow the map and redo the whole batch (write() does that)
-                except Exception as exc:  # noqa: BLE001 - this write failed; its neighbours go on
-                    outcomes.append((False, exc))
-            return outcomes
+    def repo_count(self, txn: Txn) -> int:
+        return self.entries(txn, "repos")
 
-        return self.write(run)
+    def repo_names(self, txn: Txn, after: str | None = None) -> Iterator[str]:
+        """Repository names in order, starting after ``after``."""
+        for k, _ in self.scan(txn, "repos", b"", after.encode() if after else None):
+            yield k.decode()
 
-    # -- transactions -------------------------------------------------------------------
-    def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
-        """Run ``fn`` in a write transaction, growing the map and retrying if it is full."""
-        while True:
-            try:
-                with self.env.begin(write=True) as txn:
-                    return fn(txn)
-            except lmdb.MapFullError:
-                self.env.set_mapsize(self.env.info()["map_size"] * 2)
+    def manifest_unknown(self, txn: Txn, repo: str, reference: str) -> RegistryError:
+        """The error for a missing manifest: MANIFEST_UNKNOWN in a known repository, else NAME_UNKNOWN."""
+        code = ErrorCode.MANIFEST_UNKNOWN if self.repo_exists(txn, repo) else ErrorCode.NAME_UNKNOWN
+        return RegistryError(code, detail={"name": repo, "reference": reference})
 
-    def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
-        with self.env.begin() as txn:
-            return fn(txn)
+    # -- tags ------------------------------------------------------------------------------
+    def tag_digest(self, txn: Txn, repo: str, tag: str) -> str | None:
+        digest = txn.get(key(repo, tag), db=self.db["tags"])
+        return None if digest is None else bytes(digest).decode()
 
-    def get(self, txn: lmdb.Transaction, db: str, k: bytes) -> Any:
-        return unpack(txn.get(k, db=self.db[db]))
+    def resolve(self, txn: Txn, repo: str, reference: str) -> str:
+        """The digest a reference (tag or digest) names; raises if the tag is unknown."""
+        if ":" in reference:
+            return reference
+        digest = self.tag_digest(txn, repo, reference)
+        if digest is None:
+            raise self.manifest_unknown(txn, repo, reference)
+        return digest
 
-    def put(self, txn: lmdb.Transaction, db: str, k: bytes, value: Any) -> None:
-        txn.put(k, pack(value), db=self.db[db])
+    def set_tag(self, txn: Txn, repo: str, tag: str, digest: str) -> None:
+        txn.put(key(repo, tag), digest.encode(), db=self.db["tags"])
 
-    def delete(self, txn: lmdb.Transaction, db: str, k: bytes) -> bool:
-        return txn.delete(k, db=self.db[db])
+    def delete_tag(self, txn: Txn, repo: str, tag: str) -> bool:
+        return self.delete(txn, "tags", key(repo, tag))
 
-    def scan(self, txn: lmdb.Transaction, db: str, prefix: bytes, after: bytes | None = None
-             ) -> Iterator[tuple[bytes, bytes]]:
-        """(key, raw value) pairs with ``prefix``, in key order, starting after ``after``."""
-        cursor = txn.cursor(db=self.db[db])
-        start = prefix if after is None or after < prefix else after + b"\0"
-        if not cursor.set_range(start):
+    def tags(self, txn: Txn, repo: str, after: str | None = None) -> Iterator[tuple[str, str]]:
+        """(tag, digest) pairs of ``repo`` in order, starting after the tag ``after``."""
+        prefix = key(repo, "")
+        for k, v in self.scan(txn, "tags", prefix, _after(prefix, after)):
+            yield k[len(prefix):].decode(), bytes(v).decode()
+
+    def tags_pointing_to(self, txn: Txn, repo: str, digest: str) -> list[str]:
+        return [tag for tag, target in self.tags(txn, repo) if target == digest]
+
+    # -- manifests -------------------------------------------------------------------------
+    def get_manifest(self, txn: Txn, repo: str, digest: str) -> Record | None:
+        record: Record | None = self.get(txn, "manifests", key(repo, digest))
+        return record
+
+    def manifest_exists(self, txn: Txn, repo: str, digest: str) -> bool:
+        return txn.get(key(repo, digest), db=self.db["manifests"]) is not None
+
+    def manifest_bytes(self, txn: Txn, repo: str, digest: str) -> bytes | None:
+        body: bytes | None = txn.get(key(repo, digest), db=self.db["manifest_bytes"])
+        return body
+
+    def put_manifest(self, txn: Txn, repo: str, digest: str, record: Record, body: bytes) -> None:
+        mkey = key(repo, digest)
+        self.put(txn, "manifests", mkey, record)
+        txn.put(mkey, body, db=self.db["manifest_bytes"])
+
+    def delete_manifest(self, txn: Txn, repo: str, digest: str) -> None:
+        mkey = key(repo, digest)
+        self.delete(txn, "manifests", mkey)
+        self.delete(txn, "manifest_bytes", mkey)
+
+    def manifests(self, txn: Txn, repo: str) -> Iterator[Record]:
+        """The records of every manifest of ``repo``."""
+        for _, value in self.scan(txn, "manifests", key(repo, "")):
+            yield unpack(value)
+
+    def all_manifest_bytes(self, txn: Txn) -> Iterator[tuple[str, str, bytes]]:
+        """(repo, digest, stored bytes) of every manifest on the shard."""
+        for k, body in self.scan(txn, "manifest_bytes", b""):
+            repo, digest = k.decode().split("\0", 1)
+            yield repo, digest, bytes(body)
+
+    # -- referrers -------------------------------------------------------------------------
+    def put_referrer(self, txn: Txn, repo: str, subject: str, digest: str, descriptor: Record) -> None:
+        self.put(txn, "referrers", key(repo, subject, digest), descriptor)
+
+    def delete_referrer(self, txn: Txn, repo: str, subject: str, digest: str) -> None:
+        self.delete(txn, "referrers", key(repo, subject, digest))
+
+    def referrers(self, txn: Txn, repo: str, subject: str) -> Iterator[Record]:
+        """Descriptors of the manifests of ``repo`` whose subject is ``subject``."""
+        for _, value in self.scan(txn, "referrers", key(repo, subject, "")):
+            yield unpack(value)
+
+    # -- links and blobs -------------------------------------------------------------------
+    def link_of(self, txn: Txn, repo: str, digest: str) -> Record | None:
+        link: Record | None = self.get(txn, "links", key(repo, digest))
+        return link
+
+    def is_linked(self, txn: Txn, repo: str, digest: str) -> bool:
+        return txn.get(key(repo, digest), db=self.db["links"]) is not None
+
+    def links(self, txn: Txn, repo: str) -> Iterator[tuple[str, Record]]:
+        """(digest, link record) of every blob linked into ``repo``."""
+        prefix = key(repo, "")
+        for k, v in self.scan(txn, "links", prefix):
+            yield k[len(prefix):].decode(), unpack(v)
+
+    def link(self, txn: Txn, repo: str, digest: str, size: int) -> None:
+        """Link blob ``digest`` into ``repo`` (counting the link on the blob); creates the repo."""
+        lkey = key(repo, digest)
+        if txn.get(lkey, db=self.db["links"]) is not None:
             return
-        for k, v in cursor.iternext():
-            if not k.startswith(prefix):
-                return
-            yield k, v
+        self.put(txn, "links", lkey, {"size": size, "at": time.time()})
+        bkey = digest.encode()
+        blob = self.get(txn, "blobs", bkey) or {"size": size, "links": 0}
+        blob["links"] += 1
+        self.put(txn, "blobs", bkey, blob)
+        self.ensure_repo(txn, repo)
 
-    # -- system records -----------------------------------------------------------------
+    def unlink(self, txn: Txn, repo: str, digest: str) -> bool:
+        """Remove ``digest`` from ``repo``; True when no repository links it any more (its file may go)."""
+        if not self.delete(txn, "links", key(repo, digest)):
+            raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": digest})
+        bkey = digest.encode()
+        blob = self.get(txn, "blobs", bkey)
+        if blob is None:
+            return False
+        blob["links"] -= 1
+        if blob["links"] > 0:
+            self.put(txn, "blobs", bkey, blob)
+            return False
+        self.delete(txn, "blobs", bkey)
+        return True
+
+    def blob(self, txn: Txn, digest: str) -> Record | None:
+        record: Record | None = self.get(txn, "blobs", digest.encode())
+        return record
+
+    def blob_exists(self, txn: Txn, digest: str) -> bool:
+        return txn.get(digest.encode(), db=self.db["blobs"]) is not None
+
+    def blobs(self, txn: Txn) -> Iterator[tuple[str, int]]:
+        """(digest, size) of every blob on the shard."""
+        for k, v in self.scan(txn, "blobs", b""):
+            yield k.decode(), unpack(v)["size"]
+
+    def blob_usage(self, txn: Txn) -> tuple[int, int]:
+        """(count, bytes) of the shard's blobs."""
+        return self.entries(txn, "blobs"), sum(size for _, size in self.blobs(txn))
+
+    # -- uploads ---------------------------------------------------------------------------
+    def get_upload(self, txn: Txn, uuid: str) -> Record | None:
+        record: Record | None = self.get(txn, "uploads", uuid.encode())
+        return record
+
+    def put_upload(self, txn: Txn, uuid: str, record: Record) -> None:
+        self.put(txn, "uploads", uuid.encode(), record)
+
+    def delete_upload(self, txn: Txn, uuid: str) -> bool:
+        return self.delete(txn, "uploads", uuid.encode())
+
+    def uploads(self, txn: Txn) -> Iterator[tuple[str, Record]]:
+        """(uuid, record) of every upload in progress."""
+        for k, v in self.scan(txn, "uploads", b""):
+            yield k.decode(), unpack(v)
+
+    # -- system records --------------------------------------------------------------------
+    def system_get(self, txn: Txn, name: bytes) -> Any:
+        return self.get(txn, "system", name)
+
+    def system_put(self, txn: Txn, name: bytes, value: Any) -> None:
+        self.put(txn, "system", name, value)
+
+    def system_delete(self, txn: Txn, name: bytes) -> bool:
+        return self.delete(txn, "system", name)
+
+    def system_names(self, txn: Txn, prefix: bytes) -> Iterator[bytes]:
+        """The system record names starting with ``prefix``, in order."""
+        for k, _ in self.scan(txn, "system", prefix):
+            yield bytes(k)
+
     def check_cluster(self, shard_index: int, shard_count: int) -> None:
         """Record (first start) or verify the cluster shape this shard belongs to."""
 
-        def check(txn: lmdb.Transaction) -> None:
-            recorded = self.get(txn, "system", b"cluster")
+        def check(txn: Txn) -> None:
+            recorded = self.system_get(txn, b"cluster")
             if recorded is None:
-                self.put(txn, "system", b"cluster", {"index": shard_index, "shards": shard_count,
-                                                      "created": time.time()})
-                self.put(txn, "system", b"schema", SCHEMA_VERSION)
+                self.system_put(txn, b"cluster", {"index": shard_index, "shards": shard_count,
+                                                  "created": time.time()})
+                self.system_put(txn, b"schema", SCHEMA_VERSION)
                 return
             if recorded["shards"] != shard_count or recorded["index"] != shard_index:
                 raise ClusterSizeMismatch(
@@ -169,8 +251,3 @@ class MetaStore:
                 )
 
         self.write(check)
-
-    def size_bytes(self) -> int:
-        info = self.env.info()
-        stat = self.env.stat()
-        return info["last_pgno"] * stat["psize"]

@@ -4,7 +4,8 @@ A user's records live on the shard the ring picks for the *user name*
 (``common.ring.shard_for(user, shards)``), so every gateway finds them in one hop. Shared
 secrets (the session signing key when the config names none) live on shard 0.
 
-Everything is stored in the MetaStore's ``system`` database under the ``userdata/`` prefix::
+Everything is stored as MetaStore system records (``system_get``/``system_put``) whose names
+start with ``userdata/``; this module owns those names::
 
     userdata/apikey/<user>\\0<uuid>    -> {uuid, hash, label, scopes, createdAt, expiresAt, creatorUa,
                                           generatedBy, lastUsed}
@@ -20,15 +21,15 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
-import lmdb
-
+from common import messages as m
 from common.errors import ErrorCode, RegistryError
-from common.protocol import Op
+from common.protocol import Answer, Frames
+from shard.lmdbstore import Txn
 from shard.metastore import MetaStore
-
-Result = tuple[Any, list[Any]]
+from shard.ops.registry import handles
 
 _APIKEY = b"userdata/apikey/"
 _APIKEY_HASH = b"userdata/apikeyhash/"
@@ -38,7 +39,7 @@ _SECRET = b"userdata/secret/"
 MAX_KEYS_PER_USER = 1000
 
 
-def _text(args: dict, name: str, limit: int = 512) -> str:
+def _text(args: Mapping[str, Any], name: str, limit: int = 512) -> str:
     value = args.get(name)
     if not isinstance(value, str) or not value or len(value) > limit:
         raise RegistryError(ErrorCode.BAD_REQUEST, f"{name} missing or invalid", status=400)
@@ -53,124 +54,120 @@ class UserData:
     def __init__(self, meta: MetaStore) -> None:
         self.meta = meta
 
-    def handlers(self) -> dict[Op, Any]:
-        return {
-            Op.APIKEY_CREATE: self.op_apikey_create,
-            Op.APIKEY_LIST: self.op_apikey_list,
-            Op.APIKEY_DELETE: self.op_apikey_delete,
-            Op.APIKEY_LOOKUP: self.op_apikey_lookup,
-            Op.APIKEY_TOUCH: self.op_apikey_touch,
-            Op.SESSION_CREATE: self.op_session_create,
-            Op.SESSION_GET: self.op_session_get,
-            Op.SESSION_DELETE: self.op_session_delete,
-            Op.SECRET_GET: self.op_secret_get,
-        }
-
     # -- API keys -------------------------------------------------------------------------
-    async def op_apikey_create(self, args: dict, frames: list) -> Result:
+    @handles(m.APIKEY_CREATE)
+    async def op_apikey_create(self, args: m.ApikeyCreateRequest, frames: Frames) -> Answer[m.UuidReply]:
         user, record = _text(args, "user"), args.get("record")
         if not isinstance(record, dict):
             raise RegistryError(ErrorCode.BAD_REQUEST, "record missing", status=400)
         uuid, digest = _text(record, "uuid", 64), _text(record, "hash", 128)
 
-        def run(txn: lmdb.Transaction) -> dict:
+        def run(txn: Txn) -> m.UuidReply:
             prefix = _key_prefix(user)
-            if sum(1 for _ in self.meta.scan(txn, "system", prefix)) >= MAX_KEYS_PER_USER:
+            if sum(1 for _ in self.meta.system_names(txn, prefix)) >= MAX_KEYS_PER_USER:
                 raise RegistryError(ErrorCode.DENIED, f"at most {MAX_KEYS_PER_USER} API keys per user")
-            self.meta.put(txn, "system", prefix + uuid.encode(), record)
-            self.meta.put(txn, "system", _APIKEY_HASH + digest.encode(), {"user": user, "uuid": uuid})
+            self.meta.system_put(txn, prefix + uuid.encode(), record)
+            self.meta.system_put(txn, _APIKEY_HASH + digest.encode(), {"user": user, "uuid": uuid})
             return {"uuid": uuid}
 
         return self.meta.write(run), []
 
-    async def op_apikey_list(self, args: dict, frames: list) -> Result:
+    @handles(m.APIKEY_LIST)
+    async def op_apikey_list(self, args: m.UserRequest, frames: Frames) -> Answer[m.ApikeyListReply]:
         prefix = _key_prefix(_text(args, "user"))
 
-        def run(txn: lmdb.Transaction) -> list:
-            return [self.meta.get(txn, "system", k) for k, _ in self.meta.scan(txn, "system", prefix)]
+        def run(txn: Txn) -> list[Any]:
+            return [self.meta.system_get(txn, k) for k in self.meta.system_names(txn, prefix)]
 
         return {"keys": self.meta.read(run)}, []
 
-    async def op_apikey_delete(self, args: dict, frames: list) -> Result:
+    @handles(m.APIKEY_DELETE)
+    async def op_apikey_delete(self, args: m.ApikeyDeleteRequest, frames: Frames) -> Answer[m.DeletedReply]:
         user, uuid = _text(args, "user"), _text(args, "uuid", 64)
 
-        def run(txn: lmdb.Transaction) -> bool:
+        def run(txn: Txn) -> bool:
             k = _key_prefix(user) + uuid.encode()
-            record = self.meta.get(txn, "system", k)
+            record = self.meta.system_get(txn, k)
             if record is None:
                 return False
-            self.meta.delete(txn, "system", k)
-            self.meta.delete(txn, "system", _APIKEY_HASH + record["hash"].encode())
+            self.meta.system_delete(txn, k)
+            self.meta.system_delete(txn, _APIKEY_HASH + record["hash"].encode())
             return True
 
         return {"deleted": self.meta.write(run)}, []
 
-    async def op_apikey_lookup(self, args: dict, frames: list) -> Result:
+    @handles(m.APIKEY_LOOKUP)
+    async def op_apikey_lookup(self, args: m.ApikeyLookupRequest, frames: Frames) -> Answer[m.ApikeyLookupReply]:
         digest = _text(args, "hash", 128)
 
-        def run(txn: lmdb.Transaction) -> dict | None:
-            ref = self.meta.get(txn, "system", _APIKEY_HASH + digest.encode())
+        def run(txn: Txn) -> dict[str, Any] | None:
+            ref = self.meta.system_get(txn, _APIKEY_HASH + digest.encode())
             if ref is None:
                 return None
-            record = self.meta.get(txn, "system", _key_prefix(ref["user"]) + ref["uuid"].encode())
+            record = self.meta.system_get(txn, _key_prefix(ref["user"]) + ref["uuid"].encode())
             if record is None:
                 return None
             return {**{k: v for k, v in record.items() if k != "hash"}, "user": ref["user"]}
 
         return {"key": self.meta.read(run)}, []
 
-    async def op_apikey_touch(self, args: dict, frames: list) -> Result:
+    @handles(m.APIKEY_TOUCH)
+    async def op_apikey_touch(self, args: m.ApikeyTouchRequest, frames: Frames) -> Answer[m.ApikeyTouchReply]:
         """Record ``lastUsed`` for a batch of keys: ``uses`` is ``[[user, uuid, timestamp], ...]``."""
         uses = args.get("uses") or []
 
-        def run(txn: lmdb.Transaction) -> int:
+        def run(txn: Txn) -> int:
             updated = 0
             for user, uuid, when in uses:
                 k = _key_prefix(str(user)) + str(uuid).encode()
-                record = self.meta.get(txn, "system", k)
+                record = self.meta.system_get(txn, k)
                 if record is not None and when > (record.get("lastUsed") or 0):
                     record["lastUsed"] = float(when)
-                    self.meta.put(txn, "system", k, record)
+                    self.meta.system_put(txn, k, record)
                     updated += 1
             return updated
 
         return {"updated": self.meta.write(run)}, []
 
     # -- sessions -------------------------------------------------------------------------
-    async def op_session_create(self, args: dict, frames: list) -> Result:
+    @handles(m.SESSION_CREATE)
+    async def op_session_create(self, args: m.SessionCreateRequest, frames: Frames) -> Answer[m.SidReply]:
         user, sid = _text(args, "user"), _text(args, "sid", 128)
         expires = float(args.get("expires") or 0)
 
-        def run(txn: lmdb.Transaction) -> None:
-            self.meta.put(txn, "system", _SESSION + sid.encode(),
+        def run(txn: Txn) -> None:
+            self.meta.system_put(txn, _SESSION + sid.encode(),
                           {"user": user, "created": time.time(), "expires": expires})
 
         self.meta.write(run)
         return {"sid": sid}, []
 
-    async def op_session_get(self, args: dict, frames: list) -> Result:
+    @handles(m.SESSION_GET)
+    async def op_session_get(self, args: m.SessionRequest, frames: Frames) -> Answer[m.SessionGetReply]:
         sid = _text(args, "sid", 128)
-        record = self.meta.read(lambda txn: self.meta.get(txn, "system", _SESSION + sid.encode()))
+        record = self.meta.read(lambda txn: self.meta.system_get(txn, _SESSION + sid.encode()))
         if record is not None and record["expires"] and record["expires"] < time.time():
-            self.meta.write(lambda txn: self.meta.delete(txn, "system", _SESSION + sid.encode()))
+            self.meta.write(lambda txn: self.meta.system_delete(txn, _SESSION + sid.encode()))
             record = None
         return {"session": record}, []
 
-    async def op_session_delete(self, args: dict, frames: list) -> Result:
+    @handles(m.SESSION_DELETE)
+    async def op_session_delete(self, args: m.SessionRequest, frames: Frames) -> Answer[m.DeletedReply]:
         sid = _text(args, "sid", 128)
-        deleted = self.meta.write(lambda txn: self.meta.delete(txn, "system", _SESSION + sid.encode()))
+        deleted = self.meta.write(lambda txn: self.meta.system_delete(txn, _SESSION + sid.encode()))
         return {"deleted": bool(deleted)}, []
 
     # -- shared secrets ---------------------------------------------------------------------
-    async def op_secret_get(self, args: dict, frames: list) -> Result:
+    @handles(m.SECRET_GET)
+    async def op_secret_get(self, args: m.SecretGetRequest, frames: Frames) -> Answer[m.SecretGetReply]:
         """A random secret, created on first request and the same for every gateway afterwards."""
         k = _SECRET + _text(args, "name", 64).encode()
 
-        def run(txn: lmdb.Transaction) -> bytes:
-            value = self.meta.get(txn, "system", k)
+        def run(txn: Txn) -> bytes:
+            value: bytes | None = self.meta.system_get(txn, k)
             if value is None:
                 value = os.urandom(32)
-                self.meta.put(txn, "system", k, value)
+                self.meta.system_put(txn, k, value)
             return value
 
         return {"secret": self.meta.write(run)}, []

@@ -11,7 +11,12 @@ import pytest
 
 from common.errors import ErrorCode, RegistryError
 from shard.blobstore import BlobStore
+from shard.hooks import Hooks
 from shard.metastore import ClusterSizeMismatch, MetaStore, key
+from shard.ops.blobs import BlobOps
+from shard.ops.manifests import ManifestOps
+from shard.ops.repositories import RepositoryOps
+from shard.ops.uploads import UploadOps
 from shard.service import ShardService
 
 
@@ -41,7 +46,7 @@ def test_upload_file_write_rollback_and_rehash(tmp_path):
 
 
 def test_metastore_scan_and_map_growth(tmp_path, monkeypatch):
-    monkeypatch.setattr("shard.metastore._INITIAL_MAP", 4 * 1024 * 1024)
+    monkeypatch.setattr("shard.lmdbstore._INITIAL_MAP", 4 * 1024 * 1024)
     meta = MetaStore(tmp_path / "meta", sync=False)
     meta.write(lambda txn: [meta.put(txn, "tags", key("r", f"t{i}"), i) for i in range(5)])
     meta.write(lambda txn: meta.put(txn, "tags", key("r2", "t0"), 0))
@@ -71,14 +76,14 @@ def run(coro):
 
 
 async def _upload(service: ShardService, repo: str, data: bytes, commit: bool = True) -> str:
-    uuid = (await service.op_upload_start({"repo": repo}, []))[0]["uuid"]
-    await service.op_upload_begin({"repo": repo, "uuid": uuid, "start": 0}, [])
+    uuid = (await UploadOps(service).start({"repo": repo}, []))[0]["uuid"]
+    await UploadOps(service).begin({"repo": repo, "uuid": uuid, "start": 0}, [])
     done: list = []
-    service.enqueue_write({"repo": repo, "uuid": uuid, "offset": 0}, [data], done.append)
-    await service.op_upload_end({"repo": repo, "uuid": uuid, "length": len(data)}, [])
+    service.uploads.enqueue_write({"repo": repo, "uuid": uuid, "offset": 0}, [data], done.append)
+    await UploadOps(service).end({"repo": repo, "uuid": uuid, "length": len(data)}, [])
     assert isinstance(done[0], tuple)
     if commit:
-        await service.op_upload_commit({"repo": repo, "uuid": uuid, "digest": sha(data)}, [])
+        await UploadOps(service).commit({"repo": repo, "uuid": uuid, "digest": sha(data)}, [])
     return uuid
 
 
@@ -89,12 +94,12 @@ def test_service_upload_commit_link_and_delete(tmp_path):
         await _upload(s, "b", b"shared")  # same digest: one file, two links
         d = sha(b"shared")
         assert s.blobs.path(d).exists()
-        await s.op_blob_delete({"repo": "a", "digest": d}, [])
+        await BlobOps(s).delete({"repo": "a", "digest": d}, [])
         assert s.blobs.path(d).exists()  # still linked from b
-        await s.op_blob_delete({"repo": "b", "digest": d}, [])
+        await BlobOps(s).delete({"repo": "b", "digest": d}, [])
         assert not s.blobs.path(d).exists()
         with pytest.raises(RegistryError) as info:
-            await s.op_blob_stat({"repo": "b", "digest": d}, [])
+            await BlobOps(s).stat({"repo": "b", "digest": d}, [])
         assert info.value.code == ErrorCode.BLOB_UNKNOWN
         s.close()
 
@@ -112,13 +117,13 @@ def test_service_recovers_upload_after_restart(tmp_path):
 
     async def after():
         s = ShardService(tmp_path, 0, 1, durable=False)
-        status = (await s.op_upload_status({"repo": "r", "uuid": uuid}, []))[0]
+        status = (await UploadOps(s).status({"repo": "r", "uuid": uuid}, []))[0]
         assert status["offset"] == len(b"first part ")
-        await s.op_upload_begin({"repo": "r", "uuid": uuid, "start": 11}, [])
+        await UploadOps(s).begin({"repo": "r", "uuid": uuid, "start": 11}, [])
         done: list = []
-        s.enqueue_write({"repo": "r", "uuid": uuid, "offset": 11}, [b"second"], done.append)
-        await s.op_upload_end({"repo": "r", "uuid": uuid, "length": 6}, [])
-        result = (await s.op_upload_commit({"repo": "r", "uuid": uuid, "digest": sha(b"first part second")}, []))[0]
+        s.uploads.enqueue_write({"repo": "r", "uuid": uuid, "offset": 11}, [b"second"], done.append)
+        await UploadOps(s).end({"repo": "r", "uuid": uuid, "length": 6}, [])
+        result = (await UploadOps(s).commit({"repo": "r", "uuid": uuid, "digest": sha(b"first part second")}, []))[0]
         assert result["size"] == 17
         s.close()
 
@@ -129,12 +134,12 @@ def test_orphan_upload_files_removed_and_expiry(tmp_path):
     async def scenario():
         s = ShardService(tmp_path, 0, 1, durable=False, upload_expiry=60)
         uuid = await _upload(s, "r", b"abandoned", commit=False)
-        s.sessions.clear()  # as after a restart
-        assert await s.expire_uploads(now=time.time() + 30) == []
-        assert await s.expire_uploads(now=time.time() + 120) == [uuid]
+        s.uploads.sessions.clear()  # as after a restart
+        assert await s.uploads.expire(now=time.time() + 30) == []
+        assert await s.uploads.expire(now=time.time() + 120) == [uuid]
         assert not s.blobs.upload_path(uuid).exists()
         with pytest.raises(RegistryError):
-            await s.op_upload_status({"repo": "r", "uuid": uuid}, [])
+            await UploadOps(s).status({"repo": "r", "uuid": uuid}, [])
         s.close()
 
     run(scenario())
@@ -148,7 +153,7 @@ def test_digest_mismatch_keeps_nothing(tmp_path):
         s = ShardService(tmp_path, 0, 1, durable=False)
         uuid = await _upload(s, "r", b"content", commit=False)
         with pytest.raises(RegistryError) as info:
-            await s.op_upload_commit({"repo": "r", "uuid": uuid, "digest": sha(b"other")}, [])
+            await UploadOps(s).commit({"repo": "r", "uuid": uuid, "digest": sha(b"other")}, [])
         assert info.value.code == ErrorCode.DIGEST_INVALID
         assert not s.blobs.path(sha(b"other")).exists() and not s.blobs.path(sha(b"content")).exists()
         s.close()
@@ -164,7 +169,7 @@ def test_garbage_collection_of_unreferenced_blobs(tmp_path):
         for data in (b"config", b"layer", b"orphan"):
             await _upload(s, "r", data)
         await _upload(s, "other", b"orphan")  # the same bytes linked elsewhere keep their file
-        await s.op_manifest_put({"repo": "r", "digest": sha(b"m"), "media_type": "application/x", "tags": ["t"],
+        await ManifestOps(s, Hooks()).put({"repo": "r", "digest": sha(b"m"), "media_type": "application/x", "tags": ["t"],
                                  "blobs": [sha(b"config"), sha(b"layer")]}, [b"m"])
         assert await collect_garbage(s, delay=3600) == []  # too young
         removed = await collect_garbage(s, delay=3600, now=time.time() + 7200)
@@ -172,7 +177,7 @@ def test_garbage_collection_of_unreferenced_blobs(tmp_path):
         assert not s.blobs.path(sha(b"orphan")).exists()
         assert s.blobs.path(sha(b"layer")).exists()
         # once the manifest is gone its blobs go too
-        await s.op_manifest_delete({"repo": "r", "reference": sha(b"m")}, [])
+        await ManifestOps(s, Hooks()).delete({"repo": "r", "reference": sha(b"m")}, [])
         removed = await collect_garbage(s, delay=3600, now=time.time() + 7200)
         assert set(removed) == {("r", sha(b"config")), ("r", sha(b"layer"))}
         assert not s.blobs.path(sha(b"layer")).exists()
@@ -210,13 +215,13 @@ def test_scrub_finds_damaged_blobs_and_manifests(tmp_path):
         s = ShardService(tmp_path, 0, 1, durable=False)
         await _upload(s, "r", b"healthy bytes")
         await _upload(s, "r", b"about to rot")
-        await s.op_manifest_put({"repo": "r", "digest": sha(b"{}"), "media_type": "application/x", "tags": [],
+        await ManifestOps(s, Hooks()).put({"repo": "r", "digest": sha(b"{}"), "media_type": "application/x", "tags": [],
                                  "blobs": []}, [b"{}"])
         assert await scrub(s) == []
         s.blobs.path(sha(b"about to rot")).write_bytes(b"about to rOt")  # bit rot
         await s.meta.write_async(lambda txn: txn.put(key("r", sha(b"{}")), b"{ }", db=s.meta.db["manifest_bytes"]))
         assert await scrub(s) == [sha(b"about to rot"), f"r@{sha(b'{}')}"]
-        assert (await s.op_status({}, []))[0]["damaged"] == s.damaged
+        assert (await RepositoryOps(s).status({}, []))[0]["damaged"] == s.damaged
         s.close()
 
     run(scenario())

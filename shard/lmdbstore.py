@@ -1,0 +1,151 @@
+"""One LMDB environment with named databases, group-committed writes and growing map.
+
+Writes go through one writer thread with group commit (``write_async``): the writes that
+arrive while a commit is being flushed are applied together in the next transaction, each in
+its own nested transaction (one failing does not undo the others), with one fsync for all.
+The event loop keeps serving reads meanwhile; readers never block writers. The map grows on
+demand.
+
+This module knows nothing of what is stored: :mod:`shard.metastore` and
+:mod:`shard.searchstore` own their key layouts and give their callers named accessors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lmdb
+import msgpack
+
+#: An LMDB transaction (the lmdb package has no type stubs).
+Txn = Any
+_INITIAL_MAP = 1 << 30
+T = TypeVar("T")
+
+
+def key(*parts: str) -> bytes:
+    """The parts of a key joined by ``\\0``, so that a cursor lists them in order."""
+    return "\0".join(parts).encode()
+
+
+def pack(obj: Any) -> bytes:
+    data: bytes = msgpack.packb(obj, use_bin_type=True)
+    return data
+
+
+def unpack(data: bytes | None) -> Any:
+    return None if data is None else msgpack.unpackb(data, raw=False)
+
+
+class LmdbStore:
+    def __init__(self, path: Path, *, dbs: tuple[str, ...], sync: bool = True,
+                 map_size: int | None = None) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.env = lmdb.open(str(path), map_size=map_size or _INITIAL_MAP, max_dbs=len(dbs) + 2, sync=sync,
+                             metasync=sync, writemap=False, max_readers=256)
+        self.db = {name: self.env.open_db(name.encode()) for name in dbs}
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmdb-writer")
+        self._batch: list[tuple[Callable[[Txn], Any], asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+        self.env.close()
+
+    async def write_async(self, fn: Callable[[Txn], T]) -> T:
+        """Run ``fn`` in a write transaction on the writer thread; group-committed with its neighbours.
+
+        ``fn`` runs in another thread: it may only touch the transaction and its own data.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._batch.append((fn, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._batch:
+            batch, self._batch = self._batch, []
+            try:
+                outcomes = await loop.run_in_executor(self._writer, self._commit_batch, [fn for fn, _ in batch])
+            except Exception as exc:  # the commit itself failed: every write of the batch failed
+                outcomes = [(False, exc)] * len(batch)
+            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+    def _commit_batch(self, fns: list[Callable[[Txn], Any]]) -> list[tuple[bool, Any]]:
+        def run(txn: Txn) -> list[tuple[bool, Any]]:
+            outcomes: list[tuple[bool, Any]] = []
+            for fn in fns:
+                try:
+                    with self.env.begin(write=True, parent=txn) as child:
+                        outcomes.append((True, fn(child)))
+                except lmdb.MapFullError:
+                    raise  # grow the map and redo the whole batch (write() does that)
+                except Exception as exc:  # noqa: BLE001 - this write failed; its neighbours go on
+                    outcomes.append((False, exc))
+            return outcomes
+
+        return self.write(run)
+
+    # -- transactions -------------------------------------------------------------------
+    def write(self, fn: Callable[[Txn], T]) -> T:
+        """Run ``fn`` in a write transaction, growing the map and retrying if it is full."""
+        while True:
+            try:
+                with self.env.begin(write=True) as txn:
+                    return fn(txn)
+            except lmdb.MapFullError:
+                self.env.set_mapsize(self.env.info()["map_size"] * 2)
+
+    def read(self, fn: Callable[[Txn], T]) -> T:
+        with self.env.begin() as txn:
+            return fn(txn)
+
+    def begin_read(self) -> Any:
+        """A read transaction as a context manager (for reads spanning two environments)."""
+        return self.env.begin()
+
+    # -- raw records (for the stores' accessors) -----------------------------------------
+    def get(self, txn: Txn, db: str, k: bytes) -> Any:
+        return unpack(txn.get(k, db=self.db[db]))
+
+    def put(self, txn: Txn, db: str, k: bytes, value: Any) -> None:
+        txn.put(k, pack(value), db=self.db[db])
+
+    def delete(self, txn: Txn, db: str, k: bytes) -> bool:
+        deleted: bool = txn.delete(k, db=self.db[db])
+        return deleted
+
+    def scan(self, txn: Txn, db: str, prefix: bytes, after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """(key, raw value) pairs with ``prefix``, in key order, starting after ``after``."""
+        cursor = txn.cursor(db=self.db[db])
+        start = prefix if after is None or after < prefix else after + b"\0"
+        if not cursor.set_range(start):
+            return
+        for k, v in cursor.iternext():
+            if not k.startswith(prefix):
+                return
+            yield k, v
+
+    def entries(self, txn: Txn, db: str) -> int:
+        count: int = txn.stat(self.db[db])["entries"]
+        return count
+
+    def size_bytes(self) -> int:
+        info = self.env.info()
+        stat = self.env.stat()
+        size: int = info["last_pgno"] * stat["psize"]
+        return size

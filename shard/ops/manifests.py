@@ -1,0 +1,122 @@
+"""Manifest ops: get (and head), put, delete, and the referrers of a subject.
+
+A manifest is stored with its exact bytes, its tags and (if it has a subject) a referrer
+record, in one metadata transaction that first checks every blob and child it names. The
+hooks (:mod:`shard.hooks`) hear of each push, pull and delete once it is committed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from common import messages as m
+from common.errors import ErrorCode, RegistryError
+from common.protocol import Answer, Frames
+from shard.hooks import Deleted, Hooks, Pushed
+from shard.lmdbstore import Txn
+from shard.ops.registry import handles
+from shard.service import ShardService
+
+
+class ManifestOps:
+    def __init__(self, shard: ShardService, hooks: Hooks) -> None:
+        self.meta = shard.meta
+        self.hooks = hooks
+
+    @handles(m.MANIFEST_GET)
+    async def get(self, args: m.ManifestGetRequest, frames: Frames) -> Answer[m.ManifestGetReply]:
+        repo, reference, head = args["repo"], args["reference"], args.get("head", False)
+
+        def run(txn: Txn) -> Answer[m.ManifestGetReply]:
+            digest = self.meta.resolve(txn, repo, reference)
+            record = self.meta.get_manifest(txn, repo, digest)
+            if record is None:
+                raise self.meta.manifest_unknown(txn, repo, reference)
+            result: m.ManifestGetReply = {"digest": digest, "media_type": record["mediaType"],
+                                          "size": record["size"]}
+            if head:
+                return result, []
+            self.hooks.pulled(repo, digest)
+            return result, [self.meta.manifest_bytes(txn, repo, digest)]
+
+        return self.meta.read(run)
+
+    @handles(m.MANIFEST_PUT)
+    async def put(self, args: m.ManifestPutRequest, frames: Frames) -> Answer[m.ManifestPutReply]:
+        """Store a manifest the gateway has parsed; check the blobs and children it names."""
+        repo, digest = args["repo"], args["digest"]
+        body = bytes(frames[0]) if frames else b""
+
+        def run(txn: Txn) -> Answer[m.ManifestPutReply]:
+            for blob in args.get("blobs", []):
+                if not self.meta.is_linked(txn, repo, blob):
+                    raise RegistryError(ErrorCode.MANIFEST_BLOB_UNKNOWN, detail={"digest": blob})
+            for child in args.get("children", []):
+                if not self.meta.manifest_exists(txn, repo, child):
+                    raise RegistryError(ErrorCode.MANIFEST_BLOB_UNKNOWN, detail={"digest": child})
+            self.meta.ensure_repo(txn, repo)
+            existing = self.meta.get_manifest(txn, repo, digest)
+            record = {
+                "mediaType": args["media_type"], "size": len(body), "subject": args.get("subject"),
+                "artifactType": args.get("artifact_type"), "annotations": args.get("annotations"),
+                "blobs": args.get("blobs", []), "children": args.get("children", []),
+                "config": args.get("config"),
+                "created": existing["created"] if existing else time.time(),
+            }
+            self.meta.put_manifest(txn, repo, digest, record, body)
+            for tag in args.get("tags", []):
+                self.meta.set_tag(txn, repo, tag, digest)
+            subject = args.get("subject")
+            if subject:
+                descriptor: dict[str, Any] = {"mediaType": args["media_type"], "digest": digest, "size": len(body)}
+                if args.get("artifact_type"):
+                    descriptor["artifactType"] = args["artifact_type"]
+                if args.get("annotations"):
+                    descriptor["annotations"] = args["annotations"]
+                self.meta.put_referrer(txn, repo, subject, digest, descriptor)
+            return {"digest": digest, "created": existing is None}, []
+
+        result = await self.meta.write_async(run)
+        await self.hooks.pushed(Pushed(repo=repo, digest=digest, tags=list(args.get("tags") or []),
+                                       pushed_by=args.get("pushed_by") or ""))
+        return result
+
+    @handles(m.MANIFEST_DELETE)
+    async def delete(self, args: m.ManifestDeleteRequest, frames: Frames) -> Answer[m.ManifestDeleteReply]:
+        repo, reference = args["repo"], args["reference"]
+
+        def run(txn: Txn) -> Answer[m.ManifestDeleteReply]:
+            if ":" not in reference:
+                if not self.meta.delete_tag(txn, repo, reference):
+                    raise self.meta.manifest_unknown(txn, repo, reference)
+                return {"deleted": reference}, []
+            record = self.meta.get_manifest(txn, repo, reference)
+            if record is None:
+                raise self.meta.manifest_unknown(txn, repo, reference)
+            self.meta.delete_manifest(txn, repo, reference)
+            tags = self.meta.tags_pointing_to(txn, repo, reference)
+            for tag in tags:
+                self.meta.delete_tag(txn, repo, tag)
+            if record.get("subject"):
+                self.meta.delete_referrer(txn, repo, record["subject"], reference)
+            return {"deleted": reference, "tags": tags}, []
+
+        result = await self.meta.write_async(run)
+        if ":" in reference:
+            await self.hooks.deleted(Deleted(repo=repo, digest=reference, tags=result[0].get("tags", [])))
+        else:
+            await self.hooks.deleted(Deleted(repo=repo, digest=None, tags=[reference]))
+        return result
+
+    @handles(m.REFERRERS)
+    async def referrers(self, args: m.ReferrersRequest, frames: Frames) -> Answer[m.ReferrersReply]:
+        repo, subject = args["repo"], args["subject"]
+        wanted = set(args.get("artifact_types") or [])
+
+        def run(txn: Txn) -> Answer[m.ReferrersReply]:
+            found = [descriptor for descriptor in self.meta.referrers(txn, repo, subject)
+                     if not wanted or descriptor.get("artifactType") in wanted]
+            return {"manifests": found}, []
+
+        return self.meta.read(run)

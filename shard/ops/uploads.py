@@ -1,0 +1,160 @@
+"""Upload ops: start, status, a PATCH (begin, ordered writes, end or abort), commit and cancel.
+
+Committing verifies the digest, then (under the digest's lock) fsyncs and renames the file
+into ``blobs/`` before the metadata commit that links it: metadata never names a file that
+is not whole on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid as uuidlib
+
+from common import messages as m
+from common.errors import ErrorCode, RegistryError
+from common.protocol import Answer, Frames
+from common.rules import digest_algorithm
+from shard.lmdbstore import Txn
+from shard.ops.registry import Respond, handles, handles_in_order
+from shard.service import ShardService
+from shard.uploads import UploadSession, no_upload
+
+#: How long a new PATCH waits for the upload's previous one to end before it is refused.
+BUSY_WAIT = 3.0
+
+
+def _range_headers(offset: int) -> dict[str, str]:
+    return {"Range": f"0-{offset - 1}" if offset > 0 else "0-0"}
+
+
+class UploadOps:
+    def __init__(self, shard: ShardService) -> None:
+        self.shard = shard
+        self.meta = shard.meta
+        self.uploads = shard.uploads
+
+    @handles(m.UPLOAD_START)
+    async def start(self, args: m.UploadStartRequest, frames: Frames) -> Answer[m.UploadStartReply]:
+        repo, alg = args["repo"], args.get("algorithm", "sha256")
+        uuid = str(uuidlib.uuid4())
+        file = await self.shard.io(self.shard.blobs.open_upload, uuid, alg, 0)
+        now = time.time()
+        await self.meta.write_async(lambda txn: self.meta.put_upload(txn, uuid, {
+            "repo": repo, "offset": 0, "alg": alg, "started": now, "updated": now}))
+        self.uploads.add(UploadSession(uuid=uuid, repo=repo, file=file))
+        return {"uuid": uuid}, []
+
+    @handles(m.UPLOAD_STATUS)
+    async def status(self, args: m.UploadRequest, frames: Frames) -> Answer[m.OffsetReply]:
+        uuid, repo = args["uuid"], args["repo"]
+        session = self.uploads.get(uuid)
+        if session is not None and session.repo == repo:
+            return {"offset": session.file.offset if not session.busy else session.patch_start}, []
+        return {"offset": self.uploads.record(uuid, repo)["offset"]}, []
+
+    @handles(m.UPLOAD_BEGIN)
+    async def begin(self, args: m.UploadBeginRequest, frames: Frames) -> Answer[m.OffsetReply]:
+        """Open a PATCH (or the body of a PUT/POST): check ``start`` and remember where to roll back."""
+        uuid, repo, start = args["uuid"], args["repo"], args.get("start")
+        session = await self.uploads.session(uuid, repo)
+        # A client retrying right after its connection dropped races the gateway's abort of the
+        # dead PATCH: give that a moment before calling the upload busy.
+        deadline = time.monotonic() + BUSY_WAIT
+        while session.busy and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if session.busy:
+            raise RegistryError(ErrorCode.RANGE_INVALID, "another request is writing this upload",
+                                headers=_range_headers(session.patch_start))
+        if session.patch_snapshot is not None:  # a stale PATCH whose gateway vanished
+            await self.uploads.rollback(session)
+        offset = session.file.offset
+        if start is not None and start != offset:
+            raise RegistryError(ErrorCode.RANGE_INVALID, f"chunk starts at {start}, upload is at {offset}",
+                                detail={"offset": offset}, headers=_range_headers(offset))
+        session.patch_snapshot = session.file.snapshot()
+        session.patch_start = offset
+        session.queued_offset = offset
+        session.failed = None
+        session.touched = time.monotonic()
+        return {"offset": offset}, []
+
+    @handles_in_order(m.UPLOAD_WRITE)
+    def write(self, args: m.UploadWriteRequest, frames: Frames, respond: Respond[m.OffsetReply]) -> None:
+        """One chunk of the PATCH in progress, queued in arrival order; answered once written."""
+        self.uploads.enqueue_write(args, frames, respond)
+
+    @handles(m.UPLOAD_END)
+    async def end(self, args: m.UploadEndRequest, frames: Frames) -> Answer[m.OffsetReply]:
+        """Close a PATCH: all its bytes are written; record the new offset."""
+        uuid, repo, length = args["uuid"], args["repo"], args.get("length")
+        session = await self.uploads.session(uuid, repo)
+        if session.patch_snapshot is None:
+            raise RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, "no write in progress")
+        await self.uploads.drain(session)
+        written = session.file.offset - session.patch_start
+        if session.failed is not None or (length is not None and written != length):
+            await self.uploads.rollback(session)
+            if session.failed is not None:
+                raise RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, "write failed on the shard")
+            raise RegistryError(ErrorCode.SIZE_INVALID, f"received {written} bytes, expected {length}",
+                                status=400)
+        session.patch_snapshot = None
+        offset = session.file.offset
+
+        def record(txn: Txn) -> None:
+            rec = self.meta.get_upload(txn, uuid)
+            if rec is None:
+                raise no_upload(uuid)
+            rec["offset"], rec["updated"] = offset, time.time()
+            self.meta.put_upload(txn, uuid, rec)
+
+        await self.meta.write_async(record)
+        return {"offset": offset}, []
+
+    @handles(m.UPLOAD_ABORT)
+    async def abort(self, args: m.UploadRequest, frames: Frames) -> Answer[m.UploadAbortReply]:
+        """The client went away mid-PATCH: undo that PATCH's bytes."""
+        session = self.uploads.get(args["uuid"])
+        if session is None or session.patch_snapshot is None:
+            return {}, []
+        await self.uploads.rollback(session)
+        return {"offset": session.file.offset}, []
+
+    @handles(m.UPLOAD_COMMIT)
+    async def commit(self, args: m.UploadCommitRequest, frames: Frames) -> Answer[m.UploadCommitReply]:
+        """Verify the digest, move the file into place, link it: the blob now exists."""
+        uuid, repo, digest = args["uuid"], args["repo"], args["digest"]
+        session = await self.uploads.session(uuid, repo)
+        if session.busy:
+            raise RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, "upload has a write in progress")
+        await self.uploads.drain(session)
+        actual = await self.shard.io(session.file.digest, digest_algorithm(digest))
+        if actual != digest:
+            raise RegistryError(ErrorCode.DIGEST_INVALID, detail={"digest": digest, "actual": actual})
+        size = session.file.offset
+        async with self.shard.digest_locks[digest]:
+            if self.shard.blob_exists(digest):
+                session.file.close()
+                await self.shard.io(self.shard.blobs.remove_upload, uuid)
+            else:  # the file is whole and renamed into place before the metadata names it
+                await self.shard.io(self.shard.blobs.install, session.file, digest)
+
+            def record(txn: Txn) -> None:
+                self.meta.delete_upload(txn, uuid)
+                self.meta.link(txn, repo, digest, size)
+
+            await self.meta.write_async(record)
+        self.uploads.pop(uuid)
+        return {"digest": digest, "size": size}, []
+
+    @handles(m.UPLOAD_CANCEL)
+    async def cancel(self, args: m.UploadRequest, frames: Frames) -> Answer[m.Empty]:
+        uuid, repo = args["uuid"], args["repo"]
+        session = self.uploads.get(uuid)
+        if session is None:
+            self.uploads.record(uuid, repo)
+        elif session.repo != repo:
+            raise no_upload(uuid)
+        await self.uploads.forget(uuid)
+        return {}, []

@@ -1,0 +1,196 @@
+"""Uploads in progress on a shard: their open files, the PATCH being written and its ordered queue.
+
+An upload is recorded in the metadata (``uploads``) when it starts and whenever a PATCH ends;
+its bytes live in ``uploads/<uuid>``. The in-memory :class:`UploadSession` is rebuilt from
+both after a restart. Chunks of a PATCH arrive as ``upload.write`` messages, are queued in
+arrival order by the server loop (:meth:`UploadSessions.enqueue_write`) and written off the
+event loop, several at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from common import messages as m
+from common.errors import ErrorCode, RegistryError
+from common.protocol import Answer, Frames
+from shard.blobstore import BlobStore, UploadFile
+from shard.metastore import MetaStore, Record
+from shard.ops.registry import Respond
+
+log = logging.getLogger("shardreg.shard")
+
+#: Runs a blocking function in the shard's I/O pool.
+RunIO = Callable[..., Awaitable[Any]]
+#: A PATCH whose gateway went silent this long no longer blocks its upload.
+STALE_PATCH_SECONDS = 120.0
+#: At most this many queued chunk messages (about 1 MiB each) are written in one thread job.
+WRITE_BATCH = 8
+
+
+def no_upload(uuid: str) -> RegistryError:
+    return RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, detail={"uuid": uuid})
+
+
+@dataclass
+class UploadSession:
+    """An upload being written: the file, the PATCH in progress and its ordered write queue."""
+
+    uuid: str
+    repo: str
+    file: UploadFile
+    queue: asyncio.Queue[tuple[Frames, Respond[m.OffsetReply]]] = field(default_factory=asyncio.Queue)
+    writer: asyncio.Task[None] | None = None
+    patch_snapshot: tuple[int, object] | None = None
+    patch_start: int = 0
+    queued_offset: int = 0
+    failed: BaseException | None = None
+    touched: float = field(default_factory=time.monotonic)
+
+    @property
+    def busy(self) -> bool:
+        return self.patch_snapshot is not None and time.monotonic() - self.touched < STALE_PATCH_SECONDS
+
+
+class UploadSessions:
+    def __init__(self, meta: MetaStore, blobs: BlobStore, io: RunIO, expiry: float) -> None:
+        self.meta = meta
+        self.blobs = blobs
+        self.io = io
+        self.expiry = expiry
+        self.sessions: dict[str, UploadSession] = {}
+        self._remove_orphans()
+
+    def __len__(self) -> int:
+        return len(self.sessions)
+
+    def get(self, uuid: str) -> UploadSession | None:
+        return self.sessions.get(uuid)
+
+    def add(self, session: UploadSession) -> None:
+        self.sessions[session.uuid] = session
+
+    def pop(self, uuid: str) -> UploadSession | None:
+        return self.sessions.pop(uuid, None)
+
+    def close(self) -> None:
+        for session in self.sessions.values():
+            session.file.close()
+
+    def record(self, uuid: str, repo: str) -> Record:
+        """The upload's metadata record; raises if there is none for ``repo``."""
+        record = self.meta.read(lambda txn: self.meta.get_upload(txn, uuid))
+        if record is None or record["repo"] != repo:
+            raise no_upload(uuid)
+        return record
+
+    async def session(self, uuid: str, repo: str) -> UploadSession:
+        """The in-memory session, rebuilt from LMDB and the file after a restart."""
+        session = self.sessions.get(uuid)
+        if session is not None:
+            if session.repo != repo:
+                raise no_upload(uuid)
+            return session
+        record = self.record(uuid, repo)
+        if not self.blobs.upload_path(uuid).exists():
+            raise no_upload(uuid)
+        file = await self.io(self.blobs.open_upload, uuid, record["alg"], record["offset"])
+        session = self.sessions.get(uuid)  # another request may have rebuilt it meanwhile
+        if session is None:
+            session = UploadSession(uuid=uuid, repo=repo, file=file)
+            self.sessions[uuid] = session
+        else:
+            file.close()
+        return session
+
+    # -- ordered writes ----------------------------------------------------------------------
+    def enqueue_write(self, args: m.UploadWriteRequest, frames: Frames, reply: Respond[m.OffsetReply]) -> None:
+        """Called synchronously by the server loop so that chunks keep their arrival order."""
+        session = self.sessions.get(args["uuid"])
+        if session is None or session.patch_snapshot is None or session.repo != args["repo"]:
+            reply(RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, "no write in progress for this upload"))
+            return
+        offset = int(args["offset"])
+        if offset != session.queued_offset:
+            reply(RegistryError(ErrorCode.RANGE_INVALID, f"write at {offset}, expected {session.queued_offset}"))
+            return
+        session.queued_offset += sum(len(f) for f in frames)
+        session.touched = time.monotonic()
+        session.queue.put_nowait((frames, reply))
+        if session.writer is None or session.writer.done():
+            session.writer = asyncio.get_running_loop().create_task(self._write_loop(session))
+
+    async def _write_loop(self, session: UploadSession) -> None:
+        """Write queued chunks in order; whatever has queued up meanwhile goes in one thread job."""
+        while not session.queue.empty():
+            batch: list[tuple[Frames, Respond[m.OffsetReply]]] = []
+            while not session.queue.empty() and len(batch) < WRITE_BATCH:
+                batch.append(session.queue.get_nowait())
+            outcome: Answer[m.OffsetReply] | RegistryError
+            try:
+                if session.failed is not None:
+                    raise session.failed
+                buffers = [f.buffer if hasattr(f, "buffer") else f for frames, _ in batch for f in frames]
+                offset = await self.io(session.file.write, buffers)
+                outcome = ({"offset": offset}, [])
+            except Exception as exc:  # disk full, I/O error: fail this PATCH, keep the data safe
+                if session.failed is None:
+                    log.error("upload %s: write failed: %s", session.uuid, exc)
+                    session.failed = exc
+                outcome = RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, "write failed on the shard")
+            for _, reply in batch:
+                reply(outcome)
+                session.queue.task_done()
+
+    async def drain(self, session: UploadSession) -> None:
+        """Wait until every queued chunk of the session is written."""
+        while session.writer is not None and not session.writer.done():
+            await asyncio.shield(session.writer)
+
+    async def rollback(self, session: UploadSession) -> None:
+        """Undo the bytes of the PATCH in progress (after its queued chunks are written)."""
+        assert session.patch_snapshot is not None
+        await self.drain(session)
+        await self.io(session.file.rollback, session.patch_snapshot)
+        session.patch_snapshot = None
+
+    # -- removal -----------------------------------------------------------------------------
+    async def forget(self, uuid: str) -> None:
+        """Drop the upload: session, record and file."""
+        session = self.sessions.pop(uuid, None)
+        if session is not None:
+            with contextlib.suppress(Exception):
+                await self.drain(session)
+            session.file.close()
+        await self.meta.write_async(lambda txn: self.meta.delete_upload(txn, uuid))
+        await self.io(self.blobs.remove_upload, uuid)
+
+    def _remove_orphans(self) -> None:
+        """Upload files with no LMDB record (a crash between creating and recording) are garbage."""
+        known = self.meta.read(lambda txn: {uuid for uuid, _ in self.meta.uploads(txn)})
+        for name in self.blobs.upload_files():
+            if name not in known:
+                self.blobs.remove_upload(name)
+
+    async def expire(self, now: float | None = None) -> list[str]:
+        """Remove uploads untouched for longer than ``expiry`` seconds."""
+        now = now or time.time()
+        cutoff = now - self.expiry
+        stale = self.meta.read(lambda txn: [uuid for uuid, record in self.meta.uploads(txn)
+                                            if record["updated"] < cutoff])
+        removed = []
+        for uuid in stale:
+            session = self.sessions.get(uuid)
+            if session is not None and (session.busy or time.monotonic() - session.touched < self.expiry):
+                continue
+            await self.forget(uuid)
+            removed.append(uuid)
+        if removed:
+            log.info("removed %d abandoned uploads", len(removed))
+        return removed
