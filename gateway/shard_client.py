@@ -15,7 +15,7 @@ import os
 import struct
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import zmq
 import zmq.asyncio
@@ -25,7 +25,6 @@ from common.config import Config
 from common.errors import ErrorCode, RegistryError
 from common.protocol import FRAME_SIZE, OK, WINDOW, Op, pack, unpack
 from common.ring import shard_for
-from gateway import metrics
 
 log = logging.getLogger("shardreg.gateway")
 RETRY_AFTER = "5"
@@ -39,6 +38,14 @@ def unavailable(shard: int, why: str) -> RegistryError:
                          headers={"Retry-After": RETRY_AFTER})
 
 
+class ShardCallObserver(Protocol):
+    """Told of every round trip (the metrics series, when metrics are on)."""
+
+    def observe_shard_call(self, op: str, seconds: float) -> None: ...
+
+    def shard_timeout(self, op: str) -> None: ...
+
+
 class Reply:
     __slots__ = ("result", "frames")
 
@@ -47,8 +54,9 @@ class Reply:
 
 
 class ShardClient:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, observer: ShardCallObserver | None = None) -> None:
         self.config = config
+        self.observer = observer
         self.count = config.cluster.shards
         self.timeout = config.cluster.request_timeout
         self.ctx = zmq.asyncio.Context.instance()
@@ -117,7 +125,8 @@ class ShardClient:
             future = self.pending.pop(msg[0].bytes, None)
             if future is None or future.done():
                 continue  # the caller timed out long ago
-            metrics.observe_shard_call(future.op, future.sent)  # type: ignore[attr-defined]
+            if self.observer is not None:
+                self.observer.observe_shard_call(future.op, time.perf_counter() - future.sent)  # type: ignore[attr-defined]
             try:
                 result = unpack(msg[2].buffer)
             except Exception as exc:  # noqa: BLE001
@@ -161,7 +170,8 @@ class ShardClient:
         try:
             return await asyncio.wait_for(future, timeout or self.timeout)
         except TimeoutError:
-            metrics.shard_timeout(future.op)  # type: ignore[attr-defined]
+            if self.observer is not None:
+                self.observer.shard_timeout(future.op)  # type: ignore[attr-defined]
             raise unavailable(shard, "timed out") from None
         finally:
             self.pending.pop(getattr(future, "rid", b""), None)

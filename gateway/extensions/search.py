@@ -16,15 +16,15 @@ from typing import Any
 from ariadne import QueryType, ScalarType, make_executable_schema
 from ariadne.graphql import graphql
 from graphql import GraphQLError
-from quart import Blueprint, Response, request
+from quart import Response, request
 
 from common.errors import ErrorCode, RegistryError
 from common.protocol import Op
 from common.rules import NAME_RE
-from gateway.extensions.common import caller, json_response, state
-from gateway.http import read_body
+from gateway.context import authorize, current_state
+from gateway.extensions.common import json_response
+from gateway.httputil import read_body
 
-blueprint = Blueprint("ext_search", __name__)
 SCHEMA_PATH = Path(__file__).with_name("schema.graphql")
 MAX_QUERY_BODY = 1024 * 1024
 CVE_DISABLED = "cve search is disabled: vulnerability scanning is not enabled on this registry"
@@ -49,11 +49,11 @@ def _user(info: Any) -> str | None:
 
 
 def _readable(info: Any, repo: str) -> bool:
-    return state().access.can_read(_ctx(info)["identity"], repo)
+    return current_state().access.can_read(_ctx(info)["identity"], repo)
 
 
 async def _scatter(op: Op, args: dict[str, Any], field: str) -> list[dict]:
-    replies = await state().client.call_all(op, args)
+    replies = await current_state().client.call_all(op, args)
     merged: list[dict] = []
     for reply in replies:
         merged.extend(reply.result[field])
@@ -62,7 +62,7 @@ async def _scatter(op: Op, args: dict[str, Any], field: str) -> list[dict]:
 
 async def _images(info: Any, repos: list[str] | None = None, digest: str | None = None) -> list[dict]:
     """Image summaries the caller may read: of ``repos`` (from their shards) or of every shard."""
-    client = state().client
+    client = current_state().client
     args: dict[str, Any] = {"user": _user(info)}
     if digest:
         args["digest"] = digest
@@ -219,7 +219,7 @@ async def resolve_repo_list(_: Any, info: Any, requestedPage: dict | None = None
 async def resolve_expanded_repo_info(_: Any, info: Any, repo: str) -> dict:
     _check_repo(info, repo)
     try:
-        reply = await state().client.call_repo(repo, Op.SEARCH_EXPAND, {"user": _user(info)})
+        reply = await current_state().client.call_repo(repo, Op.SEARCH_EXPAND, {"user": _user(info)})
     except RegistryError as exc:
         if exc.code == ErrorCode.NAME_UNKNOWN:
             raise GraphQLError(f"repository {repo!r} not found") from None
@@ -314,7 +314,7 @@ async def resolve_base(_: Any, info: Any, image: str, digest: str | None = None,
 async def resolve_referrers(_: Any, info: Any, repo: str, digest: str, type: list[str] | None = None  # noqa: A002
                             ) -> list[dict]:
     _check_repo(info, repo)
-    reply = await state().client.call_repo(repo, Op.REFERRERS, {"subject": digest, "artifact_types": type or []})
+    reply = await current_state().client.call_repo(repo, Op.REFERRERS, {"subject": digest, "artifact_types": type or []})
     return [{"MediaType": d.get("mediaType"), "ArtifactType": d.get("artifactType") or "", "Size": d.get("size"),
              "Digest": d.get("digest"),
              "Annotations": [{"Key": k, "Value": v} for k, v in (d.get("annotations") or {}).items()]}
@@ -373,9 +373,8 @@ async def _request_data() -> dict[str, Any]:
     return data
 
 
-@blueprint.route("/v2/_zot/ext/search", methods=["GET", "POST"])
 async def search() -> Response:
-    identity = await caller()
+    identity = await authorize()
     data = await _request_data()
     if not isinstance(data.get("query"), str) or not data["query"].strip():
         return json_response({"errors": [{"message": "no query given"}], "data": None}, status=422)

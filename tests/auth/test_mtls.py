@@ -26,8 +26,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 
-from gateway import tls_identity
-from gateway.authn.mtls import certificate_identity
+from gateway.auth import tls as tls_identity
+from gateway.auth.mtls import certificate_identity
 from gateway.authn.settings import MtlsSettings
 from tests.auth.conftest import basic, write_htpasswd
 from tests.auth.helpers import try_push
