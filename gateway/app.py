@@ -135,7 +135,7 @@ class GatewayApp:
                 if match:
                     await self.uploads(scope, receive, send, match.group("name"), match.groupdict().get("uuid"))
                     return
-        await call_with_body_guard(self.quart, scope, receive, send)
+        await call_with_body_guard(self.quart, scope, receive, send)  # type: ignore[arg-type]
 
 
 def create_app(config: Config | None = None) -> GatewayApp:

@@ -15,7 +15,7 @@ import os
 import struct
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import zmq
 import zmq.asyncio
@@ -149,7 +149,7 @@ class ShardClient:
         deadline = None
         while True:
             # zmq.asyncio resolves a NOBLOCK send at once, reporting EAGAIN in the returned future
-            sent = self.sockets[shard].send_multipart(message, flags=zmq.NOBLOCK, copy=False)
+            sent = cast(asyncio.Future, self.sockets[shard].send_multipart(message, flags=zmq.NOBLOCK, copy=False))
             failure = sent.exception() if sent.done() else None
             if failure is None:
                 break

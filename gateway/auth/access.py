@@ -27,7 +27,7 @@ import asyncio
 import base64
 import binascii
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from functools import cached_property
 from typing import Any
 
@@ -41,7 +41,7 @@ from gateway.auth.apikeys import PREFIX as APIKEY_PREFIX
 from gateway.auth.apikeys import ApiKeys
 from gateway.auth.bearer import TokenError, TokenIssuer, TokenVerifier, parse_scope
 from gateway.auth.htpasswd import HtpasswdFile
-from gateway.auth.identity import ANONYMOUS, Identity, header
+from gateway.auth.identity import ANONYMOUS, HeaderMap, Identity, header
 from gateway.auth.mtls import certificate_identity
 from gateway.auth.policy import ALL_ACTIONS, NONE, PolicyEngine, glob_match
 from gateway.auth.ratelimit import FailedLogins, RequestRate
@@ -89,7 +89,7 @@ class AccessControl:
         return self.settings.enabled
 
     # -- challenges --------------------------------------------------------------------------
-    def token_realm(self, headers: Mapping[str, str]) -> str:
+    def token_realm(self, headers: HeaderMap) -> str:
         bearer = self.settings.bearer
         assert bearer is not None
         if bearer.realm:
@@ -100,7 +100,7 @@ class AccessControl:
         host = header(headers, "host") or f"{self.config.http.address}:{self.config.http.port}"
         return f"{scheme}://{host}/auth/token"
 
-    def challenge(self, headers: Mapping[str, str], repo: str | None = None, action: str | None = None,
+    def challenge(self, headers: HeaderMap, repo: str | None = None, action: str | None = None,
                   error: str | None = None) -> dict[str, str]:
         if self.settings.bearer is None:
             return {Header.WWW_AUTHENTICATE: f'Basic realm="{self.config.http.realm}"'}
@@ -113,12 +113,12 @@ class AccessControl:
             parts.append(f'error="{error}"')
         return {Header.WWW_AUTHENTICATE: "Bearer " + ",".join(parts)}
 
-    def unauthorized(self, headers: Mapping[str, str], repo: str | None, action: str | None,
+    def unauthorized(self, headers: HeaderMap, repo: str | None, action: str | None,
                      message: str = "authentication required", error: str | None = None) -> RegistryError:
         return RegistryError(ErrorCode.UNAUTHORIZED, message, headers=self.challenge(headers, repo, action, error))
 
     # -- authentication ------------------------------------------------------------------
-    async def authenticate(self, headers: Mapping[str, str], client: str | None = None, *,
+    async def authenticate(self, headers: HeaderMap, client: str | None = None, *,
                            repo: str | None = None, action: str | None = None) -> Identity:
         """Who is calling; raises 401 for wrong credentials, 429 after too many failures."""
         if not self.enabled:
@@ -165,7 +165,7 @@ class AccessControl:
             return Identity(name=user, groups=self.policy.groups_of(user), via="htpasswd")
         return None
 
-    async def login(self, headers: Mapping[str, str], client: str | None, *, allow_keys: bool = True,
+    async def login(self, headers: HeaderMap, client: str | None, *, allow_keys: bool = True,
                     repo: str | None = None, action: str | None = None) -> Identity:
         """Basic credentials from ``headers`` → identity; failures are delayed, counted and 401."""
         authorization = header(headers, "authorization") or ""
@@ -174,7 +174,7 @@ class AccessControl:
             raise self.unauthorized(headers, repo, action)
         return await self._basic(headers, credentials.strip(), client, repo, action, allow_keys=allow_keys)
 
-    async def _basic(self, headers: Mapping[str, str], credentials: str, client: str | None, repo: str | None,
+    async def _basic(self, headers: HeaderMap, credentials: str, client: str | None, repo: str | None,
                      action: str | None, *, allow_keys: bool = True) -> Identity:
         if self.failed_logins.blocked(client):
             raise RegistryError(ErrorCode.TOOMANYREQUESTS, "too many failed logins, retry later",
@@ -192,7 +192,7 @@ class AccessControl:
             raise self.unauthorized(headers, repo, action, "invalid username or password")
         return identity
 
-    def _bearer(self, headers: Mapping[str, str], token: str, repo: str | None, action: str | None) -> Identity:
+    def _bearer(self, headers: HeaderMap, token: str, repo: str | None, action: str | None) -> Identity:
         assert self.verifier is not None
         try:
             grants = self.verifier.verify(token)
@@ -238,7 +238,7 @@ class AccessControl:
         if not self.rate.take(client, method):
             raise RegistryError(ErrorCode.TOOMANYREQUESTS, "rate limit exceeded", headers={"Retry-After": "1"})
 
-    async def authorize(self, headers: Mapping[str, str], repo: str | None, action: str,
+    async def authorize(self, headers: HeaderMap, repo: str | None, action: str,
                         client: str | None = None, *, method: str | None = None,
                         tags: Iterable[str] | None = None) -> Identity:
         """The decision point: the caller's identity when they may take ``action``, else 401/403/429.
@@ -273,7 +273,7 @@ class AccessControl:
             return identity
         raise self.denied(headers, identity, repo, action)
 
-    def denied(self, headers: Mapping[str, str], identity: Identity, repo: str, action: str) -> RegistryError:
+    def denied(self, headers: HeaderMap, identity: Identity, repo: str, action: str) -> RegistryError:
         if identity.anonymous:
             return self.unauthorized(headers, repo, action)
         if identity.via == "bearer" and not (identity.issued_here and action not in
@@ -288,7 +288,7 @@ class AccessControl:
         """``http.auth`` is set, even with no usable method (then admin routes stay closed)."""
         return self.enabled or bool(self.config.http.auth)
 
-    def _admin(self, headers: Mapping[str, str], identity: Identity) -> Identity:
+    def _admin(self, headers: HeaderMap, identity: Identity) -> Identity:
         """Admin-only routes: open without auth; else admins (``adminPolicy``) only."""
         if identity.anonymous and self.enabled:
             raise self.unauthorized(headers, None, "login")
@@ -304,7 +304,7 @@ class AccessControl:
     def metrics_access(self) -> MetricsAccess:
         return metrics_access(self.config)
 
-    def _metrics_reader(self, headers: Mapping[str, str], identity: Identity) -> Identity:
+    def _metrics_reader(self, headers: HeaderMap, identity: Identity) -> Identity:
         """zot's ``http.accessControl.metrics``: without ``accessControl`` any authenticated
         user; with it the listed ``users``, and anonymous callers given ``read``."""
         if not self.enabled:
@@ -321,7 +321,7 @@ class AccessControl:
             raise RegistryError(ErrorCode.DENIED, detail={"resource": "metrics"})
         return identity
 
-    async def _manifest_put(self, headers: Mapping[str, str], identity: Identity, repo: str,
+    async def _manifest_put(self, headers: HeaderMap, identity: Identity, repo: str,
                             tags: Iterable[str]) -> Identity:
         """A manifest PUT needs ``create``, or ``update`` for a tag that already exists."""
         allowed = self.actions(identity, repo)

@@ -5,6 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from werkzeug.datastructures import Headers
+
+#: Request headers: Quart's case-insensitive ``Headers``, or a plain dict with lower-case keys.
+HeaderMap = Mapping[str, str] | Headers
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -30,7 +35,7 @@ class Identity:
 ANONYMOUS = Identity()
 
 
-def header(headers: Mapping[str, str], name: str) -> str | None:
+def header(headers: HeaderMap, name: str) -> str | None:
     value = headers.get(name)
     if value is None and not hasattr(headers, "getlist"):  # a plain dict not lower-cased
         for k, v in headers.items():

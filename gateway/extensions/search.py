@@ -246,8 +246,8 @@ async def resolve_global_search(_: Any, info: Any, query: str, filter: dict | No
                          requestedPage)
         return {"Page": page["Page"], "Images": page["Results"], "Repos": [], "Layers": []}
     repos = await _repos(info, query=text)
-    for repo in repos:
-        repo["Rank"] = rank(repo["Name"], text)
+    for found in repos:
+        found["Rank"] = rank(found["Name"], text)
     repos = [r for r in repos if r.get("NewestImage") and _repo_passes(r, filter)]
     page = _paginate(_sort_repos(repos, sort_by), requestedPage)
     return {"Page": page["Page"], "Images": [], "Repos": page["Results"], "Layers": []}

@@ -1,10 +1,15 @@
 """Gateway metrics: Prometheus text at ``extensions.metrics.prometheus.path`` (zot's extension).
 
+``series`` the series themselves (depends on nothing in the project); ``settings`` the config;
+``multiprocess`` the shared directory of the worker processes; ``labels`` route labels from the
+route table; ``endpoint`` the middleware (:class:`~gateway.metrics.endpoint.Metrics`) and the
+scrape. The shard client reports its round trips to the series through the observer it is given.
+
 Switched on by ``extensions.metrics`` as in zot (``{"enable": true, "prometheus": {"path":
 "/metrics"}}``; a section without ``enable`` counts as enabled, the path defaults to
 ``/metrics``). :class:`Metrics` wraps the whole ASGI app, so one place sees every request: the
 Quart routes and the plain-ASGI upload path alike. Route labels come from :func:`classify`, a
-small table of the gateway's route templates (never the raw path: label values stay bounded).
+the gateway's route table (:mod:`gateway.routes`) (never the raw path: label values stay bounded).
 
 Series (``zot_`` where zot defines the metric, so zot dashboards work; ``shardreg_`` for ours):
 
@@ -33,7 +38,8 @@ scrape (``mark_process_dead``). A ``PROMETHEUS_MULTIPROC_DIR`` already in the en
 Helm chart sets one) is used as the parent of the fresh directory, never reused as is: stale
 files of an earlier gateway would be summed in.
 
-Access (zot's ``http.accessControl.metrics{users, anonymousPolicy}``): without authentication
+Access (zot's ``http.accessControl.metrics{users, anonymousPolicy}``, decided by
+``AccessControl.authorize(..., "metrics")``): without authentication
 configured the endpoint is open; with authentication but no ``accessControl`` any authenticated
 user may read it; with ``accessControl`` only the listed ``users`` may, and anonymous callers only
 when ``anonymousPolicy`` contains ``read``.
