@@ -7,9 +7,9 @@ scrape. The shard client reports its round trips to the series through the obser
 
 Switched on by ``extensions.metrics`` as in zot (``{"enable": true, "prometheus": {"path":
 "/metrics"}}``; a section without ``enable`` counts as enabled, the path defaults to
-``/metrics``). :class:`Metrics` wraps the whole ASGI app, so one place sees every request: the
-Quart routes and the plain-ASGI upload path alike. Route labels come from :func:`classify`, a
-the gateway's route table (:mod:`gateway.routes`) (never the raw path: label values stay bounded).
+``/metrics``). ``Metrics`` wraps the whole ASGI app, so one place sees every request: the
+Quart routes and the plain-ASGI upload path alike. Route labels are the templates of the
+gateway's route table (:mod:`gateway.routes`), never the raw path: label values stay bounded.
 
 Series (``zot_`` where zot defines the metric, so zot dashboards work; ``shardreg_`` for ours):
 
@@ -30,7 +30,7 @@ Series (``zot_`` where zot defines the metric, so zot dashboards work; ``shardre
 
 A request that ends without a response (client gone) is counted with code ``499``.
 
-Hypercorn runs several worker processes: :func:`multiprocess_dir` (called by the master in
+Hypercorn runs several worker processes: ``multiprocess.multiprocess_dir`` (called by the master in
 ``gateway/server.py``) gives them a fresh ``PROMETHEUS_MULTIPROC_DIR`` they inherit, so every
 worker writes its figures there and a scrape answered by any worker sums them all
 (prometheus-client multiprocess mode). Live gauges of workers that died are dropped at the next
