@@ -7,6 +7,13 @@ Reply:    ``[request_id, status, msgpack(result), *raw_frames]``
 ``b"ok"`` or ``b"err"`` (then ``result`` is a wire-encoded :class:`RegistryError`). Blob bytes
 never travel inside msgpack: they are the trailing raw frames, sent with ``copy=False``.
 
+Every op has a request and a reply type (``TypedDict``\\ s in :mod:`common.messages`), tied to
+the op by a :class:`Wire` constant there (``messages.MANIFEST_GET``). A ``TypedDict`` is a
+plain dict at run time, so typing the wire costs nothing on the hot path; mypy checks every
+call site (``ShardClient.call(shard, messages.MANIFEST_GET, {...})``) and every shard handler
+(``@handles(messages.MANIFEST_GET)``) against the same two types. The shard checks the
+request's required keys before it runs a handler (:meth:`Wire.missing`).
+
 Streams use request/reply credits: a sender keeps at most :data:`WINDOW` chunk requests
 unanswered, and the receiver answers each chunk only once it is written. A ZeroMQ ROUTER
 drops messages silently at its high-water mark, so the window, not the HWM, bounds memory.
@@ -14,8 +21,9 @@ drops messages silently at its high-water mark, so the window, not the HWM, boun
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgpack
 
@@ -25,6 +33,13 @@ ERR = b"err"
 #: Size of one blob frame, and the number of frames a stream keeps in flight.
 FRAME_SIZE = 1024 * 1024
 WINDOW = 16
+
+#: A raw frame as sent (bytes) or received (a zmq.Frame or a memoryview over one).
+Frame = Any
+Frames = Sequence[Frame]
+
+Req = TypeVar("Req", bound=Mapping[str, Any])
+Rep = TypeVar("Rep", bound=Mapping[str, Any])
 
 
 class Op(StrEnum):
@@ -53,16 +68,14 @@ class Op(StrEnum):
     UPLOAD_ABORT = "upload.abort"
     UPLOAD_COMMIT = "upload.commit"
     UPLOAD_CANCEL = "upload.cancel"
-
-    # -- extensions (shard/search_meta.py): search metadata, user preferences, image trust, profiling --
+    # extensions: search metadata, user preferences, image trust, profiling
     SEARCH_IMAGES = "search.images"
     SEARCH_REPOS = "search.repos"
     SEARCH_EXPAND = "search.expand"
     USERPREFS_TOGGLE = "userprefs.toggle"
     TRUST_PUT = "trust.put"
     DEBUG_PROFILE = "debug.profile"
-
-    # --- user data (shard/userdata.py; owned by the auth work) ---------------------------
+    # per-user records (on the shard of the user name): API keys, sessions, shared secrets
     APIKEY_CREATE = "user.apikey.create"
     APIKEY_LIST = "user.apikey.list"
     APIKEY_DELETE = "user.apikey.delete"
@@ -74,8 +87,57 @@ class Op(StrEnum):
     SECRET_GET = "user.secret.get"
 
 
+class Wire(Generic[Req, Rep]):
+    """One op with its request and reply types: what both ends of the wire agree on."""
+
+    __slots__ = ("op", "request", "reply", "required")
+
+    def __init__(self, op: Op, request: type[Req], reply: type[Rep]) -> None:
+        self.op = op
+        self.request = request
+        self.reply = reply
+        self.required: frozenset[str] = getattr(request, "__required_keys__", frozenset())
+
+    def __call__(self, args: Req) -> Request[Req, Rep]:
+        """This op with its arguments, ready for ``ShardClient.call``."""
+        return Request(self, args)
+
+    def missing(self, args: Mapping[str, Any]) -> list[str]:
+        """The required request keys ``args`` lacks (empty when it is complete)."""
+        return [k for k in self.required if k not in args]
+
+    def __repr__(self) -> str:
+        return f"Wire({self.op.value})"
+
+
+class Request(Generic[Req, Rep]):
+    """An op and its arguments (``messages.TAGS_LIST({"repo": ..., "n": ..., "last": ...})``).
+
+    Built by calling the op's :class:`Wire`, so that mypy checks the arguments against the
+    op's request type before the client sends them.
+    """
+
+    __slots__ = ("wire", "args")
+
+    def __init__(self, wire: Wire[Req, Rep], args: Req) -> None:
+        self.wire, self.args = wire, args
+
+
+class Reply(Generic[Rep]):
+    """A shard's answer: the decoded result and the raw frames that followed it."""
+
+    __slots__ = ("result", "frames")
+
+    def __init__(self, result: Rep, frames: list[Frame]) -> None:
+        self.result, self.frames = result, frames
+
+
+#: What a shard handler returns: the reply and the raw frames to send after it.
+Answer = tuple[Rep, list[Frame]]
+
+
 def pack(obj: Any) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)
+    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
 
 
 def unpack(data: bytes | memoryview) -> Any:

@@ -7,8 +7,8 @@ import asyncio
 
 from quart import Response
 
+from common import messages
 from common.errors import RegistryError
-from common.protocol import Op
 from gateway.context import current_state
 
 PING_TIMEOUT = 2.0
@@ -23,7 +23,7 @@ async def _shards_ready() -> list[int]:
 
     async def ping(index: int) -> bool:
         try:
-            await client.call(index, Op.PING, {}, timeout=PING_TIMEOUT)
+            await client.call(index, messages.PING({}), timeout=PING_TIMEOUT)
             return True
         except RegistryError:
             return False

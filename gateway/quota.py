@@ -7,8 +7,8 @@ new repositories racing each other may overshoot the limit by a few, as in zot.
 
 from __future__ import annotations
 
+from common import messages
 from common.errors import ErrorCode, RegistryError
-from common.protocol import Op
 from gateway.state import GatewayState
 
 
@@ -17,9 +17,9 @@ async def ensure_room_for(state: GatewayState, repo: str) -> None:
     if not limit:
         return
     client = state.client
-    if (await client.call_repo(repo, Op.REPO_COUNT, {})).result["exists"]:
+    if (await client.call_repo(messages.REPO_COUNT({"repo": repo}))).result["exists"]:
         return
-    total = sum(reply.result["count"] for reply in await client.call_all(Op.REPO_COUNT, {}))
+    total = sum(reply.result["count"] for reply in await client.call_all(messages.REPO_COUNT({"repo": ""})))
     if total >= limit:
         raise RegistryError(ErrorCode.TOOMANYREQUESTS, f"this registry holds its maximum of {limit} repositories",
                             detail={"maxRepos": limit}, headers={"Retry-After": "60"})

@@ -15,20 +15,23 @@ import os
 import struct
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import zmq
 import zmq.asyncio
 from zmq.utils.monitor import recv_monitor_message
 
+from common import messages
 from common.config import Config
 from common.errors import ErrorCode, RegistryError
-from common.protocol import FRAME_SIZE, OK, WINDOW, Op, pack, unpack
+from common.messages import RepoScoped
+from common.protocol import FRAME_SIZE, OK, WINDOW, Rep, Reply, Req, Request, pack, unpack
 from common.ring import shard_for
 
 log = logging.getLogger("shardreg.gateway")
 RETRY_AFTER = "5"
 COPY_THRESHOLD = 512 * 1024
+RepoReq = TypeVar("RepoReq", bound=RepoScoped)
 #: How long a request waits for a shard connection before answering 503.
 CONNECT_GRACE = 1.0
 
@@ -44,13 +47,6 @@ class ShardCallObserver(Protocol):
     def observe_shard_call(self, op: str, seconds: float) -> None: ...
 
     def shard_timeout(self, op: str) -> None: ...
-
-
-class Reply:
-    __slots__ = ("result", "frames")
-
-    def __init__(self, result: Any, frames: list[Any]) -> None:
-        self.result, self.frames = result, frames
 
 
 class ShardClient:
@@ -137,7 +133,7 @@ class ShardClient:
             else:
                 future.set_exception(RegistryError.from_wire(result))
 
-    async def send(self, shard: int, op: Op, args: dict[str, Any], frames: Sequence[Any] = ()) -> asyncio.Future:
+    async def send(self, shard: int, request: Request[Req, Rep], frames: Sequence[Any] = ()) -> asyncio.Future:
         """Send one request; the returned future resolves to its :class:`Reply`.
 
         With ZMQ_IMMEDIATE a send fails at once while the shard is not connected; we retry
@@ -145,7 +141,8 @@ class ShardClient:
         then answer 503.
         """
         rid = self._prefix + struct.pack(">Q", next(self._ids))
-        message = [rid, op.value.encode(), pack(args), *frames]
+        op = request.wire.op.value
+        message = [rid, op.encode(), pack(request.args), *frames]
         deadline = None
         while True:
             # zmq.asyncio resolves a NOBLOCK send at once, reporting EAGAIN in the returned future
@@ -162,11 +159,11 @@ class ShardClient:
             await asyncio.sleep(0.02)
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         future.rid, future.shard = rid, shard  # type: ignore[attr-defined]
-        future.op, future.sent = op.value, time.perf_counter()  # type: ignore[attr-defined]
+        future.op, future.sent = op, time.perf_counter()  # type: ignore[attr-defined]
         self.pending[rid] = future
         return future
 
-    async def wait(self, shard: int, future: asyncio.Future, timeout: float | None = None) -> Reply:
+    async def wait(self, shard: int, future: asyncio.Future, timeout: float | None = None) -> Reply[Any]:
         try:
             return await asyncio.wait_for(future, timeout or self.timeout)
         except TimeoutError:
@@ -176,18 +173,17 @@ class ShardClient:
         finally:
             self.pending.pop(getattr(future, "rid", b""), None)
 
-    async def call(self, shard: int, op: Op, args: dict[str, Any], frames: Sequence[Any] = (),
-                   timeout: float | None = None) -> Reply:
-        return await self.wait(shard, await self.send(shard, op, args, frames), timeout)
+    async def call(self, shard: int, request: Request[Req, Rep], frames: Sequence[Any] = (),
+                   timeout: float | None = None) -> Reply[Rep]:
+        return await self.wait(shard, await self.send(shard, request, frames), timeout)
 
-    async def call_repo(self, repo: str, op: Op, args: dict[str, Any], frames: Sequence[Any] = (),
-                        timeout: float | None = None) -> Reply:
-        args.setdefault("repo", repo)
-        return await self.call(self.shard_of(repo), op, args, frames, timeout)
+    async def call_repo(self, request: Request[RepoReq, Rep], frames: Sequence[Any] = (),
+                        timeout: float | None = None) -> Reply[Rep]:
+        """Call the shard that owns the request's repository."""
+        return await self.call(self.shard_of(request.args["repo"]), request, frames, timeout)
 
-    async def call_all(self, op: Op, args: dict[str, Any], timeout: float | None = None) -> list[Reply]:
-        return list(await asyncio.gather(*(self.call(i, op, dict(args), timeout=timeout)
-                                           for i in range(self.count))))
+    async def call_all(self, request: Request[Req, Rep], timeout: float | None = None) -> list[Reply[Rep]]:
+        return list(await asyncio.gather(*(self.call(i, request, timeout=timeout) for i in range(self.count))))
 
     async def read_blob(self, shard: int, digest: str, start: int, end: int) -> AsyncIterator[Any]:
         """Stream bytes ``start..end`` (exclusive) of a blob, keeping WINDOW reads in flight."""
@@ -197,8 +193,8 @@ class ShardClient:
             while pos < end or inflight:
                 while pos < end and len(inflight) < WINDOW:
                     length = min(FRAME_SIZE, end - pos)
-                    inflight.append(await self.send(shard, Op.BLOB_READ, {"digest": digest, "offset": pos,
-                                                                    "length": length}))
+                    inflight.append(await self.send(shard, messages.BLOB_READ(
+                        {"digest": digest, "offset": pos, "length": length})))
                     pos += length
                 reply = await self.wait(shard, inflight.pop(0))
                 yield reply.frames[0]

@@ -33,9 +33,9 @@ from typing import Any
 
 from quart import has_request_context, request
 
+from common import messages
 from common.config import Config
 from common.errors import ErrorCode, RegistryError
-from common.protocol import Op
 from common.rules import Header
 from gateway.auth.apikeys import PREFIX as APIKEY_PREFIX
 from gateway.auth.apikeys import ApiKeys
@@ -345,7 +345,7 @@ class AccessControl:
     @staticmethod
     async def _tag_exists(shard_client: Any, repo: str, tag: str) -> bool:
         try:
-            await shard_client.call_repo(repo, Op.MANIFEST_GET, {"reference": tag, "head": True})
+            await shard_client.call_repo(messages.MANIFEST_GET({"repo": repo, "reference": tag, "head": True}))
         except RegistryError as exc:
             if exc.code in (ErrorCode.MANIFEST_UNKNOWN, ErrorCode.NAME_UNKNOWN, ErrorCode.NOT_FOUND):
                 return False

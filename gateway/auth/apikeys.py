@@ -22,7 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from common.protocol import Op
+from common import messages
 from gateway.shard_client import ShardClient
 
 log = logging.getLogger("shardreg.auth")
@@ -91,11 +91,11 @@ class ApiKeys:
         record = {"uuid": str(uuidlib.uuid4()), "hash": key_hash(key), "label": label, "scopes": scopes,
                   "createdAt": time.time(), "expiresAt": expires_at, "creatorUa": user_agent[:256],
                   "generatedBy": "manual", "lastUsed": None}
-        await self.client().call(self._shard(user), Op.APIKEY_CREATE, {"user": user, "record": record})
+        await self.client().call(self._shard(user), messages.APIKEY_CREATE({"user": user, "record": record}))
         return {**public_view(record), "apiKey": key}
 
     async def list(self, user: str) -> list[dict[str, Any]]:
-        reply = await self.client().call(self._shard(user), Op.APIKEY_LIST, {"user": user})
+        reply = await self.client().call(self._shard(user), messages.APIKEY_LIST({"user": user}))
         keys = reply.result["keys"]
         for record in keys:  # show lastUsed not yet flushed by this worker
             pending = self._touched.get((user, record["uuid"]))
@@ -104,7 +104,7 @@ class ApiKeys:
         return [public_view(r) for r in sorted(keys, key=lambda r: r.get("createdAt") or 0)]
 
     async def delete(self, user: str, key_id: str) -> bool:
-        reply = await self.client().call(self._shard(user), Op.APIKEY_DELETE, {"user": user, "uuid": key_id})
+        reply = await self.client().call(self._shard(user), messages.APIKEY_DELETE({"user": user, "uuid": key_id}))
         # forget cached lookups of this user's keys on this worker at once
         self._cache = {h: v for h, v in self._cache.items() if not (v[0] and v[0]["user"] == user)}
         return bool(reply.result["deleted"])
@@ -119,7 +119,7 @@ class ApiKeys:
         if cached is not None and cached[1] > now:
             record = cached[0]
         else:
-            reply = await self.client().call(self._shard(user), Op.APIKEY_LOOKUP, {"hash": digest})
+            reply = await self.client().call(self._shard(user), messages.APIKEY_LOOKUP({"hash": digest}))
             record = reply.result["key"]
             if len(self._cache) > 10_000:
                 self._cache = {h: v for h, v in self._cache.items() if v[1] > now}
@@ -149,6 +149,6 @@ class ApiKeys:
             by_shard.setdefault(self._shard(user), []).append([user, key_id, when])
         for shard, uses in by_shard.items():
             with contextlib.suppress(Exception):
-                await self.client().call(shard, Op.APIKEY_TOUCH, {"uses": uses})
+                await self.client().call(shard, messages.APIKEY_TOUCH({"uses": uses}))
                 continue
             log.warning("could not record lastUsed of %d API keys on shard %d", len(uses), shard)

@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from common import messages
 from common.config import ConfigError
-from common.protocol import Op
 from gateway.authn.settings import AuthSettings
 from gateway.shard_client import ShardClient
 
@@ -68,7 +68,7 @@ class Sessions:
 
     async def key(self) -> bytes:
         if self._key is None:
-            reply = await self.client().call(0, Op.SECRET_GET, {"name": "session"})
+            reply = await self.client().call(0, messages.SECRET_GET({"name": "session"}))
             self._key = _derive(bytes(reply.result["secret"]))
         return self._key
 
@@ -79,8 +79,8 @@ class Sessions:
         """Create a session; returns the cookie value."""
         sid = secrets.token_urlsafe(24)
         expires = time.time() + self.settings.session_timeout
-        await self.client().call(self.client().shard_of(user), Op.SESSION_CREATE,
-                                 {"user": user, "sid": sid, "expires": expires})
+        await self.client().call(self.client().shard_of(user), messages.SESSION_CREATE(
+            {"user": user, "sid": sid, "expires": expires}))
         user_b64 = _b64(user.encode())
         return f"{user_b64}.{sid}.{self._sign(await self.key(), user_b64, sid)}"
 
@@ -106,7 +106,7 @@ class Sessions:
         cached = self._cache.get(sid)
         if cached is not None and cached[1] > now:
             return cached[0]
-        reply = await self.client().call(self.client().shard_of(user), Op.SESSION_GET, {"sid": sid})
+        reply = await self.client().call(self.client().shard_of(user), messages.SESSION_GET({"sid": sid}))
         record = reply.result["session"]
         owner = record["user"] if record and record["user"] == user else None
         if len(self._cache) > 10_000:
@@ -120,7 +120,7 @@ class Sessions:
             return False
         user, sid = parsed
         self._cache.pop(sid, None)
-        reply = await self.client().call(self.client().shard_of(user), Op.SESSION_DELETE, {"sid": sid})
+        reply = await self.client().call(self.client().shard_of(user), messages.SESSION_DELETE({"sid": sid}))
         return bool(reply.result["deleted"])
 
     def cookie_header(self, value: str, max_age: int | None = None) -> str:

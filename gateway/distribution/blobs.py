@@ -15,7 +15,8 @@ from pathlib import Path
 
 from quart import Response, request
 
-from common.protocol import FRAME_SIZE, Op
+from common import messages
+from common.protocol import FRAME_SIZE
 from common.rules import Header, MediaType, parse_digest, validate_name
 from gateway.context import authorize, current_state
 from gateway.distribution.common import delete_in_repo
@@ -51,7 +52,7 @@ async def get_blob(name: str, digest: str) -> Response:
     await authorize(name, "read")
     st = current_state()
     shard = st.client.shard_of(name)
-    info = (await st.client.call(shard, Op.BLOB_STAT, {"repo": name, "digest": digest})).result
+    info = (await st.client.call(shard, messages.BLOB_STAT({"repo": name, "digest": digest}))).result
     size = info["size"]
     ranges = parse_ranges(request.headers.get("Range"), size) if request.method == "GET" else None
     path = st.blob_file(shard, info["path"])
@@ -94,4 +95,4 @@ async def get_blob(name: str, digest: str) -> Response:
 async def delete_blob(name: str, digest: str) -> Response:
     validate_name(name)
     parse_digest(digest)
-    return await delete_in_repo(name, Op.BLOB_DELETE, {"digest": digest})
+    return await delete_in_repo(messages.BLOB_DELETE({"repo": name, "digest": digest}))

@@ -11,8 +11,8 @@ from urllib.parse import urlencode
 
 from quart import Response, request
 
+from common import messages
 from common.errors import ErrorCode, RegistryError
-from common.protocol import Op
 from common.rules import Header, MediaType, parse_digest, validate_name
 from gateway.context import authorize, current_state
 from gateway.httputil import int_param, to_json
@@ -36,10 +36,10 @@ async def list_tags(name: str) -> Response:
     last = request.args.get("last") or None
     if n == 0:
         # Still report an unknown repository as such.
-        await current_state().client.call_repo(name, Op.TAGS_LIST, {"n": 0, "last": None})
+        await current_state().client.call_repo(messages.TAGS_LIST({"repo": name, "n": 0, "last": None}))
         return _json({"name": name, "tags": []})
     page = min(n, MAX_PAGE) if n is not None else None
-    result = (await current_state().client.call_repo(name, Op.TAGS_LIST, {"n": page, "last": last})).result
+    result = (await current_state().client.call_repo(messages.TAGS_LIST({"repo": name, "n": page, "last": last}))).result
     response = _json({"name": name, "tags": result["tags"]})
     if result["more"] and result["tags"]:
         response.headers["Link"] = _next_link(f"/v2/{name}/tags/list", page or MAX_PAGE, result["tags"][-1])
@@ -58,7 +58,7 @@ async def catalog() -> Response:
     cursor, more = last, True
     # Access filtering may drop names: keep merging pages until this one is full or shards run dry.
     while more and len(names) < page:
-        replies = await st.client.call_all(Op.CATALOG, {"n": page, "last": cursor})
+        replies = await st.client.call_all(messages.CATALOG({"n": page, "last": cursor}))
         everything = list(heapq.merge(*(r.result["repos"] for r in replies)))
         merged = everything[:page]
         shard_more = any(r.result["more"] for r in replies)
@@ -85,8 +85,8 @@ async def referrers(name: str, digest: str) -> Response:
                             status=400) from None
     await authorize(name, "read")
     artifact_types = [t for t in request.args.getlist("artifactType") if t]
-    result = (await current_state().client.call_repo(name, Op.REFERRERS, {"subject": digest,
-                                                                   "artifact_types": artifact_types})).result
+    result = (await current_state().client.call_repo(messages.REFERRERS({"repo": name, "subject": digest,
+                                                                   "artifact_types": artifact_types}))).result
     index = {"schemaVersion": 2, "mediaType": MediaType.OCI_INDEX, "manifests": result["manifests"]}
     response = _json(index, content_type=MediaType.OCI_INDEX)
     if artifact_types:

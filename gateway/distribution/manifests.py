@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from quart import Response, request
 
+from common import messages
 from common.errors import ErrorCode, RegistryError
 from common.manifest import parse_manifest
-from common.protocol import Op
 from common.rules import (
     MANIFEST_MEDIA_TYPES,
     MAX_MANIFEST_SIZE,
@@ -44,7 +44,7 @@ async def get_manifest(name: str, reference: str) -> Response:
         raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, "no manifest has this reference (it is not a valid tag "
                             "or digest)", detail={"reference": reference[:200]}, status=404) from None
     head = request.method == "HEAD"
-    reply = await current_state().client.call_repo(name, Op.MANIFEST_GET, {"reference": reference, "head": head})
+    reply = await current_state().client.call_repo(messages.MANIFEST_GET({"repo": name, "reference": reference, "head": head}))
     info = reply.result
     if not _accepts(", ".join(request.headers.getlist("Accept")), info["media_type"]):
         raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, "the manifest's media type is not in Accept",
@@ -78,14 +78,14 @@ async def put_manifest(name: str, reference: str) -> Response:
     if tag is not None:
         tags.insert(0, tag)
     tags = list(dict.fromkeys(tags))
-    args = {
-        "digest": digest, "media_type": parsed.media_type, "tags": tags, "blobs": parsed.blobs,
+    args: messages.ManifestPutRequest = {
+        "repo": name, "digest": digest, "media_type": parsed.media_type, "tags": tags, "blobs": parsed.blobs,
         "children": parsed.children, "subject": parsed.subject, "artifact_type": parsed.artifact_type,
         "annotations": parsed.annotations, "config": parsed.config,
         "pushed_by": identity.name or "",  # search metadata (PushedBy)
     }
     await ensure_room_for(current_state(), name)
-    await current_state().client.call_repo(name, Op.MANIFEST_PUT, args, [body])
+    await current_state().client.call_repo(messages.MANIFEST_PUT(args), [body])
     response = Response(b"", status=201)
     response.headers["Location"] = f"/v2/{name}/manifests/{digest}"
     response.headers[Header.CONTENT_DIGEST] = digest
@@ -99,4 +99,4 @@ async def put_manifest(name: str, reference: str) -> Response:
 async def delete_manifest(name: str, reference: str) -> Response:
     validate_name(name)
     parse_reference(reference)
-    return await delete_in_repo(name, Op.MANIFEST_DELETE, {"reference": reference})
+    return await delete_in_repo(messages.MANIFEST_DELETE({"repo": name, "reference": reference}))

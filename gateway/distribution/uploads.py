@@ -17,8 +17,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, quote
 
+from common import messages
 from common.errors import ErrorCode, RegistryError
-from common.protocol import FRAME_SIZE, WINDOW, Op
+from common.protocol import FRAME_SIZE, WINDOW
 from common.rules import (
     CHUNK_MIN_LENGTH,
     DIGEST_ALGORITHMS,
@@ -211,7 +212,7 @@ class UploadHandler:
             raise RegistryError(ErrorCode.DIGEST_INVALID, f"unsupported digest algorithm {algorithm[:20]}",
                                 status=400)
         shard = client.shard_of(name)
-        uuid = (await client.call(shard, Op.UPLOAD_START, {"repo": name, "algorithm": algorithm})).result["uuid"]
+        uuid = (await client.call(shard, messages.UPLOAD_START({"repo": name, "algorithm": algorithm}))).result["uuid"]
         if digest is None:
             headers = _session_headers(name, uuid, 0)
             headers[Header.OCI_CHUNK_MIN_LENGTH] = str(CHUNK_MIN_LENGTH)
@@ -219,7 +220,7 @@ class UploadHandler:
         try:
             if await request.has_body():
                 await self.stream_body(request, shard, name, uuid, None)
-            await client.call(shard, Op.UPLOAD_COMMIT, {"repo": name, "uuid": uuid, "digest": digest},
+            await client.call(shard, messages.UPLOAD_COMMIT({"repo": name, "uuid": uuid, "digest": digest}),
                               timeout=COMMIT_TIMEOUT)
         except BaseException:
             await self._cancel_quietly(shard, name, uuid)
@@ -233,13 +234,13 @@ class UploadHandler:
         client = self.state.client
         src, dst = client.shard_of(source), client.shard_of(name)
         try:
-            stat = (await client.call(src, Op.BLOB_STAT, {"repo": source, "digest": digest})).result
+            stat = (await client.call(src, messages.BLOB_STAT({"repo": source, "digest": digest}))).result
         except RegistryError as exc:
             if exc.code in (ErrorCode.BLOB_UNKNOWN, ErrorCode.NAME_UNKNOWN):
                 return False
             raise
         try:
-            await client.call(dst, Op.BLOB_LINK, {"repo": name, "digest": digest})
+            await client.call(dst, messages.BLOB_LINK({"repo": name, "digest": digest}))
             return True
         except RegistryError as exc:
             if exc.code != ErrorCode.BLOB_UNKNOWN or src == dst:
@@ -247,16 +248,16 @@ class UploadHandler:
                     return False
                 raise
         # The target shard does not hold the bytes: copy them shard to shard.
-        uuid = (await client.call(dst, Op.UPLOAD_START, {"repo": name, "algorithm": digest_algorithm(digest)})
+        uuid = (await client.call(dst, messages.UPLOAD_START({"repo": name, "algorithm": digest_algorithm(digest)}))
                 ).result["uuid"]
         try:
-            await client.call(dst, Op.UPLOAD_BEGIN, {"repo": name, "uuid": uuid, "start": 0})
+            await client.call(dst, messages.UPLOAD_BEGIN({"repo": name, "uuid": uuid, "start": 0}))
             writer = _ChunkWriter(client, dst, name, uuid, 0)
             async for frame in client.read_blob(src, digest, 0, stat["size"]):
                 await writer.write([frame.buffer])
             await writer.flush()
-            await client.call(dst, Op.UPLOAD_END, {"repo": name, "uuid": uuid, "length": stat["size"]})
-            await client.call(dst, Op.UPLOAD_COMMIT, {"repo": name, "uuid": uuid, "digest": digest},
+            await client.call(dst, messages.UPLOAD_END({"repo": name, "uuid": uuid, "length": stat["size"]}))
+            await client.call(dst, messages.UPLOAD_COMMIT({"repo": name, "uuid": uuid, "digest": digest}),
                               timeout=COMMIT_TIMEOUT)
         except BaseException:
             await self._cancel_quietly(dst, name, uuid)
@@ -269,7 +270,7 @@ class UploadHandler:
         """Append the request body to the upload; returns the new upload size."""
         client = self.state.client
         start = content_range[0] if content_range else None
-        offset = (await client.call(shard, Op.UPLOAD_BEGIN, {"repo": name, "uuid": uuid, "start": start})
+        offset = (await client.call(shard, messages.UPLOAD_BEGIN({"repo": name, "uuid": uuid, "start": start}))
                   ).result["offset"]
         writer = _ChunkWriter(client, shard, name, uuid, offset)
         try:
@@ -282,16 +283,16 @@ class UploadHandler:
         except BaseException:
             await writer.discard()
             try:
-                await client.call(shard, Op.UPLOAD_ABORT, {"repo": name, "uuid": uuid})
+                await client.call(shard, messages.UPLOAD_ABORT({"repo": name, "uuid": uuid}))
             except Exception:  # noqa: BLE001 - the shard will expire the stale PATCH itself
                 pass
             raise
         length = writer.offset - offset
         if content_range is not None and content_range[1] - content_range[0] + 1 != length:
-            await client.call(shard, Op.UPLOAD_ABORT, {"repo": name, "uuid": uuid})
+            await client.call(shard, messages.UPLOAD_ABORT({"repo": name, "uuid": uuid}))
             raise RegistryError(ErrorCode.RANGE_INVALID, "Content-Range does not match the body length",
                                 detail={"range": list(content_range), "received": length})
-        return (await client.call(shard, Op.UPLOAD_END, {"repo": name, "uuid": uuid, "length": length})
+        return (await client.call(shard, messages.UPLOAD_END({"repo": name, "uuid": uuid, "length": length}))
                 ).result["offset"]
 
     async def patch(self, request: Request, name: str, uuid: str) -> tuple[int, dict[str, str]]:
@@ -310,21 +311,21 @@ class UploadHandler:
         if await request.has_body():
             content_range = parse_content_range(request.headers.get("content-range"))
             await self.stream_body(request, shard, name, uuid, content_range)
-        await client.call(shard, Op.UPLOAD_COMMIT, {"repo": name, "uuid": uuid, "digest": digest},
+        await client.call(shard, messages.UPLOAD_COMMIT({"repo": name, "uuid": uuid, "digest": digest}),
                           timeout=COMMIT_TIMEOUT)
         return 201, _blob_created(name, digest)
 
     async def status(self, request: Request, name: str, uuid: str) -> tuple[int, dict[str, str]]:
-        offset = (await self.state.client.call_repo(name, Op.UPLOAD_STATUS, {"uuid": uuid})).result["offset"]
+        offset = (await self.state.client.call_repo(messages.UPLOAD_STATUS({"repo": name, "uuid": uuid}))).result["offset"]
         return 204, _session_headers(name, uuid, offset)
 
     async def cancel(self, request: Request, name: str, uuid: str) -> tuple[int, dict[str, str]]:
-        await self.state.client.call_repo(name, Op.UPLOAD_CANCEL, {"uuid": uuid})
+        await self.state.client.call_repo(messages.UPLOAD_CANCEL({"repo": name, "uuid": uuid}))
         return 204, {Header.API_VERSION: "registry/2.0"}
 
     async def _cancel_quietly(self, shard: int, name: str, uuid: str) -> None:
         try:
-            await self.state.client.call(shard, Op.UPLOAD_CANCEL, {"repo": name, "uuid": uuid})
+            await self.state.client.call(shard, messages.UPLOAD_CANCEL({"repo": name, "uuid": uuid}))
         except Exception:  # noqa: BLE001 - expiry will remove it
             pass
 
@@ -353,8 +354,8 @@ class _ChunkWriter:
     async def _send(self) -> None:
         while len(self.inflight) >= WINDOW:
             await self.client.wait(self.shard, self.inflight.pop(0))
-        future = await self.client.send(self.shard, Op.UPLOAD_WRITE,
-                                  {"repo": self.repo, "uuid": self.uuid, "offset": self.offset}, self.frames)
+        future = await self.client.send(self.shard, messages.UPLOAD_WRITE(
+            {"repo": self.repo, "uuid": self.uuid, "offset": self.offset}), self.frames)
         self.inflight.append(future)
         self.offset += self.buffered
         self.frames, self.buffered = [], 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from quart import Response, request
 
-from common.protocol import Op
+from common import messages
 from common.rules import parse_digest, validate_name
 from gateway.context import authorize, current_state
 from gateway.extensions.common import json_response
@@ -19,5 +19,5 @@ async def referrers(name: str, digest: str) -> Response:
     parse_digest(digest)
     await authorize(name, "read")
     wanted = [t for t in request.args.getlist("artifactType") if t]
-    reply = await current_state().client.call_repo(name, Op.REFERRERS, {"subject": digest, "artifact_types": wanted})
+    reply = await current_state().client.call_repo(messages.REFERRERS({"repo": name, "subject": digest, "artifact_types": wanted}))
     return json_response({"references": reply.result["manifests"]})

@@ -11,9 +11,9 @@ import html
 
 from quart import Response, request
 
+from common import messages
 from common.errors import ErrorCode, RegistryError
 from common.profiling import MAX_SECONDS, PROFILES, run_profile
-from common.protocol import Op
 from gateway.context import authorize, current_state
 from gateway.httputil import int_param
 
@@ -49,7 +49,7 @@ async def profile(name: str) -> Response:
         client = current_state().client
         if shard >= client.count:
             raise RegistryError(ErrorCode.BAD_REQUEST, f"shard must be below {client.count}", status=400)
-        reply = await client.call(shard, Op.DEBUG_PROFILE, {"kind": name, "seconds": seconds, "top": top},
+        reply = await client.call(shard, messages.DEBUG_PROFILE({"kind": name, "seconds": seconds, "top": top}),
                                   timeout=seconds + client.timeout)
         text = reply.result["text"]
     return Response(text.encode(), status=200, content_type="text/plain; charset=utf-8")

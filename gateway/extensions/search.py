@@ -18,8 +18,8 @@ from ariadne.graphql import graphql
 from graphql import GraphQLError
 from quart import Response, request
 
+from common import messages
 from common.errors import ErrorCode, RegistryError
-from common.protocol import Op
 from common.rules import NAME_RE
 from gateway.context import authorize, current_state
 from gateway.extensions.common import json_response
@@ -52,35 +52,35 @@ def _readable(info: Any, repo: str) -> bool:
     return current_state().access.can_read(_ctx(info)["identity"], repo)
 
 
-async def _scatter(op: Op, args: dict[str, Any], field: str) -> list[dict]:
-    replies = await current_state().client.call_all(op, args)
-    merged: list[dict] = []
-    for reply in replies:
-        merged.extend(reply.result[field])
-    return merged
+async def _scatter_images(args: messages.SearchImagesRequest) -> list[dict]:
+    return [i for reply in await current_state().client.call_all(messages.SEARCH_IMAGES(args)) for i in reply.result["images"]]
+
+
+async def _scatter_repos(args: messages.SearchReposRequest) -> list[dict]:
+    return [r for reply in await current_state().client.call_all(messages.SEARCH_REPOS(args)) for r in reply.result["repos"]]
 
 
 async def _images(info: Any, repos: list[str] | None = None, digest: str | None = None) -> list[dict]:
     """Image summaries the caller may read: of ``repos`` (from their shards) or of every shard."""
     client = current_state().client
-    args: dict[str, Any] = {"user": _user(info)}
+    args: messages.SearchImagesRequest = {"user": _user(info)}
     if digest:
         args["digest"] = digest
     if repos is None:
-        images = await _scatter(Op.SEARCH_IMAGES, args, "images")
+        images = await _scatter_images(args)
     else:
         by_shard: dict[int, list[str]] = {}
         for repo in repos:
             by_shard.setdefault(client.shard_of(repo), []).append(repo)
         images = []
         for shard, names in by_shard.items():
-            reply = await client.call(shard, Op.SEARCH_IMAGES, {**args, "repos": names})
+            reply = await client.call(shard, messages.SEARCH_IMAGES({**args, "repos": names}))
             images.extend(reply.result["images"])
     return [i for i in images if _readable(info, i["RepoName"])]
 
 
 async def _repos(info: Any, **args: Any) -> list[dict]:
-    repos = await _scatter(Op.SEARCH_REPOS, {"user": _user(info), **args}, "repos")
+    repos = await _scatter_repos({"user": _user(info), **args})  # type: ignore[typeddict-item]
     return [r for r in repos if _readable(info, r["Name"])]
 
 
@@ -219,7 +219,7 @@ async def resolve_repo_list(_: Any, info: Any, requestedPage: dict | None = None
 async def resolve_expanded_repo_info(_: Any, info: Any, repo: str) -> dict:
     _check_repo(info, repo)
     try:
-        reply = await current_state().client.call_repo(repo, Op.SEARCH_EXPAND, {"user": _user(info)})
+        reply = await current_state().client.call_repo(messages.SEARCH_EXPAND({"repo": repo, "user": _user(info)}))
     except RegistryError as exc:
         if exc.code == ErrorCode.NAME_UNKNOWN:
             raise GraphQLError(f"repository {repo!r} not found") from None
@@ -314,7 +314,7 @@ async def resolve_base(_: Any, info: Any, image: str, digest: str | None = None,
 async def resolve_referrers(_: Any, info: Any, repo: str, digest: str, type: list[str] | None = None  # noqa: A002
                             ) -> list[dict]:
     _check_repo(info, repo)
-    reply = await current_state().client.call_repo(repo, Op.REFERRERS, {"subject": digest, "artifact_types": type or []})
+    reply = await current_state().client.call_repo(messages.REFERRERS({"repo": repo, "subject": digest, "artifact_types": type or []}))
     return [{"MediaType": d.get("mediaType"), "ArtifactType": d.get("artifactType") or "", "Size": d.get("size"),
              "Digest": d.get("digest"),
              "Annotations": [{"Key": k, "Value": v} for k, v in (d.get("annotations") or {}).items()]}

@@ -13,16 +13,15 @@ import asyncio
 
 from quart import Response, request
 
-from common import imagetrust
+from common import imagetrust, messages
 from common.errors import ErrorCode, RegistryError
-from common.protocol import Op
 from gateway.context import authorize, current_state
 from gateway.httputil import read_body
 
 
 async def _broadcast(kind: str, store_type: str, data: bytes) -> None:
     client = current_state().client
-    await asyncio.gather(*(client.call(i, Op.TRUST_PUT, {"kind": kind, "type": store_type}, [data])
+    await asyncio.gather(*(client.call(i, messages.TRUST_PUT({"kind": kind, "type": store_type}), [data])
                            for i in range(client.count)))
 
 

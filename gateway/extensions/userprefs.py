@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from quart import Response, request
 
+from common import messages
 from common.errors import ErrorCode, RegistryError
-from common.protocol import Op
 from common.rules import NAME_RE
 from gateway.context import authorize, current_state
 
@@ -33,5 +33,5 @@ async def userprefs() -> Response:
         raise RegistryError(ErrorCode.NAME_UNKNOWN, detail={"name": repo[:255]})
     if not current_state().access.can_read(identity, repo):
         raise RegistryError(ErrorCode.DENIED)
-    await current_state().client.call_repo(repo, Op.USERPREFS_TOGGLE, {"user": identity.name, "action": action})
+    await current_state().client.call_repo(messages.USERPREFS_TOGGLE({"repo": repo, "user": identity.name, "action": action}))
     return Response(b"", status=200)
