@@ -249,7 +249,7 @@ class AccessControl:
         needed, or ``update`` for each named tag that already exists.
         """
         if action != "metrics":  # zot does not rate-limit scrapes
-            self._check_rate(client, "PUT" if tags is not None and method is None else method)
+            self._check_rate(client, method)
         identity = await self.authenticate(headers, client, repo=repo, action=action)
         if action == "login":
             # Anonymous callers always get the challenge when auth is on, even if some repositories
