@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     if argv and argv[0] == "user":
-        from gateway.users import main as user_main
+        from gateway.auth.users import main as user_main
 
         return user_main(argv[1:])
     args = build_parser().parse_args(argv)

@@ -1,8 +1,9 @@
 """The gateway application: ``create_app()`` builds the ASGI callable Hypercorn serves.
 
-Requests for blob uploads go to :mod:`gateway.distribution.uploads` (plain ASGI, bounded
-memory); everything else goes to the Quart app, one blueprint per API area. Errors of every
-kind are rendered once, here, as OCI error bodies.
+Every route is declared once, in :mod:`gateway.routes`. Requests for blob uploads go to
+:mod:`gateway.distribution.uploads` (plain ASGI, bounded memory); everything else goes to the
+Quart app, which registers the routes the config switches on. Errors of every kind are rendered
+once, here, as OCI error bodies.
 """
 
 from __future__ import annotations
@@ -18,15 +19,17 @@ from werkzeug.exceptions import HTTPException
 from common.config import Config, load_config
 from common.errors import ErrorCode, RegistryError
 from common.logs import setup_logging
-from gateway import auth_routes, metrics
-from gateway.auth import AccessControl
+from gateway.auth.access import AccessControl
 from gateway.body_guard import call_with_body_guard
-from gateway.distribution import base, blobs, listings, manifests
-from gateway.distribution.uploads import UPLOAD_PATH_RE, UploadHandler
-from gateway.extensions import register_extensions
-from gateway.health import blueprint as health_blueprint
-from gateway.http import error_body, error_headers
-from gateway.state import GatewayState
+from gateway.distribution.uploads import UploadHandler
+from gateway.extensions.common import EXTENSIONS_KEY
+from gateway.extensions.openapi import DOCUMENT_KEY
+from gateway.extensions.openapi_document import document
+from gateway.httputil import error_body, error_headers
+from gateway.metrics.endpoint import setup as setup_metrics
+from gateway.metrics.settings import metrics_settings
+from gateway.routes import QUART, ROUTES, UPLOADS, Route, enabled_routes
+from gateway.state import STATE_KEY, GatewayState
 
 log = logging.getLogger("shardreg.gateway")
 CONFIG_ENV = "SHARDREG_CONFIG"
@@ -40,10 +43,35 @@ def _error_response(exc: RegistryError) -> Response:
     return response
 
 
+#: Where the app keeps the routes it serves (``app.config``).
+ROUTES_KEY = "SHARDREG_ROUTES"
+#: Uploads are the only raw ASGI routes; a path without this cannot be one.
+_UPLOAD_MARK = "/blobs/uploads"
+_UPLOAD_ROUTES = tuple(route for route in ROUTES if route.served_by == UPLOADS)
+assert all(_UPLOAD_MARK in route.template for route in _UPLOAD_ROUTES)
+
+
+def register_routes(app: Quart, state: GatewayState) -> list[Route]:
+    """Register the Quart routes of the table that the config switches on; returns every enabled route."""
+    ext = state.config.extensions
+    app.config[EXTENSIONS_KEY] = ext
+    routes = enabled_routes(ext, metrics_settings(state.config).enable)
+    for route in routes:
+        if route.served_by != QUART:
+            continue
+        for template in (route.template, *route.aliases):
+            app.add_url_rule(route.rule(template), endpoint=route.name, view_func=route.handler,
+                             methods=list(route.methods))
+    app.config[ROUTES_KEY] = routes
+    if any(route.name == "swagger_document" for route in routes):
+        app.config[DOCUMENT_KEY] = document(app)
+    return routes
+
+
 def build_quart(state: GatewayState) -> Quart:
-    app = Quart("shardreg")
+    app = Quart("shardreg", static_folder=None)
     app.config.update(
-        SHARDREG_STATE=state,
+        {STATE_KEY: state},
         MAX_CONTENT_LENGTH=16 * 1024 * 1024,
         BODY_TIMEOUT=600,
         RESPONSE_TIMEOUT=None,
@@ -51,11 +79,7 @@ def build_quart(state: GatewayState) -> Quart:
     )
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False
-    for module in (base, manifests, blobs, listings):
-        app.register_blueprint(module.blueprint)
-    app.register_blueprint(health_blueprint)
-    register_extensions(app, state)
-    app.register_blueprint(auth_routes.blueprint)
+    register_routes(app, state)
 
     @app.errorhandler(RegistryError)
     async def registry_error(exc: RegistryError) -> Response:
@@ -91,7 +115,9 @@ class GatewayApp:
         self.state.access.bind(lambda: self.state.client)
         self.quart = build_quart(self.state)
         self.uploads = UploadHandler(self.state)
-        self.metrics = metrics.setup(config, self.state.access)  # None unless extensions.metrics is enabled
+        self.metrics = setup_metrics(config, self.state.access)  # None unless extensions.metrics is enabled
+        if self.metrics is not None:
+            self.state.shard_observer = self.metrics.series
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if self.metrics is not None and scope["type"] == "http":
@@ -100,12 +126,13 @@ class GatewayApp:
             await self.dispatch(scope, receive, send)
 
     async def dispatch(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            match = UPLOAD_PATH_RE.match(scope["path"])
-            if match:
-                await self.uploads(scope, receive, send, match)
-                return
-        await call_with_body_guard(self.quart, scope, receive, send)
+        if scope["type"] == "http" and _UPLOAD_MARK in scope["path"]:
+            for route in _UPLOAD_ROUTES:
+                match = route.pattern.match(scope["path"])
+                if match:
+                    await self.uploads(scope, receive, send, match.group("name"), match.groupdict().get("uuid"))
+                    return
+        await call_with_body_guard(self.quart, scope, receive, send)  # type: ignore[arg-type]
 
 
 def create_app(config: Config | None = None) -> GatewayApp:

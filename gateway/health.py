@@ -5,23 +5,21 @@ from __future__ import annotations
 
 import asyncio
 
-from quart import Blueprint, Response
+from quart import Response
 
 from common import messages
 from common.errors import RegistryError
-from gateway.distribution.common import state
+from gateway.context import current_state
 
-blueprint = Blueprint("health", __name__)
 PING_TIMEOUT = 2.0
 
 
-@blueprint.route("/livez", methods=["GET", "HEAD"])
 async def livez() -> Response:
     return Response(b"ok\n", status=200, content_type="text/plain")
 
 
 async def _shards_ready() -> list[int]:
-    client = state().client
+    client = current_state().client
 
     async def ping(index: int) -> bool:
         try:
@@ -34,8 +32,6 @@ async def _shards_ready() -> list[int]:
     return [i for i, ok in enumerate(results) if not ok]
 
 
-@blueprint.route("/readyz", methods=["GET", "HEAD"])
-@blueprint.route("/startupz", methods=["GET", "HEAD"])
 async def readyz() -> Response:
     down = await _shards_ready()
     if down:

@@ -25,8 +25,8 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 
 from common.config import Config
-from gateway import metrics
 from gateway.app import CONFIG_ENV
+from gateway.metrics.multiprocess import multiprocess_dir
 
 log = logging.getLogger("shardreg.gateway")
 
@@ -69,7 +69,7 @@ def run_gateway(config: Config) -> int:
         json.dump(config.to_json(), fh)
     os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
     try:
-        with metrics.multiprocess_dir(config):  # workers inherit PROMETHEUS_MULTIPROC_DIR
+        with multiprocess_dir(config):  # workers inherit PROMETHEUS_MULTIPROC_DIR
             return serve_workers(hypercorn_config(config), config.cluster.gateway_workers)
     finally:
         os.unlink(config_path)
@@ -79,7 +79,7 @@ def _worker(config: HypercornConfig, shutdown_event: Event, sockets: Sockets, pa
     """One worker process: dies with the gateway parent, stops when ``shutdown_event`` is set."""
     from hypercorn.asyncio.run import asyncio_worker
 
-    from gateway import tls_identity
+    from gateway.auth.tls import install as expose_client_certificates
 
     try:  # a worker must not outlive its parent (it would keep the port): SIGTERM if the parent dies
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
@@ -88,7 +88,7 @@ def _worker(config: HypercornConfig, shutdown_event: Event, sockets: Sockets, pa
     if os.getppid() != parent:  # the parent died while this worker was starting: too late for the signal
         os._exit(0)
     if config.ssl_enabled:
-        tls_identity.install()  # client certificates → scope["extensions"]["tls"] (mTLS identities)
+        expose_client_certificates()  # client certificates → scope["extensions"]["tls"] (mTLS identities)
     asyncio_worker(config, sockets, shutdown_event)
 
 

@@ -15,7 +15,7 @@ import os
 import struct
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import zmq
 import zmq.asyncio
@@ -27,7 +27,6 @@ from common.errors import ErrorCode, RegistryError
 from common.messages import RepoScoped
 from common.protocol import FRAME_SIZE, OK, WINDOW, Rep, Reply, Req, Request, pack, unpack
 from common.ring import shard_for
-from gateway import metrics
 
 log = logging.getLogger("shardreg.gateway")
 RETRY_AFTER = "5"
@@ -42,9 +41,18 @@ def unavailable(shard: int, why: str) -> RegistryError:
                          headers={"Retry-After": RETRY_AFTER})
 
 
+class ShardCallObserver(Protocol):
+    """Told of every round trip (the metrics series, when metrics are on)."""
+
+    def observe_shard_call(self, op: str, seconds: float) -> None: ...
+
+    def shard_timeout(self, op: str) -> None: ...
+
+
 class ShardClient:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, observer: ShardCallObserver | None = None) -> None:
         self.config = config
+        self.observer = observer
         self.count = config.cluster.shards
         self.timeout = config.cluster.request_timeout
         self.ctx = zmq.asyncio.Context.instance()
@@ -113,7 +121,8 @@ class ShardClient:
             future = self.pending.pop(msg[0].bytes, None)
             if future is None or future.done():
                 continue  # the caller timed out long ago
-            metrics.observe_shard_call(future.op, future.sent)  # type: ignore[attr-defined]
+            if self.observer is not None:
+                self.observer.observe_shard_call(future.op, time.perf_counter() - future.sent)  # type: ignore[attr-defined]
             try:
                 result = unpack(msg[2].buffer)
             except Exception as exc:  # noqa: BLE001
@@ -137,7 +146,7 @@ class ShardClient:
         deadline = None
         while True:
             # zmq.asyncio resolves a NOBLOCK send at once, reporting EAGAIN in the returned future
-            sent = self.sockets[shard].send_multipart(message, flags=zmq.NOBLOCK, copy=False)
+            sent = cast(asyncio.Future, self.sockets[shard].send_multipart(message, flags=zmq.NOBLOCK, copy=False))
             failure = sent.exception() if sent.done() else None
             if failure is None:
                 break
@@ -158,7 +167,8 @@ class ShardClient:
         try:
             return await asyncio.wait_for(future, timeout or self.timeout)
         except TimeoutError:
-            metrics.shard_timeout(future.op)  # type: ignore[attr-defined]
+            if self.observer is not None:
+                self.observer.shard_timeout(future.op)  # type: ignore[attr-defined]
             raise unavailable(shard, "timed out") from None
         finally:
             self.pending.pop(getattr(future, "rid", b""), None)

@@ -6,21 +6,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.config import Config
-from gateway.auth import AccessControl
-from gateway.shard_client import ShardClient
+from gateway.auth.access import AccessControl
+from gateway.shard_client import ShardCallObserver, ShardClient
+
+#: Where the Quart app keeps the worker's :class:`GatewayState` (``app.config``).
+STATE_KEY = "SHARDREG_STATE"
 
 
 @dataclass
 class GatewayState:
     config: Config
     access: AccessControl
+    #: Told of every shard round trip (the metrics series, when metrics are on).
+    shard_observer: ShardCallObserver | None = None
     _client: ShardClient | None = field(default=None, repr=False)
 
     @property
     def client(self) -> ShardClient:
         """The worker's shard client, created on first use inside the running event loop."""
         if self._client is None:
-            self._client = ShardClient(self.config)
+            self._client = ShardClient(self.config, self.shard_observer)
         return self._client
 
     def blob_file(self, shard: int, relative_path: str) -> Path | None:

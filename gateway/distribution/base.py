@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, Response
+from quart import Response
 
 from common.rules import Header
-from gateway.distribution.common import authorize
-
-blueprint = Blueprint("base", __name__)
+from gateway.context import authorize
 
 
-@blueprint.route("/v2/", methods=["GET", "HEAD"])
-@blueprint.route("/v2", methods=["GET", "HEAD"])
 async def version_check() -> Response:
     await authorize(None, "login")
     response = Response(b"{}", status=200, content_type="application/json")

@@ -13,16 +13,15 @@ import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from quart import Blueprint, Response, request
+from quart import Response, request
 
 from common import messages
 from common.protocol import FRAME_SIZE
 from common.rules import Header, MediaType, parse_digest, validate_name
-from gateway.distribution.common import authorize, delete_in_repo, state
-from gateway.http import parse_ranges
+from gateway.context import authorize, current_state
+from gateway.distribution.common import delete_in_repo
+from gateway.httputil import parse_ranges
 from gateway.shard_client import ShardClient
-
-blueprint = Blueprint("blobs", __name__)
 
 
 async def _file_chunks(path: Path, start: int, end: int) -> AsyncIterator[bytes]:
@@ -47,12 +46,11 @@ async def _shard_chunks(client: ShardClient, shard: int, digest: str, start: int
         yield frame.bytes
 
 
-@blueprint.route("/v2/<path:name>/blobs/<digest>", methods=["GET", "HEAD"])
 async def get_blob(name: str, digest: str) -> Response:
     validate_name(name)
     parse_digest(digest)
     await authorize(name, "read")
-    st = state()
+    st = current_state()
     shard = st.client.shard_of(name)
     info = (await st.client.call(shard, messages.BLOB_STAT({"repo": name, "digest": digest}))).result
     size = info["size"]
@@ -94,7 +92,6 @@ async def get_blob(name: str, digest: str) -> Response:
     return response
 
 
-@blueprint.route("/v2/<path:name>/blobs/<digest>", methods=["DELETE"])
 async def delete_blob(name: str, digest: str) -> Response:
     validate_name(name)
     parse_digest(digest)

@@ -9,15 +9,13 @@ from __future__ import annotations
 import heapq
 from urllib.parse import urlencode
 
-from quart import Blueprint, Response, request
+from quart import Response, request
 
 from common import messages
 from common.errors import ErrorCode, RegistryError
 from common.rules import Header, MediaType, parse_digest, validate_name
-from gateway.distribution.common import authorize, state
-from gateway.http import int_param, to_json
-
-blueprint = Blueprint("listings", __name__)
+from gateway.context import authorize, current_state
+from gateway.httputil import int_param, to_json
 
 #: Page size when a client asks for "everything" (keeps one answer bounded).
 MAX_PAGE = 10_000
@@ -31,7 +29,6 @@ def _next_link(path: str, n: int, last: str) -> str:
     return f'<{path}?{urlencode({"n": n, "last": last})}>; rel="next"'
 
 
-@blueprint.route("/v2/<path:name>/tags/list", methods=["GET"])
 async def list_tags(name: str) -> Response:
     validate_name(name)
     await authorize(name, "read")
@@ -39,17 +36,16 @@ async def list_tags(name: str) -> Response:
     last = request.args.get("last") or None
     if n == 0:
         # Still report an unknown repository as such.
-        await state().client.call_repo(messages.TAGS_LIST({"repo": name, "n": 0, "last": None}))
+        await current_state().client.call_repo(messages.TAGS_LIST({"repo": name, "n": 0, "last": None}))
         return _json({"name": name, "tags": []})
     page = min(n, MAX_PAGE) if n is not None else None
-    result = (await state().client.call_repo(messages.TAGS_LIST({"repo": name, "n": page, "last": last}))).result
+    result = (await current_state().client.call_repo(messages.TAGS_LIST({"repo": name, "n": page, "last": last}))).result
     response = _json({"name": name, "tags": result["tags"]})
     if result["more"] and result["tags"]:
         response.headers["Link"] = _next_link(f"/v2/{name}/tags/list", page or MAX_PAGE, result["tags"][-1])
     return response
 
 
-@blueprint.route("/v2/_catalog", methods=["GET"])
 async def catalog() -> Response:
     identity = await authorize(None, "catalog")
     n = int_param(request.args.get("n"), "n")
@@ -57,7 +53,7 @@ async def catalog() -> Response:
     if n == 0:
         return _json({"repositories": []})
     page = min(n, MAX_PAGE) if n is not None else MAX_PAGE
-    st = state()
+    st = current_state()
     names: list[str] = []
     cursor, more = last, True
     # Access filtering may drop names: keep merging pages until this one is full or shards run dry.
@@ -80,7 +76,6 @@ async def catalog() -> Response:
     return response
 
 
-@blueprint.route("/v2/<path:name>/referrers/<digest>", methods=["GET"])
 async def referrers(name: str, digest: str) -> Response:
     validate_name(name)
     try:
@@ -90,7 +85,7 @@ async def referrers(name: str, digest: str) -> Response:
                             status=400) from None
     await authorize(name, "read")
     artifact_types = [t for t in request.args.getlist("artifactType") if t]
-    result = (await state().client.call_repo(messages.REFERRERS({"repo": name, "subject": digest,
+    result = (await current_state().client.call_repo(messages.REFERRERS({"repo": name, "subject": digest,
                                                                    "artifact_types": artifact_types}))).result
     index = {"schemaVersion": 2, "mediaType": MediaType.OCI_INDEX, "manifests": result["manifests"]}
     response = _json(index, content_type=MediaType.OCI_INDEX)

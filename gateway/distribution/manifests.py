@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, request
+from quart import Response, request
 
 from common import messages
 from common.errors import ErrorCode, RegistryError
@@ -18,11 +18,10 @@ from common.rules import (
     validate_name,
     validate_tag,
 )
-from gateway.distribution.common import authorize, delete_in_repo, state
-from gateway.http import read_body
+from gateway.context import authorize, current_state
+from gateway.distribution.common import delete_in_repo
+from gateway.httputil import read_body
 from gateway.quota import ensure_room_for
-
-blueprint = Blueprint("manifests", __name__)
 
 
 def _accepts(accept: str | None, media_type: str) -> bool:
@@ -35,7 +34,6 @@ def _accepts(accept: str | None, media_type: str) -> bool:
     return False
 
 
-@blueprint.route("/v2/<path:name>/manifests/<reference>", methods=["GET", "HEAD"])
 async def get_manifest(name: str, reference: str) -> Response:
     validate_name(name)
     await authorize(name, "read")
@@ -46,7 +44,7 @@ async def get_manifest(name: str, reference: str) -> Response:
         raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, "no manifest has this reference (it is not a valid tag "
                             "or digest)", detail={"reference": reference[:200]}, status=404) from None
     head = request.method == "HEAD"
-    reply = await state().client.call_repo(messages.MANIFEST_GET({"repo": name, "reference": reference, "head": head}))
+    reply = await current_state().client.call_repo(messages.MANIFEST_GET({"repo": name, "reference": reference, "head": head}))
     info = reply.result
     if not _accepts(", ".join(request.headers.getlist("Accept")), info["media_type"]):
         raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, "the manifest's media type is not in Accept",
@@ -59,12 +57,11 @@ async def get_manifest(name: str, reference: str) -> Response:
     return response
 
 
-@blueprint.route("/v2/<path:name>/manifests/<reference>", methods=["PUT"])
 async def put_manifest(name: str, reference: str) -> Response:
     validate_name(name)
     tag, digest = parse_reference(reference)
-    identity = await state().access.authorize_manifest_put(  # "update" when a named tag already exists
-        request.headers, name, [t for t in (tag, *request.args.getlist("tag")) if t], request.remote_addr)
+    identity = await current_state().access.authorize(  # "update" when a named tag already exists
+        request.headers, name, "create", request.remote_addr, tags=[t for t in (tag, *request.args.getlist("tag")) if t])
     body = await read_body(MAX_MANIFEST_SIZE, "manifest")
     parsed = parse_manifest(body, request.headers.get("Content-Type"))
     if digest is not None:
@@ -87,8 +84,8 @@ async def put_manifest(name: str, reference: str) -> Response:
         "annotations": parsed.annotations, "config": parsed.config,
         "pushed_by": identity.name or "",  # search metadata (PushedBy)
     }
-    await ensure_room_for(state(), name)
-    await state().client.call_repo(messages.MANIFEST_PUT(args), [body])
+    await ensure_room_for(current_state(), name)
+    await current_state().client.call_repo(messages.MANIFEST_PUT(args), [body])
     response = Response(b"", status=201)
     response.headers["Location"] = f"/v2/{name}/manifests/{digest}"
     response.headers[Header.CONTENT_DIGEST] = digest
@@ -99,7 +96,6 @@ async def put_manifest(name: str, reference: str) -> Response:
     return response
 
 
-@blueprint.route("/v2/<path:name>/manifests/<reference>", methods=["DELETE"])
 async def delete_manifest(name: str, reference: str) -> Response:
     validate_name(name)
     parse_reference(reference)

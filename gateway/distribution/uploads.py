@@ -29,13 +29,12 @@ from common.rules import (
     validate_name,
 )
 from gateway.body_guard import DRAIN_LIMIT
-from gateway.http import error_body, error_headers, parse_content_range, upload_range
+from gateway.httputil import error_body, error_headers, parse_content_range, upload_range
 from gateway.quota import ensure_room_for
 from gateway.state import GatewayState
 
 log = logging.getLogger("shardreg.gateway")
 
-UPLOAD_PATH_RE = re.compile(r"^/v2/(?P<name>.+)/blobs/uploads(?:/(?P<uuid>[^/]*))?$")
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 #: Commits re-hash (other algorithm) and fsync whole blobs: allow them time.
 COMMIT_TIMEOUT = 900.0
@@ -148,11 +147,12 @@ class UploadHandler:
     def __init__(self, state: GatewayState) -> None:
         self.state = state
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send, match: re.Match) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send, raw_name: str,
+                       uuid: str | None) -> None:
+        """Serve ``/v2/<raw_name>/blobs/uploads/[<uuid>]`` (the routes of :mod:`gateway.routes`)."""
         request = Request(scope, receive)
         try:
-            name = validate_name(match.group("name"))
-            uuid = match.group("uuid") or None
+            name = validate_name(raw_name)
             if uuid is not None and not UUID_RE.fullmatch(uuid):
                 raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, detail={"uuid": uuid[:100]})
             if uuid is None:

@@ -1,17 +1,16 @@
 """``GET /v2/_oci/ext/discover``: the ``_zot`` extension and exactly the endpoints that are on.
 
-The list is computed from the running config by :func:`enabled_endpoints`, the same predicates
-that decide which blueprints :func:`gateway.extensions.register_extensions` registers.
+The list is computed from the running config by :func:`enabled_endpoints`, with the same
+predicates that switch the extensions' routes on (:data:`gateway.routes.SWITCHES`).
 """
 
 from __future__ import annotations
 
-from quart import Blueprint, Response
+from quart import Response
 
 from common.config import ExtensionsConfig
-from gateway.extensions.common import caller, extensions, json_response
-
-blueprint = Blueprint("ext_discover", __name__)
+from gateway.context import authorize
+from gateway.extensions.common import extensions, json_response
 
 NOTATION = "/v2/_zot/ext/notation"
 COSIGN = "/v2/_zot/ext/cosign"
@@ -46,7 +45,6 @@ def extension_list(ext: ExtensionsConfig) -> dict:
     return {"extensions": found}
 
 
-@blueprint.route("/v2/_oci/ext/discover", methods=["GET"])
 async def discover() -> Response:
-    await caller()
+    await authorize()
     return json_response(extension_list(extensions()))

@@ -11,13 +11,13 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Any
 
-from quart import Blueprint, Response, request
+from quart import Response, request
 
 from common.config import Config, ExtensionsConfig
 from common.errors import ErrorCode, RegistryError
-from gateway.extensions.common import extensions, json_response, state
+from gateway.context import current_state
+from gateway.extensions.common import extensions, json_response
 
-blueprint = Blueprint("ext_mgmt", __name__)
 RESOURCES = ("config",)
 
 
@@ -67,9 +67,8 @@ def stripped_config(config: Config, ext: ExtensionsConfig) -> dict[str, Any]:
     }
 
 
-@blueprint.route("/v2/_zot/ext/mgmt", methods=["GET"])
 async def mgmt() -> Response:
     resource = request.args.get("resource", "config")
     if resource not in RESOURCES:
         raise RegistryError(ErrorCode.BAD_REQUEST, f"unsupported resource {resource[:50]!r}", status=400)
-    return json_response(stripped_config(state().config, extensions()))
+    return json_response(stripped_config(current_state().config, extensions()))

@@ -6,20 +6,18 @@ optionally filtered by ``?artifactType=`` (repeatable). Always on, as in zot.
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, request
+from quart import Response, request
 
 from common import messages
 from common.rules import parse_digest, validate_name
-from gateway.extensions.common import caller, json_response, state
+from gateway.context import authorize, current_state
+from gateway.extensions.common import json_response
 
-blueprint = Blueprint("ext_oras", __name__)
 
-
-@blueprint.route("/oras/artifacts/v1/<path:name>/manifests/<digest>/referrers", methods=["GET"])
 async def referrers(name: str, digest: str) -> Response:
     validate_name(name)
     parse_digest(digest)
-    await caller(name, "read")
+    await authorize(name, "read")
     wanted = [t for t in request.args.getlist("artifactType") if t]
-    reply = await state().client.call_repo(messages.REFERRERS({"repo": name, "subject": digest, "artifact_types": wanted}))
+    reply = await current_state().client.call_repo(messages.REFERRERS({"repo": name, "subject": digest, "artifact_types": wanted}))
     return json_response({"references": reply.result["manifests"]})

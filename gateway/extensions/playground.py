@@ -4,9 +4,7 @@ answer of ``POST /v2/_zot/ext/search``."""
 
 from __future__ import annotations
 
-from quart import Blueprint, Response
-
-blueprint = Blueprint("ext_playground", __name__)
+from quart import Response
 
 EXAMPLE = """{
   RepoListWithNewestImage(requestedPage: {limit: 10, offset: 0, sortBy: UPDATE_TIME}) {
@@ -49,7 +47,6 @@ document.addEventListener('keydown', e => { if (e.ctrlKey && e.key === 'Enter') 
 """
 
 
-@blueprint.route("/v2/_zot/debug/graphql-playground", methods=["GET"])
 async def playground() -> Response:
     import html
 

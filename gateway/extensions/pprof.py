@@ -9,22 +9,20 @@ from __future__ import annotations
 
 import html
 
-from quart import Blueprint, Response, request
+from quart import Response, request
 
 from common import messages
 from common.errors import ErrorCode, RegistryError
 from common.profiling import MAX_SECONDS, PROFILES, run_profile
-from gateway.extensions.common import require_admin, state
-from gateway.http import int_param
+from gateway.context import authorize, current_state
+from gateway.httputil import int_param
 
-blueprint = Blueprint("ext_pprof", __name__)
 PREFIX = "/v2/_zot/pprof"
 
 
-@blueprint.route(f"{PREFIX}/", methods=["GET"])
 async def index() -> Response:
-    await require_admin()
-    shards = state().client.count
+    await authorize(None, "admin")
+    shards = current_state().client.count
     rows = []
     for name, what in PROFILES.items():
         links = [f'<a href="{PREFIX}/{name}">gateway</a>']
@@ -36,9 +34,8 @@ async def index() -> Response:
     return Response(page.encode(), status=200, content_type="text/html; charset=utf-8")
 
 
-@blueprint.route(f"{PREFIX}/<name>", methods=["GET"])
 async def profile(name: str) -> Response:
-    await require_admin()
+    await authorize(None, "admin")
     if name not in PROFILES:
         raise RegistryError(ErrorCode.NOT_FOUND, "unknown profile", detail={"profiles": list(PROFILES)})
     seconds = int_param(request.args.get("seconds"), "seconds", 1) or 5
@@ -49,7 +46,7 @@ async def profile(name: str) -> Response:
     if shard is None:
         text = await run_profile(name, seconds, top)
     else:
-        client = state().client
+        client = current_state().client
         if shard >= client.count:
             raise RegistryError(ErrorCode.BAD_REQUEST, f"shard must be below {client.count}", status=400)
         reply = await client.call(shard, messages.DEBUG_PROFILE({"kind": name, "seconds": seconds, "top": top}),

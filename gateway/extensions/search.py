@@ -16,15 +16,15 @@ from typing import Any
 from ariadne import QueryType, ScalarType, make_executable_schema
 from ariadne.graphql import graphql
 from graphql import GraphQLError
-from quart import Blueprint, Response, request
+from quart import Response, request
 
 from common import messages
 from common.errors import ErrorCode, RegistryError
 from common.rules import NAME_RE
-from gateway.extensions.common import caller, json_response, state
-from gateway.http import read_body
+from gateway.context import authorize, current_state
+from gateway.extensions.common import json_response
+from gateway.httputil import read_body
 
-blueprint = Blueprint("ext_search", __name__)
 SCHEMA_PATH = Path(__file__).with_name("schema.graphql")
 MAX_QUERY_BODY = 1024 * 1024
 CVE_DISABLED = "cve search is disabled: vulnerability scanning is not enabled on this registry"
@@ -49,20 +49,20 @@ def _user(info: Any) -> str | None:
 
 
 def _readable(info: Any, repo: str) -> bool:
-    return state().access.can_read(_ctx(info)["identity"], repo)
+    return current_state().access.can_read(_ctx(info)["identity"], repo)
 
 
 async def _scatter_images(args: messages.SearchImagesRequest) -> list[dict]:
-    return [i for reply in await state().client.call_all(messages.SEARCH_IMAGES(args)) for i in reply.result["images"]]
+    return [i for reply in await current_state().client.call_all(messages.SEARCH_IMAGES(args)) for i in reply.result["images"]]
 
 
 async def _scatter_repos(args: messages.SearchReposRequest) -> list[dict]:
-    return [r for reply in await state().client.call_all(messages.SEARCH_REPOS(args)) for r in reply.result["repos"]]
+    return [r for reply in await current_state().client.call_all(messages.SEARCH_REPOS(args)) for r in reply.result["repos"]]
 
 
 async def _images(info: Any, repos: list[str] | None = None, digest: str | None = None) -> list[dict]:
     """Image summaries the caller may read: of ``repos`` (from their shards) or of every shard."""
-    client = state().client
+    client = current_state().client
     args: messages.SearchImagesRequest = {"user": _user(info)}
     if digest:
         args["digest"] = digest
@@ -219,7 +219,7 @@ async def resolve_repo_list(_: Any, info: Any, requestedPage: dict | None = None
 async def resolve_expanded_repo_info(_: Any, info: Any, repo: str) -> dict:
     _check_repo(info, repo)
     try:
-        reply = await state().client.call_repo(messages.SEARCH_EXPAND({"repo": repo, "user": _user(info)}))
+        reply = await current_state().client.call_repo(messages.SEARCH_EXPAND({"repo": repo, "user": _user(info)}))
     except RegistryError as exc:
         if exc.code == ErrorCode.NAME_UNKNOWN:
             raise GraphQLError(f"repository {repo!r} not found") from None
@@ -246,8 +246,8 @@ async def resolve_global_search(_: Any, info: Any, query: str, filter: dict | No
                          requestedPage)
         return {"Page": page["Page"], "Images": page["Results"], "Repos": [], "Layers": []}
     repos = await _repos(info, query=text)
-    for repo in repos:
-        repo["Rank"] = rank(repo["Name"], text)
+    for found in repos:
+        found["Rank"] = rank(found["Name"], text)
     repos = [r for r in repos if r.get("NewestImage") and _repo_passes(r, filter)]
     page = _paginate(_sort_repos(repos, sort_by), requestedPage)
     return {"Page": page["Page"], "Images": [], "Repos": page["Results"], "Layers": []}
@@ -314,7 +314,7 @@ async def resolve_base(_: Any, info: Any, image: str, digest: str | None = None,
 async def resolve_referrers(_: Any, info: Any, repo: str, digest: str, type: list[str] | None = None  # noqa: A002
                             ) -> list[dict]:
     _check_repo(info, repo)
-    reply = await state().client.call_repo(messages.REFERRERS({"repo": repo, "subject": digest, "artifact_types": type or []}))
+    reply = await current_state().client.call_repo(messages.REFERRERS({"repo": repo, "subject": digest, "artifact_types": type or []}))
     return [{"MediaType": d.get("mediaType"), "ArtifactType": d.get("artifactType") or "", "Size": d.get("size"),
              "Digest": d.get("digest"),
              "Annotations": [{"Key": k, "Value": v} for k, v in (d.get("annotations") or {}).items()]}
@@ -373,9 +373,8 @@ async def _request_data() -> dict[str, Any]:
     return data
 
 
-@blueprint.route("/v2/_zot/ext/search", methods=["GET", "POST"])
 async def search() -> Response:
-    identity = await caller()
+    identity = await authorize()
     data = await _request_data()
     if not isinstance(data.get("query"), str) or not data["query"].strip():
         return json_response({"errors": [{"message": "no query given"}], "data": None}, status=422)

@@ -11,26 +11,22 @@ from __future__ import annotations
 
 import asyncio
 
-from quart import Blueprint, Response, request
+from quart import Response, request
 
 from common import imagetrust, messages
 from common.errors import ErrorCode, RegistryError
-from gateway.extensions.common import require_admin, state
-from gateway.http import read_body
-
-cosign_blueprint = Blueprint("ext_cosign", __name__)
-notation_blueprint = Blueprint("ext_notation", __name__)
+from gateway.context import authorize, current_state
+from gateway.httputil import read_body
 
 
 async def _broadcast(kind: str, store_type: str, data: bytes) -> None:
-    client = state().client
+    client = current_state().client
     await asyncio.gather(*(client.call(i, messages.TRUST_PUT({"kind": kind, "type": store_type}), [data])
                            for i in range(client.count)))
 
 
-@cosign_blueprint.route("/v2/_zot/ext/cosign", methods=["POST"])
 async def upload_cosign_key() -> Response:
-    await require_admin()
+    await authorize(None, "admin")
     data = await read_body(imagetrust.MAX_TRUST_UPLOAD)
     try:
         imagetrust.load_public_key(data)
@@ -40,12 +36,11 @@ async def upload_cosign_key() -> Response:
     return Response(b"", status=200)
 
 
-@notation_blueprint.route("/v2/_zot/ext/notation", methods=["POST"])
 async def upload_notation_certificate() -> Response:
     store_type = request.args.get("truststoreType", "ca") or "ca"
     if store_type not in imagetrust.NOTATION_TRUSTSTORE_TYPES:
         raise RegistryError(ErrorCode.BAD_REQUEST, "truststoreType must be ca or signingAuthority", status=400)
-    await require_admin()
+    await authorize(None, "admin")
     data = await read_body(imagetrust.MAX_TRUST_UPLOAD)
     try:
         imagetrust.load_certificates(data)

@@ -9,18 +9,16 @@ an unknown repository, 200 otherwise.
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, request
+from quart import Response, request
 
 from common import messages
 from common.errors import ErrorCode, RegistryError
 from common.rules import NAME_RE
-from gateway.extensions.common import caller, state
+from gateway.context import authorize, current_state
 
-blueprint = Blueprint("ext_userprefs", __name__)
 ACTIONS = ("toggleStar", "toggleBookmark")
 
 
-@blueprint.route("/v2/_zot/ext/userprefs", methods=["PUT"])
 async def userprefs() -> Response:
     action = request.args.get("action")
     if action not in ACTIONS:
@@ -28,12 +26,12 @@ async def userprefs() -> Response:
     repo = request.args.get("repo")
     if repo is None:
         raise RegistryError(ErrorCode.BAD_REQUEST, "repo is required", status=400)
-    identity = await caller()
+    identity = await authorize()
     if identity.anonymous:
         raise RegistryError(ErrorCode.DENIED, "user preferences need an authenticated user")
     if not repo or not NAME_RE.fullmatch(repo):
         raise RegistryError(ErrorCode.NAME_UNKNOWN, detail={"name": repo[:255]})
-    if not state().access.can_read(identity, repo):
+    if not current_state().access.can_read(identity, repo):
         raise RegistryError(ErrorCode.DENIED)
-    await state().client.call_repo(messages.USERPREFS_TOGGLE({"repo": repo, "user": identity.name, "action": action}))
+    await current_state().client.call_repo(messages.USERPREFS_TOGGLE({"repo": repo, "user": identity.name, "action": action}))
     return Response(b"", status=200)

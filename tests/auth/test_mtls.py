@@ -27,8 +27,8 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 
 from common.config import MtlsSettings
-from gateway import tls_identity
-from gateway.authn.mtls import certificate_identity
+from gateway.auth import tls as tls_identity
+from gateway.auth.mtls import certificate_identity
 from tests.auth.conftest import basic, write_htpasswd
 from tests.auth.helpers import try_push
 from tests.cluster import Cluster, free_port

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from common.config import ConfigError, parse_config
-from gateway.authn.apikeys import parse_time, rfc3339
-from gateway.authn.bearer import parse_scope
-from gateway.authn.policy import PolicyEngine, glob_match
-from gateway.authn.ratelimit import Buckets
+from gateway.auth.apikeys import parse_time, rfc3339
+from gateway.auth.bearer import parse_scope
+from gateway.auth.policy import PolicyEngine, glob_match
+from gateway.auth.ratelimit import Buckets
 from tests.auth.conftest import ACCESS_CONTROL
 
 

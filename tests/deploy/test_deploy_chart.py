@@ -14,8 +14,8 @@ from deploy_checks import check_cluster, container, gateway_and_shards
 from deploy_support import CHART, NAMESPACE, by_kind, helm_template, one, run, validate_objects
 
 from common.config import parse_config
-from gateway.authn.htpasswd import HtpasswdFile
-from gateway.authn.sessions import configured_key
+from gateway.auth.htpasswd import HtpasswdFile
+from gateway.auth.sessions import configured_key
 
 HTPASSWD = "alice:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode() + "\n"
 

@@ -12,7 +12,7 @@ from schemathesis.checks import not_a_server_error
 
 from common.config import parse_config
 from gateway.app import create_app
-from gateway.extensions.openapi import OPERATIONS, RAW_PATHS, app_routes, document
+from gateway.extensions.openapi_document import OPERATIONS, RAW_PATHS, app_routes, document
 from tests.cluster import Cluster
 from tests.extensions.fixtures import FULL_EXTENSIONS
 

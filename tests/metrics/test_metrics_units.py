@@ -15,15 +15,11 @@ import pytest
 
 from common.config import ConfigError, parse_config
 from common.errors import RegistryError
-from gateway.auth import AccessControl
-from gateway.metrics import (
-    MULTIPROC_ENV,
-    Metrics,
-    classify,
-    metrics_settings,
-    multiprocess_dir,
-    sweep_dead_workers,
-)
+from gateway.auth.access import AccessControl
+from gateway.metrics.endpoint import Metrics
+from gateway.metrics.labels import classify
+from gateway.metrics.multiprocess import MULTIPROC_ENV, multiprocess_dir, sweep_dead_workers
+from gateway.metrics.settings import metrics_settings
 
 PASSWORDS = {"prom": "prom-Pw-1", "alice": "alice-Pw-2"}
 

@@ -1,7 +1,7 @@
 import pytest
 
 from common.errors import RegistryError
-from gateway.http import parse_content_range, parse_ranges, upload_range
+from gateway.httputil import parse_content_range, parse_ranges, upload_range
 
 
 def test_ranges():

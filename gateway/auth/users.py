@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-from gateway.authn.htpasswd import DEFAULT_COST, hash_password, read_entries, write_entries
+from gateway.auth.htpasswd import DEFAULT_COST, hash_password, read_entries, write_entries
 
 USER_RE = re.compile(r"[A-Za-z0-9._@-]{1,128}")
 

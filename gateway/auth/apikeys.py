@@ -1,6 +1,6 @@
 """zot API keys: ``zak_<32 hex>``, stored hashed on the shard that owns the user.
 
-* created by ``POST /zot/auth/apikey`` (see :mod:`gateway.auth_routes`); the key itself is shown
+* created by ``POST /zot/auth/apikey`` (see :mod:`gateway.auth.routes`); the key itself is shown
   once and only its SHA-256 is stored (:mod:`shard.userdata`);
 * used as the password of Basic auth (``user:zak_...``): looked up by hash on the user's shard,
   remembered for :data:`CACHE_TTL` seconds per worker — so a revocation reaches every gateway

@@ -127,7 +127,7 @@ class TokenVerifier:
                 repos[entry["name"]] = repos.get(entry["name"], frozenset()) | actions
             elif entry.get("type") == "registry" and entry.get("name") == "catalog" and "*" in entry["actions"]:
                 catalog = True
-        private = claims.get("shardreg") if isinstance(claims.get("shardreg"), dict) else {}
+        private: dict[str, Any] = claims["shardreg"] if isinstance(claims.get("shardreg"), dict) else {}
         scopes = private.get("scopes")
         sub = claims.get("sub") if isinstance(claims.get("sub"), str) and claims.get("sub") else None
         return Grants(subject=sub, repositories=repos, catalog=catalog,

@@ -1,7 +1,7 @@
 """Client-certificate identities (mTLS), as zot derives them.
 
 With ``http.tls.cacert`` the TLS handshake has already verified a client certificate against
-the CA (:mod:`gateway.tls_identity` hands it to the request); here it becomes a user name.
+the CA (:mod:`gateway.auth.tls` hands it to the request); here it becomes a user name.
 ``http.auth.mtls.identityAttributes`` is a fallback chain (default ``["CommonName"]``), the
 first attribute that yields a non-empty name wins:
 

@@ -23,15 +23,15 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-from quart import Blueprint, Response, current_app, request
+from quart import Response, request
 
 from common.errors import ErrorCode, RegistryError
-from gateway.auth import AccessControl, Identity
-from gateway.authn.apikeys import parse_time
-from gateway.authn.sessions import cookie_value
-from gateway.http import JSON_TYPE, read_body, to_json
-
-blueprint = Blueprint("auth", __name__)
+from gateway.auth.access import AccessControl
+from gateway.auth.apikeys import parse_time
+from gateway.auth.identity import Identity
+from gateway.auth.sessions import cookie_value
+from gateway.context import current_state
+from gateway.httputil import JSON_TYPE, read_body, to_json
 
 MAX_APIKEY_BODY = 8 * 1024
 MAX_TOKEN_FORM = 64 * 1024
@@ -40,7 +40,7 @@ MAX_SCOPES = 256
 
 
 def _access() -> AccessControl:
-    return current_app.config["SHARDREG_STATE"].access
+    return current_state().access
 
 
 def _json(obj: Any, status: int = 200) -> Response:
@@ -69,7 +69,6 @@ async def _password_user(access: AccessControl) -> Identity:
 
 
 # -- sessions ---------------------------------------------------------------------------------
-@blueprint.route("/zot/auth/login", methods=["POST"])
 async def login() -> Response:
     access = _access()
     if access.htpasswd is None:
@@ -82,7 +81,6 @@ async def login() -> Response:
     return response
 
 
-@blueprint.route("/zot/auth/logout", methods=["POST"])
 async def logout() -> Response:
     access = _access()
     if not access.enabled:
@@ -102,8 +100,6 @@ def _apikeys(access: AccessControl) -> Any:
     return access.apikeys
 
 
-@blueprint.route("/zot/auth/apikey", methods=["POST"])
-@blueprint.route("/v2/zot/auth/apikey", methods=["POST"])
 async def create_apikey() -> Response:
     access = _access()
     keys = _apikeys(access)
@@ -137,8 +133,6 @@ async def create_apikey() -> Response:
     return _json(created, status=201)
 
 
-@blueprint.route("/zot/auth/apikey", methods=["GET"])
-@blueprint.route("/v2/zot/auth/apikey", methods=["GET"])
 async def list_apikeys() -> Response:
     access = _access()
     keys = _apikeys(access)
@@ -147,8 +141,6 @@ async def list_apikeys() -> Response:
     return _json({"apiKeys": await keys.list(identity.name)})
 
 
-@blueprint.route("/zot/auth/apikey", methods=["DELETE"])
-@blueprint.route("/v2/zot/auth/apikey", methods=["DELETE"])
 async def delete_apikey() -> Response:
     access = _access()
     keys = _apikeys(access)
@@ -163,7 +155,6 @@ async def delete_apikey() -> Response:
 
 
 # -- the built-in token service -----------------------------------------------------------------
-@blueprint.route("/auth/token", methods=["GET", "POST"])
 async def token() -> Response:
     access = _access()
     if access.issuer is None or access.settings.bearer is None:

@@ -2,8 +2,9 @@
 
 ``AccessControl.authorize(headers, repo, action, client)`` is the single decision point: it
 finds out who is calling (:meth:`authenticate`), then whether they may take ``action``
-(read, create, update, delete; ``login`` for ``/v2/``, ``catalog`` for ``/v2/_catalog``) on
-``repo``. It returns the caller's :class:`Identity` or raises:
+(read, create, update, delete; ``login`` for ``/v2/``, ``catalog`` for ``/v2/_catalog``,
+``admin`` for admin-only routes, ``metrics`` for the Prometheus endpoint) on ``repo``. Every
+route calls it, and nothing else decides. It returns the caller's :class:`Identity` or raises:
 
 * 401 ``UNAUTHORIZED`` with ``WWW-Authenticate`` (Basic, or Bearer with realm/service/scope when
   token auth is configured) when the caller is anonymous or their credentials are wrong;
@@ -13,7 +14,7 @@ finds out who is calling (:meth:`authenticate`), then whether they may take ``ac
 Credentials, in the order they are looked at: ``Authorization: Basic`` (htpasswd password, or a
 ``zak_`` API key as password), ``Authorization: Bearer`` (a JWT), the ``session`` cookie, and
 last — with ``http.tls.cacert`` — the verified client certificate of the TLS connection
-(:mod:`gateway.tls_identity`, named by :mod:`gateway.authn.mtls`).
+(:mod:`gateway.auth.tls`, named by :mod:`gateway.auth.mtls`).
 ``headers`` may be Quart's case-insensitive ``Headers`` or a plain dict with lower-case keys.
 With no ``http.auth`` configured every caller is anonymous and allowed, as in zot.
 
@@ -26,8 +27,7 @@ import asyncio
 import base64
 import binascii
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from quart import has_request_context, request
@@ -36,15 +36,16 @@ from common import messages
 from common.config import AuthSettings, Config
 from common.errors import ErrorCode, RegistryError
 from common.rules import Header
-from gateway.authn.apikeys import PREFIX as APIKEY_PREFIX
-from gateway.authn.apikeys import ApiKeys
-from gateway.authn.bearer import TokenError, TokenIssuer, TokenVerifier, parse_scope
-from gateway.authn.htpasswd import HtpasswdFile
-from gateway.authn.mtls import certificate_identity
-from gateway.authn.policy import ALL_ACTIONS, NONE, PolicyEngine, glob_match
-from gateway.authn.ratelimit import FailedLogins, RequestRate
-from gateway.authn.sessions import Sessions, cookie_value
-from gateway.tls_identity import client_certificate
+from gateway.auth.apikeys import PREFIX as APIKEY_PREFIX
+from gateway.auth.apikeys import ApiKeys
+from gateway.auth.bearer import TokenError, TokenIssuer, TokenVerifier, parse_scope
+from gateway.auth.htpasswd import HtpasswdFile
+from gateway.auth.identity import ANONYMOUS, HeaderMap, Identity, header
+from gateway.auth.mtls import certificate_identity
+from gateway.auth.policy import ALL_ACTIONS, NONE, PolicyEngine, glob_match
+from gateway.auth.ratelimit import FailedLogins, RequestRate
+from gateway.auth.sessions import Sessions, cookie_value
+from gateway.auth.tls import client_certificate
 
 log = logging.getLogger("shardreg.auth")
 
@@ -52,43 +53,6 @@ log = logging.getLogger("shardreg.auth")
 #: A manifest PUT naming more tags than this needs both create and update (no lookups).
 MAX_TAG_LOOKUPS = 16
 _SCOPE_ACTIONS = {"read": "pull", "create": "pull,push", "update": "pull,push", "delete": "delete"}
-
-
-@dataclass(frozen=True)
-class Identity:
-    name: str | None = None
-    groups: frozenset[str] = field(default_factory=frozenset)
-    #: How the caller proved who they are: anonymous, htpasswd, apikey, session, bearer, mtls.
-    via: str = "anonymous"
-    #: Repositories (names or globs) an API key is limited to; None = no limit.
-    scopes: tuple[str, ...] | None = None
-    #: Bearer tokens: repository → actions granted by the token.
-    grants: Mapping[str, frozenset[str]] | None = None
-    #: Bearer tokens: registry:catalog:* granted.
-    catalog: bool = False
-    #: Bearer tokens signed by this registry's own issuer (then the policy still applies).
-    issued_here: bool = False
-    key_id: str | None = None
-
-    @property
-    def anonymous(self) -> bool:
-        return self.name is None
-
-
-ANONYMOUS = Identity()
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None and not hasattr(headers, "getlist"):  # a plain dict not lower-cased
-        for k, v in headers.items():
-            if k.lower() == name:
-                return v
-    return value
-
-
-def _unauthorized_error(message: str = "authentication required") -> RegistryError:
-    return RegistryError(ErrorCode.UNAUTHORIZED, message)
 
 
 class AccessControl:
@@ -120,7 +84,7 @@ class AccessControl:
         return self.settings.enabled
 
     # -- challenges --------------------------------------------------------------------------
-    def token_realm(self, headers: Mapping[str, str]) -> str:
+    def token_realm(self, headers: HeaderMap) -> str:
         bearer = self.settings.bearer
         assert bearer is not None
         if bearer.realm:
@@ -128,10 +92,10 @@ class AccessControl:
         if self.config.http.external_url:
             return self.config.http.external_url.rstrip("/") + "/auth/token"
         scheme = "https" if self.config.http.tls else "http"
-        host = _header(headers, "host") or f"{self.config.http.address}:{self.config.http.port}"
+        host = header(headers, "host") or f"{self.config.http.address}:{self.config.http.port}"
         return f"{scheme}://{host}/auth/token"
 
-    def challenge(self, headers: Mapping[str, str], repo: str | None = None, action: str | None = None,
+    def challenge(self, headers: HeaderMap, repo: str | None = None, action: str | None = None,
                   error: str | None = None) -> dict[str, str]:
         if self.settings.bearer is None:
             return {Header.WWW_AUTHENTICATE: f'Basic realm="{self.config.http.realm}"'}
@@ -144,17 +108,17 @@ class AccessControl:
             parts.append(f'error="{error}"')
         return {Header.WWW_AUTHENTICATE: "Bearer " + ",".join(parts)}
 
-    def unauthorized(self, headers: Mapping[str, str], repo: str | None, action: str | None,
+    def unauthorized(self, headers: HeaderMap, repo: str | None, action: str | None,
                      message: str = "authentication required", error: str | None = None) -> RegistryError:
         return RegistryError(ErrorCode.UNAUTHORIZED, message, headers=self.challenge(headers, repo, action, error))
 
     # -- authentication ------------------------------------------------------------------
-    async def authenticate(self, headers: Mapping[str, str], client: str | None = None, *,
+    async def authenticate(self, headers: HeaderMap, client: str | None = None, *,
                            repo: str | None = None, action: str | None = None) -> Identity:
         """Who is calling; raises 401 for wrong credentials, 429 after too many failures."""
         if not self.enabled:
             return ANONYMOUS
-        authorization = _header(headers, "authorization")
+        authorization = header(headers, "authorization")
         if authorization:
             scheme, _, credentials = authorization.strip().partition(" ")
             scheme = scheme.lower()
@@ -163,7 +127,7 @@ class AccessControl:
             if scheme == "bearer" and self.verifier is not None:
                 return self._bearer(headers, credentials.strip(), repo, action)
             raise self.unauthorized(headers, repo, action, "unsupported authorization scheme")
-        cookie = cookie_value(_header(headers, "cookie"))
+        cookie = cookie_value(header(headers, "cookie"))
         if cookie:
             user = await self.sessions.user(cookie)
             if user is None:
@@ -196,16 +160,16 @@ class AccessControl:
             return Identity(name=user, groups=self.policy.groups_of(user), via="htpasswd")
         return None
 
-    async def login(self, headers: Mapping[str, str], client: str | None, *, allow_keys: bool = True,
+    async def login(self, headers: HeaderMap, client: str | None, *, allow_keys: bool = True,
                     repo: str | None = None, action: str | None = None) -> Identity:
         """Basic credentials from ``headers`` → identity; failures are delayed, counted and 401."""
-        authorization = _header(headers, "authorization") or ""
+        authorization = header(headers, "authorization") or ""
         scheme, _, credentials = authorization.strip().partition(" ")
         if scheme.lower() != "basic":
             raise self.unauthorized(headers, repo, action)
         return await self._basic(headers, credentials.strip(), client, repo, action, allow_keys=allow_keys)
 
-    async def _basic(self, headers: Mapping[str, str], credentials: str, client: str | None, repo: str | None,
+    async def _basic(self, headers: HeaderMap, credentials: str, client: str | None, repo: str | None,
                      action: str | None, *, allow_keys: bool = True) -> Identity:
         if self.failed_logins.blocked(client):
             raise RegistryError(ErrorCode.TOOMANYREQUESTS, "too many failed logins, retry later",
@@ -223,7 +187,7 @@ class AccessControl:
             raise self.unauthorized(headers, repo, action, "invalid username or password")
         return identity
 
-    def _bearer(self, headers: Mapping[str, str], token: str, repo: str | None, action: str | None) -> Identity:
+    def _bearer(self, headers: HeaderMap, token: str, repo: str | None, action: str | None) -> Identity:
         assert self.verifier is not None
         try:
             grants = self.verifier.verify(token)
@@ -269,9 +233,18 @@ class AccessControl:
         if not self.rate.take(client, method):
             raise RegistryError(ErrorCode.TOOMANYREQUESTS, "rate limit exceeded", headers={"Retry-After": "1"})
 
-    async def authorize(self, headers: Mapping[str, str], repo: str | None, action: str,
-                        client: str | None = None, *, method: str | None = None) -> Identity:
-        self._check_rate(client, method)
+    async def authorize(self, headers: HeaderMap, repo: str | None, action: str,
+                        client: str | None = None, *, method: str | None = None,
+                        tags: Iterable[str] | None = None) -> Identity:
+        """The decision point: the caller's identity when they may take ``action``, else 401/403/429.
+
+        ``action`` is a repository action (read, create, update, delete; ``repo`` required), or
+        ``login`` (``/v2/``, any authenticated caller), ``catalog``, ``admin`` (admin-only routes)
+        or ``metrics`` (the Prometheus endpoint). With ``tags`` (a manifest PUT) ``create`` is
+        needed, or ``update`` for each named tag that already exists.
+        """
+        if action != "metrics":  # zot does not rate-limit scrapes
+            self._check_rate(client, method)
         identity = await self.authenticate(headers, client, repo=repo, action=action)
         if action == "login":
             # Anonymous callers always get the challenge when auth is on, even if some repositories
@@ -283,13 +256,19 @@ class AccessControl:
             if identity.anonymous and not self._anonymous_allowed():
                 raise self.unauthorized(headers, None, action)
             return identity
+        if action == "admin":
+            return self._admin(headers, identity)
+        if action == "metrics":
+            return self._metrics_reader(headers, identity)
         if repo is None:
             raise RegistryError(ErrorCode.DENIED)
+        if tags is not None:
+            return await self._manifest_put(headers, identity, repo, tags)
         if action in self.actions(identity, repo):
             return identity
         raise self.denied(headers, identity, repo, action)
 
-    def denied(self, headers: Mapping[str, str], identity: Identity, repo: str, action: str) -> RegistryError:
+    def denied(self, headers: HeaderMap, identity: Identity, repo: str, action: str) -> RegistryError:
         if identity.anonymous:
             return self.unauthorized(headers, repo, action)
         if identity.via == "bearer" and not (identity.issued_here and action not in
@@ -299,11 +278,43 @@ class AccessControl:
                                      error="insufficient_scope")
         return RegistryError(ErrorCode.DENIED, detail={"repository": repo, "action": action})
 
-    async def authorize_manifest_put(self, headers: Mapping[str, str], repo: str, tags: Iterable[str],
-                                     client: str | None = None) -> Identity:
+    @property
+    def auth_configured(self) -> bool:
+        """``http.auth`` is set, even with no usable method (then admin routes stay closed)."""
+        return self.enabled or self.config.http.auth.present
+
+    def _admin(self, headers: HeaderMap, identity: Identity) -> Identity:
+        """Admin-only routes: open without auth; else admins (``adminPolicy``) only."""
+        if identity.anonymous and self.enabled:
+            raise self.unauthorized(headers, None, "login")
+        if not self.auth_configured:
+            return identity
+        if identity.anonymous:
+            raise RegistryError(ErrorCode.UNAUTHORIZED)
+        if not self.policy.is_admin(identity.name, identity.groups):
+            raise RegistryError(ErrorCode.DENIED, "admin privileges are required")
+        return identity
+
+    def _metrics_reader(self, headers: HeaderMap, identity: Identity) -> Identity:
+        """zot's ``http.accessControl.metrics``: without ``accessControl`` any authenticated
+        user; with it the listed ``users``, and anonymous callers given ``read``."""
+        if not self.enabled:
+            return identity
+        if not self.config.http.access_control.present:
+            if identity.anonymous:
+                raise self.unauthorized(headers, None, None)
+            return identity
+        if identity.anonymous:
+            if not self.config.http.access_control.metrics.anonymous_read:
+                raise self.unauthorized(headers, None, None)
+            return identity
+        if identity.name not in self.config.http.access_control.metrics.users:
+            raise RegistryError(ErrorCode.DENIED, detail={"resource": "metrics"})
+        return identity
+
+    async def _manifest_put(self, headers: HeaderMap, identity: Identity, repo: str,
+                            tags: Iterable[str]) -> Identity:
         """A manifest PUT needs ``create``, or ``update`` for a tag that already exists."""
-        self._check_rate(client, "PUT")
-        identity = await self.authenticate(headers, client, repo=repo, action="create")
         allowed = self.actions(identity, repo)
         if {"create", "update"} <= allowed:
             return identity

@@ -116,6 +116,8 @@ def install() -> None:
         """Hypercorn's TCPServer; for TLS connections the app sees the client certificate."""
 
         _shardreg_peer_cert = True
+        app: Any
+        writer: Any
 
         async def run(self) -> None:
             ssl_object = self.writer.get_extra_info("ssl_object")
@@ -124,4 +126,4 @@ def install() -> None:
                 self.app = _WithPeerCertificate(self.app, peer, tls_extension(ssl_object, peer))
             await super().run()
 
-    hypercorn_run.TCPServer = _TCPServer
+    hypercorn_run.TCPServer = _TCPServer  # type: ignore[misc]

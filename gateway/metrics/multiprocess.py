@@ -1,0 +1,93 @@
+"""prometheus-client multiprocess mode: every gateway worker writes its figures to files in one
+directory, and a scrape answered by any worker sums them all (see :mod:`gateway.metrics`)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import values as prometheus_values
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from common.config import Config
+from gateway.metrics.settings import metrics_settings
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+# -- the master process: a fresh multiprocess directory -----------------------------------------
+@contextmanager
+def multiprocess_dir(config: Config) -> Iterator[Path | None]:
+    """Around ``hypercorn.run``: a fresh ``PROMETHEUS_MULTIPROC_DIR`` for the workers, removed at exit."""
+    if not metrics_settings(config).enable:
+        yield None
+        return
+    previous = os.environ.get(MULTIPROC_ENV)
+    parent = None
+    if previous:
+        try:
+            os.makedirs(previous, exist_ok=True)
+            parent = previous
+        except OSError:
+            parent = None
+    path = tempfile.mkdtemp(prefix="shardreg-metrics-", dir=parent)
+    os.environ[MULTIPROC_ENV] = path
+    try:
+        yield Path(path)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        if previous is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = previous
+
+
+def _multiprocess_mode() -> bool:
+    """Whether this process's metric values live in files (decided when prometheus_client loaded)."""
+    return prometheus_values.ValueClass is not prometheus_values.MutexValue and bool(os.environ.get(MULTIPROC_ENV))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_PID_FILE = re.compile(r"_(\d+)\.db$")
+
+
+def sweep_dead_workers(path: str) -> list[int]:
+    """``mark_process_dead`` for every worker whose files are here but which is gone."""
+    pids = set()
+    for name in os.listdir(path):
+        match = _PID_FILE.search(name)
+        if match:
+            pids.add(int(match.group(1)))
+    dead = [pid for pid in pids if pid != os.getpid() and not _pid_alive(pid)]
+    for pid in dead:
+        try:
+            mark_process_dead(pid, path)
+        except FileNotFoundError:
+            pass  # another worker swept it at the same moment
+    return dead
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """The Prometheus text of ``registry``, or of every worker's files in multiprocess mode."""
+    if not _multiprocess_mode():
+        return generate_latest(registry)
+    path = os.environ[MULTIPROC_ENV]
+    sweep_dead_workers(path)
+    merged = CollectorRegistry()
+    MultiProcessCollector(merged, path=path)
+    return generate_latest(merged)
