@@ -15,6 +15,7 @@ import shlex
 import sys
 import time
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -262,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             t.stop()
     name = args.name or (started.strftime("%Y%m%d-%H%M%S") + "-" + "-vs-".join(t.label for t in targets))
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
-    doc = {
+    doc: dict[str, Any] = {
         "name": name,
         "format": 1,
         "started": started.isoformat(timespec="seconds"),

@@ -275,9 +275,10 @@ class Registry:
 
     async def referrers(self, repo: str, digest: str, artifact_type: str | None = None) -> list[dict]:
         """All referrers of ``digest`` (following pagination), filtered client-side if needed."""
-        url: str | None = f"{self.url}/v2/{repo}/referrers/{digest}"
+        first = f"{self.url}/v2/{repo}/referrers/{digest}"
         if artifact_type:
-            url += f"?artifactType={artifact_type}"
+            first += f"?artifactType={artifact_type}"
+        url: str | None = first
         found: list[dict] = []
         while url:
             async with self.session.get(url) as r:

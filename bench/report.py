@@ -34,8 +34,8 @@ def comparisons(results: list[dict], primary: str, other: str) -> list[dict]:
         ratios: dict[str, float | None] = {}
         for name in RATIO_FIELDS:
             a, b = _figure(r, name), _figure(o, name)
-            ok = r["valid"] and o["valid"] and a is not None and b not in (None, 0)
-            ratios[name] = round(a / b, 3) if ok else None
+            valid = r["valid"] and o["valid"]
+            ratios[name] = round(a / b, 3) if valid and a is not None and b else None  # b: neither None nor 0
         out.append({"workload": r["workload"], "concurrency": r["concurrency"], "primary": primary,
                     "other": other, "ratio": ratios})
     return out

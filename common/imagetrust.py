@@ -40,7 +40,8 @@ NOTATION_TRUSTSTORE_TYPES = ("ca", "signingAuthority")
 #: Uploaded keys and certificates are at most this big (zot's limit).
 MAX_TRUST_UPLOAD = 8 * 1024 * 1024
 
-_HASHES = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
+_HASHES: dict[str, type[hashes.SHA256 | hashes.SHA384 | hashes.SHA512]] = {
+    "256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
 
 
 @dataclass(frozen=True)
@@ -106,10 +107,10 @@ def _verify_with_key(key: Any, signature: bytes, data: bytes) -> bool:
 
 def cosign_payload_digest(payload: bytes) -> str | None:
     try:
-        doc = json.loads(payload)
-        return doc["critical"]["image"]["docker-manifest-digest"]
+        digest = json.loads(payload)["critical"]["image"]["docker-manifest-digest"]
     except (ValueError, KeyError, TypeError):
         return None
+    return digest if isinstance(digest, str) else None
 
 
 def verify_cosign(payload: bytes, signature_b64: str | None, subject: str, keys: list[tuple[str, Any]]) -> Verdict:

@@ -1,4 +1,4 @@
-"""Fixtures for the OCI conformance re-implementation: one HTTP client on the session registry."""
+"""Fixtures for the OCI conformance re-implementation: one HTTP client on the session's in-process registry."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.cluster import Cluster
+from tests.inprocess import InProcessRegistry
 
 
 @pytest.fixture(scope="module")
-def http(cluster: Cluster) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=cluster.url, timeout=60) as c:
+def http(inprocess: InProcessRegistry) -> Iterator[httpx.Client]:
+    with inprocess.client() as c:
         yield c
 
 

@@ -7,19 +7,27 @@ import pytest
 
 from tests.cluster import Cluster
 from tests.extensions.fixtures import FULL_EXTENSIONS, Pushed, populate
+from tests.inprocess import InProcessRegistry
 
 
 @pytest.fixture(scope="session")
-def ext_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """Three shards, every extension on, no auth."""
-    with Cluster(tmp_path_factory.mktemp("ext") / "data", shards=3, workers=1,
-                 config={"extensions": FULL_EXTENSIONS}) as c:
+def ext_registry() -> Iterator[InProcessRegistry]:
+    """Three shards, every extension on, no auth: in process (tests/inprocess.py)."""
+    with InProcessRegistry(shards=3, config={"extensions": FULL_EXTENSIONS}) as registry:
+        yield registry
+
+
+@pytest.fixture(scope="session")
+def ext_client(ext_registry: InProcessRegistry) -> Iterator[httpx.Client]:
+    with ext_registry.client() as c:
         yield c
 
 
 @pytest.fixture(scope="session")
-def ext_client(ext_cluster: Cluster) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=ext_cluster.url, timeout=60) as c:
+def ext_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """The same as real processes, for what profiles a process (pprof)."""
+    with Cluster(tmp_path_factory.mktemp("ext") / "data", shards=3, workers=1,
+                 config={"extensions": FULL_EXTENSIONS}) as c:
         yield c
 
 

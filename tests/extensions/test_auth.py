@@ -9,9 +9,9 @@ import bcrypt
 import httpx
 import pytest
 
-from tests.cluster import Cluster
 from tests.extensions.conftest import gql
 from tests.extensions.fixtures import FULL_EXTENSIONS, push_image
+from tests.inprocess import InProcessRegistry
 
 USERS = {"admin": "admin-pw-1", "alice": "alice-pw-2", "bob": "bob-pw-3"}
 ACCESS = {
@@ -30,22 +30,22 @@ def basic(user: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def auth_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def auth_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessRegistry]:
     tmp = tmp_path_factory.mktemp("ext-auth")
     htpasswd = tmp / "htpasswd"
     htpasswd.write_text("".join(f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(4)).decode()}\n"
                                 for u, p in USERS.items()))
     config = {"http": {"auth": {"htpasswd": {"path": str(htpasswd)}}, "accessControl": ACCESS},
               "extensions": FULL_EXTENSIONS}
-    with Cluster(tmp / "data", shards=3, workers=1, config=config) as c:
-        with httpx.Client(base_url=c.url, timeout=30, headers=basic("admin")) as admin:
+    with InProcessRegistry(shards=3, config=config) as registry:
+        with client_for(registry, "admin") as admin:
             for repo in REPOS:
                 push_image(admin, repo, "v1")
-        yield c
+        yield registry
 
 
-def client_for(cluster: Cluster, user: str | None) -> httpx.Client:
-    return httpx.Client(base_url=cluster.url, timeout=30, headers=basic(user) if user else {})
+def client_for(registry: InProcessRegistry, user: str | None) -> httpx.Client:
+    return registry.client(timeout=30, headers=basic(user) if user else {})
 
 
 def _repo_names(client: httpx.Client) -> set[str]:

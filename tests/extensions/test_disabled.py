@@ -1,4 +1,4 @@
-"""Extensions off: the session's default cluster (no extensions) and a search-only cluster."""
+"""Extensions off: the session's default in-process registry (no extensions) and a search-only one."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.cluster import Cluster
+from tests.inprocess import InProcessRegistry
 from tests.oci import digest, push_image
 
 OFF_WHEN_NOTHING = [("get", "/v2/_zot/ext/search?query=%7BImageList%7D"), ("post", "/v2/_zot/ext/search"),
@@ -17,6 +17,7 @@ OFF_WHEN_NOTHING = [("get", "/v2/_zot/ext/search?query=%7BImageList%7D"), ("post
                     ("get", "/v2/_zot/debug/graphql-playground")]
 
 
+@pytest.mark.inprocess
 def test_nothing_enabled(client):
     r = client.get("/v2/_oci/ext/discover")
     assert r.status_code == 200 and r.json() == {"extensions": []}
@@ -31,12 +32,11 @@ def test_nothing_enabled(client):
 
 
 @pytest.fixture(scope="module")
-def search_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+def search_only() -> Iterator[httpx.Client]:
     config = {"extensions": {"search": {"enable": True, "cve": {"updateInterval": "2h"}},
                              "ui": {"enable": False}, "trust": {"enable": True, "cosign": True},
                              "profiling": {"enable": False}, "sync": {"enable": False}}}
-    with Cluster(tmp_path_factory.mktemp("search-only") / "data", shards=2, workers=1, config=config) as c, \
-            httpx.Client(base_url=c.url, timeout=30) as http:
+    with InProcessRegistry(shards=2, config=config) as registry, registry.client(timeout=30) as http:
         yield http
 
 

@@ -12,6 +12,8 @@ from tests.oci import digest, push_blob
 
 DUMMY = digest(b"hello world")
 
+pytestmark = pytest.mark.inprocess  # handler behaviour: the in-process registry serves it (tests/inprocess.py)
+
 
 def repo_on(shard: int, prefix: str, count: int = 2) -> str:
     for i in range(1000):

@@ -13,6 +13,7 @@ from tests.oci import OCI_MANIFEST, digest, push_image
 BAD_NAMES = ["UPPER/case", "a//b", "-lead", "trail-", "a/", "a..b", "x" * 256, "%2e%2e/etc"]
 
 
+@pytest.mark.inprocess
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_invalid_repository_names(client, name):
     for method, path in (("GET", "tags/list"), ("GET", "manifests/latest"), ("POST", "blobs/uploads/"),
@@ -22,6 +23,7 @@ def test_invalid_repository_names(client, name):
         assert r.json()["errors"], r.text
 
 
+@pytest.mark.inprocess
 @pytest.mark.parametrize("tag", ["-bad", "a" * 129, "tag with space", "tag!"])
 def test_invalid_tags(client, tag):
     d, body = push_image(client, "errors/tags", "good")
@@ -30,6 +32,7 @@ def test_invalid_tags(client, tag):
     assert r.json()["errors"]
 
 
+@pytest.mark.inprocess
 def test_unknown_routes_and_methods_get_oci_errors(client):
     r = client.get("/v2/nothing/here")
     assert r.status_code == 404 and r.json()["errors"]
@@ -39,6 +42,7 @@ def test_unknown_routes_and_methods_get_oci_errors(client):
     assert r.status_code == 405 and r.json()["errors"]
 
 
+@pytest.mark.inprocess
 def test_error_body_shape(client):
     r = client.get("/v2/errors/none/manifests/latest")
     body = r.json()
@@ -48,6 +52,7 @@ def test_error_body_shape(client):
     assert r.headers["Content-Type"].startswith("application/json")
 
 
+@pytest.mark.inprocess
 def test_bad_manifest_does_not_harm_stored_one(client):
     d, body = push_image(client, "errors/keep", "stable")
     for bad in (b"{", b"null", json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST}).encode()):
@@ -57,6 +62,7 @@ def test_bad_manifest_does_not_harm_stored_one(client):
     assert r.status_code == 200 and r.content == body
 
 
+@pytest.mark.inprocess
 def test_fuzzed_requests_never_500(client):
     rng = os.urandom
     paths = ["/v2/", "/v2/_catalog", "/v2/f/manifests/x", "/v2/f/blobs/uploads/", "/v2/f/tags/list",

@@ -24,6 +24,8 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 
+pytestmark = pytest.mark.inprocess  # handler behaviour: the in-process registry serves it (tests/inprocess.py)
+
 
 def put_manifest(client, repo, ref, body, media_type=OCI_MANIFEST, **kw):
     return client.put(f"/v2/{repo}/manifests/{ref}", content=body, headers={"Content-Type": media_type}, **kw)
