@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common.errors import ErrorCode, RegistryError
-from common.rules import INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES, MediaType, parse_digest
+from common.grammar import INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES, MediaType, parse_digest
 
 IMAGE_CONFIG_TYPES = frozenset({"application/vnd.oci.image.config.v1+json",
                                 "application/vnd.docker.container.image.v1+json"})

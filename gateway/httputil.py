@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from common.errors import ErrorCode, RegistryError
-from common.rules import Header
+from common.grammar import Header
 
 JSON_TYPE = "application/json"
 _RANGE_PART_RE = re.compile(r"(\d*)-(\d*)")

@@ -18,7 +18,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from common.rules import DIGEST_ALGORITHMS
+from common.grammar import DIGEST_ALGORITHMS
 
 READ_SIZE = 1024 * 1024
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from common.rules import INDEX_MEDIA_TYPES
+from common.grammar import INDEX_MEDIA_TYPES
 
 IMAGE_CONFIG_TYPES = {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
 Facts = dict[str, Any]

@@ -17,7 +17,7 @@ import logging
 import time
 from pathlib import Path
 
-from common.rules import digest_algorithm, digest_of
+from common.grammar import digest_algorithm, digest_of
 from shard.blobstore import READ_SIZE
 from shard.lmdbstore import Txn
 from shard.metastore import MetaStore

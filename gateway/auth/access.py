@@ -35,7 +35,7 @@ from quart import has_request_context, request
 from common import messages
 from common.config import AuthSettings, Config
 from common.errors import ErrorCode, RegistryError
-from common.rules import Header
+from common.grammar import Header
 from gateway.auth.apikeys import PREFIX as APIKEY_PREFIX
 from gateway.auth.apikeys import ApiKeys
 from gateway.auth.bearer import TokenError, TokenIssuer, TokenVerifier, parse_scope

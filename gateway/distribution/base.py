@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from quart import Response
 
-from common.rules import Header
+from common.grammar import Header
 from gateway.context import authorize
 
 

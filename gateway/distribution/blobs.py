@@ -16,8 +16,8 @@ from pathlib import Path
 from quart import Response, request
 
 from common import messages
+from common.grammar import Header, MediaType, parse_digest, validate_name
 from common.protocol import FRAME_SIZE
-from common.rules import Header, MediaType, parse_digest, validate_name
 from gateway.context import authorize, current_state
 from gateway.distribution.common import delete_in_repo
 from gateway.httputil import parse_ranges

@@ -13,7 +13,7 @@ from quart import Response, request
 
 from common import messages
 from common.errors import ErrorCode, RegistryError
-from common.rules import Header, MediaType, parse_digest, validate_name
+from common.grammar import Header, MediaType, parse_digest, validate_name
 from gateway.context import authorize, current_state
 from gateway.httputil import int_param, to_json
 

@@ -6,8 +6,7 @@ from quart import Response, request
 
 from common import messages
 from common.errors import ErrorCode, RegistryError
-from common.manifest import parse_manifest
-from common.rules import (
+from common.grammar import (
     MANIFEST_MEDIA_TYPES,
     MAX_MANIFEST_SIZE,
     MAX_TAG_PARAMS,
@@ -18,6 +17,7 @@ from common.rules import (
     validate_name,
     validate_tag,
 )
+from common.manifest import parse_manifest
 from gateway.context import authorize, current_state
 from gateway.distribution.common import delete_in_repo
 from gateway.httputil import read_body

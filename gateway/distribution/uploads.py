@@ -19,8 +19,7 @@ from urllib.parse import parse_qs, quote
 
 from common import messages
 from common.errors import ErrorCode, RegistryError
-from common.protocol import FRAME_SIZE, WINDOW
-from common.rules import (
+from common.grammar import (
     CHUNK_MIN_LENGTH,
     DIGEST_ALGORITHMS,
     Header,
@@ -28,6 +27,7 @@ from common.rules import (
     parse_digest,
     validate_name,
 )
+from common.protocol import FRAME_SIZE, WINDOW
 from gateway.body_guard import DRAIN_LIMIT
 from gateway.httputil import error_body, error_headers, parse_content_range, upload_range
 from gateway.quota import ensure_room_for

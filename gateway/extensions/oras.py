@@ -9,7 +9,7 @@ from __future__ import annotations
 from quart import Response, request
 
 from common import messages
-from common.rules import parse_digest, validate_name
+from common.grammar import parse_digest, validate_name
 from gateway.context import authorize, current_state
 from gateway.extensions.common import json_response
 

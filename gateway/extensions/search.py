@@ -20,7 +20,7 @@ from quart import Response, request
 
 from common import messages
 from common.errors import ErrorCode, RegistryError
-from common.rules import NAME_RE
+from common.grammar import NAME_RE
 from gateway.context import authorize, current_state
 from gateway.extensions.common import json_response
 from gateway.httputil import read_body

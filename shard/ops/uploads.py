@@ -13,8 +13,8 @@ import uuid as uuidlib
 
 from common import messages as m
 from common.errors import ErrorCode, RegistryError
+from common.grammar import digest_algorithm
 from common.protocol import Answer, Frames
-from common.rules import digest_algorithm
 from shard.lmdbstore import Txn
 from shard.ops.registry import Respond, handles, handles_in_order
 from shard.service import ShardService

@@ -3,8 +3,8 @@ import json
 import pytest
 
 from common.errors import ErrorCode, RegistryError
+from common.grammar import MediaType, digest_of
 from common.manifest import parse_manifest
-from common.rules import MediaType, digest_of
 
 CONFIG = {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest_of(b"c"), "size": 1}
 LAYER = {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest_of(b"l"), "size": 1}

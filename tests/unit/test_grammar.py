@@ -1,7 +1,7 @@
 import pytest
 
 from common.errors import ErrorCode, RegistryError
-from common.rules import digest_of, is_tag, parse_digest, parse_reference, validate_name
+from common.grammar import digest_of, is_tag, parse_digest, parse_reference, validate_name
 
 
 @pytest.mark.parametrize("name", ["a", "library/alpine", "a.b_c__d-e--f/g", "x" * 255, "0/1/2"])
