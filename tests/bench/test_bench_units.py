@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 
 from bench import procstat
-from bench.cli import parse_levels, parse_size, parse_workloads
 from bench.client import Blob, BlobFactory, Registry, VerifyError
+from bench.command import parse_levels, parse_size, parse_workloads
 from bench.report import comparisons
 from bench.runner import latency_summary, percentile
 
