@@ -31,6 +31,8 @@ from bench.workloads import WORKLOADS, Options, TargetState, Workload
 SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmg]?)(i?b?)$", re.IGNORECASE)
 MAX_CONCURRENCY = 256
 MAX_BLOB = 1 << 30
+#: Results go next to where the bench runs, not into the source tree (``.gitignore`` lists it).
+DEFAULT_OUT = "bench-results"
 
 
 def parse_size(text: str) -> int:
@@ -91,13 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--referrers", type=int, default=100, help="signatures/SBOMs attached for 'referrers'")
     p.add_argument("--disk-mb", type=int, default=256,
                    help="MiB written to measure the disk's fsync'ed sequential write speed (0: skip)")
-    p.add_argument("--out", default=os.path.join("bench", "results"), help="directory for JSON and PNG")
+    p.add_argument("--out", default=DEFAULT_OUT,
+                   help=f"directory for JSON and PNG (default ./{DEFAULT_OUT}/, relative to where you run it)")
     p.add_argument("--name", help="file name stem of the results (default: time and registries)")
     p.add_argument("--timeout", type=float, default=120.0,
                    help="seconds a socket read may wait before the operation counts as an error")
     p.add_argument("--seed", type=int, default=1, help="seed of the random choices")
     p.add_argument("--allow-remote", action="store_true", help="allow a registry URL that is not on loopback")
     p.add_argument("--markdown", action="store_true", help="also write the tables as NAME.md")
+    p.add_argument("--wide", action="store_true",
+                   help="tables with every column (p95, CPU per MB and per component); default: 80 columns")
     p.add_argument("-q", "--quiet", action="store_true", help="no live progress display")
     return p
 
@@ -108,7 +113,7 @@ def _label_for(url: str) -> str:
 
 
 def goals(doc: dict) -> list[dict]:
-    """The issue's targets, evaluated on this run's figures (informative, never asserted)."""
+    """The performance targets (docs/performance.md), evaluated on this run's figures (informative only)."""
     out: list[dict] = []
     comps = {(c["workload"], c["concurrency"]): c["ratio"] for c in doc.get("comparisons", [])}
     for (w, c), q in comps.items():
@@ -199,18 +204,28 @@ async def _one_level(args: argparse.Namespace, t: Target, session: aiohttp.Clien
                      name: str, level: int, progress: Progress, console: Console, rnd: int) -> LevelResult:
     desc = f"{name} c={level} {t.label}" + (f" round {rnd + 1}/{args.rounds}" if args.rounds > 1 else "")
     total = args.count if args.count else args.duration
-    task = progress.add_task(desc, total=total, ops=0, err=0)
+    window = f"{args.count} ops" if args.count else f"{args.duration:g} s"
+    task = progress.add_task(f"{desc} · starting", total=total, ops=0, err=0)
     t0 = time.monotonic()
 
     def tick(ops: int, err: int) -> None:
         done = ops + err if args.count else time.monotonic() - t0
         progress.update(task, completed=done, ops=ops, err=err)
 
-    def setup_progress(what: str, done: int, total: int) -> None:
-        progress.update(task, description=f"{desc}: {what} {done}/{total}")
+    def setup_progress(what: str, done: int, of: int) -> None:
+        # the bar follows the setup step, then restarts for the measured window
+        progress.update(task, description=f"{desc} · setup: {what} {done}/{of}", completed=done, total=of)
+
+    def phase(step: str) -> None:
+        nonlocal t0
+        if step == "measuring":
+            t0 = time.monotonic()
+            progress.update(task, description=f"{desc} · measuring {window}", completed=0, total=total)
+        else:
+            progress.update(task, description=f"{desc} · {step}")
 
     res = await run_level(t, session, workload, level, None if args.count else args.duration, args.count,
-                          setup_progress, tick)
+                          setup_progress, tick, phase)
     progress.remove_task(task)
     doc = res.to_json()
     state = "ok" if doc["valid"] else f"[red]{doc['errors']} errors[/]"
@@ -288,10 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         with open(os.path.join(args.out, name + ".md"), "w") as f:
             f.write(report.markdown(doc))
-    report.print_tables(doc, console)
+    report.print_tables(doc, console, wide=args.wide)
     for g in doc["goals"]:
         mark = "[green]met[/]" if g["met"] else "[red]not met[/]"
-        console.print(f"goal: {g['goal']}: {g['value']} {mark}")
+        console.print(f"target: {g['goal']}: {g['value']} {mark}")
     console.print(f"results: {json_path}, {png_path}")
     primary = targets[0].label
     return 0 if all(r["valid"] for r in results if r["target"] == primary) else 1

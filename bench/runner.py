@@ -141,9 +141,13 @@ def _describe(e: BaseException) -> str:
 
 async def run_level(target: Target, session: aiohttp.ClientSession, workload: Workload, concurrency: int,
                     duration: float | None, count: int | None, progress: Progress,
-                    tick: Callable[[int, int], None] | None = None) -> LevelResult:
+                    tick: Callable[[int, int], None] | None = None,
+                    phase: Callable[[str], None] | None = None) -> LevelResult:
+    """Set the workload up, then measure it; ``phase`` hears "setup" and "measuring" as each begins."""
     result = LevelResult(workload.name, target.label, concurrency, workload.headline)
     reg = Registry(target.url, session)
+    if phase:
+        phase("setup")
     t_setup = time.perf_counter()
     try:
         await workload.setup(reg, concurrency, progress)
@@ -188,6 +192,8 @@ async def run_level(target: Target, session: aiohttp.ClientSession, workload: Wo
             await asyncio.sleep(duration)
             stop = True
 
+    if phase:
+        phase("measuring")
     before = procstat.sample_tree(target.root_pid, kind) if target.root_pid else []
     gen0 = procstat.self_cpu()
     t0 = time.perf_counter()
