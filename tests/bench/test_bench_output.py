@@ -54,6 +54,18 @@ def test_default_tables_fit_80_columns_without_squeezing(name: str) -> None:
     assert render(doc, 80) == lines
 
 
+def test_a_long_registry_label_wraps_in_its_column() -> None:
+    doc = load("issue9-before-after")
+    long = "registry.build.example.internal:5000"
+    for r in doc["results"]:
+        r["target"] = long if r["target"] != "after" else r["target"]
+    for c in doc["comparisons"]:
+        c["other"] = long
+    lines = render(doc, 200)
+    assert max(len(line) for line in lines) <= 80
+    assert any(long[:15] in line for line in lines)
+
+
 def test_wide_shows_every_column() -> None:
     doc = load("full-4")
     wide = "\n".join(render(doc, 250, wide=True))
