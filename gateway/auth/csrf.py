@@ -9,6 +9,7 @@ cookie is refused (403 ``DENIED``) when the browser says it comes from another o
 * ``Sec-Fetch-Site`` present: only ``same-origin`` and ``none`` (typed by the user) pass —
   ``same-site`` is another origin (a sibling sub-domain) and is refused like ``cross-site``.
 
+A caller that cannot name the method (the raw-ASGI upload path) is treated as state-changing.
 A request with neither header is not from a browser fetch of another site (browsers send
 ``Origin`` on every cross-origin state-changing request) and passes. Credentials a browser does
 not attach by itself (Basic, bearer tokens, API keys, client certificates) are not affected.
@@ -51,8 +52,8 @@ def _host(value: str, scheme: str) -> str:
 def cross_site(headers: HeaderMap, method: str | None, *, scheme: str = "http",
                external_url: str | None = None) -> bool:
     """Whether a cookie-authenticated request must be refused as a possible forgery."""
-    if (method or "").upper() not in UNSAFE_METHODS:
-        return False
+    if method is not None and method.upper() not in UNSAFE_METHODS:
+        return False  # an unknown method (a caller outside a Quart request) counts as unsafe
     site = (header(headers, "sec-fetch-site") or "").strip().lower()
     if site and site not in _SAME:
         return True
