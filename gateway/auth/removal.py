@@ -17,7 +17,6 @@ cost everyone their keys).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -65,9 +64,3 @@ class RemovedUsers:
             log.warning("could not delete the records of removed user %r: %s", user[:64], exc)
         finally:
             self._pending.discard(user)
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
