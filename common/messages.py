@@ -364,6 +364,12 @@ class SessionGetReply(TypedDict):
     session: dict[str, Any] | None
 
 
+class UserPurgeReply(TypedDict):
+    #: API keys and sessions deleted.
+    keys: int
+    sessions: int
+
+
 class SecretGetRequest(TypedDict):
     name: str
 
@@ -409,6 +415,7 @@ SESSION_CREATE = Wire(Op.SESSION_CREATE, SessionCreateRequest, SidReply)
 SESSION_GET = Wire(Op.SESSION_GET, SessionRequest, SessionGetReply)
 SESSION_DELETE = Wire(Op.SESSION_DELETE, SessionRequest, DeletedReply)
 SECRET_GET = Wire(Op.SECRET_GET, SecretGetRequest, SecretGetReply)
+USER_PURGE = Wire(Op.USER_PURGE, UserRequest, UserPurgeReply)
 
 #: Every op's wire, by op.
 ALL: dict[Op, Wire[Any, Any]] = {w.op: w for w in (
@@ -416,4 +423,5 @@ ALL: dict[Op, Wire[Any, Any]] = {w.op: w for w in (
     BLOB_STAT, BLOB_READ, BLOB_DELETE, BLOB_LINK, UPLOAD_START, UPLOAD_STATUS, UPLOAD_BEGIN, UPLOAD_WRITE,
     UPLOAD_END, UPLOAD_ABORT, UPLOAD_COMMIT, UPLOAD_CANCEL, SEARCH_IMAGES, SEARCH_REPOS, SEARCH_EXPAND,
     USERPREFS_TOGGLE, TRUST_PUT, DEBUG_PROFILE, APIKEY_CREATE, APIKEY_LIST, APIKEY_DELETE, APIKEY_LOOKUP,
-    APIKEY_TOUCH, SESSION_CREATE, SESSION_GET, SESSION_DELETE, SECRET_GET)}
+    APIKEY_TOUCH, SESSION_CREATE, SESSION_GET, SESSION_DELETE, SECRET_GET,
+    USER_PURGE)}

@@ -85,6 +85,7 @@ class Op(StrEnum):
     SESSION_GET = "user.session.get"
     SESSION_DELETE = "user.session.delete"
     SECRET_GET = "user.secret.get"
+    USER_PURGE = "user.purge"
 
 
 class Wire(Generic[Req, Rep]):

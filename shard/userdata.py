@@ -13,6 +13,8 @@ start with ``userdata/``; this module owns those names::
     userdata/session/<sid>            -> {user, created, expires}
     userdata/secret/<name>            -> 32 random bytes
 
+``user.purge`` deletes a user's keys and sessions when a gateway sees them leave htpasswd.
+
 API keys are stored as the SHA-256 of the key, never the key itself (keys carry 128 random
 bits, so a slow hash adds nothing).
 """
@@ -156,6 +158,29 @@ class UserData:
         sid = _text(args, "sid", 128)
         deleted = self.meta.write(lambda txn: self.meta.system_delete(txn, _SESSION + sid.encode()))
         return {"deleted": bool(deleted)}, []
+
+    # -- removed users ------------------------------------------------------------------------
+    @handles(m.USER_PURGE)
+    async def op_user_purge(self, args: m.UserRequest, frames: Frames) -> Answer[m.UserPurgeReply]:
+        """Delete every API key and session of ``user`` (a gateway saw them leave htpasswd)."""
+        user = _text(args, "user")
+
+        def run(txn: Txn) -> tuple[int, int]:
+            keys = list(self.meta.system_names(txn, _key_prefix(user)))
+            for k in keys:
+                record = self.meta.system_get(txn, k)
+                if isinstance(record, dict) and isinstance(record.get("hash"), str):
+                    self.meta.system_delete(txn, _APIKEY_HASH + record["hash"].encode())
+                self.meta.system_delete(txn, k)
+            # sessions are keyed by (a form of) the session id: find the user's by their records
+            sessions = [k for k in self.meta.system_names(txn, _SESSION)
+                        if (self.meta.system_get(txn, k) or {}).get("user") == user]
+            for k in sessions:
+                self.meta.system_delete(txn, k)
+            return len(keys), len(sessions)
+
+        keys, sessions = self.meta.write(run)
+        return {"keys": keys, "sessions": sessions}, []
 
     # -- shared secrets ---------------------------------------------------------------------
     @handles(m.SECRET_GET)

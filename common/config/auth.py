@@ -9,7 +9,7 @@ Keys::
     bearer.tokenExpiry     lifetime of built-in tokens (default 5m)
     apikey                 true → ``/zot/auth/apikey`` and ``zak_`` keys as passwords
     failDelay              delay before answering a failed login (seconds or duration)
-    failLimit              failed logins allowed per client per minute before 429 (default 10)
+    failLimit              failed logins allowed per client (10× per user) per minute before 429 (default 10)
     sessionKeysFile        JSON ``{"hashKey": ..., "encryptKey": ...}`` signing session cookies
     sessionSecret          alternative: a secret string from which the session key is derived
     sessionTimeout         session lifetime (default 12h)

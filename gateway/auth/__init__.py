@@ -4,7 +4,10 @@
                every route calls (repository actions, login, catalog, admin, metrics)
 ``identity``   the caller (:class:`Identity`) and request-header access
 ``routes``     zot's ``/zot/auth/{login,logout,apikey}`` and the built-in ``/auth/token``
+``passwords``  the one check every presented password goes through (limits, delay, log, timing)
 ``htpasswd``   bcrypt password files (read, verify, reload on change, edit)
+``removal``    users gone from htpasswd: their API keys and sessions deleted on their shard
+``csrf``       cookie-authenticated state-changing requests from another site are refused
 ``bearer``     Docker token authentication: verifying JWTs and issuing them
 ``apikeys``    zot API keys (``zak_...``) stored hashed on the user's shard
 ``sessions``   signed session cookies backed by records on the user's shard

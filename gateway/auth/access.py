@@ -12,9 +12,13 @@ route calls it, and nothing else decides. It returns the caller's :class:`Identi
 * 429 ``TOOMANYREQUESTS`` when a client failed to log in too often, or exceeds ``http.ratelimit``.
 
 Credentials, in the order they are looked at: ``Authorization: Basic`` (htpasswd password, or a
-``zak_`` API key as password), ``Authorization: Bearer`` (a JWT), the ``session`` cookie, and
-last — with ``http.tls.cacert`` — the verified client certificate of the TLS connection
-(:mod:`gateway.auth.tls`, named by :mod:`gateway.auth.mtls`).
+``zak_`` API key as password; :mod:`gateway.auth.passwords` is the one password check),
+``Authorization: Bearer`` (a JWT), the ``session`` cookie (refused on a cross-site
+state-changing request, :mod:`gateway.auth.csrf`), and last — with ``http.tls.cacert`` — the
+verified client certificate of the TLS connection (:mod:`gateway.auth.tls`, named by
+:mod:`gateway.auth.mtls`). A credential of a user no longer in htpasswd is refused whatever its
+kind (:mod:`gateway.auth.removal`). A token without a subject is anonymous. A credential limited
+to some repositories (a scoped API key, any bearer token) is never admin.
 ``headers`` may be Quart's case-insensitive ``Headers`` or a plain dict with lower-case keys.
 With no ``http.auth`` configured every caller is anonymous and allowed, as in zot.
 
@@ -36,14 +40,16 @@ from common import messages
 from common.config import AuthSettings, Config
 from common.errors import ErrorCode, RegistryError
 from common.grammar import Header
-from gateway.auth.apikeys import PREFIX as APIKEY_PREFIX
 from gateway.auth.apikeys import ApiKeys
-from gateway.auth.bearer import TokenError, TokenIssuer, TokenVerifier, parse_scope
+from gateway.auth.bearer import PASSWORD_ORIGINS, TokenError, TokenIssuer, TokenVerifier, parse_scope
+from gateway.auth.csrf import cross_site
 from gateway.auth.htpasswd import HtpasswdFile
 from gateway.auth.identity import ANONYMOUS, HeaderMap, Identity, header
 from gateway.auth.mtls import certificate_identity
+from gateway.auth.passwords import PasswordCheck
 from gateway.auth.policy import ALL_ACTIONS, NONE, PolicyEngine, glob_match
-from gateway.auth.ratelimit import FailedLogins, RequestRate
+from gateway.auth.ratelimit import RequestRate
+from gateway.auth.removal import RemovedUsers
 from gateway.auth.sessions import Sessions, cookie_value
 from gateway.auth.tls import client_certificate
 
@@ -64,11 +70,12 @@ class AccessControl:
         self.verifier = TokenVerifier(s.bearer) if s.bearer else None
         self.issuer = TokenIssuer(s.bearer) if s.bearer and s.bearer.builtin else None
         self.policy = PolicyEngine(config.http.access_control, s.enabled)
-        self.failed_logins = FailedLogins(s.fail_limit)
         self.rate = RequestRate(config.http.ratelimit.rate, config.http.ratelimit.methods)
         self._client: Callable[[], Any] | None = None
         self.apikeys = ApiKeys(self._shard_client) if s.apikey else None
         self.sessions = Sessions(s, self._shard_client)
+        self.passwords = PasswordCheck(s, self.htpasswd, self.apikeys, self.policy.groups_of)
+        self.removed_users = RemovedUsers(self.htpasswd, self._shard_client) if self.htpasswd else None
 
     def bind(self, client: Callable[[], Any]) -> None:
         """Give access control the worker's shard client (API keys, sessions, tag lookups)."""
@@ -114,8 +121,12 @@ class AccessControl:
 
     # -- authentication ------------------------------------------------------------------
     async def authenticate(self, headers: HeaderMap, client: str | None = None, *,
-                           repo: str | None = None, action: str | None = None) -> Identity:
-        """Who is calling; raises 401 for wrong credentials, 429 after too many failures."""
+                           repo: str | None = None, action: str | None = None,
+                           method: str | None = None) -> Identity:
+        """Who is calling; raises 401 for wrong credentials, 429 after too many failures.
+
+        ``method`` (default: the current Quart request's) decides the cross-site cookie check.
+        """
         if not self.enabled:
             return ANONYMOUS
         authorization = header(headers, "authorization")
@@ -123,17 +134,42 @@ class AccessControl:
             scheme, _, credentials = authorization.strip().partition(" ")
             scheme = scheme.lower()
             if scheme == "basic":
-                return await self._basic(headers, credentials.strip(), client, repo, action)
-            if scheme == "bearer" and self.verifier is not None:
-                return self._bearer(headers, credentials.strip(), repo, action)
-            raise self.unauthorized(headers, repo, action, "unsupported authorization scheme")
+                identity = await self._basic(headers, credentials.strip(), client, repo, action)
+            elif scheme == "bearer" and self.verifier is not None:
+                identity = self._bearer(headers, credentials.strip(), repo, action)
+            else:
+                raise self.unauthorized(headers, repo, action, "unsupported authorization scheme")
+            return self.still_known(headers, identity, repo, action)
         cookie = cookie_value(header(headers, "cookie"))
         if cookie:
+            self.check_csrf(headers, method)
             user = await self.sessions.user(cookie)
             if user is None:
                 raise self.unauthorized(headers, repo, action, "session expired or invalid")
-            return Identity(name=user, groups=self.policy.groups_of(user), via="session")
+            identity = Identity(name=user, groups=self.policy.groups_of(user), via="session")
+            return self.still_known(headers, identity, repo, action)
         return self._certificate_identity()
+
+    def check_csrf(self, headers: HeaderMap, method: str | None) -> None:
+        """403 for a state-changing request carrying the session cookie from another site."""
+        if method is None and has_request_context():
+            method = request.method
+        scheme = "https" if self.config.http.tls else "http"
+        if cross_site(headers, method, scheme=scheme, external_url=self.config.http.external_url):
+            raise RegistryError(ErrorCode.DENIED, "cross-site request refused (Origin / Sec-Fetch-Site)")
+
+    def still_known(self, headers: HeaderMap, identity: Identity, repo: str | None = None,
+                    action: str | None = None) -> Identity:
+        """Refuse a credential of a user no longer in htpasswd (and have their records purged)."""
+        if self.htpasswd is None or identity.name is None:
+            return identity
+        backed = identity.via in ("htpasswd", "apikey", "session") or (
+            identity.via == "bearer" and identity.issued_here and identity.origin in PASSWORD_ORIGINS)
+        if not backed or self.htpasswd.has_user(identity.name):
+            return identity
+        if self.removed_users is not None and self.htpasswd.loaded:
+            self.removed_users.removed({identity.name})
+        raise self.unauthorized(headers, repo, action, "unknown user")
 
     def _certificate_identity(self) -> Identity:
         """The verified client certificate's identity (mTLS), else anonymous."""
@@ -147,43 +183,27 @@ class AccessControl:
             return ANONYMOUS
         return Identity(name=name, groups=self.policy.groups_of(name), via="mtls")
 
-    async def check_password(self, user: str, password: str, *, allow_keys: bool = True) -> Identity | None:
-        """Verify Basic credentials (htpasswd password or API key); None when wrong."""
-        if allow_keys and self.apikeys is not None and password.startswith(APIKEY_PREFIX):
-            record = await self.apikeys.verify(user, password)
-            if record is not None:
-                scopes = record.get("scopes")
-                return Identity(name=user, groups=self.policy.groups_of(user), via="apikey",
-                                scopes=tuple(scopes) if scopes else None, key_id=record["uuid"])
-            return None
-        if self.htpasswd is not None and await self.htpasswd.verify(user, password):
-            return Identity(name=user, groups=self.policy.groups_of(user), via="htpasswd")
-        return None
-
     async def login(self, headers: HeaderMap, client: str | None, *, allow_keys: bool = True,
-                    repo: str | None = None, action: str | None = None) -> Identity:
+                    repo: str | None = None, action: str | None = None, how: str = "basic") -> Identity:
         """Basic credentials from ``headers`` → identity; failures are delayed, counted and 401."""
         authorization = header(headers, "authorization") or ""
         scheme, _, credentials = authorization.strip().partition(" ")
         if scheme.lower() != "basic":
             raise self.unauthorized(headers, repo, action)
-        return await self._basic(headers, credentials.strip(), client, repo, action, allow_keys=allow_keys)
+        identity = await self._basic(headers, credentials.strip(), client, repo, action, allow_keys=allow_keys,
+                                     how=how)
+        return self.still_known(headers, identity, repo, action)
 
     async def _basic(self, headers: HeaderMap, credentials: str, client: str | None, repo: str | None,
-                     action: str | None, *, allow_keys: bool = True) -> Identity:
-        if self.failed_logins.blocked(client):
-            raise RegistryError(ErrorCode.TOOMANYREQUESTS, "too many failed logins, retry later",
-                                headers={"Retry-After": "60"})
+                     action: str | None, *, allow_keys: bool = True, how: str = "basic") -> Identity:
         try:
             user, sep, password = base64.b64decode(credentials, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError, ValueError):
             user, sep, password = "", "", ""
-        identity = await self.check_password(user, password, allow_keys=allow_keys) if sep and user else None
+        if not sep:
+            user = ""
+        identity = await self.passwords.verify(user, password, client, allow_keys=allow_keys, how=how)
         if identity is None:
-            self.failed_logins.failed(client)
-            log.info("failed login from %s (user %r)", client or "-", user[:64])
-            if self.settings.fail_delay:
-                await asyncio.sleep(self.settings.fail_delay)
             raise self.unauthorized(headers, repo, action, "invalid username or password")
         return identity
 
@@ -193,9 +213,11 @@ class AccessControl:
             grants = self.verifier.verify(token)
         except TokenError as exc:
             raise self.unauthorized(headers, repo, action, str(exc), error="invalid_token") from None
+        # no subject: an anonymous token, worth exactly what anonymous access is worth
         groups = self.policy.groups_of(grants.subject) if grants.subject else NONE
-        return Identity(name=grants.subject or "", groups=groups, via="bearer", scopes=grants.key_scopes,
-                        grants=grants.repositories, catalog=grants.catalog, issued_here=grants.issued_here)
+        return Identity(name=grants.subject, groups=groups, via="bearer", scopes=grants.key_scopes,
+                        grants=grants.repositories, catalog=grants.catalog, issued_here=grants.issued_here,
+                        origin=grants.origin)
 
     # -- authorization ---------------------------------------------------------------------
     def policy_actions(self, identity: Identity, repo: str) -> frozenset[str]:
@@ -245,7 +267,7 @@ class AccessControl:
         """
         if action != "metrics":  # zot does not rate-limit scrapes
             self._check_rate(client, method)
-        identity = await self.authenticate(headers, client, repo=repo, action=action)
+        identity = await self.authenticate(headers, client, repo=repo, action=action, method=method)
         if action == "login":
             # Anonymous callers always get the challenge when auth is on, even if some repositories
             # are public: clients (docker, skopeo, containers/image) only send credentials after it.
@@ -284,13 +306,17 @@ class AccessControl:
         return self.enabled or self.config.http.auth.present
 
     def _admin(self, headers: HeaderMap, identity: Identity) -> Identity:
-        """Admin-only routes: open without auth; else admins (``adminPolicy``) only."""
+        """Admin-only routes: open without auth; else admins (``adminPolicy``) with an
+        unscoped credential only (a scoped API key or a token is limited to repositories)."""
         if identity.anonymous and self.enabled:
             raise self.unauthorized(headers, None, "login")
         if not self.auth_configured:
             return identity
         if identity.anonymous:
             raise RegistryError(ErrorCode.UNAUTHORIZED)
+        if identity.limited:
+            raise RegistryError(ErrorCode.DENIED, "admin routes need an unscoped credential "
+                                "(password, session or unscoped API key)")
         if not self.policy.is_admin(identity.name, identity.groups):
             raise RegistryError(ErrorCode.DENIED, "admin privileges are required")
         return identity
@@ -300,13 +326,16 @@ class AccessControl:
         user; with it the listed ``users``, and anonymous callers given ``read``."""
         if not self.enabled:
             return identity
-        if not self.config.http.access_control.present:
-            if identity.anonymous:
+        control = self.config.http.access_control
+        if identity.anonymous:
+            if not (control.present and control.metrics.anonymous_read):
                 raise self.unauthorized(headers, None, None)
             return identity
-        if identity.anonymous:
-            if not self.config.http.access_control.metrics.anonymous_read:
-                raise self.unauthorized(headers, None, None)
+        if identity.limited:  # metrics name every repository: not for a repository-scoped credential
+            if control.present and control.metrics.anonymous_read:
+                return identity
+            raise RegistryError(ErrorCode.DENIED, "metrics need an unscoped credential", detail={"resource": "metrics"})
+        if not control.present:
             return identity
         if identity.name not in self.config.http.access_control.metrics.users:
             raise RegistryError(ErrorCode.DENIED, detail={"resource": "metrics"})

@@ -2,9 +2,10 @@
 
 * created by ``POST /zot/auth/apikey`` (see :mod:`gateway.auth.routes`); the key itself is shown
   once and only its SHA-256 is stored (:mod:`shard.userdata`);
-* used as the password of Basic auth (``user:zak_...``): looked up by hash on the user's shard,
-  remembered for :data:`CACHE_TTL` seconds per worker — so a revocation reaches every gateway
-  worker within that time, and a pull does not cost a shard round trip per request;
+* used as the password of Basic auth (``user:zak_...``): looked up by hash on the user's shard
+  on every request, never cached — so a deleted key is refused by every worker of every
+  gateway as soon as the delete has answered (one shard round trip per request; the cost is
+  measured in docs/auth.md, "Revocation");
 * ``lastUsed`` is recorded in memory and written in one batch per shard every
   :data:`TOUCH_INTERVAL` seconds (never a write per request).
 """
@@ -28,7 +29,6 @@ from gateway.shard_client import ShardClient
 log = logging.getLogger("shardreg.auth")
 
 PREFIX = "zak_"
-CACHE_TTL = 3.0
 TOUCH_INTERVAL = 2.0
 ZERO_TIME = "0001-01-01T00:00:00Z"
 _FRACTION_RE = re.compile(r"\.\d+")
@@ -78,7 +78,6 @@ def public_view(record: dict[str, Any]) -> dict[str, Any]:
 class ApiKeys:
     def __init__(self, client: Callable[[], ShardClient]) -> None:
         self.client = client
-        self._cache: dict[str, tuple[dict[str, Any] | None, float]] = {}
         self._touched: dict[tuple[str, str], float] = {}
         self._flusher: asyncio.Task | None = None
 
@@ -105,25 +104,14 @@ class ApiKeys:
 
     async def delete(self, user: str, key_id: str) -> bool:
         reply = await self.client().call(self._shard(user), messages.APIKEY_DELETE({"user": user, "uuid": key_id}))
-        # forget cached lookups of this user's keys on this worker at once
-        self._cache = {h: v for h, v in self._cache.items() if not (v[0] and v[0]["user"] == user)}
         return bool(reply.result["deleted"])
 
     async def verify(self, user: str, key: str) -> dict[str, Any] | None:
         """The key's record if ``key`` is a live key of ``user``; None otherwise."""
         if not key.startswith(PREFIX) or len(key) > 100:
             return None
-        digest = key_hash(key)
-        now = time.monotonic()
-        cached = self._cache.get(digest)
-        if cached is not None and cached[1] > now:
-            record = cached[0]
-        else:
-            reply = await self.client().call(self._shard(user), messages.APIKEY_LOOKUP({"hash": digest}))
-            record = reply.result["key"]
-            if len(self._cache) > 10_000:
-                self._cache = {h: v for h, v in self._cache.items() if v[1] > now}
-            self._cache[digest] = (record, now + CACHE_TTL)
+        reply = await self.client().call(self._shard(user), messages.APIKEY_LOOKUP({"hash": key_hash(key)}))
+        record = reply.result["key"]
         if record is None or record["user"] != user:
             return None
         if record.get("expiresAt") and record["expiresAt"] <= time.time():

@@ -31,6 +31,9 @@ from common.config import BearerSettings
 DEFAULT_ISSUER = "shardreg"
 #: Clock skew tolerated on exp/nbf/iat.
 LEEWAY = 5
+#: How a subject logs in when a removal from htpasswd must end their tokens too (the ``origin``
+#: private claim; a token without it is treated as password-backed).
+PASSWORD_ORIGINS = frozenset({"htpasswd", "apikey", "session", None})
 #: Docker scope actions → registry actions.
 DOCKER_TO_ACTIONS = {"pull": {"read"}, "push": {"create", "update"}, "delete": {"delete"},
                      "*": {"read", "create", "update", "delete"}}
@@ -71,6 +74,7 @@ class Grants:
     catalog: bool
     issued_here: bool
     key_scopes: tuple[str, ...] | None  # built-in tokens obtained with a scoped API key
+    origin: str | None = None  # built-in tokens: how the subject logged in
 
 
 class TokenVerifier:
@@ -129,10 +133,11 @@ class TokenVerifier:
                 catalog = True
         private: dict[str, Any] = claims["shardreg"] if isinstance(claims.get("shardreg"), dict) else {}
         scopes = private.get("scopes")
+        origin = private.get("origin") if isinstance(private.get("origin"), str) else None
         sub = claims.get("sub") if isinstance(claims.get("sub"), str) and claims.get("sub") else None
         return Grants(subject=sub, repositories=repos, catalog=catalog,
                       issued_here=issued_here,
-                      key_scopes=tuple(scopes) if isinstance(scopes, list) else None)
+                      key_scopes=tuple(scopes) if isinstance(scopes, list) else None, origin=origin)
 
 
 class TokenIssuer:
@@ -145,16 +150,21 @@ class TokenIssuer:
         self.algorithm = _algorithms(self.key)[0]
         self.issuer = settings.issuer or DEFAULT_ISSUER
 
-    def issue(self, subject: str | None, access: list[dict[str, Any]], key_scopes: tuple[str, ...] | None
-              ) -> tuple[str, int, int]:
-        """(token, expires_in, issued_at)."""
+    def issue(self, subject: str | None, access: list[dict[str, Any]], key_scopes: tuple[str, ...] | None,
+              origin: str | None = None) -> tuple[str, int, int]:
+        """(token, expires_in, issued_at); ``origin``: how ``subject`` logged in."""
         now = int(time.time())
         expires_in = max(60, int(self.settings.token_expiry))
         claims: dict[str, Any] = {"iss": self.issuer, "sub": subject or "", "aud": self.settings.service,
                                   "exp": now + expires_in, "nbf": now - 1, "iat": now, "jti": uuid.uuid4().hex,
                                   "access": access}
+        private: dict[str, Any] = {}
         if key_scopes is not None:
-            claims["shardreg"] = {"scopes": list(key_scopes)}
+            private["scopes"] = list(key_scopes)
+        if subject and origin:
+            private["origin"] = origin
+        if private:
+            claims["shardreg"] = private
         return jwt.encode(claims, self.key, algorithm=self.algorithm), expires_in, now
 
 

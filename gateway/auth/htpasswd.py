@@ -2,12 +2,18 @@
 
 Each line is ``user:$2y$...``. Only bcrypt hashes are accepted; other lines are skipped with
 a warning (never with their content). The file is re-read when its mtime, size or inode
-changes (checked at most once a second), so ``shardreg user add`` takes effect without a restart.
+changes (a ``stat`` per check, about a microsecond), so ``shardreg user add`` and ``remove`` take
+effect on the next request of every worker, without a restart.
 
 bcrypt is slow on purpose (≈100 ms per check at cost 10): verifications run in a thread, and a
 successful one is remembered for a short while under an HMAC of (user, password, stored hash)
 with a per-process random key, so a client sending Basic auth on every request of a push pays
-the cost once, and a password change or user removal takes effect at the next reload.
+the cost once, and a password change or user removal takes effect at the next reload. A check
+for a user who does not exist runs bcrypt against a dummy hash of the file's cost, so the
+answer takes as long as for a wrong password (no timing oracle for user names).
+
+``on_removed`` (set by access control) is told the users a reload found gone, so their API
+keys and sessions can be deleted.
 """
 
 from __future__ import annotations
@@ -17,7 +23,10 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import bcrypt
@@ -26,9 +35,10 @@ log = logging.getLogger("shardreg.auth")
 
 #: How long a successful password check is remembered.
 VERIFIED_TTL = 60.0
-#: How often the file's metadata is looked at.
-STAT_INTERVAL = 1.0
+#: How often the file's metadata is looked at: at every check (a removal is effective at once).
+STAT_INTERVAL = 0.0
 DEFAULT_COST = 10
+_COST_RE = re.compile(rb"^\$2[aby]\$(\d\d)\$")
 
 
 def _parse(text: str, path: str) -> dict[str, bytes]:
@@ -56,7 +66,16 @@ class HtpasswdFile:
         self._checked = 0.0
         self._cache_key = os.urandom(32)
         self._verified: dict[bytes, float] = {}
+        self._dummy: bytes | None = None
+        #: bcrypt verifications run (tests check that an unknown user costs one too).
+        self.bcrypt_checks = 0
+        self.on_removed: Callable[[set[str]], None] | None = None
         self.reload()
+
+    @property
+    def loaded(self) -> bool:
+        """The file was read and names at least one user (a removal can be trusted)."""
+        return self._signature is not None and bool(self.users)
 
     def reload(self) -> None:
         """Re-read the file if it changed; a missing or unreadable file means no users."""
@@ -72,9 +91,22 @@ class HtpasswdFile:
                 log.warning("htpasswd %s unreadable (%s): no users", self.path, exc.strerror)
             self.users, self._signature = {}, None
             return
+        before = self.users if self._signature is not None else {}
         self.users, self._signature = _parse(text, str(self.path)), signature
         self._verified.clear()
+        self._dummy = None
         log.info("htpasswd %s loaded: %d users", self.path, len(self.users))
+        removed = set(before) - set(self.users)
+        if removed and self.users and self.on_removed is not None:
+            self.on_removed(removed)
+
+    def _dummy_hash(self) -> bytes:
+        """A hash of a random password at the file's most common cost (for unknown users)."""
+        if self._dummy is None:
+            costs = Counter(int(m.group(1)) for h in self.users.values() if (m := _COST_RE.match(h)))
+            cost = costs.most_common(1)[0][0] if costs else DEFAULT_COST
+            self._dummy = bcrypt.hashpw(os.urandom(16).hex().encode(), bcrypt.gensalt(rounds=min(max(cost, 4), 16)))
+        return self._dummy
 
     def _maybe_reload(self) -> None:
         if time.monotonic() - self._checked >= STAT_INTERVAL:
@@ -87,7 +119,9 @@ class HtpasswdFile:
     async def verify(self, user: str, password: str) -> bool:
         self._maybe_reload()
         hashed = self.users.get(user)
-        if hashed is None:
+        if hashed is None:  # spend the same time as for a wrong password
+            self.bcrypt_checks += 1
+            await asyncio.to_thread(lambda: _checkpw(password.encode(), self._dummy_hash()))
             return False
         token = hmac.new(self._cache_key, b"\0".join([user.encode(), password.encode(), hashed]),
                          hashlib.sha256).digest()
@@ -95,6 +129,7 @@ class HtpasswdFile:
         expiry = self._verified.get(token)
         if expiry is not None and expiry > now:
             return True
+        self.bcrypt_checks += 1
         ok = await asyncio.to_thread(_checkpw, password.encode(), hashed)
         if ok:
             if len(self._verified) > 10_000:

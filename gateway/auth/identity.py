@@ -26,10 +26,17 @@ class Identity:
     #: Bearer tokens signed by this registry's own issuer (then the policy still applies).
     issued_here: bool = False
     key_id: str | None = None
+    #: Bearer tokens issued here: how the subject proved who they were (htpasswd, apikey, session, mtls).
+    origin: str | None = None
 
     @property
     def anonymous(self) -> bool:
         return self.name is None
+
+    @property
+    def limited(self) -> bool:
+        """A credential limited to some repositories (a scoped API key, any bearer token): never admin."""
+        return self.scopes is not None or self.via == "bearer"
 
 
 ANONYMOUS = Identity()

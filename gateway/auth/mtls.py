@@ -9,8 +9,9 @@ first attribute that yields a non-empty name wins:
 ``Subject``/``DN``      the whole subject, RFC 4514 (``CN=alice,O=Example``)
 ``Email``/``rfc822name`` the ``emailSanIndex``-th e-mail SAN
 ``URI``/``URL``         the ``uriSanIndex``-th URI SAN; with ``uriSanPattern`` (a regular
-                        expression, searched) its first capture group, e.g.
-                        ``spiffe://example.org/workload/(.*)``
+                        expression that must match the *whole* SAN, anchored as in zot) its
+                        first capture group, e.g. ``spiffe://example.org/workload/(.*)`` — so
+                        ``spiffe://evil.example/x/spiffe://example.org/workload/a`` names nobody
 ``DNSName``/``DNS``     the ``dnsSanIndex``-th DNS SAN
 """
 
@@ -45,7 +46,7 @@ def _attribute(cert: x509.Certificate, attribute: str, settings: MtlsSettings) -
         uri = _san(cert, x509.UniformResourceIdentifier, settings.uri_index)
         if uri is None or settings.uri_pattern is None:
             return uri
-        match = settings.uri_pattern.search(uri)
+        match = settings.uri_pattern.fullmatch(uri)
         return match.group(1) if match else None
     return None
 

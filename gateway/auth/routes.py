@@ -73,7 +73,7 @@ async def login() -> Response:
     access = _access()
     if access.htpasswd is None:
         raise RegistryError(ErrorCode.NOT_FOUND, "password login is not configured", status=404)
-    identity = await access.login(request.headers, request.remote_addr, allow_keys=False)
+    identity = await access.login(request.headers, request.remote_addr, allow_keys=False, how="login")
     assert identity.name is not None
     cookie = await access.sessions.open(identity.name)
     response = _json({"username": identity.name})
@@ -86,6 +86,8 @@ async def logout() -> Response:
     if not access.enabled:
         raise RegistryError(ErrorCode.NOT_FOUND, "authentication is not configured", status=404)
     cookie = cookie_value(request.headers.get("cookie"))
+    if cookie is not None:
+        access.check_csrf(request.headers, request.method)
     if cookie is None or not await access.sessions.close(cookie):
         raise access.unauthorized(request.headers, None, "login", "no session")
     response = _json({})
@@ -171,20 +173,21 @@ async def token() -> Response:
         service = (form.get("service") or [""])[0]
         scopes = [s for v in form.get("scope", []) for s in v.split(" ") if s]
         user, password = (form.get("username") or [""])[0], (form.get("password") or [""])[0]
-        identity = await access.check_password(user, password) if user else None
+        identity = await access.passwords.verify(user, password, request.remote_addr, how="token")
         if identity is None:
-            access.failed_logins.failed(request.remote_addr)
             raise RegistryError(ErrorCode.UNAUTHORIZED, "invalid username or password")
+        identity = access.still_known(request.headers, identity)
     else:
         service = request.args.get("service", "")
         scopes = [s for v in request.args.getlist("scope") for s in v.split(" ") if s]
         if request.headers.get("authorization"):
-            identity = await access.login(request.headers, request.remote_addr)
+            identity = await access.login(request.headers, request.remote_addr, how="token")
         else:  # no credentials: the session or the TLS client certificate, else anonymous
             identity = await access.authenticate(request.headers, request.remote_addr)
     if service and service != bearer.service:
         raise _bad("unknown service")
     granted = access.token_access(identity, scopes[:MAX_SCOPES])
-    signed, expires_in, issued_at = access.issuer.issue(identity.name, granted, identity.scopes)
+    origin = identity.origin if identity.via == "bearer" else identity.via
+    signed, expires_in, issued_at = access.issuer.issue(identity.name, granted, identity.scopes, origin)
     issued = datetime.fromtimestamp(issued_at, UTC).isoformat().replace("+00:00", "Z")
     return _json({"token": signed, "access_token": signed, "expires_in": expires_in, "issued_at": issued})

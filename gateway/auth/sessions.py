@@ -1,8 +1,9 @@
 """Session cookies: ``POST /zot/auth/login`` opens one, ``POST /zot/auth/logout`` ends it.
 
 The cookie is ``<user b64>.<session id>.<HMAC-SHA256>``: any gateway worker can check the
-signature with the shared key, then confirms the session still exists on the user's shard
-(cached :data:`CACHE_TTL` seconds, so a logout reaches every worker within that time). The
+signature with the shared key, then confirms the session still exists on the user's shard — on
+every request, never cached, so a logout is effective on every worker of every gateway as soon
+as it has answered. The
 signing key comes from, in order: ``http.auth.sessionKeysFile`` (zot's JSON with ``hashKey``),
 ``http.auth.sessionSecret``, or a random secret that shard 0 creates once and hands to every
 gateway (so an embedded cluster needs no configuration).
@@ -25,7 +26,6 @@ from common.config import AuthSettings, ConfigError
 from gateway.shard_client import ShardClient
 
 COOKIE = "session"
-CACHE_TTL = 3.0
 _CONTEXT = b"shardreg session cookie v1"
 
 
@@ -63,7 +63,6 @@ class Sessions:
         self.settings = settings
         self.client = client
         self._key = configured_key(settings)
-        self._cache: dict[str, tuple[str | None, float]] = {}
 
     async def key(self) -> bytes:
         if self._key is None:
@@ -101,24 +100,15 @@ class Sessions:
         if parsed is None:
             return None
         user, sid = parsed
-        now = time.monotonic()
-        cached = self._cache.get(sid)
-        if cached is not None and cached[1] > now:
-            return cached[0]
         reply = await self.client().call(self.client().shard_of(user), messages.SESSION_GET({"sid": sid}))
         record = reply.result["session"]
-        owner = record["user"] if record and record["user"] == user else None
-        if len(self._cache) > 10_000:
-            self._cache = {k: v for k, v in self._cache.items() if v[1] > now}
-        self._cache[sid] = (owner, now + CACHE_TTL)
-        return owner
+        return record["user"] if record and record["user"] == user else None
 
     async def close(self, cookie: str) -> bool:
         parsed = await self._parse(cookie)
         if parsed is None:
             return False
         user, sid = parsed
-        self._cache.pop(sid, None)
         reply = await self.client().call(self.client().shard_of(user), messages.SESSION_DELETE({"sid": sid}))
         return bool(reply.result["deleted"])
 

@@ -3,7 +3,12 @@
 ``add`` reads the password from ``--password-stdin`` (recommended: it stays out of shell
 history and ``ps``), from ``--password``, or asks twice on a terminal; it writes a bcrypt entry
 (``htpasswd -B`` compatible) and replaces an existing user's entry. The file is replaced
-atomically with mode 0600; running gateways pick the change up within a second.
+atomically with mode 0600; running gateways pick the change up at their next request.
+
+``remove`` only edits the file: from then on every gateway worker refuses all of the user's
+credentials (password, API keys, sessions, tokens issued here), and the gateways delete the
+user's API keys and sessions on their shard themselves (``gateway/auth/removal.py``; the CLI has
+no access to the shards).
 """
 
 from __future__ import annotations
@@ -70,7 +75,8 @@ def main(argv: list[str]) -> int:
             print(f"shardreg user: no user {args.username} in {path}", file=sys.stderr)
             return 1
         write_entries(path, kept)
-        print(f"removed {args.username}")
+        print(f"removed {args.username} (running gateways refuse their credentials and delete their API keys"
+              " and sessions)")
         return 0
     if not 4 <= args.cost <= 16:
         print("shardreg user: --cost must be 4..16", file=sys.stderr)
