@@ -272,7 +272,6 @@ class UploadSessions:
         cutoff = now - self.expiry
         stale = self.meta.read(lambda txn: [uuid for uuid, record in self.meta.uploads(txn)
                                             if record["updated"] < cutoff])
-        await self._reclaim_stale_patches()
         removed = []
         for uuid in stale:
             session = self.sessions.get(uuid)
