@@ -63,7 +63,12 @@ class UploadFile:
         """The descriptor, opened again (positioned at ``offset``) after :meth:`close`."""
         if self.fd < 0:
             self.fd = os.open(self.path, os.O_RDWR)  # no O_CREAT: a removed upload stays removed
-            os.lseek(self.fd, self.offset, os.SEEK_SET)
+            try:  # ``offset`` is the truth: nothing past it is part of the upload
+                os.ftruncate(self.fd, self.offset)
+                os.lseek(self.fd, self.offset, os.SEEK_SET)
+            except BaseException:
+                self.close()
+                raise
         return self.fd
 
     def _rehash(self, offset: int) -> None:
