@@ -37,6 +37,8 @@ class RepoScoped(TypedDict):
 class PingReply(TypedDict):
     shard: int
     time: float
+    #: Why the shard cannot serve everything (e.g. out of file descriptors), or None when ready.
+    problem: str | None
 
 
 class StatusReply(TypedDict):
@@ -110,6 +112,10 @@ class ManifestPutRequest(TypedDict):
     config: Descriptor | None
     #: Who pushed it (search metadata's PushedBy); "" when anonymous.
     pushed_by: str
+    #: Whether the caller may create a new tag, and move an existing one. The shard checks which
+    #: tags exist in the write transaction and refuses (DENIED) what the caller may not do.
+    may_create: bool
+    may_update: bool
 
 
 class ManifestPutReply(TypedDict):
@@ -174,6 +180,8 @@ class BlobLinkReply(TypedDict):
 class UploadStartRequest(TypedDict):
     repo: str
     algorithm: str
+    #: Who starts it ("" when anonymous): the shard caps uploads per user.
+    user: str
 
 
 class UploadStartReply(TypedDict):

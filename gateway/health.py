@@ -18,23 +18,25 @@ async def livez() -> Response:
     return Response(b"ok\n", status=200, content_type="text/plain")
 
 
-async def _shards_ready() -> list[int]:
+async def _shards_ready() -> list[str]:
+    """Why each shard that is not ready is not (no answer, or the problem it reports)."""
     client = current_state().client
 
-    async def ping(index: int) -> bool:
+    async def ping(index: int) -> str | None:
         try:
-            await client.call(index, messages.PING({}), timeout=PING_TIMEOUT)
-            return True
+            reply = await client.call(index, messages.PING({}), timeout=PING_TIMEOUT)
         except RegistryError:
-            return False
+            return f"shard {index}: no answer"
+        problem = reply.result.get("problem")
+        return f"shard {index}: {problem}" if problem else None
 
     results = await asyncio.gather(*(ping(i) for i in range(client.count)))
-    return [i for i, ok in enumerate(results) if not ok]
+    return [why for why in results if why is not None]
 
 
 async def readyz() -> Response:
     down = await _shards_ready()
     if down:
-        return Response(f"shards unavailable: {down}\n".encode(), status=503, content_type="text/plain",
-                        headers={"Retry-After": "1"})
+        return Response(("shards unavailable: " + "; ".join(down) + "\n").encode(), status=503,
+                        content_type="text/plain", headers={"Retry-After": "1"})
     return Response(b"ok\n", status=200, content_type="text/plain")

@@ -32,7 +32,13 @@ def _fsync_dir(path: Path) -> None:
 
 
 class UploadFile:
-    """The open file and running hash of one upload. Used by one thread at a time."""
+    """The running hash of one upload, and its file while it is being written. One thread at a time.
+
+    The descriptor is opened when first needed and closed by :meth:`close`, which keeps the
+    offset and the hash: an upload holds a descriptor only while a PATCH (or a commit) uses it,
+    so thousands of idle uploads cannot exhaust the process's file limit. Any later use opens
+    the file again where it was.
+    """
 
     def __init__(self, path: Path, algorithm: str, offset: int = 0) -> None:
         self.path = path
@@ -40,18 +46,39 @@ class UploadFile:
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
         self.hasher = hashlib.new(algorithm)
         self.offset = 0
-        if offset:
-            self._rehash(offset)
-        os.ftruncate(self.fd, self.offset)
-        os.lseek(self.fd, self.offset, os.SEEK_SET)
+        try:
+            if offset:
+                self._rehash(offset)
+            os.ftruncate(self.fd, self.offset)
+            os.lseek(self.fd, self.offset, os.SEEK_SET)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def is_open(self) -> bool:
+        return self.fd >= 0
+
+    def _open(self) -> int:
+        """The descriptor, opened again (positioned at ``offset``) after :meth:`close`."""
+        if self.fd < 0:
+            self.fd = os.open(self.path, os.O_RDWR)  # no O_CREAT: a removed upload stays removed
+            try:  # ``offset`` is the truth: nothing past it is part of the upload
+                os.ftruncate(self.fd, self.offset)
+                os.lseek(self.fd, self.offset, os.SEEK_SET)
+            except BaseException:
+                self.close()
+                raise
+        return self.fd
 
     def _rehash(self, offset: int) -> None:
         """Rebuild the hash of the first ``offset`` bytes (after a restart, or a rollback)."""
+        fd = self._open()
         self.hasher = hashlib.new(self.algorithm)
-        size = min(offset, os.fstat(self.fd).st_size)
+        size = min(offset, os.fstat(fd).st_size)
         pos = 0
         while pos < size:
-            chunk = os.pread(self.fd, min(READ_SIZE, size - pos), pos)
+            chunk = os.pread(fd, min(READ_SIZE, size - pos), pos)
             if not chunk:
                 break
             self.hasher.update(chunk)
@@ -59,11 +86,12 @@ class UploadFile:
         self.offset = pos
 
     def write(self, frames: list[memoryview | bytes]) -> int:
+        fd = self._open()
         for data in frames:
             view = memoryview(data)
             self.hasher.update(view)
             while view:
-                written = os.write(self.fd, view)
+                written = os.write(fd, view)
                 view = view[written:]
             self.offset += len(data)
         return self.offset
@@ -74,16 +102,18 @@ class UploadFile:
     def rollback(self, snapshot: tuple[int, object]) -> None:
         self.offset, hasher = snapshot
         self.hasher = hasher.copy()  # type: ignore[attr-defined]
-        os.ftruncate(self.fd, self.offset)
-        os.lseek(self.fd, self.offset, os.SEEK_SET)
+        fd = self._open()
+        os.ftruncate(fd, self.offset)
+        os.lseek(fd, self.offset, os.SEEK_SET)
 
     def digest(self, algorithm: str) -> str:
         if algorithm == self.algorithm:
             return f"{algorithm}:{self.hasher.hexdigest()}"
+        fd = self._open()
         hasher = hashlib.new(algorithm)
         pos = 0
         while pos < self.offset:
-            chunk = os.pread(self.fd, min(READ_SIZE, self.offset - pos), pos)
+            chunk = os.pread(fd, min(READ_SIZE, self.offset - pos), pos)
             if not chunk:
                 break
             hasher.update(chunk)
@@ -91,9 +121,10 @@ class UploadFile:
         return f"{algorithm}:{hasher.hexdigest()}"
 
     def fsync(self) -> None:
-        os.fsync(self.fd)
+        os.fsync(self._open())
 
     def close(self) -> None:
+        """Give the descriptor back (the upload stays usable: the next use opens the file again)."""
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -119,13 +150,18 @@ class BlobStore:
         return self.uploads_dir / uuid
 
     def open_upload(self, uuid: str, algorithm: str, offset: int = 0) -> UploadFile:
-        return UploadFile(self.upload_path(uuid), algorithm, offset)
+        """The upload's file (created if new, else truncated to ``offset`` and re-hashed), left closed."""
+        upload = UploadFile(self.upload_path(uuid), algorithm, offset)
+        upload.close()
+        return upload
 
     def install(self, upload: UploadFile, digest: str) -> None:
         """Make the upload's file the blob ``digest`` (durably, if configured). Blocking."""
-        if self.durable:
-            upload.fsync()
-        upload.close()
+        try:
+            if self.durable:
+                upload.fsync()
+        finally:
+            upload.close()
         target = self.path(digest)
         target.parent.mkdir(exist_ok=True)
         os.replace(upload.path, target)

@@ -24,6 +24,9 @@ MIN_FREE_BYTES = 256 * 1024 * 1024
 
 def readiness(service: ShardService) -> tuple[bool, str]:
     root = service.root
+    files = service.descriptors.problem()
+    if files is not None:
+        return False, files
     try:
         service.meta.read(service.meta.repo_count)
     except Exception as exc:  # noqa: BLE001

@@ -13,6 +13,7 @@ This module knows nothing of what is stored: :mod:`shard.metastore` and
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,15 +22,37 @@ from typing import Any, TypeVar
 import lmdb
 import msgpack
 
+from common.errors import ErrorCode, RegistryError
+
 #: An LMDB transaction (the lmdb package has no type stubs).
 Txn = Any
 _INITIAL_MAP = 1 << 30
 T = TypeVar("T")
 
 
+#: LMDB's longest key (its default build): a longer one raises ``BadValsizeError``.
+MAX_KEY = 511
+#: Starts a hashed last part. UTF-8 never contains this byte, so no plain key can look like one.
+HASHED = b"\xff"
+
+
 def key(*parts: str) -> bytes:
-    """The parts of a key joined by ``\\0``, so that a cursor lists them in order."""
-    return "\0".join(parts).encode()
+    """The parts of a key joined by ``\\0``, so that a cursor lists them in order.
+
+    A key longer than LMDB allows keeps its leading parts (prefix scans and their order still
+    work) and has its last part replaced by ``\\xff`` + its SHA-256: such keys are never
+    decoded back into their parts. Keys that fit are unchanged, so data stored before this
+    scheme reads as it did. A key whose leading parts alone do not fit is refused (400).
+    """
+    joined = "\0".join(parts).encode()
+    if len(joined) <= MAX_KEY:
+        return joined
+    head = "\0".join(parts[:-1]).encode() + b"\0" if len(parts) > 1 else b""
+    hashed = head + HASHED + hashlib.sha256(parts[-1].encode()).digest()
+    if len(hashed) > MAX_KEY:
+        raise RegistryError(ErrorCode.BAD_REQUEST, "name too long for the metadata store",
+                            detail={"length": len(joined)})
+    return hashed
 
 
 def pack(obj: Any) -> bytes:

@@ -16,6 +16,13 @@ their keys (``\\0`` separates parts, so a cursor lists in spec order)::
     uploads         uuid                      -> {repo, offset, alg, started, updated}
     system          key                       -> value (cluster shape, schema version, user data)
 
+Key lengths: LMDB takes keys of at most 511 bytes. Names are at most 255 bytes, tags 128 and
+digests (sha256, sha512) 135, so every key fits except a referrer's (up to 527 bytes): when
+``repo \\0 subject \\0 digest`` is too long, :func:`shard.lmdbstore.key` replaces the last
+part by ``\\xff`` + its SHA-256 (referrer keys are only scanned by prefix, never decoded; the
+value holds the digest). Keys that fit are stored as before this rule, so no migration is
+needed. The keys that are decoded (repos, tags, links, manifest_bytes) always fit.
+
 Writes are group-committed (see :mod:`shard.lmdbstore`).
 """
 

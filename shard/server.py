@@ -56,7 +56,8 @@ class ShardServer:
         self.index = index
         self.service = ShardService(
             config.shard_dir(index), index, config.cluster.shards, durable=config.storage.commit,
-            upload_expiry=config.storage.upload_expiry)
+            upload_expiry=config.storage.upload_expiry, max_uploads=config.storage.max_uploads,
+            max_uploads_per_user=config.storage.max_uploads_per_user)
         # the extensions: their own LMDB environment, fed by the core's hooks
         self.hooks = Hooks()
         store = SearchStore(self.service.root / "search")

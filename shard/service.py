@@ -14,7 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from common.errors import ErrorCode, RegistryError
 from shard.blobstore import BlobStore
+from shard.descriptors import Descriptors, exhausted
 from shard.metastore import MetaStore
 from shard.uploads import UploadSessions
 
@@ -23,7 +25,7 @@ T = TypeVar("T")
 
 class ShardService:
     def __init__(self, root: Path, index: int, shard_count: int, *, durable: bool = True,
-                 upload_expiry: float = 86400.0) -> None:
+                 upload_expiry: float = 86400.0, max_uploads: int = 0, max_uploads_per_user: int = 0) -> None:
         self.index = index
         self.root = root
         self.meta = MetaStore(root / "meta", sync=durable)
@@ -32,7 +34,10 @@ class ShardService:
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"shard{index}-io")
         #: Held while a blob file may be created or removed, so that the two never race.
         self.digest_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self.uploads = UploadSessions(self.meta, self.blobs, self.io, upload_expiry)
+        #: File descriptor headroom (readiness) and failed opens.
+        self.descriptors = Descriptors()
+        self.uploads = UploadSessions(self.meta, self.blobs, self.io, upload_expiry, max_uploads=max_uploads,
+                                      max_uploads_per_user=max_uploads_per_user)
         #: What the last scrub found damaged (shard.maintenance.scrub).
         self.damaged: list[str] = []
 
@@ -42,8 +47,18 @@ class ShardService:
         self.meta.close()
 
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run blocking ``fn(*args)`` in the shard's I/O pool."""
-        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        """Run blocking ``fn(*args)`` in the shard's I/O pool.
+
+        Running out of file descriptors is the shard's condition, not the request's fault:
+        it is remembered (readiness) and answered 429, retry later."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        except OSError as exc:
+            if not exhausted(exc):
+                raise
+            self.descriptors.failed()
+            raise RegistryError(ErrorCode.TOOMANYREQUESTS, "the shard is out of file descriptors; retry later",
+                                headers={"Retry-After": "5"}) from None
 
     def blob_usage(self) -> tuple[int, int]:
         """(count, bytes) of the shard's blobs, from the metadata (no walk over the files)."""

@@ -1,10 +1,16 @@
-"""Uploads in progress on a shard: their open files, the PATCH being written and its ordered queue.
+"""Uploads in progress on a shard: their files, the PATCH being written and its ordered queue.
 
 An upload is recorded in the metadata (``uploads``) when it starts and whenever a PATCH ends;
 its bytes live in ``uploads/<uuid>``. The in-memory :class:`UploadSession` is rebuilt from
 both after a restart. Chunks of a PATCH arrive as ``upload.write`` messages, are queued in
 arrival order by the server loop (:meth:`UploadSessions.enqueue_write`) and written off the
 event loop, several at a time.
+
+Bounded: an upload holds a file descriptor only while a PATCH writes it (opened by its first
+chunk, closed when it ends or is undone), at most half the process's descriptor limit of
+PATCHes write at once, and a shard keeps at most ``storage.maxUploads`` uploads, at most
+``storage.maxUploadsPerUser`` of them per authenticated user (anonymous uploads count against
+the shard's cap only). Beyond a cap the answer is 429 ``TOOMANYREQUESTS``.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +27,7 @@ from typing import Any
 from common import messages as m
 from common.errors import ErrorCode, RegistryError
 from common.protocol import Answer, Frames
+from shard import descriptors
 from shard.blobstore import BlobStore, UploadFile
 from shard.metastore import MetaStore, Record
 from shard.ops.registry import Respond
@@ -34,8 +42,23 @@ STALE_PATCH_SECONDS = 120.0
 WRITE_BATCH = 8
 
 
+#: Seconds a client refused by an upload cap is told to wait.
+RETRY_AFTER = "10"
+
+
 def no_upload(uuid: str) -> RegistryError:
     return RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, detail={"uuid": uuid})
+
+
+def write_failed(exc: BaseException) -> RegistryError:
+    """What a PATCH whose write failed answers: the shard's own error (e.g. out of descriptors: 429)."""
+    if isinstance(exc, RegistryError):
+        return exc
+    return RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, "write failed on the shard")
+
+
+def too_many(message: str) -> RegistryError:
+    return RegistryError(ErrorCode.TOOMANYREQUESTS, message, headers={"Retry-After": RETRY_AFTER})
 
 
 @dataclass
@@ -45,6 +68,8 @@ class UploadSession:
     uuid: str
     repo: str
     file: UploadFile
+    #: Who started it ("" when anonymous): counted against ``storage.maxUploadsPerUser``.
+    user: str = ""
     queue: asyncio.Queue[tuple[Frames, Respond[m.OffsetReply]]] = field(default_factory=asyncio.Queue)
     writer: asyncio.Task[None] | None = None
     patch_snapshot: tuple[int, object] | None = None
@@ -59,12 +84,20 @@ class UploadSession:
 
 
 class UploadSessions:
-    def __init__(self, meta: MetaStore, blobs: BlobStore, io: RunIO, expiry: float) -> None:
+    def __init__(self, meta: MetaStore, blobs: BlobStore, io: RunIO, expiry: float, *,
+                 max_uploads: int = 0, max_uploads_per_user: int = 0) -> None:
         self.meta = meta
         self.blobs = blobs
         self.io = io
         self.expiry = expiry
+        self.max_uploads = max_uploads
+        self.max_uploads_per_user = max_uploads_per_user
         self.sessions: dict[str, UploadSession] = {}
+        #: Every upload of the shard (recorded, or being started) → who started it.
+        self.owners: dict[str, str] = {}
+        self.per_user: Counter[str] = Counter()
+        #: Uploads with a PATCH in progress: each may hold a file descriptor.
+        self.writing: set[str] = set()
         self._remove_orphans()
 
     def __len__(self) -> int:
@@ -77,11 +110,60 @@ class UploadSessions:
         self.sessions[session.uuid] = session
 
     def pop(self, uuid: str) -> UploadSession | None:
+        """Forget the upload in memory (its record and file are the caller's): session, cap counts."""
+        self.writing.discard(uuid)
+        user = self.owners.pop(uuid, None)
+        if user:
+            self.per_user[user] -= 1
+            if self.per_user[user] <= 0:
+                del self.per_user[user]
         return self.sessions.pop(uuid, None)
 
     def close(self) -> None:
         for session in self.sessions.values():
             session.file.close()
+
+    # -- caps --------------------------------------------------------------------------------
+    def admit(self, uuid: str, user: str) -> None:
+        """Count a new upload against the caps (synchronously: concurrent starts cannot overshoot)."""
+        if self.max_uploads and len(self.owners) >= self.max_uploads:
+            raise too_many(f"this shard has {len(self.owners)} uploads in progress, the most it takes; "
+                           "finish or cancel some, or retry later")
+        if user and self.max_uploads_per_user and self.per_user[user] >= self.max_uploads_per_user:
+            raise too_many(f"{self.per_user[user]} uploads of this user are in progress, the most allowed; "
+                           "finish or cancel some, or retry later")
+        self.owners[uuid] = user
+        if user:
+            self.per_user[user] += 1
+
+    def max_writing(self) -> int:
+        """How many PATCHes may write at once: half the descriptor limit (the rest serves the shard)."""
+        return max(1, descriptors.limit() // 2)
+
+    async def start_patch(self, session: UploadSession) -> None:
+        """Let ``session`` write (it may now hold a descriptor); 429 when too many PATCHes write."""
+        if session.uuid not in self.writing and len(self.writing) >= self.max_writing():
+            await self._reclaim_stale_patches()
+            if len(self.writing) >= self.max_writing():
+                raise too_many("too many uploads are being written on this shard at once; retry later")
+        self.writing.add(session.uuid)
+
+    def end_patch(self, session: UploadSession) -> None:
+        """The PATCH is over (its chunks written): give its descriptor back."""
+        session.patch_snapshot = None
+        self.writing.discard(session.uuid)
+        session.file.close()
+
+    async def _reclaim_stale_patches(self) -> None:
+        """Undo the PATCHes whose gateway went silent (no longer ``busy``), freeing their descriptors."""
+        for uuid in list(self.writing):
+            session = self.sessions.get(uuid)
+            if session is None:
+                self.writing.discard(uuid)
+            elif session.patch_snapshot is None:
+                self.end_patch(session)
+            elif not session.busy:
+                await self.rollback(session)
 
     def record(self, uuid: str, repo: str) -> Record:
         """The upload's metadata record; raises if there is none for ``repo``."""
@@ -103,10 +185,8 @@ class UploadSessions:
         file = await self.io(self.blobs.open_upload, uuid, record["alg"], record["offset"])
         session = self.sessions.get(uuid)  # another request may have rebuilt it meanwhile
         if session is None:
-            session = UploadSession(uuid=uuid, repo=repo, file=file)
+            session = UploadSession(uuid=uuid, repo=repo, file=file, user=record.get("user", ""))
             self.sessions[uuid] = session
-        else:
-            file.close()
         return session
 
     # -- ordered writes ----------------------------------------------------------------------
@@ -143,7 +223,7 @@ class UploadSessions:
                 if session.failed is None:
                     log.error("upload %s: write failed: %s", session.uuid, exc)
                     session.failed = exc
-                outcome = RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, "write failed on the shard")
+                outcome = write_failed(session.failed)
             for _, reply in batch:
                 reply(outcome)
                 session.queue.task_done()
@@ -157,13 +237,15 @@ class UploadSessions:
         """Undo the bytes of the PATCH in progress (after its queued chunks are written)."""
         assert session.patch_snapshot is not None
         await self.drain(session)
-        await self.io(session.file.rollback, session.patch_snapshot)
-        session.patch_snapshot = None
+        try:
+            await self.io(session.file.rollback, session.patch_snapshot)
+        finally:
+            self.end_patch(session)
 
     # -- removal -----------------------------------------------------------------------------
     async def forget(self, uuid: str) -> None:
         """Drop the upload: session, record and file."""
-        session = self.sessions.pop(uuid, None)
+        session = self.pop(uuid)
         if session is not None:
             with contextlib.suppress(Exception):
                 await self.drain(session)
@@ -172,8 +254,14 @@ class UploadSessions:
         await self.io(self.blobs.remove_upload, uuid)
 
     def _remove_orphans(self) -> None:
-        """Upload files with no LMDB record (a crash between creating and recording) are garbage."""
-        known = self.meta.read(lambda txn: {uuid for uuid, _ in self.meta.uploads(txn)})
+        """Upload files with no LMDB record (a crash between creating and recording) are garbage.
+
+        Also counts the recorded uploads against the caps."""
+        known = self.meta.read(lambda txn: {uuid: record.get("user", "") for uuid, record in self.meta.uploads(txn)})
+        for uuid, user in known.items():
+            self.owners[uuid] = user
+            if user:
+                self.per_user[user] += 1
         for name in self.blobs.upload_files():
             if name not in known:
                 self.blobs.remove_upload(name)

@@ -48,6 +48,9 @@ class StorageConfig:
     upload_expiry: float = 24 * 3600.0
     #: Most repositories the registry will hold (zot's quota); 0 = no limit.
     max_repos: int = 0
+    #: Most uploads in progress on one shard, and per authenticated user on one shard; 0 = no limit.
+    max_uploads: int = 10000
+    max_uploads_per_user: int = 1000
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,8 @@ class Config:
                 "rootDirectory": str(self.storage.root_directory), "commit": self.storage.commit,
                 "gc": self.storage.gc, "gcDelay": self.storage.gc_delay, "gcInterval": self.storage.gc_interval,
                 "allowDelete": self.storage.allow_delete, "uploadExpiry": self.storage.upload_expiry,
-                "maxRepos": self.storage.max_repos,
+                "maxRepos": self.storage.max_repos, "maxUploads": self.storage.max_uploads,
+                "maxUploadsPerUser": self.storage.max_uploads_per_user,
             },
             "http": http,
             "log": {k: v for k, v in vars(self.log).items() if v},
@@ -183,9 +187,13 @@ def _storage(st: Reader) -> StorageConfig:
         allow_delete=st.flag("allowDelete", True),
         upload_expiry=st.duration("uploadExpiry", 24 * 3600.0),
         max_repos=st.integer("maxRepos", 0),
+        max_uploads=st.integer("maxUploads", 10000),
+        max_uploads_per_user=st.integer("maxUploadsPerUser", 1000),
     )
-    if storage.max_repos < 0:
-        raise st.error("maxRepos", "must not be negative")
+    for name, value in (("maxRepos", storage.max_repos), ("maxUploads", storage.max_uploads),
+                        ("maxUploadsPerUser", storage.max_uploads_per_user)):
+        if value < 0:
+            raise st.error(name, "must not be negative")
     if st.flag("dedupe", True) is False:
         st.warn("dedupe", "shardreg always stores one file per digest on a shard; false is ignored")
     st.finish(zot_only=_ZOT_IGNORED["storage"])

@@ -36,7 +36,6 @@ from typing import Any
 
 from quart import has_request_context, request
 
-from common import messages
 from common.config import AuthSettings, Config
 from common.errors import ErrorCode, RegistryError
 from common.grammar import Header
@@ -56,8 +55,6 @@ from gateway.auth.tls import client_certificate
 log = logging.getLogger("shardreg.auth")
 
 #: Registry actions → the Docker scope actions a client asks a token for.
-#: A manifest PUT naming more tags than this needs both create and update (no lookups).
-MAX_TAG_LOOKUPS = 16
 _SCOPE_ACTIONS = {"read": "pull", "create": "pull,push", "update": "pull,push", "delete": "delete"}
 
 
@@ -343,34 +340,15 @@ class AccessControl:
 
     async def _manifest_put(self, headers: HeaderMap, identity: Identity, repo: str,
                             tags: Iterable[str]) -> Identity:
-        """A manifest PUT needs ``create``, or ``update`` for a tag that already exists."""
-        allowed = self.actions(identity, repo)
-        if {"create", "update"} <= allowed:
-            return identity
-        if not allowed & {"create", "update"}:
-            raise self.denied(headers, identity, repo, "create")
-        tags = list(dict.fromkeys(tags))
-        if not tags and "create" in allowed:
-            return identity  # a push by digest only adds content
-        if not tags or len(tags) > MAX_TAG_LOOKUPS:
-            raise self.denied(headers, identity, repo, "create" if "create" not in allowed else "update")
-        shard_client = self._shard_client()
-        exists = await asyncio.gather(*(self._tag_exists(shard_client, repo, tag) for tag in tags))
-        for present in exists:
-            needed = "update" if present else "create"
-            if needed not in allowed:
-                raise self.denied(headers, identity, repo, needed)
-        return identity
+        """A manifest PUT needs ``create`` or ``update`` (a push by digest only: ``create``).
 
-    @staticmethod
-    async def _tag_exists(shard_client: Any, repo: str, tag: str) -> bool:
-        try:
-            await shard_client.call_repo(messages.MANIFEST_GET({"repo": repo, "reference": tag, "head": True}))
-        except RegistryError as exc:
-            if exc.code in (ErrorCode.MANIFEST_UNKNOWN, ErrorCode.NAME_UNKNOWN, ErrorCode.NOT_FOUND):
-                return False
-            raise
-        return True
+        Whether each named tag needs ``create`` (new) or ``update`` (exists) is checked by the
+        shard in its write transaction (``manifest.put``'s ``may_create``/``may_update``), so no
+        push can create the tag between a check here and the write."""
+        allowed = self.actions(identity, repo)
+        if not allowed & {"create", "update"} or not list(tags) and "create" not in allowed:
+            raise self.denied(headers, identity, repo, "create")
+        return identity
 
     # -- the built-in token service -----------------------------------------------------------
     def token_access(self, identity: Identity, scopes: Iterable[str]) -> list[dict[str, Any]]:

@@ -60,8 +60,10 @@ async def get_manifest(name: str, reference: str) -> Response:
 async def put_manifest(name: str, reference: str) -> Response:
     validate_name(name)
     tag, digest = parse_reference(reference)
-    identity = await current_state().access.authorize(  # "update" when a named tag already exists
+    access = current_state().access
+    identity = await access.authorize(  # "create" or "update"; which one a tag needs, the shard decides
         request.headers, name, "create", request.remote_addr, tags=[t for t in (tag, *request.args.getlist("tag")) if t])
+    allowed = access.actions(identity, name)
     body = await read_body(MAX_MANIFEST_SIZE, "manifest")
     parsed = parse_manifest(body, request.headers.get("Content-Type"))
     if digest is not None:
@@ -83,6 +85,7 @@ async def put_manifest(name: str, reference: str) -> Response:
         "children": parsed.children, "subject": parsed.subject, "artifact_type": parsed.artifact_type,
         "annotations": parsed.annotations, "config": parsed.config,
         "pushed_by": identity.name or "",  # search metadata (PushedBy)
+        "may_create": "create" in allowed, "may_update": "update" in allowed,
     }
     await ensure_room_for(current_state(), name)
     await current_state().client.call_repo(messages.MANIFEST_PUT(args), [body])

@@ -158,8 +158,8 @@ class UploadHandler:
             if uuid is None:
                 if request.method != "POST":
                     raise RegistryError(ErrorCode.METHOD_NOT_ALLOWED, status=405)
-                await self.state.access.authorize(request.headers, name, "create", request.client)
-                status, headers = await self.post(request, name)
+                identity = await self.state.access.authorize(request.headers, name, "create", request.client)
+                status, headers = await self.post(request, name, identity.name or "")
             else:
                 action = "read" if request.method == "GET" else "create"
                 await self.state.access.authorize(request.headers, name, action, request.client)
@@ -190,7 +190,8 @@ class UploadHandler:
             pass
 
     # -- POST: start, monolithic, mount --------------------------------------------------
-    async def post(self, request: Request, name: str) -> tuple[int, dict[str, str]]:
+    async def post(self, request: Request, name: str, user: str) -> tuple[int, dict[str, str]]:
+        """``user`` ("" when anonymous) is who the shard counts the upload against (per-user cap)."""
         client = self.state.client
         await ensure_room_for(self.state, name)
         mount, digest = request.arg("mount"), request.arg("digest")
@@ -200,7 +201,7 @@ class UploadHandler:
             if source:
                 validate_name(source)
                 await self.state.access.authorize(request.headers, source, "read", request.client)
-                if await self.mount(name, source, mount):
+                if await self.mount(name, source, mount, user):
                     return 201, _blob_created(name, mount)
         elif request.arg("from") is not None:
             raise RegistryError(ErrorCode.BAD_REQUEST, "from without mount", status=400)
@@ -212,7 +213,8 @@ class UploadHandler:
             raise RegistryError(ErrorCode.DIGEST_INVALID, f"unsupported digest algorithm {algorithm[:20]}",
                                 status=400)
         shard = client.shard_of(name)
-        uuid = (await client.call(shard, messages.UPLOAD_START({"repo": name, "algorithm": algorithm}))).result["uuid"]
+        uuid = (await client.call(shard, messages.UPLOAD_START({"repo": name, "algorithm": algorithm, "user": user}))
+                ).result["uuid"]
         if digest is None:
             headers = _session_headers(name, uuid, 0)
             headers[Header.OCI_CHUNK_MIN_LENGTH] = str(CHUNK_MIN_LENGTH)
@@ -229,7 +231,7 @@ class UploadHandler:
         headers[Header.ZOT_UPLOAD_UUID] = uuid
         return 201, headers
 
-    async def mount(self, name: str, source: str, digest: str) -> bool:
+    async def mount(self, name: str, source: str, digest: str, user: str) -> bool:
         """Link ``digest`` from ``source`` into ``name``; across shards the bytes are copied."""
         client = self.state.client
         src, dst = client.shard_of(source), client.shard_of(name)
@@ -248,8 +250,8 @@ class UploadHandler:
                     return False
                 raise
         # The target shard does not hold the bytes: copy them shard to shard.
-        uuid = (await client.call(dst, messages.UPLOAD_START({"repo": name, "algorithm": digest_algorithm(digest)}))
-                ).result["uuid"]
+        uuid = (await client.call(dst, messages.UPLOAD_START(
+            {"repo": name, "algorithm": digest_algorithm(digest), "user": user}))).result["uuid"]
         try:
             await client.call(dst, messages.UPLOAD_BEGIN({"repo": name, "uuid": uuid, "start": 0}))
             writer = _ChunkWriter(client, dst, name, uuid, 0)

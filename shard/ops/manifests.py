@@ -1,8 +1,12 @@
 """Manifest ops: get (and head), put, delete, and the referrers of a subject.
 
 A manifest is stored with its exact bytes, its tags and (if it has a subject) a referrer
-record, in one metadata transaction that first checks every blob and child it names. The
-hooks (:mod:`shard.hooks`) hear of each push, pull and delete once it is committed.
+record, in one metadata transaction that first checks every blob and child it names, and
+whether the caller may create or move each tag it names (the gateway says what the caller
+may do, ``may_create``/``may_update``; whether a tag exists is decided here, atomically
+with the write). Re-pushing a stored digest never changes its record: the same media type
+only moves tags, another one is refused (``MANIFEST_INVALID``). The hooks
+(:mod:`shard.hooks`) hear of each push, pull and delete once it is committed.
 """
 
 from __future__ import annotations
@@ -56,19 +60,29 @@ class ManifestOps:
                 if not self.meta.manifest_exists(txn, repo, child):
                     raise RegistryError(ErrorCode.MANIFEST_BLOB_UNKNOWN, detail={"digest": child})
             self.meta.ensure_repo(txn, repo)
+            self._check_tags(txn, args)
             existing = self.meta.get_manifest(txn, repo, digest)
-            record = {
-                "mediaType": args["media_type"], "size": len(body), "subject": args.get("subject"),
-                "artifactType": args.get("artifact_type"), "annotations": args.get("annotations"),
-                "blobs": args.get("blobs", []), "children": args.get("children", []),
-                "config": args.get("config"),
-                "created": existing["created"] if existing else time.time(),
-            }
-            self.meta.put_manifest(txn, repo, digest, record, body)
+            if existing is not None:
+                # Same digest, same bytes: the stored record stays as it is. Only the media type
+                # (from Content-Type when the body names none) could differ, and changing it would
+                # hide the manifest from clients that ask for the stored type.
+                if existing["mediaType"] != args["media_type"]:
+                    raise RegistryError(
+                        ErrorCode.MANIFEST_INVALID, f"this manifest is stored as {existing['mediaType']}; "
+                        "re-pushing it with another media type is refused",
+                        detail={"digest": digest, "mediaType": existing["mediaType"]})
+            else:
+                record = {
+                    "mediaType": args["media_type"], "size": len(body), "subject": args.get("subject"),
+                    "artifactType": args.get("artifact_type"), "annotations": args.get("annotations"),
+                    "blobs": args.get("blobs", []), "children": args.get("children", []),
+                    "config": args.get("config"), "created": time.time(),
+                }
+                self.meta.put_manifest(txn, repo, digest, record, body)
             for tag in args.get("tags", []):
                 self.meta.set_tag(txn, repo, tag, digest)
             subject = args.get("subject")
-            if subject:
+            if subject and existing is None:
                 descriptor: dict[str, Any] = {"mediaType": args["media_type"], "digest": digest, "size": len(body)}
                 if args.get("artifact_type"):
                     descriptor["artifactType"] = args["artifact_type"]
@@ -81,6 +95,21 @@ class ManifestOps:
         await self.hooks.pushed(Pushed(repo=repo, digest=digest, tags=list(args.get("tags") or []),
                                        pushed_by=args.get("pushed_by") or ""))
         return result
+
+    def _check_tags(self, txn: Txn, args: m.ManifestPutRequest) -> None:
+        """Moving an existing tag needs ``may_update``, creating one ``may_create``: decided here,
+        in the write transaction, so that no other push can create the tag between check and write."""
+        may_create, may_update = args.get("may_create", True), args.get("may_update", False)
+        if may_create and may_update:
+            return
+        repo = args["repo"]
+        for tag in args.get("tags", []):
+            exists = self.meta.tag_digest(txn, repo, tag) is not None
+            if not (may_update if exists else may_create):
+                action = "update" if exists else "create"
+                raise RegistryError(ErrorCode.DENIED, f"{action} permission is needed to "
+                                    f"{'move the existing' if exists else 'create the'} tag {tag}",
+                                    detail={"repository": repo, "tag": tag, "action": action})
 
     @handles(m.MANIFEST_DELETE)
     async def delete(self, args: m.ManifestDeleteRequest, frames: Frames) -> Answer[m.ManifestDeleteReply]:

@@ -33,7 +33,7 @@ class RepositoryOps:
 
     @handles(m.PING)
     async def ping(self, args: m.Empty, frames: Frames) -> Answer[m.PingReply]:
-        return {"shard": self.shard.index, "time": time.time()}, []
+        return {"shard": self.shard.index, "time": time.time(), "problem": self.shard.descriptors.problem()}, []
 
     @handles(m.STATUS)
     async def status(self, args: m.Empty, frames: Frames) -> Answer[m.StatusReply]:

@@ -18,7 +18,7 @@ from common.protocol import Answer, Frames
 from shard.lmdbstore import Txn
 from shard.ops.registry import Respond, handles, handles_in_order
 from shard.service import ShardService
-from shard.uploads import UploadSession, no_upload
+from shard.uploads import UploadSession, no_upload, write_failed
 
 #: How long a new PATCH waits for the upload's previous one to end before it is refused.
 BUSY_WAIT = 3.0
@@ -36,13 +36,19 @@ class UploadOps:
 
     @handles(m.UPLOAD_START)
     async def start(self, args: m.UploadStartRequest, frames: Frames) -> Answer[m.UploadStartReply]:
-        repo, alg = args["repo"], args.get("algorithm", "sha256")
+        repo, alg, user = args["repo"], args.get("algorithm", "sha256"), args.get("user") or ""
         uuid = str(uuidlib.uuid4())
-        file = await self.shard.io(self.shard.blobs.open_upload, uuid, alg, 0)
-        now = time.time()
-        await self.meta.write_async(lambda txn: self.meta.put_upload(txn, uuid, {
-            "repo": repo, "offset": 0, "alg": alg, "started": now, "updated": now}))
-        self.uploads.add(UploadSession(uuid=uuid, repo=repo, file=file))
+        self.uploads.admit(uuid, user)  # 429 beyond the shard's or the user's cap
+        try:
+            file = await self.shard.io(self.shard.blobs.open_upload, uuid, alg, 0)
+            now = time.time()
+            await self.meta.write_async(lambda txn: self.meta.put_upload(txn, uuid, {
+                "repo": repo, "offset": 0, "alg": alg, "started": now, "updated": now, "user": user}))
+        except BaseException:
+            self.uploads.pop(uuid)
+            await self.shard.io(self.shard.blobs.remove_upload, uuid)
+            raise
+        self.uploads.add(UploadSession(uuid=uuid, repo=repo, file=file, user=user))
         return {"uuid": uuid}, []
 
     @handles(m.UPLOAD_STATUS)
@@ -72,6 +78,7 @@ class UploadOps:
         if start is not None and start != offset:
             raise RegistryError(ErrorCode.RANGE_INVALID, f"chunk starts at {start}, upload is at {offset}",
                                 detail={"offset": offset}, headers=_range_headers(offset))
+        await self.uploads.start_patch(session)  # 429 when too many PATCHes write at once
         session.patch_snapshot = session.file.snapshot()
         session.patch_start = offset
         session.queued_offset = offset
@@ -96,10 +103,10 @@ class UploadOps:
         if session.failed is not None or (length is not None and written != length):
             await self.uploads.rollback(session)
             if session.failed is not None:
-                raise RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, "write failed on the shard")
+                raise write_failed(session.failed)
             raise RegistryError(ErrorCode.SIZE_INVALID, f"received {written} bytes, expected {length}",
                                 status=400)
-        session.patch_snapshot = None
+        self.uploads.end_patch(session)  # the descriptor goes back: an idle upload holds none
         offset = session.file.offset
 
         def record(txn: Txn) -> None:
@@ -129,7 +136,10 @@ class UploadOps:
         if session.busy:
             raise RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, "upload has a write in progress")
         await self.uploads.drain(session)
-        actual = await self.shard.io(session.file.digest, digest_algorithm(digest))
+        try:
+            actual = await self.shard.io(session.file.digest, digest_algorithm(digest))
+        finally:
+            session.file.close()  # hashing with another algorithm reads the file
         if actual != digest:
             raise RegistryError(ErrorCode.DIGEST_INVALID, detail={"digest": digest, "actual": actual})
         size = session.file.offset

@@ -75,7 +75,8 @@ def test_unknown_and_zot_only_keys_are_warnings_with_their_path() -> None:
 EVERYTHING: dict[str, Any] = {
     "distSpecVersion": "1.1.0",
     "storage": {"rootDirectory": "/tmp/everything", "commit": False, "gc": False, "gcDelay": "10s",
-                "gcInterval": "20s", "allowDelete": False, "uploadExpiry": "30s", "maxRepos": 5},
+                "gcInterval": "20s", "allowDelete": False, "uploadExpiry": "30s", "maxRepos": 5,
+                "maxUploads": 7, "maxUploadsPerUser": 3},
     "http": {
         "address": "0.0.0.0", "port": 9999, "externalUrl": "https://registry.example", "realm": "everything",
         "tls": {"cert": "/c.pem", "key": "/k.pem", "cacert": "/ca.pem"},
