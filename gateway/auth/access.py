@@ -27,7 +27,6 @@ Secrets (passwords, keys, tokens, cookies) are never logged nor put in error bod
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import logging
