@@ -21,7 +21,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import recv_monitor_message
 
-from common import messages
+from common import curvekeys, messages
 from common.config import Config
 from common.errors import ErrorCode, RegistryError
 from common.messages import RepoScoped
@@ -61,6 +61,7 @@ class ShardClient:
         self.pending: dict[bytes, asyncio.Future] = {}
         self._ids = itertools.count(1)
         self._prefix = struct.pack(">I", os.getpid() & 0xFFFFFFFF)
+        keys = curvekeys.client_keys(config)  # tcp without keys: ConfigError (unless cluster.insecure)
         for index in range(self.count):
             sock = self.ctx.socket(zmq.DEALER)
             sock.setsockopt(zmq.IMMEDIATE, 1)
@@ -75,6 +76,11 @@ class ShardClient:
             # Socket reads arrive as ~64 KiB chunks: copying those is cheaper than zero-copy
             # bookkeeping (pyzmq's GC thread); only really large frames go without a copy.
             sock.copy_threshold = COPY_THRESHOLD
+            if keys is not None:  # CURVE: the shard must hold this public key; it admits ours by ZAP
+                assert keys.pair.secret is not None
+                sock.curve_serverkey = keys.servers[index]
+                sock.curve_publickey = keys.pair.public
+                sock.curve_secretkey = keys.pair.secret
             sock.connect(config.shard_endpoint(index))
             self.sockets.append(sock)
         loop = asyncio.get_running_loop()
