@@ -23,7 +23,7 @@ from pathlib import Path
 
 from common import curvekeys
 from common.config import Config, redact
-from common.privatefs import set_umask
+from common.privatefs import private_dir, set_umask
 
 log = logging.getLogger("shardreg.supervisor")
 STOP_TIMEOUT = 40.0
@@ -72,7 +72,7 @@ class Supervisor:
     def __init__(self, config: Config) -> None:
         set_umask()
         root = config.storage.root_directory.resolve()
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(root)  # 0700, also when it already existed: nothing below is for other users
         self.root = root
         self.runtime_dir: Path | None = None
         config = self._private_wire(config)
