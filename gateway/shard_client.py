@@ -34,6 +34,8 @@ COPY_THRESHOLD = 512 * 1024
 RepoReq = TypeVar("RepoReq", bound=RepoScoped)
 #: How long a request waits for a shard connection before answering 503.
 CONNECT_GRACE = 1.0
+#: A refused CURVE handshake is logged at most this often per shard (ZeroMQ retries every second).
+HANDSHAKE_LOG_INTERVAL = 30.0
 
 
 def unavailable(shard: int, why: str) -> RegistryError:
@@ -90,10 +92,18 @@ class ShardClient:
     async def _watch(self, index: int) -> None:
         """Fail the requests in flight to a shard as soon as its connection drops (a crash):
         callers answer 503 at once instead of waiting for their timeout."""
-        monitor = self.sockets[index].get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        refused = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+        monitor = self.sockets[index].get_monitor_socket(zmq.EVENT_DISCONNECTED | refused)
+        last_refusal = -HANDSHAKE_LOG_INTERVAL
         try:
             while True:
                 event = await recv_monitor_message(monitor)
+                if event["event"] & refused:  # wrong keys: say so, but not on every reconnect
+                    if time.monotonic() - last_refusal >= HANDSHAKE_LOG_INTERVAL:
+                        last_refusal = time.monotonic()
+                        log.error("shard %d refused the CURVE handshake: check cluster.gatewayKey (is its public key "
+                                  "admitted by the shard?) and cluster.shardKey (the shard's public key)", index)
+                    continue
                 if event["event"] != zmq.EVENT_DISCONNECTED:
                     continue
                 lost = [f for f in self.pending.values() if getattr(f, "shard", None) == index and not f.done()]

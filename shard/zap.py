@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import zmq
 import zmq.asyncio
@@ -19,11 +20,15 @@ log = logging.getLogger("shardreg.shard.zap")
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 #: The ZAP domain the shard socket sets (ZAP_ENFORCE_DOMAIN needs a non-empty one).
 DOMAIN = b"shardreg"
+#: Refused connections are logged at most this often (with a count).
+LOG_INTERVAL = 10.0
 
 
 class ZapHandler:
     def __init__(self, ctx: zmq.asyncio.Context, admitted: frozenset[bytes]) -> None:
         self.admitted = frozenset(zmq.utils.z85.decode(key) for key in admitted)
+        self.refused = 0
+        self.last_log = -LOG_INTERVAL
         self.sock = ctx.socket(zmq.REP)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.bind(ZAP_ENDPOINT)
@@ -35,7 +40,12 @@ class ZapHandler:
         if domain != DOMAIN or mechanism != b"CURVE" or len(credentials) != 1:
             return b"400", b"CURVE required", b""
         if credentials[0] not in self.admitted:
-            log.warning("refused a connection from %s: unknown client key", address.decode(errors="replace"))
+            self.refused += 1
+            now = time.monotonic()
+            if now - self.last_log >= LOG_INTERVAL:  # a client retrying (or a flood) must not fill the log
+                log.warning("refused a connection from %s: unknown client key (%d refused since the last message)",
+                            address.decode(errors="replace"), self.refused)
+                self.last_log, self.refused = now, 0
             return b"400", b"unknown client key", b""
         return b"200", b"OK", b"gateway"
 

@@ -201,6 +201,34 @@ def test_a_standalone_tcp_shard_admits_only_configured_gateway_keys(tmp_path: Pa
         assert not ping(endpoint, server_key=server, client_pair=(stranger.public, stranger.secret))
         assert not ping(endpoint)
         assert "unknown client key" in log.read_text()
+        # a whole gateway with a key the shard does not know: 503, and its log says why
+        curvekeys.write_pair(tmp_path / "stranger.key_secret", stranger)
+        gateway_config = json.loads(config.read_text())
+        gateway_config["cluster"].update(shardKey=str(keys / "shard-{index}.key"),
+                                         gatewayKey=str(tmp_path / "stranger.key_secret"), authorizedGatewayKeys=[])
+        gateway_config["http"] = {"address": "127.0.0.1", "port": free_port()}
+        (tmp_path / "gateway.json").write_text(json.dumps(gateway_config))
+        gateway_log = tmp_path / "gateway.log"
+        with open(gateway_log, "wb") as out:
+            gateway = subprocess.Popen([sys.executable, "-m", "common.cli", "gateway", "--config",
+                                        str(tmp_path / "gateway.json"), "--workers", "1"],
+                                       cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{gateway_config['http']['port']}"
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    if httpx.get(f"{url}/livez", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert gateway.poll() is None and time.monotonic() < deadline, gateway_log.read_text()
+                time.sleep(0.2)
+            assert httpx.get(f"{url}/v2/_catalog", timeout=10).status_code == 503
+            assert "refused the CURVE handshake" in gateway_log.read_text()
+        finally:
+            gateway.send_signal(signal.SIGTERM)
+            gateway.wait(20)
     finally:
         shard.send_signal(signal.SIGTERM)
         shard.wait(20)
