@@ -3,6 +3,7 @@
     shardreg serve [--config F] [--host H] [--port P] [--data DIR] [--shards N] [--workers W]
     shardreg gateway --config F         one gateway (Hypercorn, W workers), as a Kubernetes pod runs it
     shardreg shard --config F --index I one shard, as a StatefulSet pod runs it
+    shardreg keys generate --dir D [--shards N]   CURVE key files for the internal wire
     shardreg bench ...                  the load benchmark (see bench/)
 """
 
@@ -16,6 +17,7 @@ import sys
 
 from common.config import Config, ConfigError, load_config, with_overrides
 from common.logs import report_warnings, setup_logging
+from common.privatefs import set_umask
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -73,6 +75,28 @@ def cmd_shard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_generate(args: argparse.Namespace) -> int:
+    """Write ``shard.key_secret``/``shard.key`` (or one pair per shard with ``--shards``) and
+    ``gateway.key_secret``/``gateway.key``: the ``cluster.shardKey``/``gatewayKey`` files."""
+    from pathlib import Path
+
+    from common import curvekeys
+    from common.privatefs import private_dir
+
+    directory = private_dir(Path(args.dir))
+    names = [f"shard-{i}" for i in range(args.shards)] if args.shards else ["shard"]
+    for name in [*names, "gateway"]:
+        target = directory / f"{name}.key_secret"
+        if target.exists() and not args.force:
+            print(f"shardreg: {target} exists (--force replaces it)", file=sys.stderr)
+            return 1
+        curvekeys.write_set(directory, name)
+    shard_key = directory / ("shard-{index}.key_secret" if args.shards else "shard.key_secret")
+    print(f'"cluster": {{"shardKey": "{shard_key}", "gatewayKey": "{directory / "gateway.key_secret"}"}}\n'
+          "shards need their .key_secret and the gateway's .key; gateways their .key_secret and the shards' .key")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shardreg", description="A clustered OCI registry.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -97,11 +121,21 @@ def build_parser() -> argparse.ArgumentParser:
     shard.add_argument("--config", required=True)
     shard.add_argument("--index", type=int)
     shard.set_defaults(func=cmd_shard)
+
+    keys = sub.add_parser("keys", help="CURVE keys of the internal wire")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    generate = keys_sub.add_parser("generate", help="write a set of key files (0600, in a 0700 directory)")
+    generate.add_argument("--dir", required=True, help="directory for the key files")
+    generate.add_argument("--shards", type=int, default=0,
+                          help="one key pair per shard (shard-<i>.key_secret); default: one pair for all shards")
+    generate.add_argument("--force", action="store_true", help="replace existing key files")
+    generate.set_defaults(func=cmd_keys_generate)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    set_umask()  # everything this process and its children create is owner-only
     if argv and argv[0] == "bench":
         from bench.cli import main as bench_main
 

@@ -11,14 +11,19 @@ import ctypes
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
-from common.config import Config
+from common import curvekeys
+from common.config import Config, redact
+from common.privatefs import private_dir, set_umask
 
 log = logging.getLogger("shardreg.supervisor")
 STOP_TIMEOUT = 40.0
@@ -50,28 +55,57 @@ class Child:
     restarts: int = 0
     backoff: float = 0.5
     next_start: float = 0.0
+    #: The config, given on stdin (``--config -``): secrets stay out of files.
+    stdin: bytes = b""
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.argv, preexec_fn=_die_with(os.getpid()))
+        self.process = subprocess.Popen(self.argv, preexec_fn=_die_with(os.getpid()),
+                                        stdin=subprocess.PIPE if self.stdin else None)
+        if self.process.stdin is not None:
+            with self.process.stdin:
+                self.process.stdin.write(self.stdin)
         self.started = time.monotonic()
         log.info("started %s (pid %d)", self.name, self.process.pid)
 
 
 class Supervisor:
     def __init__(self, config: Config) -> None:
+        set_umask()
         root = config.storage.root_directory.resolve()
-        root.mkdir(parents=True, exist_ok=True)
+        private_dir(root)  # 0700, also when it already existed: nothing below is for other users
         self.root = root
+        self.runtime_dir: Path | None = None
+        config = self._private_wire(config)
         self.config_path = root / "effective-config.json"
         data = config.to_json()
         data["storage"]["rootDirectory"] = str(root)
-        self.config_path.write_text(json.dumps(data, indent=2))
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:  # for operators: what the children run with, secrets as "***"
+            fh.write(json.dumps(redact(data), indent=2))
+        os.chmod(self.config_path, 0o600)
+        secret = json.dumps(data).encode()
         cli = [sys.executable, "-m", "common.cli"]
-        self.children = [Child(f"shard-{i}", [*cli, "shard", "--config", str(self.config_path), "--index", str(i)])
+        self.children = [Child(f"shard-{i}", [*cli, "shard", "--config", "-", "--index", str(i)], stdin=secret)
                          for i in range(config.cluster.shards)]
-        self.children.append(Child("gateway", [*cli, "gateway", "--config", str(self.config_path)]))
+        self.children.append(Child("gateway", [*cli, "gateway", "--config", "-"], stdin=secret))
         self.stopping = False
         self.status_path = root / "supervisor.json"
+
+    def _private_wire(self, config: Config) -> Config:
+        """The embedded cluster's own CURVE keys (tcp endpoints without configured keys) and, when
+        the data path is too long for a socket path, a short private runtime directory (0700,
+        made by mkdtemp) for the ipc sockets; both go into the config every child reads."""
+        cluster = config.cluster
+        keys = curvekeys.ensure_embedded(config, self.root / "keys")
+        if keys is not None:
+            cluster = replace(cluster, shard_key=keys[0], gateway_key=keys[1])
+        if not cluster.endpoints and not cluster.socket_directory \
+                and not config.socket_path_fits(config.default_socket_directory()):
+            base = os.environ.get("XDG_RUNTIME_DIR")
+            self.runtime_dir = Path(tempfile.mkdtemp(prefix="shardreg-", dir=base if base and len(base) < 40 else "/tmp"))
+            cluster = replace(cluster, socket_directory=str(self.runtime_dir))
+            log.info("data path too long for socket paths: sockets in %s", self.runtime_dir)
+        return replace(config, cluster=cluster)
 
     def _write_status(self) -> None:
         status = {"pid": os.getpid(), "children": {
@@ -133,6 +167,8 @@ class Supervisor:
                     child.process.kill()
                     child.process.wait()
         self.status_path.unlink(missing_ok=True)
+        if self.runtime_dir is not None:
+            shutil.rmtree(self.runtime_dir, ignore_errors=True)
         return 0
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 
+from common import curvekeys
 from common.config import Config
 from gateway.app import CONFIG_ENV
 from gateway.metrics.multiprocess import multiprocess_dir
@@ -64,6 +65,9 @@ def hypercorn_config(config: Config) -> HypercornConfig:
 
 def run_gateway(config: Config) -> int:
     """Serve until SIGTERM/SIGINT. Worker processes read the effective config from a file."""
+    curvekeys.client_keys(config)  # tcp without keys (and not insecure), unreadable keys: exit 2 now
+    for index in range(config.cluster.shards):
+        config.shard_endpoint(index)  # a socket path too long: exit 2 now, not in every request
     fd, config_path = tempfile.mkstemp(prefix="shardreg-gateway-", suffix=".json")
     with os.fdopen(fd, "w") as fh:
         json.dump(config.to_json(), fh)

@@ -21,7 +21,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import recv_monitor_message
 
-from common import messages
+from common import curvekeys, messages
 from common.config import Config
 from common.errors import ErrorCode, RegistryError
 from common.messages import RepoScoped
@@ -34,6 +34,8 @@ COPY_THRESHOLD = 512 * 1024
 RepoReq = TypeVar("RepoReq", bound=RepoScoped)
 #: How long a request waits for a shard connection before answering 503.
 CONNECT_GRACE = 1.0
+#: A refused CURVE handshake is logged at most this often per shard (ZeroMQ retries every second).
+HANDSHAKE_LOG_INTERVAL = 30.0
 
 
 def unavailable(shard: int, why: str) -> RegistryError:
@@ -61,6 +63,7 @@ class ShardClient:
         self.pending: dict[bytes, asyncio.Future] = {}
         self._ids = itertools.count(1)
         self._prefix = struct.pack(">I", os.getpid() & 0xFFFFFFFF)
+        keys = curvekeys.client_keys(config)  # tcp without keys: ConfigError (unless cluster.insecure)
         for index in range(self.count):
             sock = self.ctx.socket(zmq.DEALER)
             sock.setsockopt(zmq.IMMEDIATE, 1)
@@ -75,6 +78,11 @@ class ShardClient:
             # Socket reads arrive as ~64 KiB chunks: copying those is cheaper than zero-copy
             # bookkeeping (pyzmq's GC thread); only really large frames go without a copy.
             sock.copy_threshold = COPY_THRESHOLD
+            if keys is not None:  # CURVE: the shard must hold this public key; it admits ours by ZAP
+                assert keys.pair.secret is not None
+                sock.curve_serverkey = keys.servers[index]
+                sock.curve_publickey = keys.pair.public
+                sock.curve_secretkey = keys.pair.secret
             sock.connect(config.shard_endpoint(index))
             self.sockets.append(sock)
         loop = asyncio.get_running_loop()
@@ -84,10 +92,18 @@ class ShardClient:
     async def _watch(self, index: int) -> None:
         """Fail the requests in flight to a shard as soon as its connection drops (a crash):
         callers answer 503 at once instead of waiting for their timeout."""
-        monitor = self.sockets[index].get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        refused = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+        monitor = self.sockets[index].get_monitor_socket(zmq.EVENT_DISCONNECTED | refused)
+        last_refusal = -HANDSHAKE_LOG_INTERVAL
         try:
             while True:
                 event = await recv_monitor_message(monitor)
+                if event["event"] & refused:  # wrong keys: say so, but not on every reconnect
+                    if time.monotonic() - last_refusal >= HANDSHAKE_LOG_INTERVAL:
+                        last_refusal = time.monotonic()
+                        log.error("shard %d refused the CURVE handshake: check cluster.gatewayKey (is its public key "
+                                  "admitted by the shard?) and cluster.shardKey (the shard's public key)", index)
+                    continue
                 if event["event"] != zmq.EVENT_DISCONNECTED:
                     continue
                 lost = [f for f in self.pending.values() if getattr(f, "shard", None) == index and not f.done()]

@@ -43,7 +43,7 @@ class UploadFile:
     def __init__(self, path: Path, algorithm: str, offset: int = 0) -> None:
         self.path = path
         self.algorithm = algorithm
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         self.hasher = hashlib.new(algorithm)
         self.offset = 0
         try:
@@ -135,9 +135,9 @@ class BlobStore:
         self.root = root
         self.durable = durable
         self.uploads_dir = root / "uploads"
-        self.uploads_dir.mkdir(parents=True, exist_ok=True)
+        self.uploads_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         for alg in DIGEST_ALGORITHMS:
-            (root / "blobs" / alg).mkdir(parents=True, exist_ok=True)
+            (root / "blobs" / alg).mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def relative_path(self, digest: str) -> str:
         alg, hexpart = digest.split(":", 1)
@@ -163,7 +163,7 @@ class BlobStore:
         finally:
             upload.close()
         target = self.path(digest)
-        target.parent.mkdir(exist_ok=True)
+        target.parent.mkdir(mode=0o700, exist_ok=True)
         os.replace(upload.path, target)
         if self.durable:
             _fsync_dir(target.parent)
@@ -171,13 +171,13 @@ class BlobStore:
     def install_bytes(self, data: bytes, digest: str) -> None:
         """Store small content given whole (tests and internal copies). Blocking."""
         tmp = self.uploads_dir / f"direct-{os.getpid()}-{digest.split(':', 1)[1][:16]}"
-        with open(tmp, "wb") as fh:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
             fh.write(data)
             if self.durable:
                 fh.flush()
                 os.fsync(fh.fileno())
         target = self.path(digest)
-        target.parent.mkdir(exist_ok=True)
+        target.parent.mkdir(mode=0o700, exist_ok=True)
         os.replace(tmp, target)
         if self.durable:
             _fsync_dir(target.parent)

@@ -67,10 +67,11 @@ def unpack(data: bytes | None) -> Any:
 class LmdbStore:
     def __init__(self, path: Path, *, dbs: tuple[str, ...], sync: bool = True,
                  map_size: int | None = None) -> None:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = path
+        # data.mdb holds the session secret and user records: owner-only, whatever the umask
         self.env = lmdb.open(str(path), map_size=map_size or _INITIAL_MAP, max_dbs=len(dbs) + 2, sync=sync,
-                             metasync=sync, writemap=False, max_readers=256)
+                             metasync=sync, writemap=False, max_readers=256, mode=0o600)
         self.db = {name: self.env.open_db(name.encode()) for name in dbs}
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmdb-writer")
         self._batch: list[tuple[Callable[[Txn], Any], asyncio.Future[Any]]] = []

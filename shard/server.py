@@ -19,14 +19,17 @@ import os
 import signal
 import time
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 import zmq
 import zmq.asyncio
 
-from common.config import Config
+from common import curvekeys
+from common.config import Config, ConfigError
 from common.errors import ErrorCode, RegistryError
 from common.messages import ALL as WIRES
+from common.privatefs import private_dir
 from common.protocol import ERR, OK, Answer, Frames, Op, pack, unpack
 from shard.health import serve_health
 from shard.hooks import Hooks
@@ -43,6 +46,7 @@ from shard.service import ShardService
 from shard.trust import Trust
 from shard.userdata import UserData
 from shard.userprefs import UserPrefs
+from shard.zap import DOMAIN, ZapHandler
 
 log = logging.getLogger("shardreg.shard")
 
@@ -54,6 +58,10 @@ class ShardServer:
     def __init__(self, config: Config, index: int) -> None:
         self.config = config
         self.index = index
+        # first: a shard that may not serve (tcp without keys) stops before it opens anything
+        self.keys = curvekeys.server_keys(config, index)
+        self.zap: ZapHandler | None = None
+        private_dir(config.shard_dir(index))  # 0700, also for data written by older versions
         self.service = ShardService(
             config.shard_dir(index), index, config.cluster.shards, durable=config.storage.commit,
             upload_expiry=config.storage.upload_expiry, max_uploads=config.storage.max_uploads,
@@ -130,13 +138,17 @@ class ShardServer:
 
     async def serve(self) -> None:
         endpoint = self.config.shard_bind(self.index)
-        if endpoint.startswith("ipc://") and not endpoint.startswith("ipc://@"):
+        self._secure()
+        if endpoint.startswith("ipc://"):
             path = endpoint[len("ipc://"):]
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if path.startswith("@"):
+                raise ConfigError(f"{endpoint}: abstract sockets have no permissions; use a path in a private directory")
+            private_dir(Path(path).parent)  # only the registry's user may enter: nobody else can connect
             if os.path.exists(path):
                 os.unlink(path)
         self.sock.bind(endpoint)
-        log.info("shard %d serving on %s (data %s)", self.index, endpoint, self.config.shard_dir(self.index))
+        log.info("shard %d serving on %s%s (data %s)", self.index, endpoint, " with CURVE" if self.keys else "",
+                 self.config.shard_dir(self.index))
         self.maintenance = asyncio.get_running_loop().create_task(self._maintenance())
         scrubbing = self.config.extensions.scrub
         if scrubbing.enable:
@@ -166,6 +178,19 @@ class ShardServer:
             else:
                 self._spawn(self._handle(ident, rid, op, args, [f.bytes for f in frames]))
 
+    def _secure(self) -> None:
+        """CURVE server with a ZAP handler that admits only the configured gateway keys; the
+        handler is bound before the socket (libzmq admits every client when there is none)."""
+        if self.keys is None:
+            return
+        assert self.keys.pair.secret is not None
+        self.zap = ZapHandler(self.ctx, self.keys.admitted)
+        self.sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
+        self.sock.zap_domain = DOMAIN
+        self.sock.curve_secretkey = self.keys.pair.secret
+        self.sock.curve_publickey = self.keys.pair.public
+        self.sock.curve_server = True
+
     async def _maintenance(self) -> None:
         storage = self.config.storage
         interval = min(MAINTENANCE_INTERVAL, max(1.0, storage.upload_expiry / 4), max(1.0, storage.gc_interval))
@@ -190,6 +215,8 @@ class ShardServer:
 
     def close(self) -> None:
         self.sock.close(0)
+        if self.zap is not None:
+            self.zap.close()
         self.ctx.term()
         self.search.close()
         self.service.close()

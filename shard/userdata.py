@@ -10,17 +10,18 @@ start with ``userdata/``; this module owns those names::
     userdata/apikey/<user>\\0<uuid>    -> {uuid, hash, label, scopes, createdAt, expiresAt, creatorUa,
                                           generatedBy, lastUsed}
     userdata/apikeyhash/<sha256 hex>  -> {user, uuid}       lookup of a presented key
-    userdata/session/<sid>            -> {user, created, expires}
+    userdata/session/<sha256 hex of sid> -> {user, created, expires}
     userdata/secret/<name>            -> 32 random bytes
 
 ``user.purge`` deletes a user's keys and sessions when a gateway sees them leave htpasswd.
 
-API keys are stored as the SHA-256 of the key, never the key itself (keys carry 128 random
-bits, so a slow hash adds nothing).
+API keys and session ids are stored as their SHA-256, never themselves (both carry at least 128
+random bits, so a slow hash adds nothing): a copy of ``data.mdb`` logs nobody in.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Mapping
@@ -46,6 +47,10 @@ def _text(args: Mapping[str, Any], name: str, limit: int = 512) -> str:
     if not isinstance(value, str) or not value or len(value) > limit:
         raise RegistryError(ErrorCode.BAD_REQUEST, f"{name} missing or invalid", status=400)
     return value
+
+
+def _session_key(sid: str) -> bytes:
+    return _SESSION + hashlib.sha256(sid.encode()).hexdigest().encode()
 
 
 def _key_prefix(user: str) -> bytes:
@@ -138,7 +143,7 @@ class UserData:
         expires = float(args.get("expires") or 0)
 
         def run(txn: Txn) -> None:
-            self.meta.system_put(txn, _SESSION + sid.encode(),
+            self.meta.system_put(txn, _session_key(sid),
                           {"user": user, "created": time.time(), "expires": expires})
 
         self.meta.write(run)
@@ -147,16 +152,16 @@ class UserData:
     @handles(m.SESSION_GET)
     async def op_session_get(self, args: m.SessionRequest, frames: Frames) -> Answer[m.SessionGetReply]:
         sid = _text(args, "sid", 128)
-        record = self.meta.read(lambda txn: self.meta.system_get(txn, _SESSION + sid.encode()))
+        record = self.meta.read(lambda txn: self.meta.system_get(txn, _session_key(sid)))
         if record is not None and record["expires"] and record["expires"] < time.time():
-            self.meta.write(lambda txn: self.meta.system_delete(txn, _SESSION + sid.encode()))
+            self.meta.write(lambda txn: self.meta.system_delete(txn, _session_key(sid)))
             record = None
         return {"session": record}, []
 
     @handles(m.SESSION_DELETE)
     async def op_session_delete(self, args: m.SessionRequest, frames: Frames) -> Answer[m.DeletedReply]:
         sid = _text(args, "sid", 128)
-        deleted = self.meta.write(lambda txn: self.meta.system_delete(txn, _SESSION + sid.encode()))
+        deleted = self.meta.write(lambda txn: self.meta.system_delete(txn, _session_key(sid)))
         return {"deleted": bool(deleted)}, []
 
     # -- removed users ------------------------------------------------------------------------

@@ -123,7 +123,7 @@ class InProcessRegistry:
     """The gateway app and its shards on one event loop in a background thread (see the module docstring)."""
 
     def __init__(self, *, shards: int = 2, config: dict[str, Any] | None = None) -> None:
-        # short: a shard's ipc socket path (<root>/shard-N.sock) must fit in sun_path
+        # short: a shard's ipc socket path (<root>/run/shard-N.sock) must fit in sun_path
         self.root = Path(tempfile.mkdtemp(prefix="sr-", dir="/tmp"))
         document = dict(config or {})
         document["storage"] = {**document.get("storage", {}), "rootDirectory": str(self.root / "data")}

@@ -33,6 +33,7 @@ from common.config.model import (
     TLSConfig,
     load_config,
     parse_config,
+    redact,
     with_overrides,
 )
 from common.config.reader import ConfigError, parse_duration
@@ -42,5 +43,5 @@ __all__ = [
     "BearerSettings", "ClusterConfig", "Config", "ConfigError", "ExtensionsConfig", "HttpConfig", "LogConfig",
     "MetricsAccess", "MetricsExtension", "MtlsSettings", "Policy", "RateLimit", "RepoRules", "ScrubExtension",
     "SearchExtension", "StorageConfig", "TLSConfig", "TrustExtension", "load_config", "parse_config",
-    "parse_duration", "with_overrides",
+    "parse_duration", "redact", "with_overrides",
 ]

@@ -19,11 +19,10 @@ Example::
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-
-import xxhash
 
 from common.config.access import AccessSettings, RateLimit, parse_access, parse_ratelimit
 from common.config.auth import AuthSettings, parse_auth
@@ -32,6 +31,8 @@ from common.config.reader import ConfigError, Reader
 
 #: Longest filesystem path usable for a Unix socket (sun_path is 108 bytes with the NUL).
 MAX_IPC_PATH = 100
+#: Config keys whose values are secrets: written as ``"***"`` in ``effective-config.json``.
+SECRET_KEYS = frozenset({"sessionSecret", "bindPassword", "clientSecret", "password", "secret"})
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,17 @@ class ClusterConfig:
     request_timeout: float = 30.0
     #: Port of each shard's own metrics/health HTTP listener (0 = off).
     shard_metrics_port: int = 0
+    #: Where the embedded cluster's ipc sockets live (a private 0700 directory); empty →
+    #: ``<root>/run``. The supervisor sets it when that path is too long for a socket.
+    socket_directory: str | None = None
+    #: CURVE key files (:mod:`common.curvekeys`): the shards' key pair (``{index}`` is filled
+    #: in; a gateway needs only the public part), the gateways' key pair (a shard needs only the
+    #: public part), and more gateway public keys a shard admits (key rotation).
+    shard_key: str | None = None
+    gateway_key: str | None = None
+    authorized_gateway_keys: tuple[str, ...] = ()
+    #: tcp endpoints without CURVE keys: allowed (with a warning) only when this is true.
+    insecure: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,13 +119,27 @@ class Config:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     warnings: tuple[str, ...] = ()
 
+    def socket_directory(self) -> Path:
+        """The private directory of the embedded cluster's ipc sockets (never the abstract
+        namespace, which has no permissions: any local user could connect)."""
+        if self.cluster.socket_directory:
+            return Path(self.cluster.socket_directory)
+        return self.default_socket_directory()
+
+    def default_socket_directory(self) -> Path:
+        return self.storage.root_directory.resolve() / "run"
+
+    def socket_path_fits(self, directory: Path) -> bool:
+        return len(f"{directory}/shard-{self.cluster.shards - 1}.sock") <= MAX_IPC_PATH
+
     def shard_endpoint(self, index: int) -> str:
         if self.cluster.endpoints:
             return self.cluster.endpoints[index]
-        path = f"{self.storage.root_directory.resolve()}/shard-{index}.sock"
-        if len(path) > MAX_IPC_PATH:  # a Unix socket path is limited to 107 bytes: use the abstract namespace
-            return f"ipc://@shardreg-{xxhash.xxh64_hexdigest(path.encode())}"
-        return f"ipc://{path}"
+        directory = self.socket_directory()
+        if not self.socket_path_fits(directory):
+            raise ConfigError(f"{directory} is too long for a Unix socket path: set cluster.socketDirectory "
+                              "to a short private directory (shardreg serve does this by itself)")
+        return f"ipc://{directory}/shard-{index}.sock"
 
     def shard_bind(self, index: int) -> str:
         endpoint = self.shard_endpoint(index)
@@ -146,6 +172,14 @@ class Config:
             cluster["endpoints"] = list(self.cluster.endpoints)
         if self.cluster.bind:
             cluster["bind"] = self.cluster.bind
+        for key, path in (("socketDirectory", self.cluster.socket_directory), ("shardKey", self.cluster.shard_key),
+                          ("gatewayKey", self.cluster.gateway_key)):
+            if path:
+                cluster[key] = path
+        if self.cluster.authorized_gateway_keys:
+            cluster["authorizedGatewayKeys"] = list(self.cluster.authorized_gateway_keys)
+        if self.cluster.insecure:
+            cluster["insecure"] = True
         return {
             "distSpecVersion": self.dist_spec_version,
             "storage": {
@@ -263,9 +297,23 @@ def _cluster(c: Reader) -> ClusterConfig:
         shared_storage=c.flag("sharedStorage", not endpoints),
         request_timeout=c.duration("requestTimeout", 30.0),
         shard_metrics_port=c.integer("shardMetricsPort", 0),
+        socket_directory=c.string("socketDirectory"),
+        shard_key=c.string("shardKey"),
+        gateway_key=c.string("gatewayKey"),
+        authorized_gateway_keys=c.strings("authorizedGatewayKeys"),
+        insecure=c.flag("insecure", False),
     )
     c.finish(zot_only=_ZOT_IGNORED["cluster"])
     return cluster
+
+
+def redact(doc: Any) -> Any:
+    """A copy of a config document with every secret value replaced by ``"***"``."""
+    if isinstance(doc, dict):
+        return {k: "***" if k in SECRET_KEYS and v not in (None, "") else redact(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [redact(v) for v in doc]
+    return doc
 
 
 def parse_config(data: dict[str, Any]) -> Config:
@@ -283,11 +331,12 @@ def parse_config(data: dict[str, Any]) -> Config:
 
 
 def load_config(path: str | Path | None) -> Config:
-    """Read a config file; ``None`` gives the embedded defaults."""
+    """Read a config file (``-``: standard input, how the supervisor hands it to its children);
+    ``None`` gives the embedded defaults."""
     if path is None:
         return parse_config({})
     try:
-        text = Path(path).read_text()
+        text = sys.stdin.read() if str(path) == "-" else Path(path).read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
     try:

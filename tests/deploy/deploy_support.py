@@ -198,6 +198,11 @@ def normalize(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
+def generated_secrets(objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Secrets the chart fills with generated keys (not part of k8s/)."""
+    return [o for o in by_kind(objects, "Secret") if o["metadata"]["name"].endswith("-curve")]
+
+
 def _strip_hash(name: str) -> str:
     """``shardreg-config-7c9f5hk2bd`` (kustomize's configMapGenerator) → ``shardreg-config``."""
     return re.sub(r"-config-[a-z0-9]{10}$", "-config", name)
@@ -208,6 +213,8 @@ def write_k8s(helm: Path) -> None:
     objects = [normalize(o) for o in helm_template(helm)]
     files: dict[str, list[dict[str, Any]]] = {}
     for obj in objects:
+        if obj["kind"] == "Secret":  # generated keys never go into git: docs/kubernetes.md creates it
+            continue
         if obj["kind"] == "ConfigMap":
             (K8S / "config.json").write_text(obj["data"]["config.json"].rstrip("\n") + "\n")
             continue
@@ -232,6 +239,8 @@ def write_k8s(helm: Path) -> None:
     }
     (K8S / "kustomization.yaml").write_text(
         header + "# Pick the namespace here (or in an overlay); the objects carry none.\n"
+        "# The Secret shardreg-curve (the wire's CURVE keys) is not here, keys never go into git:\n"
+        "#   shardreg keys generate --shards 2 --dir keys && kubectl create secret generic shardreg-curve --from-file=keys\n"
         "# namespace: registry\n" + yaml.safe_dump(kustomization, sort_keys=False))
 
 

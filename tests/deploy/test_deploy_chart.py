@@ -11,7 +11,16 @@ from typing import Any
 import bcrypt
 import pytest
 from deploy_checks import check_cluster, container, gateway_and_shards
-from deploy_support import CHART, NAMESPACE, by_kind, helm_template, one, run, validate_objects
+from deploy_support import (
+    CHART,
+    NAMESPACE,
+    by_kind,
+    generated_secrets,
+    helm_template,
+    one,
+    run,
+    validate_objects,
+)
 
 from common.config import parse_config
 from gateway.auth.htpasswd import HtpasswdFile
@@ -79,7 +88,7 @@ def test_defaults(helm: Path) -> None:
     objects = helm_template(helm)
     kinds = sorted(o["kind"] for o in objects)
     assert kinds == sorted(["ConfigMap", "Deployment", "NetworkPolicy", "NetworkPolicy", "PodDisruptionBudget",
-                            "PodDisruptionBudget", "Service", "Service", "ServiceAccount", "StatefulSet"])
+                            "PodDisruptionBudget", "Secret", "Service", "Service", "ServiceAccount", "StatefulSet"])
     gateway, shards = gateway_and_shards(objects)
     assert gateway["metadata"]["name"] == "shardreg-gateway" and gateway["spec"]["replicas"] == 2
     assert shards["metadata"]["name"] == "shardreg-shard" and shards["spec"]["replicas"] == 2
@@ -94,8 +103,10 @@ def test_defaults(helm: Path) -> None:
         "tcp://shardreg-shard-0.shardreg-shard-headless:5555", "tcp://shardreg-shard-1.shardreg-shard-headless:5555"]
     assert "auth" not in config["http"]
     assert config["extensions"]["metrics"]["enable"] is True
-    # No auth configured: no Secret and nothing mounted from one.
-    assert by_kind(objects, "Secret") == []
+    # No auth configured: no auth Secret and nothing mounted from one; the one Secret holds the wire's keys.
+    assert [o["metadata"]["name"] for o in by_kind(objects, "Secret")] == ["shardreg-curve"]
+    for workload in gateway_and_shards(objects):
+        assert "secrets" not in {v["name"] for v in workload["spec"]["template"]["spec"]["volumes"]}
 
 
 def test_ingress_monitoring_and_autoscaling(helm: Path) -> None:
@@ -142,7 +153,7 @@ def test_created_secret_works_with_the_gateway(helm: Path, tmp_path: Path) -> No
     mounts = {m["name"]: m["mountPath"] for m in container(gateway)["volumeMounts"]}
     secret_dir = tmp_path / "secrets"
     secret_dir.mkdir()
-    for key, value in one(objects, "Secret")["data"].items():
+    for key, value in one(objects, "Secret", "shardreg-auth")["data"].items():
         (secret_dir / key).write_bytes(base64.b64decode(value))
     text = one(objects, "ConfigMap")["data"]["config.json"].replace(mounts["secrets"], str(secret_dir))
     config = parse_config(json.loads(text))
@@ -155,7 +166,7 @@ def test_created_secret_works_with_the_gateway(helm: Path, tmp_path: Path) -> No
 
 def test_existing_secret(helm: Path) -> None:
     objects = helm_template(helm, VALUE_SETS["existing-secret"])
-    assert by_kind(objects, "Secret") == []
+    assert [o for o in by_kind(objects, "Secret") if o not in generated_secrets(objects)] == []
     for workload in gateway_and_shards(objects):
         volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
         assert volumes["secrets"]["secret"]["secretName"] == "registry-auth"

@@ -10,6 +10,7 @@ probes the pods use must answer, and an image pushed through the gateway must pu
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -26,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 from deploy_checks import container, gateway_and_shards
-from deploy_support import CONFIG_PATH, config_of, helm_template
+from deploy_support import CONFIG_PATH, config_of, generated_secrets, helm_template
 from prometheus_client.parser import text_string_to_metric_families
 
 from common.ring import shard_for
@@ -112,6 +113,7 @@ class Cluster:
         self.gateway_obj, self.shard_obj = gateway_and_shards(objects)
         self.shards = self.base["cluster"]["shards"]
         self.tmp = tmp
+        self.curve_dir = self._mount_curve_keys(objects)
         self.zmq_ports = [free_port() for _ in range(self.shards)]
         self.health_ports = [free_port() for _ in range(self.shards)]
         self.http_port = free_port()
@@ -122,10 +124,21 @@ class Cluster:
         self.env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
         self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
+    def _mount_curve_keys(self, objects: list[dict[str, Any]]) -> Path:
+        """The chart's generated CURVE key Secret, as its volume would show it in the pods."""
+        (secret,) = generated_secrets(objects)
+        directory = self.tmp / "curve"
+        directory.mkdir(mode=0o700)
+        for name, value in secret["data"].items():
+            (directory / name).write_bytes(base64.b64decode(value))
+        return directory
+
     def config_for(self, role: str, **cluster_changes: Any) -> dict[str, Any]:
         """The ConfigMap's config with only the single-machine differences applied."""
         config = json.loads(json.dumps(self.base))
         config["cluster"]["endpoints"] = [f"tcp://127.0.0.1:{p}" for p in self.zmq_ports]
+        for key in ("shardKey", "gatewayKey"):  # the Secret's mount point → this machine's copy
+            config["cluster"][key] = config["cluster"][key].replace("/etc/shardreg/curve", str(self.curve_dir))
         config["cluster"].update(cluster_changes)
         if role == "gateway":
             config["http"]["address"], config["http"]["port"] = "127.0.0.1", self.http_port

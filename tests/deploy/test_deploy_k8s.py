@@ -6,7 +6,16 @@ import json
 from pathlib import Path
 
 from deploy_checks import check_cluster
-from deploy_support import K8S, RELEASE, helm_template, kustomize, load_documents, normalize, validate_objects
+from deploy_support import (
+    K8S,
+    RELEASE,
+    generated_secrets,
+    helm_template,
+    kustomize,
+    load_documents,
+    normalize,
+    validate_objects,
+)
 
 from common.config import parse_config
 
@@ -32,7 +41,7 @@ def test_every_file_is_valid() -> None:
 def test_kustomize_output_is_a_valid_consistent_cluster(kubectl: Path) -> None:
     objects = kustomize(kubectl)
     assert validate_objects(objects) == []
-    check_cluster(objects)
+    check_cluster(objects, existing_secret="shardreg-curve")  # the operator creates it (keys stay out of git)
     # The generator's hashed ConfigMap name replaces the plain one in the pods.
     cm_name = next(o["metadata"]["name"] for o in objects if o["kind"] == "ConfigMap")
     assert cm_name.startswith("shardreg-config-")
@@ -47,7 +56,11 @@ def test_same_cluster_as_the_chart(helm: Path, kubectl: Path) -> None:
         normalized = [normalize(o) for o in objects]
         return {(o["kind"], o["metadata"]["name"]): o for o in normalized}
 
-    chart = keyed(helm_template(helm, release=RELEASE))
+    rendered = helm_template(helm, release=RELEASE)
+    # the CURVE key Secret holds generated keys: k8s/ has none, docs/kubernetes.md creates it
+    curve = generated_secrets(rendered)
+    assert [o["metadata"]["name"] for o in curve] == ["shardreg-curve"]
+    chart = keyed([o for o in rendered if o not in curve])
     plain = keyed(kustomize(kubectl))
     assert sorted(plain) == sorted(chart), "k8s/ and the chart differ; run: python tests/deploy/deploy_support.py --write-k8s"
     for key, obj in chart.items():

@@ -75,12 +75,18 @@ def test_load_errors(tmp_path: Path):
         load_config(tmp_path / "bad.json")
 
 
-def test_long_data_paths_use_abstract_sockets():
+def test_long_data_paths_never_use_abstract_sockets():
+    """Sockets live in a private directory: <root>/run, or cluster.socketDirectory when that path is
+    too long (the abstract namespace has no permissions: any local user could connect)."""
     short = parse_config({"storage": {"rootDirectory": "/tmp/d"}})
-    assert short.shard_endpoint(0) == "ipc:///tmp/d/shard-0.sock"
+    assert short.shard_endpoint(0) == "ipc:///tmp/d/run/shard-0.sock"
     deep = parse_config({"storage": {"rootDirectory": "/tmp/" + "x" * 120}})
-    endpoint = deep.shard_endpoint(1)
-    assert endpoint.startswith("ipc://@shardreg-") and endpoint != deep.shard_endpoint(0)
+    with pytest.raises(ConfigError, match="too long for a Unix socket path"):
+        deep.shard_endpoint(1)
+    placed = parse_config({"storage": {"rootDirectory": "/tmp/" + "x" * 120},
+                           "cluster": {"socketDirectory": "/run/user/1/shardreg-ab"}})
+    assert placed.shard_endpoint(1) == "ipc:///run/user/1/shardreg-ab/shard-1.sock"
+    assert parse_config(placed.to_json()).cluster.socket_directory == "/run/user/1/shardreg-ab"
 
 
 def test_scrub_extension_config():

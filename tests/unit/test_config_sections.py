@@ -107,7 +107,9 @@ EVERYTHING: dict[str, Any] = {
                    "scrub": {"enable": True, "interval": "3h"}, "metrics": {"prometheus": {"path": "/prom"}}},
     "cluster": {"shards": 3, "endpoints": ["tcp://s-0:5555", "tcp://s-1:5555", "tcp://s-2:5555"], "bind": "tcp://0.0.0.0:{port}",
                 "gatewayWorkers": 4, "hashSeed": 7, "sharedStorage": False, "requestTimeout": "5s",
-                "shardMetricsPort": 9100},
+                "shardMetricsPort": 9100, "socketDirectory": "/run/shardreg", "shardKey": "/k/shard-{index}.key",
+                "gatewayKey": "/k/gateway.key_secret", "authorizedGatewayKeys": ["/k/old-gateway.key"],
+                "insecure": True},
 }
 
 

@@ -81,6 +81,16 @@ app.kubernetes.io/component: {{ .component }}
 {{/* Paths inside the pods. */}}
 {{- define "shardreg.configPath" -}}/etc/shardreg/config.json{{- end }}
 {{- define "shardreg.secretsDir" -}}/etc/shardreg/secrets{{- end }}
+{{- define "shardreg.curveDir" -}}/etc/shardreg/curve{{- end }}
+
+{{/* The Secret holding the CURVE keys of the gateway → shard wire. */}}
+{{- define "shardreg.curveSecretName" -}}
+{{- if .Values.curve.existingSecret }}
+{{- .Values.curve.existingSecret }}
+{{- else }}
+{{- include "shardreg.fullname" . }}-curve
+{{- end }}
+{{- end }}
 
 {{/*
 The registry configuration as a JSON document: zot's format plus the `cluster` section. Gateways
@@ -124,6 +134,17 @@ reach shard i at its stable StatefulSet DNS name; shards bind every interface on
     "sharedStorage" false
     "requestTimeout" $c.requestTimeout
     "shardMetricsPort" (int .Values.shard.metricsPort) }}
+{{- if .Values.curve.insecure }}
+{{- $_ := set $cluster "insecure" true }}
+{{- else }}
+{{- $_ := set $cluster "shardKey" (printf "%s/shard-{index}.key_secret" (include "shardreg.curveDir" .)) }}
+{{- $_ := set $cluster "gatewayKey" (printf "%s/gateway.key_secret" (include "shardreg.curveDir" .)) }}
+{{- with .Values.curve.authorizedGatewayKeys }}
+{{- $paths := list }}
+{{- range . }}{{ $paths = append $paths (printf "%s/%s" (include "shardreg.curveDir" $) .) }}{{ end }}
+{{- $_ := set $cluster "authorizedGatewayKeys" $paths }}
+{{- end }}
+{{- end }}
 {{- $config := dict
     "distSpecVersion" $c.distSpecVersion
     "storage" $storage
@@ -145,6 +166,12 @@ reach shard i at its stable StatefulSet DNS name; shards bind every interface on
     secretName: {{ include "shardreg.secretName" . }}
     defaultMode: 0440
 {{- end }}
+{{- if not .Values.curve.insecure }}
+- name: curve
+  secret:
+    secretName: {{ include "shardreg.curveSecretName" . }}
+    defaultMode: 0440
+{{- end }}
 - name: tmp
   emptyDir:
     sizeLimit: {{ .Values.tmpSizeLimit }}
@@ -158,6 +185,11 @@ reach shard i at its stable StatefulSet DNS name; shards bind every interface on
 {{- if include "shardreg.authEnabled" . }}
 - name: secrets
   mountPath: {{ include "shardreg.secretsDir" . }}
+  readOnly: true
+{{- end }}
+{{- if not .Values.curve.insecure }}
+- name: curve
+  mountPath: {{ include "shardreg.curveDir" . }}
   readOnly: true
 {{- end }}
 - name: tmp
