@@ -57,7 +57,9 @@ class ShardClient:
         self.observer = observer
         self.count = config.cluster.shards
         self.timeout = config.cluster.request_timeout
-        self.ctx = zmq.asyncio.Context.instance()
+        # its own context (one client per worker process): nothing is shared with, or left behind by,
+        # another client in the same process
+        self.ctx = zmq.asyncio.Context()
         self.sockets: list[zmq.asyncio.Socket] = []
         self.readers: list[asyncio.Task] = []
         self.pending: dict[bytes, asyncio.Future] = {}
@@ -224,3 +226,4 @@ class ShardClient:
             task.cancel()
         for sock in self.sockets:
             sock.close(0)
+        self.ctx.destroy(0)

@@ -162,9 +162,27 @@ class InProcessRegistry:
             server = ShardServer(self.config, index)
             self.shards.append(server)
             self.serving.append(asyncio.get_running_loop().create_task(server.serve()))
+        await self._wait_bound()
         self.app = create_app(self.config)
         await self._lifespan("startup")
         await self._wait_ready()
+
+    async def _wait_bound(self, timeout: float = START_TIMEOUT) -> None:
+        """Let the shards bind before the gateway connects, as the supervisor starts them first.
+
+        (A DEALER that connects to an ipc path before it exists is meant to retry, but in one
+        process we saw it stay unconnected about once in 40 starts.)"""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        paths = [Path(self.config.shard_bind(i)[len("ipc://"):]) for i in range(self.config.cluster.shards)
+                 if self.config.shard_bind(i).startswith("ipc://")]
+        while not all(p.exists() for p in paths):
+            for task in self.serving:
+                if task.done():
+                    task.result()
+            if loop.time() > deadline:
+                raise RuntimeError(f"in-process shards did not bind within {timeout}s")
+            await asyncio.sleep(0.005)
 
     async def _lifespan(self, phase: str) -> None:
         """ASGI lifespan events, as Hypercorn sends them to each worker's app."""
