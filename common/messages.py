@@ -46,6 +46,10 @@ class StatusReply(TypedDict):
     blob_bytes: int
     uploads: int
     damaged: list[str]
+    #: Free bytes on the shard's filesystem; whether it can serve writes, and why not.
+    disk_free: int
+    ready: bool
+    why: str
 
 
 # -- repositories and listings ------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Health endpoints as zot serves them: ``/livez`` (process up), ``/readyz`` and ``/startupz``
-(every shard answers a ping)."""
+"""Health endpoints as zot serves them: ``/livez`` (process up), ``/startupz`` (every shard answers
+a ping) and ``/readyz`` (every shard answers and can write: its ``status`` says so; a shard whose
+last write failed for lack of space, whose disk is almost full or not writable is reported)."""
 
 from __future__ import annotations
 
@@ -18,23 +19,34 @@ async def livez() -> Response:
     return Response(b"ok\n", status=200, content_type="text/plain")
 
 
-async def _shards_ready() -> list[int]:
+async def _shard_problems(deep: bool) -> list[str]:
+    """One line per shard that is down (or, when ``deep``, cannot write)."""
     client = current_state().client
 
-    async def ping(index: int) -> bool:
+    async def check(index: int) -> str | None:
         try:
-            await client.call(index, messages.PING({}), timeout=PING_TIMEOUT)
-            return True
+            if not deep:
+                await client.call(index, messages.PING({}), timeout=PING_TIMEOUT)
+                return None
+            status = (await client.call(index, messages.STATUS({}), timeout=PING_TIMEOUT)).result
         except RegistryError:
-            return False
+            return f"shard {index}: unavailable"
+        return None if status.get("ready", True) else f"shard {index}: {status.get('why', 'not ready')}"
 
-    results = await asyncio.gather(*(ping(i) for i in range(client.count)))
-    return [i for i, ok in enumerate(results) if not ok]
+    results = await asyncio.gather(*(check(i) for i in range(client.count)))
+    return [problem for problem in results if problem]
+
+
+def _answer(problems: list[str]) -> Response:
+    if problems:
+        return Response(("\n".join(problems) + "\n").encode(), status=503, content_type="text/plain",
+                        headers={"Retry-After": "1"})
+    return Response(b"ok\n", status=200, content_type="text/plain")
+
+
+async def startupz() -> Response:
+    return _answer(await _shard_problems(deep=False))
 
 
 async def readyz() -> Response:
-    down = await _shards_ready()
-    if down:
-        return Response(f"shards unavailable: {down}\n".encode(), status=503, content_type="text/plain",
-                        headers={"Retry-After": "1"})
-    return Response(b"ok\n", status=200, content_type="text/plain")
+    return _answer(await _shard_problems(deep=True))

@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 import lmdb
 import msgpack
 
+from shard.diskfull import diagnose
+
 #: An LMDB transaction (the lmdb package has no type stubs).
 Txn = Any
 _INITIAL_MAP = 1 << 30
@@ -109,6 +111,11 @@ class LmdbStore:
                     return fn(txn)
             except lmdb.MapFullError:
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
+            except lmdb.Error as exc:  # a full disk shows as EIO: say so (shard.diskfull)
+                diagnosed = diagnose(exc, self.path / "data.mdb")
+                if diagnosed is exc:
+                    raise
+                raise diagnosed from exc
 
     def read(self, fn: Callable[[Txn], T]) -> T:
         with self.env.begin() as txn:

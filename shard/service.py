@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from shard.blobstore import BlobStore
+from shard.diskfull import DiskState
 from shard.metastore import MetaStore
 from shard.uploads import UploadSessions
 
@@ -35,6 +36,8 @@ class ShardService:
         self.uploads = UploadSessions(self.meta, self.blobs, self.io, upload_expiry)
         #: What the last scrub found damaged (shard.maintenance.scrub).
         self.damaged: list[str] = []
+        #: The last write refused for lack of space (readiness).
+        self.disk = DiskState()
 
     def close(self) -> None:
         self.uploads.close()

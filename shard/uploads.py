@@ -21,6 +21,7 @@ from common import messages as m
 from common.errors import ErrorCode, RegistryError
 from common.protocol import Answer, Frames
 from shard.blobstore import BlobStore, UploadFile
+from shard.diskfull import write_failure
 from shard.metastore import MetaStore, Record
 from shard.ops.registry import Respond
 
@@ -143,7 +144,7 @@ class UploadSessions:
                 if session.failed is None:
                     log.error("upload %s: write failed: %s", session.uuid, exc)
                     session.failed = exc
-                outcome = RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, "write failed on the shard")
+                outcome = write_failure(exc, RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, "write failed on the shard"))
             for _, reply in batch:
                 reply(outcome)
                 session.queue.task_done()

@@ -15,6 +15,7 @@ from common import messages as m
 from common.errors import ErrorCode, RegistryError
 from common.grammar import digest_algorithm
 from common.protocol import Answer, Frames
+from shard.diskfull import write_failure
 from shard.lmdbstore import Txn
 from shard.ops.registry import Respond, handles, handles_in_order
 from shard.service import ShardService
@@ -96,7 +97,8 @@ class UploadOps:
         if session.failed is not None or (length is not None and written != length):
             await self.uploads.rollback(session)
             if session.failed is not None:
-                raise RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, "write failed on the shard")
+                raise write_failure(session.failed, RegistryError(ErrorCode.BLOB_UPLOAD_INVALID,
+                                                                  "write failed on the shard"))
             raise RegistryError(ErrorCode.SIZE_INVALID, f"received {written} bytes, expected {length}",
                                 status=400)
         session.patch_snapshot = None
