@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 from common.config import Config, load_config
 from common.errors import ErrorCode, RegistryError
 from common.logs import setup_logging
+from gateway.accesslog import RequestLog
 from gateway.auth.access import AccessControl
 from gateway.body_guard import call_with_body_guard
 from gateway.distribution.uploads import UploadHandler
@@ -145,8 +146,12 @@ class GatewayApp:
         self.metrics = setup_metrics(config, self.state.access)  # None unless extensions.metrics is enabled
         if self.metrics is not None:
             self.state.shard_observer = self.metrics.series
+        self.entry = RequestLog(config, self.observed)  # request ids, access and audit logs
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await self.entry(scope, receive, send)
+
+    async def observed(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if self.metrics is not None and scope["type"] == "http":
             await self.metrics(scope, receive, send, self.dispatch)
         else:

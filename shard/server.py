@@ -28,6 +28,7 @@ from common.config import Config
 from common.errors import ErrorCode, RegistryError
 from common.messages import ALL as WIRES
 from common.protocol import ERR, OK, Answer, Frames, Op, pack, unpack
+from common.requestid import REQUEST_ID, from_message_id
 from shard.diskfull import is_storage_full, storage_full
 from shard.health import OpLatency, serve_health
 from shard.hooks import Hooks
@@ -117,6 +118,7 @@ class ShardServer:
 
     async def _handle(self, ident: bytes, rid: bytes, op: str, args: Any, frames: list[Any]) -> None:
         started = time.perf_counter()
+        REQUEST_ID.set(from_message_id(rid))  # this task's log lines name the gateway's request
         try:
             result, out = await self.dispatch(op, args, frames)
             await self._send(ident, rid, OK, result, out)

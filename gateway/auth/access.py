@@ -36,6 +36,7 @@ from common import messages
 from common.config import AuthSettings, Config
 from common.errors import ErrorCode, RegistryError
 from common.grammar import Header
+from common.requestid import note_caller
 from gateway.auth.apikeys import PREFIX as APIKEY_PREFIX
 from gateway.auth.apikeys import ApiKeys
 from gateway.auth.bearer import TokenError, TokenIssuer, TokenVerifier, parse_scope
@@ -116,6 +117,12 @@ class AccessControl:
     async def authenticate(self, headers: HeaderMap, client: str | None = None, *,
                            repo: str | None = None, action: str | None = None) -> Identity:
         """Who is calling; raises 401 for wrong credentials, 429 after too many failures."""
+        identity = await self._authenticate(headers, client, repo=repo, action=action)
+        note_caller(identity.name, identity.via)  # for the access and audit logs
+        return identity
+
+    async def _authenticate(self, headers: HeaderMap, client: str | None = None, *,
+                            repo: str | None = None, action: str | None = None) -> Identity:
         if not self.enabled:
             return ANONYMOUS
         authorization = header(headers, "authorization")
@@ -167,7 +174,9 @@ class AccessControl:
         scheme, _, credentials = authorization.strip().partition(" ")
         if scheme.lower() != "basic":
             raise self.unauthorized(headers, repo, action)
-        return await self._basic(headers, credentials.strip(), client, repo, action, allow_keys=allow_keys)
+        identity = await self._basic(headers, credentials.strip(), client, repo, action, allow_keys=allow_keys)
+        note_caller(identity.name, identity.via)
+        return identity
 
     async def _basic(self, headers: HeaderMap, credentials: str, client: str | None, repo: str | None,
                      action: str | None, *, allow_keys: bool = True) -> Identity:
