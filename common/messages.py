@@ -50,6 +50,7 @@ class StatusReply(TypedDict):
     disk_free: int
     ready: bool
     why: str
+    pid: int
 
 
 # -- repositories and listings ------------------------------------------------------------

@@ -146,6 +146,7 @@ class GatewayApp:
         self.metrics = setup_metrics(config, self.state.access)  # None unless extensions.metrics is enabled
         if self.metrics is not None:
             self.state.shard_observer = self.metrics.series
+            self.metrics.shards = lambda: self.state.client
         self.entry = RequestLog(config, self.observed)  # request ids, access and audit logs
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from typing import TypeVar
@@ -42,7 +43,7 @@ class RepositoryOps:
         ready, why = readiness(self.shard)
         return {"shard": self.shard.index, "lmdb_bytes": self.meta.size_bytes(), "blob_count": count,
                 "blob_bytes": size, "uploads": len(self.shard.uploads), "damaged": self.shard.damaged,
-                "disk_free": disk_free(self.shard), "ready": ready, "why": why}, []
+                "disk_free": disk_free(self.shard), "ready": ready, "why": why, "pid": os.getpid()}, []
 
     @handles(m.REPO_COUNT)
     async def repo_count(self, args: m.RepoCountRequest, frames: Frames) -> Answer[m.RepoCountReply]:
