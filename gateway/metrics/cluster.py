@@ -1,7 +1,10 @@
 """What the gateway's ``/metrics`` adds at scrape time, so that ``serve`` mode needs no other port:
 each shard's storage (asked with the ``status`` op, short timeout), the build, and process figures
 (CPU, memory, open files) of every process of this host's cluster — each gateway worker, the
-gateway parent and, when the shards run beside the gateway (embedded mode), each shard.
+gateway parent and, when the shards run beside the gateway (embedded mode) without a metrics
+listener of their own (``cluster.shardMetricsPort``), each shard. Shards that have one export their
+storage and process there; the gateway then reports only ``shardreg_shard_up``/``_ready``, so
+that no series is scraped twice.
 
 Process figures come from ``/proc/<pid>`` (prometheus-client's process collector pointed at each
 pid), labelled ``role`` and ``pid`` (and ``shard`` for shards).
@@ -50,10 +53,14 @@ async def shard_statuses(client: ShardClient) -> list[dict[str, Any] | None]:
 
 
 class ShardCollector:
-    """The shards' gauges from their ``status`` replies (``None``: the shard did not answer)."""
+    """The shards' gauges from their ``status`` replies (``None``: the shard did not answer).
 
-    def __init__(self, statuses: list[dict[str, Any] | None]) -> None:
+    ``storage``: also the storage gauges the shards' own listeners export — only when they have
+    none (``cluster.shardMetricsPort`` 0), so that no series is scraped twice."""
+
+    def __init__(self, statuses: list[dict[str, Any] | None], storage: bool) -> None:
         self.statuses = statuses
+        self.storage = storage
 
     def collect(self) -> Iterable[Metric]:
         up = Metric("shardreg_shard_up", "Whether the shard answered the gateway's status request", "gauge")
@@ -71,6 +78,8 @@ class ShardCollector:
             for metric, key in gauges:
                 if key in status:
                     metric.add_sample(metric.name, labels, status[key])
+        if not self.storage:
+            return [up, ready]
         return [up, ready, damaged, *(metric for metric, _ in gauges)]
 
 
@@ -111,13 +120,16 @@ def _is_shardreg(pid: int) -> bool:
     return b"shardreg" in cmdline or b"common.cli" in cmdline
 
 
-def cluster_text(embedded: bool, statuses: list[dict[str, Any] | None], worker_pids: Iterable[int]) -> bytes:
-    """The exposition text of the shards' gauges, the build and the processes (run in a thread: /proc reads)."""
+def cluster_text(shards_here: bool, statuses: list[dict[str, Any] | None], worker_pids: Iterable[int]) -> bytes:
+    """The exposition text of the shards' gauges, the build and the processes (run in a thread: /proc reads).
+
+    ``shards_here``: the shards run on this host (embedded) without a metrics listener of their own:
+    the gateway reports their storage and their processes."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ShardCollector(statuses))
+    registry.register(ShardCollector(statuses, storage=shards_here))
     registry.register(BuildInfoCollector())
     processes = gateway_processes(worker_pids)
-    if embedded:  # embedded shards run on this host: their pids are ours to read
+    if shards_here:  # their pids are ours to read
         processes += [({"role": "shard", "shard": str(index)}, int(status["pid"]))
                       for index, status in enumerate(statuses) if status and status.get("pid")]
     registry.register(ProcessesCollector(processes))

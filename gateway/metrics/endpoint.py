@@ -42,8 +42,8 @@ class Metrics:
     def __init__(self, settings: MetricsSettings, access: AccessControl) -> None:
         self.settings, self.access = settings, access
         self.series = Series()
-        #: The shards run on this host (embedded mode): their process figures are reported too.
-        self.embedded_shards = False
+        #: The shards run on this host without a metrics listener: their storage and processes are reported here.
+        self.shards_here = False
         #: The worker's shard client (set by the app): the shards' storage is asked at scrape time.
         self.shards: Callable[[], ShardClient] | None = None
 
@@ -105,7 +105,7 @@ class Metrics:
             await self.authorize(headers, client[0] if client else None)
             statuses = await shard_statuses(self.shards()) if self.shards is not None else []
             body = await asyncio.to_thread(self.render)
-            body += await asyncio.to_thread(cluster_text, self.embedded_shards, statuses, worker_pids())
+            body += await asyncio.to_thread(cluster_text, self.shards_here, statuses, worker_pids())
         except RegistryError as exc:
             await _respond(send, exc.status, error_headers(exc), error_body(exc))
             return
@@ -118,5 +118,5 @@ def setup(config: Config, access: AccessControl) -> Metrics | None:
     if not settings.enable:
         return None
     metrics = Metrics(settings, access)
-    metrics.embedded_shards = not config.cluster.endpoints
+    metrics.shards_here = not config.cluster.endpoints and not config.cluster.shard_metrics_port
     return metrics

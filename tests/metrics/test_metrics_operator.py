@@ -1,33 +1,34 @@
-"""What an operator expects on ``/metrics`` (issue 11 items 5 and 9), from a real ``serve`` cluster:
-the gateway's endpoint alone covers every process (CPU, RSS, open files per gateway worker, the
-gateway parent and each shard), the build, and each shard's storage and free disk; a shard's own
-listener has its op latency as a histogram, its disk free space, the build and its process."""
+"""What an operator expects on ``/metrics`` (issue 11 items 5 and 9), from a real ``serve`` cluster
+without extra ports: the gateway's endpoint alone covers every process (CPU, RSS, open files per
+gateway worker, the gateway parent and each shard), the build, and each shard's storage and free
+disk. A shard's own listener (``cluster.shardMetricsPort``) has its op latency as a histogram, its
+disk free space, the build and its process; the gateway then leaves the shards' series to it."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.cluster import Cluster, free_port
+from gateway.metrics.cluster import cluster_text
+from shard.health import OpLatency, metrics_text
+from shard.service import ShardService
+from tests.cluster import Cluster
 from tests.metrics.test_metrics_cluster import samples, scrape
 from tests.oci import push_image
 
 
 @pytest.fixture(scope="module")
 def operated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    shard_port = free_port()
-    config = {"extensions": {"metrics": {"enable": True}}, "cluster": {"shardMetricsPort": shard_port}}
+    config = {"extensions": {"metrics": {"enable": True}}}
     old = os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     try:
         with Cluster(tmp_path_factory.mktemp("operator") / "data", shards=1, workers=2, config=config) as cluster:
-            cluster.shard_port = shard_port  # type: ignore[attr-defined]
             with httpx.Client(base_url=cluster.url, timeout=30) as client:
                 push_image(client, "operated/app", "v1", layers=1, layer_size=50_000)
-                for _ in range(6):  # new connections: both workers serve some
-                    httpx.get(f"{cluster.url}/v2/", headers={"Connection": "close"})
             yield cluster
     finally:
         if old is not None:
@@ -64,14 +65,33 @@ def test_gateway_metrics_have_build_and_shard_storage(operated: Cluster) -> None
     assert values[("shardreg_shard_blob_count", shard)] >= 2
 
 
-def test_shard_listener_has_op_histograms_disk_free_and_its_process(operated: Cluster) -> None:
-    port = operated.shard_port  # type: ignore[attr-defined]
-    r = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
-    assert r.status_code == 200
-    values = samples(r.text)
-    buckets = [labels for (name, labels) in values if name == "shardreg_shard_op_seconds_bucket"]
-    assert (("le", "+Inf"), ("op", "manifest.put"), ("shard", "0")) in buckets
-    assert values[("shardreg_shard_op_seconds_count", (("op", "manifest.put"), ("shard", "0")))] >= 1
+def test_shard_listener_has_op_histograms_disk_free_and_its_process(tmp_path: Path) -> None:
+    service = ShardService(tmp_path / "shard-0", 0, 1)
+    latency = OpLatency(0)
+    try:
+        for seconds in (0.0004, 0.003, 0.2):
+            latency.observe("manifest.put", seconds)
+        text = metrics_text(service, latency).decode()
+    finally:
+        service.close()
+    values = samples(text)
+    op = (("op", "manifest.put"), ("shard", "0"))
+    assert values[("shardreg_shard_op_seconds_bucket", (("le", "0.0005"), *op))] == 1
+    assert values[("shardreg_shard_op_seconds_bucket", (("le", "0.005"), *op))] == 2
+    assert values[("shardreg_shard_op_seconds_count", op)] == 3
     assert values[("shardreg_shard_disk_free_bytes", (("shard", "0"),))] > 0
     assert values[("process_resident_memory_bytes", ())] > 1_000_000
-    assert _labelled(r.text, "shardreg_build_info")
+    assert _labelled(text, "shardreg_build_info")
+
+
+def test_the_gateway_leaves_shard_series_to_shard_listeners(tmp_path: Path) -> None:
+    statuses = [{"lmdb_bytes": 1, "blob_bytes": 2, "blob_count": 3, "disk_free": 4, "uploads": 0, "damaged": [],
+                 "ready": True, "pid": os.getpid()}, None]
+    text = cluster_text(False, statuses, []).decode()
+    values = samples(text)
+    assert values[("shardreg_shard_up", (("shard", "0"),))] == 1 and values[("shardreg_shard_up", (("shard", "1"),))] == 0
+    assert not _labelled(text, "shardreg_shard_disk_free_bytes")
+    assert not [labels for labels in _labelled(text, "process_open_fds") if labels["role"] == "shard"]
+    text = cluster_text(True, statuses, []).decode()
+    assert samples(text)[("shardreg_shard_disk_free_bytes", (("shard", "0"),))] == 4
+    assert [labels for labels in _labelled(text, "process_open_fds") if labels["role"] == "shard"]
