@@ -14,7 +14,7 @@ What a 201 to a manifest PUT acknowledges is the manifest and its tags, committe
 in the shard's main LMDB before the hooks run. What listeners record (search summaries: first
 push time, pusher, tag times, download counts) is derived data kept in a separate environment
 that can be lost without harming an image, so it is best-effort by design: a listener that
-fails (a full disk, typically) is counted (``shardreg_shard_hook_failures``) and logged in one
+fails (a full disk, typically) is counted (``Hooks.failures``) and logged in one
 line — without a traceback when the disk is full — and the acknowledged write stands. Failing
 the PUT after the manifest committed would tell the client "not stored" about a stored manifest.
 """
