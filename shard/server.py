@@ -171,6 +171,7 @@ class ShardServer:
                 except RegistryError as exc:
                     await self._send(ident, rid, ERR, exc.to_wire(), [])
                     continue
+                REQUEST_ID.set(from_message_id(rid))  # the upload's writer task logs under this request
                 ordered(args, frames, self._reply_later(ident, rid))
             else:
                 self._spawn(self._handle(ident, rid, op, args, [f.bytes for f in frames]))

@@ -58,6 +58,7 @@ def test_blob_upload_on_a_full_disk_is_507_and_readyz_says_so(full: LimitedClust
         r = client.put(r.headers["Location"], params={"digest": digest(data)}, content=data,
                        headers={"Content-Type": "application/octet-stream"})
         assert r.status_code == 507, r.text
+        request_id = r.headers["x-request-id"]
         error = r.json()["errors"][0]
         assert "storage is full" in error["message"] and error["code"] != "BLOB_UPLOAD_INVALID"
         # the shard is not ready while it cannot write; the answer names the shard and why
@@ -69,7 +70,11 @@ def test_blob_upload_on_a_full_disk_is_507_and_readyz_says_so(full: LimitedClust
         assert r.status_code == 507, r.text
         # what fits still works
         push_blob(client, "full/app", b"small")
-    assert "Traceback" not in full.log_path.read_text()
+    logs = full.log_path.read_text()
+    assert "Traceback" not in logs
+    # the shard's line about the failed write names the request that sent it
+    assert any(" ERROR shard-0[" in line and "write failed" in line and f"request_id={request_id}" in line
+               for line in logs.splitlines())
 
 
 def test_manifest_put_on_a_full_disk_never_acknowledges_what_failed(full: LimitedCluster) -> None:
