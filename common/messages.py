@@ -37,6 +37,9 @@ class RepoScoped(TypedDict):
 class PingReply(TypedDict):
     shard: int
     time: float
+    #: Whether the shard can serve writes, and why not (its readiness: cheap, for probes).
+    ready: bool
+    why: str
 
 
 class StatusReply(TypedDict):

@@ -1,6 +1,7 @@
 """Health endpoints as zot serves them: ``/livez`` (process up), ``/startupz`` (every shard answers
-a ping) and ``/readyz`` (every shard answers and can write: its ``status`` says so; a shard whose
-last write failed for lack of space, whose disk is almost full or not writable is reported)."""
+a ping) and ``/readyz`` (every shard answers and can write: its ping reply carries its readiness;
+a shard whose last write failed for lack of space, whose disk is almost full or not writable is
+named with the reason)."""
 
 from __future__ import annotations
 
@@ -25,13 +26,12 @@ async def _shard_problems(deep: bool) -> list[str]:
 
     async def check(index: int) -> str | None:
         try:
-            if not deep:
-                await client.call(index, messages.PING({}), timeout=PING_TIMEOUT)
-                return None
-            status = (await client.call(index, messages.STATUS({}), timeout=PING_TIMEOUT)).result
+            pong = (await client.call(index, messages.PING({}), timeout=PING_TIMEOUT)).result
         except RegistryError:
             return f"shard {index}: unavailable"
-        return None if status.get("ready", True) else f"shard {index}: {status.get('why', 'not ready')}"
+        if not deep or pong.get("ready", True):
+            return None
+        return f"shard {index}: {pong.get('why', 'not ready')}"
 
     results = await asyncio.gather(*(check(i) for i in range(client.count)))
     return [problem for problem in results if problem]

@@ -35,7 +35,8 @@ class RepositoryOps:
 
     @handles(m.PING)
     async def ping(self, args: m.Empty, frames: Frames) -> Answer[m.PingReply]:
-        return {"shard": self.shard.index, "time": time.time()}, []
+        ready, why = readiness(self.shard)
+        return {"shard": self.shard.index, "time": time.time(), "ready": ready, "why": why}, []
 
     @handles(m.STATUS)
     async def status(self, args: m.Empty, frames: Frames) -> Answer[m.StatusReply]:
