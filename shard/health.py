@@ -47,7 +47,7 @@ def readiness(service: ShardService) -> tuple[bool, str]:
     probe = root / "uploads" / ".probe"
     try:
         probe.write_bytes(b"ok")
-        probe.unlink()
+        probe.unlink(missing_ok=True)  # an orphan sweep may have taken it
     except OSError as exc:
         return False, f"disk not writable: {exc.strerror}"
     if shutil.disk_usage(root).free < MIN_FREE_BYTES:
