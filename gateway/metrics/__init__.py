@@ -30,7 +30,7 @@ Series (``zot_`` where zot defines the metric, so zot dashboards work; ``shardre
 ``shardreg_shard_up{shard}``, ``_ready{shard}``       the shard answered ``status`` at scrape
                                                       time; it can serve writes (its readiness)
 ``process_*{role,shard,pid}``                         CPU, RSS, open fds... of each gateway worker,
-                                                      the gateway parent and (see below) each shard
+                                                      the gateway, the supervisor, (below) shards
 ``shardreg_shard_{lmdb,blob}_bytes{shard}``,          each shard's storage and free disk, from its
 ``_blob_count``, ``_disk_free_bytes``,                ``status`` reply (2 s timeout), only when
 ``_uploads_in_progress``, ``_damaged_objects``        the shards have no listener of their own

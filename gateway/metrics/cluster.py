@@ -1,7 +1,7 @@
 """What the gateway's ``/metrics`` adds at scrape time, so that ``serve`` mode needs no other port:
 each shard's storage (asked with the ``status`` op, short timeout), the build, and process figures
 (CPU, memory, open files) of every process of this host's cluster — each gateway worker, the
-gateway parent and, when the shards run beside the gateway (embedded mode) without a metrics
+gateway parent, the supervisor (``shardreg serve``) and, when the shards run beside the gateway (embedded mode) without a metrics
 listener of their own (``cluster.shardMetricsPort``), each shard. Shards that have one export their
 storage and process there; the gateway then reports only ``shardreg_shard_up``/``_ready``, so
 that no series is scraped twice.
@@ -108,7 +108,18 @@ def gateway_processes(worker_pids: Iterable[int]) -> list[Process]:
     parent = os.getppid()
     if parent > 1 and _is_shardreg(parent):
         processes.append(({"role": "gateway", "shard": ""}, parent))
+        supervisor = _parent_of(parent)
+        if supervisor > 1 and _is_shardreg(supervisor):  # shardreg serve
+            processes.append(({"role": "supervisor", "shard": ""}, supervisor))
     return processes
+
+
+def _parent_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return int(fh.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def _is_shardreg(pid: int) -> bool:

@@ -45,6 +45,7 @@ def test_gateway_metrics_cover_every_process(operated: Cluster) -> None:
     rss = _labelled(text, "process_resident_memory_bytes")
     roles = {(labels["role"], labels["pid"]) for labels in rss}
     assert ("gateway", str(children["gateway"])) in roles
+    assert ("supervisor", str(operated.process.pid)) in roles  # type: ignore[union-attr]
     assert ("shard", str(children["shard-0"])) in roles
     assert len([r for r in roles if r[0] == "gateway-worker"]) == 2
     for name in ("process_cpu_seconds_total", "process_open_fds"):
