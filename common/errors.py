@@ -38,6 +38,8 @@ class ErrorCode(Enum):
     METHOD_NOT_ALLOWED = (405, "method not allowed")
     BAD_REQUEST = (400, "bad request")
     UNAVAILABLE = (503, "service unavailable")
+    #: The shard's disk (or its file size limit) is full: the server's fault, not the client's.
+    INSUFFICIENT_STORAGE = (507, "insufficient storage")
     INTERNAL = (500, "internal server error")
 
     @property

@@ -37,8 +37,9 @@ class RepoScoped(TypedDict):
 class PingReply(TypedDict):
     shard: int
     time: float
-    #: Why the shard cannot serve everything (e.g. out of file descriptors), or None when ready.
-    problem: str | None
+    #: Whether the shard can serve writes, and why not (its readiness: cheap, for probes).
+    ready: bool
+    why: str
 
 
 class StatusReply(TypedDict):
@@ -48,6 +49,11 @@ class StatusReply(TypedDict):
     blob_bytes: int
     uploads: int
     damaged: list[str]
+    #: Free bytes on the shard's filesystem; whether it can serve writes, and why not.
+    disk_free: int
+    ready: bool
+    why: str
+    pid: int
 
 
 # -- repositories and listings ------------------------------------------------------------

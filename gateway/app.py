@@ -13,12 +13,13 @@ import os
 from typing import Any
 
 import hypercorn.asyncio.tcp_server as hypercorn_tcp
-from quart import Quart, Response
+from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
 from common.config import Config, load_config
 from common.errors import ErrorCode, RegistryError
 from common.logs import setup_logging
+from gateway.accesslog import RequestLog
 from gateway.auth.access import AccessControl
 from gateway.body_guard import call_with_body_guard
 from gateway.distribution.uploads import UploadHandler
@@ -41,6 +42,28 @@ def _error_response(exc: RegistryError) -> Response:
     for name, value in error_headers(exc).items():
         response.headers[name] = value
     return response
+
+
+#: The longest part of a request path quoted back in an error.
+_PATH_QUOTE = 200
+
+
+def _http_error(exc: HTTPException, method: str, path: str) -> RegistryError:
+    """Quart's routing errors as OCI error bodies that name what was asked for."""
+    quoted = path[:_PATH_QUOTE]
+    status = exc.code or 400
+    if status == 404:
+        message = f"no such endpoint: {method} {quoted}"
+        if path == "/":
+            message += " (the registry's API is under /v2/; the web UI, extensions.ui, is not implemented)"
+        return RegistryError(ErrorCode.NOT_FOUND, message, detail={"path": quoted})
+    if status == 405:
+        allowed = sorted(getattr(exc, "valid_methods", None) or ())
+        return RegistryError(ErrorCode.METHOD_NOT_ALLOWED, f"{method} is not allowed on {quoted}",
+                             detail={"path": quoted, "allowed": allowed}, status=405,
+                             headers={"Allow": ", ".join(allowed)} if allowed else None)
+    code = ErrorCode.PAYLOAD_TOO_LARGE if status == 413 else ErrorCode.BAD_REQUEST
+    return RegistryError(code, exc.description or code.message, status=status)
 
 
 #: Where the app keeps the routes it serves (``app.config``).
@@ -87,9 +110,14 @@ def build_quart(state: GatewayState) -> Quart:
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
-        code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED, 413: ErrorCode.PAYLOAD_TOO_LARGE
-                }.get(exc.code or 400, ErrorCode.BAD_REQUEST)
-        return _error_response(RegistryError(code, exc.description or code.message, status=exc.code or 400))
+        return _error_response(_http_error(exc, request.method, request.path))
+
+    @app.after_request
+    async def no_type_without_body(response: Response) -> Response:
+        """An empty answer (202 to a DELETE, 201 to a PUT) is not ``text/html``: Quart's default type goes."""
+        if response.mimetype == "text/html" and response.content_length == 0:
+            del response.headers["Content-Type"]
+        return response
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> Response:
@@ -118,8 +146,13 @@ class GatewayApp:
         self.metrics = setup_metrics(config, self.state.access)  # None unless extensions.metrics is enabled
         if self.metrics is not None:
             self.state.shard_observer = self.metrics.series
+            self.metrics.shards = lambda: self.state.client
+        self.entry = RequestLog(config, self.observed)  # request ids, access and audit logs
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await self.entry(scope, receive, send)
+
+    async def observed(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if self.metrics is not None and scope["type"] == "http":
             await self.metrics(scope, receive, send, self.dispatch)
         else:

@@ -1,5 +1,7 @@
-"""Health endpoints as zot serves them: ``/livez`` (process up), ``/readyz`` and ``/startupz``
-(every shard answers a ping)."""
+"""Health endpoints as zot serves them: ``/livez`` (process up), ``/startupz`` (every shard answers
+a ping) and ``/readyz`` (every shard answers and can write: its ping reply carries its readiness;
+a shard whose last write failed for lack of space, whose disk is almost full or not writable is
+named with the reason)."""
 
 from __future__ import annotations
 
@@ -18,25 +20,33 @@ async def livez() -> Response:
     return Response(b"ok\n", status=200, content_type="text/plain")
 
 
-async def _shards_ready() -> list[str]:
-    """Why each shard that is not ready is not (no answer, or the problem it reports)."""
+async def _shard_problems(deep: bool) -> list[str]:
+    """One line per shard that is down (or, when ``deep``, cannot write)."""
     client = current_state().client
 
-    async def ping(index: int) -> str | None:
+    async def check(index: int) -> str | None:
         try:
-            reply = await client.call(index, messages.PING({}), timeout=PING_TIMEOUT)
+            pong = (await client.call(index, messages.PING({}), timeout=PING_TIMEOUT)).result
         except RegistryError:
-            return f"shard {index}: no answer"
-        problem = reply.result.get("problem")
-        return f"shard {index}: {problem}" if problem else None
+            return f"shard {index}: unavailable"
+        if not deep or pong.get("ready", True):
+            return None
+        return f"shard {index}: {pong.get('why', 'not ready')}"
 
-    results = await asyncio.gather(*(ping(i) for i in range(client.count)))
-    return [why for why in results if why is not None]
+    results = await asyncio.gather(*(check(i) for i in range(client.count)))
+    return [problem for problem in results if problem]
+
+
+def _answer(problems: list[str]) -> Response:
+    if problems:
+        return Response(("\n".join(problems) + "\n").encode(), status=503, content_type="text/plain",
+                        headers={"Retry-After": "1"})
+    return Response(b"ok\n", status=200, content_type="text/plain")
+
+
+async def startupz() -> Response:
+    return _answer(await _shard_problems(deep=False))
 
 
 async def readyz() -> Response:
-    down = await _shards_ready()
-    if down:
-        return Response(("shards unavailable: " + "; ".join(down) + "\n").encode(), status=503,
-                        content_type="text/plain", headers={"Retry-After": "1"})
-    return Response(b"ok\n", status=200, content_type="text/plain")
+    return _answer(await _shard_problems(deep=True))

@@ -126,7 +126,7 @@ ROUTES: tuple[Route, ...] = (
     Route("oras_referrers", "/oras/artifacts/v1/{name}/manifests/{digest}/referrers", ("GET",), oras.referrers),
     Route("livez", "/livez", ("GET", "HEAD"), health.livez),
     Route("readyz", "/readyz", ("GET", "HEAD"), health.readyz),
-    Route("startupz", "/startupz", ("GET", "HEAD"), health.readyz),
+    Route("startupz", "/startupz", ("GET", "HEAD"), health.startupz),
     Route("discover", "/v2/_oci/ext/discover", ("GET",), discover.discover),
     Route("search", "/v2/_zot/ext/search", ("GET", "POST"), search.search, "search"),
     Route("mgmt", "/v2/_zot/ext/mgmt", ("GET",), mgmt.mgmt, "mgmt"),

@@ -26,6 +26,7 @@ from hypercorn.config import Sockets
 
 from common import curvekeys
 from common.config import Config
+from common.logs import listening_line
 from gateway.app import CONFIG_ENV
 from gateway.metrics.multiprocess import multiprocess_dir
 
@@ -74,7 +75,7 @@ def run_gateway(config: Config) -> int:
     os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
     try:
         with multiprocess_dir(config):  # workers inherit PROMETHEUS_MULTIPROC_DIR
-            return serve_workers(hypercorn_config(config), config.cluster.gateway_workers)
+            return serve_workers(hypercorn_config(config), config.cluster.gateway_workers, listening_line(config))
     finally:
         os.unlink(config_path)
 
@@ -96,10 +97,14 @@ def _worker(config: HypercornConfig, shutdown_event: Event, sockets: Sockets, pa
     asyncio_worker(config, sockets, shutdown_event)
 
 
-def serve_workers(hc: HypercornConfig, workers: int) -> int:
-    """Serve with ``workers`` processes until SIGTERM/SIGINT, then drain them gracefully."""
+def serve_workers(hc: HypercornConfig, workers: int, announce: str = "") -> int:
+    """Serve with ``workers`` processes until SIGTERM/SIGINT, then drain them gracefully.
+
+    ``announce`` is logged once the socket is bound, and again (as "stopped ...") at the end."""
     ctx = get_context("spawn")
     sockets = hc.create_sockets()
+    if announce:
+        log.info("%s", announce)
     shutdown_event = ctx.Event()
     stopping = False
 
@@ -146,4 +151,6 @@ def serve_workers(hc: HypercornConfig, workers: int) -> int:
             process.join(5)
     for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
         sock.close()
+    if announce:
+        log.info("stopped %s", announce.split(" (", 1)[0])
     return exitcode

@@ -26,6 +26,7 @@ from common.config import Config
 from common.errors import ErrorCode, RegistryError
 from common.messages import RepoScoped
 from common.protocol import FRAME_SIZE, OK, WINDOW, Rep, Reply, Req, Request, pack, unpack
+from common.requestid import to_message_id
 from common.ring import shard_for
 
 log = logging.getLogger("shardreg.gateway")
@@ -158,7 +159,7 @@ class ShardClient:
         for up to CONNECT_GRACE seconds (a shard restarting, a worker just started) and
         then answer 503.
         """
-        rid = self._prefix + struct.pack(">Q", next(self._ids))
+        rid = to_message_id(self._prefix + struct.pack(">Q", next(self._ids)))  # + the HTTP request's id
         op = request.wire.op.value
         message = [rid, op.encode(), pack(request.args), *frames]
         deadline = None

@@ -8,18 +8,34 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
-from prometheus_client.core import SummaryMetricFamily
+from prometheus_client import CollectorRegistry, Gauge, Histogram, ProcessCollector, generate_latest
+from prometheus_client.metrics_core import Metric
 
+from common.buildinfo import BuildInfoCollector
 from shard.service import ShardService
 
-#: Seconds each recent request took, per op (kept by the server).
-OpLatency = Mapping[str, list[float]]
+#: Op latency buckets (seconds), the same as the gateway's per-op round trips.
+OP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
 
 #: Below this much free space the shard reports not ready.
 MIN_FREE_BYTES = 256 * 1024 * 1024
+
+
+class OpLatency:
+    """Time to serve each wire op, as a histogram (``shardreg_shard_op_seconds{shard,op}``)."""
+
+    def __init__(self, index: int) -> None:
+        self.index = str(index)
+        self.histogram = Histogram("shardreg_shard_op_seconds", "Time to serve one wire op", ["shard", "op"],
+                                   buckets=OP_BUCKETS, registry=None)
+
+    def observe(self, op: str, seconds: float) -> None:
+        self.histogram.labels(self.index, op).observe(seconds)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.histogram.collect()
 
 
 def readiness(service: ShardService) -> tuple[bool, str]:
@@ -34,25 +50,15 @@ def readiness(service: ShardService) -> tuple[bool, str]:
     probe = root / "uploads" / ".probe"
     try:
         probe.write_bytes(b"ok")
-        probe.unlink()
+        probe.unlink(missing_ok=True)  # an orphan sweep may have taken it
     except OSError as exc:
         return False, f"disk not writable: {exc.strerror}"
     if shutil.disk_usage(root).free < MIN_FREE_BYTES:
         return False, "disk almost full"
+    full = service.disk.recently_full()
+    if full:
+        return False, f"cannot write: {full}"
     return True, "ok"
-
-
-class _OpLatencyCollector:
-    def __init__(self, index: int, op_latency: OpLatency) -> None:
-        self.index = index
-        self.op_latency = op_latency
-
-    def collect(self) -> Iterator[SummaryMetricFamily]:
-        family = SummaryMetricFamily("shardreg_shard_op_seconds", "Time to serve one wire op",
-                                     labels=["shard", "op"])
-        for op, samples in self.op_latency.items():
-            family.add_metric([str(self.index), op], len(samples), sum(samples))
-        yield family
 
 
 def metrics_text(service: ShardService, op_latency: OpLatency) -> bytes:
@@ -63,13 +69,24 @@ def metrics_text(service: ShardService, op_latency: OpLatency) -> bytes:
         ("shardreg_shard_lmdb_bytes", "Size of the LMDB metadata", service.meta.size_bytes()),
         ("shardreg_shard_blob_bytes", "Bytes of blob files", size),
         ("shardreg_shard_blob_count", "Number of blob files", count),
+        ("shardreg_shard_disk_free_bytes", "Free bytes on the shard's filesystem", disk_free(service)),
         ("shardreg_shard_uploads_in_progress", "Upload sessions in memory", len(service.uploads)),
         ("shardreg_shard_damaged_objects", "Blobs and manifests the last scrub found damaged",
          len(service.damaged)),
     ):
         Gauge(name, doc, ["shard"], registry=registry).labels(**labels).set(value)
-    registry.register(_OpLatencyCollector(service.index, op_latency))
+    registry.register(op_latency)
+    registry.register(BuildInfoCollector())
+    ProcessCollector(registry=registry)  # this shard process: CPU, RSS, open fds
     return generate_latest(registry)
+
+
+def disk_free(service: ShardService) -> int:
+    """Bytes free for this shard's data (0 when its filesystem cannot be read)."""
+    try:
+        return shutil.disk_usage(service.root).free
+    except OSError:
+        return 0
 
 
 async def serve_health(service: ShardService, op_latency: OpLatency, host: str, port: int) -> asyncio.Server:
@@ -102,4 +119,4 @@ async def serve_health(service: ShardService, op_latency: OpLatency, host: str, 
     return await asyncio.start_server(handle, host, port, reuse_address=True)
 
 
-__all__ = ["serve_health", "readiness", "metrics_text"]
+__all__ = ["serve_health", "readiness", "metrics_text", "disk_free", "OpLatency"]

@@ -5,10 +5,18 @@ The core (:mod:`shard.ops`) never imports an extension: the server gives it one
 today; retention, events and sync will hang off the same three hooks.
 
 * ``on_push``   after ``manifest.put`` committed a manifest (awaited; a failing listener is
-  logged and never fails the push)
+  logged and never fails the push: see below)
 * ``on_pull``   when ``manifest.get`` serves a manifest body (called synchronously on the hot
   path, inside the read: listeners must only note it in memory)
 * ``on_delete`` after ``manifest.delete`` committed the removal of a manifest or a tag
+
+What a 201 to a manifest PUT acknowledges is the manifest and its tags, committed (and fsync'd)
+in the shard's main LMDB before the hooks run. What listeners record (search summaries: first
+push time, pusher, tag times, download counts) is derived data kept in a separate environment
+that can be lost without harming an image, so it is best-effort by design: a listener that
+fails (a full disk, typically) is counted (``Hooks.failures``) and logged in one
+line — without a traceback when the disk is full — and the acknowledged write stands. Failing
+the PUT after the manifest committed would tell the client "not stored" about a stored manifest.
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+from shard.diskfull import is_storage_full
 
 log = logging.getLogger("shardreg.shard.hooks")
 
@@ -48,12 +58,23 @@ class Hooks:
     on_pull: list[PullListener] = field(default_factory=list)
     on_delete: list[DeleteListener] = field(default_factory=list)
 
+    #: Listener failures since start (a shard metric).
+    failures: int = 0
+
+    def _failed(self, kind: str, listener: object, exc: Exception) -> None:
+        self.failures += 1
+        name = getattr(listener, "__qualname__", repr(listener))
+        if is_storage_full(exc):  # expected on a full disk: one line, no traceback
+            log.warning("%s hook %s not recorded: storage full: %s", kind, name, exc)
+        else:
+            log.exception("%s hook %s failed", kind, name)
+
     async def pushed(self, event: Pushed) -> None:
         for listener in self.on_push:
             try:
                 await listener(event)
-            except Exception:  # an extension must never fail a push
-                log.exception("push hook %r failed", listener)
+            except Exception as exc:  # an extension must never fail a push
+                self._failed("push", listener, exc)
 
     def pulled(self, repo: str, digest: str) -> None:
         for listener in self.on_pull:
@@ -63,5 +84,5 @@ class Hooks:
         for listener in self.on_delete:
             try:
                 await listener(event)
-            except Exception:  # the deletion is committed: an extension must not turn it into an error
-                log.exception("delete hook %r failed", listener)
+            except Exception as exc:  # the deletion is committed: an extension must not turn it into an error
+                self._failed("delete", listener, exc)

@@ -23,6 +23,7 @@ import lmdb
 import msgpack
 
 from common.errors import ErrorCode, RegistryError
+from shard.diskfull import diagnose
 
 #: An LMDB transaction (the lmdb package has no type stubs).
 Txn = Any
@@ -133,6 +134,11 @@ class LmdbStore:
                     return fn(txn)
             except lmdb.MapFullError:
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
+            except lmdb.Error as exc:  # a full disk shows as EIO: say so (shard.diskfull)
+                diagnosed = diagnose(exc, self.path / "data.mdb")
+                if diagnosed is exc:
+                    raise
+                raise diagnosed from exc
 
     def read(self, fn: Callable[[Txn], T]) -> T:
         with self.env.begin() as txn:

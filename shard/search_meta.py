@@ -30,6 +30,7 @@ from common import imagetrust, messages
 from common.errors import ErrorCode, RegistryError
 from common.protocol import Answer, Frames
 from shard.blobstore import BlobStore
+from shard.diskfull import is_storage_full
 from shard.hooks import Deleted, Pushed
 from shard.imageinfo import Facts, fmt_time, has_digest, manifest_facts, parse_time
 from shard.lmdbstore import Txn
@@ -111,8 +112,11 @@ class SearchMeta:
 
         try:
             self.store.write(run)
-        except lmdb.Error:
-            log.exception("flushing download counts failed")
+        except (lmdb.Error, OSError) as exc:  # best-effort statistics (see shard.hooks): never fails a pull
+            if is_storage_full(exc):
+                log.warning("download counts not recorded: storage full: %s", exc)
+            else:
+                log.exception("flushing download counts failed")
 
     def close(self) -> None:
         self.flush()

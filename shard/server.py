@@ -31,7 +31,9 @@ from common.errors import ErrorCode, RegistryError
 from common.messages import ALL as WIRES
 from common.privatefs import private_dir
 from common.protocol import ERR, OK, Answer, Frames, Op, pack, unpack
-from shard.health import serve_health
+from common.requestid import REQUEST_ID, from_message_id
+from shard.diskfull import is_storage_full, storage_full
+from shard.health import OpLatency, serve_health
 from shard.hooks import Hooks
 from shard.maintenance import collect_garbage, scrub
 from shard.ops.blobs import BlobOps
@@ -80,7 +82,7 @@ class ShardServer:
             UserPrefs(self.service.meta, store), Profiler())
         self.handlers = bound.handlers
         self.ordered = bound.ordered
-        self.op_latency: dict[str, list[float]] = {}
+        self.op_latency = OpLatency(index)
         self.ctx = zmq.asyncio.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -99,6 +101,8 @@ class ShardServer:
     def _reply_later(self, ident: bytes, rid: bytes) -> Respond[Any]:
         def reply(outcome: Answer[Any] | RegistryError) -> None:
             if isinstance(outcome, RegistryError):
+                if outcome.code is ErrorCode.INSUFFICIENT_STORAGE:
+                    self.service.disk.note_full(outcome.message)
                 coro = self._send(ident, rid, ERR, outcome.to_wire(), [])
             else:
                 coro = self._send(ident, rid, OK, outcome[0], outcome[1])
@@ -123,18 +127,24 @@ class ShardServer:
 
     async def _handle(self, ident: bytes, rid: bytes, op: str, args: Any, frames: list[Any]) -> None:
         started = time.perf_counter()
+        REQUEST_ID.set(from_message_id(rid))  # this task's log lines name the gateway's request
         try:
             result, out = await self.dispatch(op, args, frames)
             await self._send(ident, rid, OK, result, out)
         except RegistryError as exc:
+            if exc.code is ErrorCode.INSUFFICIENT_STORAGE:
+                self.service.disk.note_full(exc.message)
             await self._send(ident, rid, ERR, exc.to_wire(), [])
-        except Exception:
-            log.exception("op %s failed", op)
-            await self._send(ident, rid, ERR, RegistryError(ErrorCode.INTERNAL).to_wire(), [])
+        except Exception as exc:
+            if is_storage_full(exc):  # one line, no traceback: the operator must free space
+                log.error("op %s failed: storage full: %s", op, exc)
+                self.service.disk.note_full(str(exc))
+                await self._send(ident, rid, ERR, storage_full(exc).to_wire(), [])
+            else:
+                log.exception("op %s failed", op)
+                await self._send(ident, rid, ERR, RegistryError(ErrorCode.INTERNAL).to_wire(), [])
         finally:
-            self.op_latency.setdefault(op, []).append(time.perf_counter() - started)
-            if len(self.op_latency[op]) > 1000:
-                del self.op_latency[op][:500]
+            self.op_latency.observe(op, time.perf_counter() - started)
 
     async def serve(self) -> None:
         endpoint = self.config.shard_bind(self.index)
@@ -174,6 +184,7 @@ class ShardServer:
                 except RegistryError as exc:
                     await self._send(ident, rid, ERR, exc.to_wire(), [])
                     continue
+                REQUEST_ID.set(from_message_id(rid))  # the upload's writer task logs under this request
                 ordered(args, frames, self._reply_later(ident, rid))
             else:
                 self._spawn(self._handle(ident, rid, op, args, [f.bytes for f in frames]))

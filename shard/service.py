@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from common.errors import ErrorCode, RegistryError
 from shard.blobstore import BlobStore
 from shard.descriptors import Descriptors, exhausted
+from shard.diskfull import DiskState
 from shard.metastore import MetaStore
 from shard.uploads import UploadSessions
 
@@ -40,6 +41,8 @@ class ShardService:
                                       max_uploads_per_user=max_uploads_per_user)
         #: What the last scrub found damaged (shard.maintenance.scrub).
         self.damaged: list[str] = []
+        #: The last write refused for lack of space (readiness).
+        self.disk = DiskState()
 
     def close(self) -> None:
         self.uploads.close()

@@ -29,6 +29,7 @@ from common.errors import ErrorCode, RegistryError
 from common.protocol import Answer, Frames
 from shard import descriptors
 from shard.blobstore import BlobStore, UploadFile
+from shard.diskfull import write_failure
 from shard.metastore import MetaStore, Record
 from shard.ops.registry import Respond
 
@@ -54,7 +55,7 @@ def write_failed(exc: BaseException) -> RegistryError:
     """What a PATCH whose write failed answers: the shard's own error (e.g. out of descriptors: 429)."""
     if isinstance(exc, RegistryError):
         return exc
-    return RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, "write failed on the shard")
+    return write_failure(exc, RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, "write failed on the shard"))
 
 
 def too_many(message: str) -> RegistryError:

@@ -160,14 +160,21 @@ def parse_extensions(r: Reader) -> ExtensionsConfig:
         sc.finish()
 
     metrics = MetricsExtension()
-    if (m := r.optional("metrics")) is not None:  # other keys of zot's metrics section: accepted silently
+    if (m := r.optional("metrics")) is not None:
         prometheus = m.section("prometheus")
         path = prometheus.text("path", DEFAULT_METRICS_PATH)
         if not path.startswith("/"):
             raise prometheus.error("path", f"expected a path starting with /, got {path!r}")
         metrics = MetricsExtension(enable=m.flag("enable", True), path=path)
+        prometheus.finish()
+        m.finish()
 
-    config = ExtensionsConfig(search=search, ui=_switch(r, "ui", False), mgmt=mgmt, trust=trust,
+    ui = _switch(r, "ui", False)
+    if ui:
+        r.warn("ui", "the web UI is not implemented: / answers 404; only the user preferences endpoint "
+                     "the UI uses (/v2/_zot/ext/userprefs, with search) is served")
+
+    config = ExtensionsConfig(search=search, ui=ui, mgmt=mgmt, trust=trust,
                               debug=_switch(r, "debug", False), profiling=_switch(r, "profiling", True),
                               scrub=scrub, metrics=metrics)
     r.finish(zot_only=_NOT_IMPLEMENTED)

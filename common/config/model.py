@@ -79,7 +79,20 @@ class HttpConfig:
 class LogConfig:
     level: str = "info"
     output: str | None = None
+    #: A separate file with one JSON line per state-changing request (zot's ``log.audit``).
     audit: str | None = None
+    #: ``text`` (default) or ``json``: one JSON object per line, for every log line.
+    format: str = "text"
+    #: One access-log line per HTTP request, at ``info`` (``log.access: false`` turns it off).
+    access: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"level": self.level, "format": self.format, "access": self.access}
+        if self.output:
+            out["output"] = self.output
+        if self.audit:
+            out["audit"] = self.audit
+        return out
 
 
 @dataclass(frozen=True)
@@ -190,7 +203,7 @@ class Config:
                 "maxUploadsPerUser": self.storage.max_uploads_per_user,
             },
             "http": http,
-            "log": {k: v for k, v in vars(self.log).items() if v},
+            "log": self.log.to_json(),
             "extensions": self.extensions.to_json(),
             "cluster": cluster,
         }
@@ -205,6 +218,7 @@ _ZOT_IGNORED = {
     "cluster": {"members", "hashKey", "tls"},
 }
 _TOP_IGNORED = {"scheduler"}
+_LOG_FORMATS = {"text", "json"}
 _LOG_LEVELS = {"debug", "info", "warn", "warning", "error", "critical", "panic", "fatal"}
 
 
@@ -270,7 +284,11 @@ def _log(lg: Reader) -> LogConfig:
     level = lg.text("level", "info").lower()
     if level not in _LOG_LEVELS:
         raise lg.error("level", f"{level!r} is not one of {sorted(_LOG_LEVELS)}")
-    log = LogConfig(level=level, output=lg.string("output"), audit=lg.string("audit"))
+    fmt = lg.text("format", "text").lower()
+    if fmt not in _LOG_FORMATS:
+        raise lg.error("format", f"{fmt!r} is not one of {sorted(_LOG_FORMATS)}")
+    log = LogConfig(level=level, output=lg.string("output"), audit=lg.string("audit"), format=fmt,
+                    access=lg.flag("access", True))
     lg.finish(zot_only=_ZOT_IGNORED["log"])
     return log
 

@@ -38,6 +38,7 @@ from quart import has_request_context, request
 from common.config import AuthSettings, Config
 from common.errors import ErrorCode, RegistryError
 from common.grammar import Header
+from common.requestid import note_caller
 from gateway.auth.apikeys import ApiKeys
 from gateway.auth.bearer import PASSWORD_ORIGINS, TokenError, TokenIssuer, TokenVerifier, parse_scope
 from gateway.auth.csrf import cross_site
@@ -123,6 +124,13 @@ class AccessControl:
 
         ``method`` (default: the current Quart request's) decides the cross-site cookie check.
         """
+        identity = await self._authenticate(headers, client, repo=repo, action=action, method=method)
+        note_caller(identity.name, identity.via)  # for the access and audit logs
+        return identity
+
+    async def _authenticate(self, headers: HeaderMap, client: str | None = None, *,
+                            repo: str | None = None, action: str | None = None,
+                            method: str | None = None) -> Identity:
         if not self.enabled:
             return ANONYMOUS
         authorization = header(headers, "authorization")
@@ -188,7 +196,9 @@ class AccessControl:
             raise self.unauthorized(headers, repo, action)
         identity = await self._basic(headers, credentials.strip(), client, repo, action, allow_keys=allow_keys,
                                      how=how)
-        return self.still_known(headers, identity, repo, action)
+        identity = self.still_known(headers, identity, repo, action)
+        note_caller(identity.name, identity.via)
+        return identity
 
     async def _basic(self, headers: HeaderMap, credentials: str, client: str | None, repo: str | None,
                      action: str | None, *, allow_keys: bool = True, how: str = "basic") -> Identity:

@@ -26,7 +26,21 @@ Series (``zot_`` where zot defines the metric, so zot dashboards work; ``shardre
 ``zot_repo_uploads_total{repo}``                      manifest PUTs answered 201
 ``shardreg_shard_request_seconds{op}``                histogram, ZeroMQ request → reply per op
 ``shardreg_shard_request_timeouts_total{op}``         ZeroMQ requests that got no reply in time
+``shardreg_build_info{version,revision}``             always 1: the running build
+``shardreg_shard_up{shard}``, ``_ready{shard}``       the shard answered ``status`` at scrape
+                                                      time; it can serve writes (its readiness)
+``process_*{role,shard,pid}``                         CPU, RSS, open fds... of each gateway worker,
+                                                      the gateway, the supervisor, (below) shards
+``shardreg_shard_{lmdb,blob}_bytes{shard}``,          each shard's storage and free disk, from its
+``_blob_count``, ``_disk_free_bytes``,                ``status`` reply (2 s timeout), only when
+``_uploads_in_progress``, ``_damaged_objects``        the shards have no listener of their own
 ====================================================  ===========================================
+
+The last rows are added at scrape time by :mod:`gateway.metrics.cluster`, so that ``shardreg serve``
+needs no port but the gateway's. When the shards serve their own ``/metrics``
+(``cluster.shardMetricsPort``, as in Kubernetes) their storage, op latency histograms
+(``shardreg_shard_op_seconds{shard,op}``) and process figures are there, and the gateway does not
+repeat them (no series is scraped twice).
 
 A request that ends without a response (client gone) is counted with code ``499``.
 

@@ -13,10 +13,12 @@ from common.config import Config
 from common.errors import ErrorCode, RegistryError
 from gateway.auth.access import AccessControl
 from gateway.httputil import error_body, error_headers
+from gateway.metrics.cluster import cluster_text, shard_statuses
 from gateway.metrics.labels import UPLOAD_ROUTES, classify
-from gateway.metrics.multiprocess import render
+from gateway.metrics.multiprocess import render, worker_pids
 from gateway.metrics.series import Series
 from gateway.metrics.settings import MetricsSettings, metrics_settings
+from gateway.shard_client import ShardClient
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -40,6 +42,10 @@ class Metrics:
     def __init__(self, settings: MetricsSettings, access: AccessControl) -> None:
         self.settings, self.access = settings, access
         self.series = Series()
+        #: The shards run on this host without a metrics listener: their storage and processes are reported here.
+        self.shards_here = False
+        #: The worker's shard client (set by the app): the shards' storage is asked at scrape time.
+        self.shards: Callable[[], ShardClient] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
         """Serve one HTTP request through ``app`` (or the metrics page itself), recording it."""
@@ -97,7 +103,9 @@ class Metrics:
             if scope["method"] not in ("GET", "HEAD"):
                 raise RegistryError(ErrorCode.METHOD_NOT_ALLOWED, status=405)
             await self.authorize(headers, client[0] if client else None)
+            statuses = await shard_statuses(self.shards()) if self.shards is not None else []
             body = await asyncio.to_thread(self.render)
+            body += await asyncio.to_thread(cluster_text, self.shards_here, statuses, worker_pids())
         except RegistryError as exc:
             await _respond(send, exc.status, error_headers(exc), error_body(exc))
             return
@@ -107,4 +115,8 @@ class Metrics:
 def setup(config: Config, access: AccessControl) -> Metrics | None:
     """Called once per gateway app: a :class:`Metrics` when ``extensions.metrics`` is enabled."""
     settings = metrics_settings(config)
-    return Metrics(settings, access) if settings.enable else None
+    if not settings.enable:
+        return None
+    metrics = Metrics(settings, access)
+    metrics.shards_here = not config.cluster.endpoints and not config.cluster.shard_metrics_port
+    return metrics

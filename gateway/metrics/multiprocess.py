@@ -82,6 +82,18 @@ def sweep_dead_workers(path: str) -> list[int]:
     return dead
 
 
+def worker_pids() -> list[int]:
+    """The live processes writing metric files (every gateway worker), in multiprocess mode."""
+    if not _multiprocess_mode():
+        return []
+    pids = set()
+    for name in os.listdir(os.environ[MULTIPROC_ENV]):
+        match = _PID_FILE.search(name)
+        if match:
+            pids.add(int(match.group(1)))
+    return sorted(pid for pid in pids if _pid_alive(pid))
+
+
 def render(registry: CollectorRegistry) -> bytes:
     """The Prometheus text of ``registry``, or of every worker's files in multiprocess mode."""
     if not _multiprocess_mode():

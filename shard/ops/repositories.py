@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from typing import TypeVar
@@ -9,6 +10,7 @@ from typing import TypeVar
 from common import messages as m
 from common.errors import ErrorCode, RegistryError
 from common.protocol import Answer, Frames
+from shard.health import disk_free, readiness
 from shard.lmdbstore import Txn
 from shard.ops.registry import handles
 from shard.service import ShardService
@@ -33,13 +35,16 @@ class RepositoryOps:
 
     @handles(m.PING)
     async def ping(self, args: m.Empty, frames: Frames) -> Answer[m.PingReply]:
-        return {"shard": self.shard.index, "time": time.time(), "problem": self.shard.descriptors.problem()}, []
+        ready, why = readiness(self.shard)
+        return {"shard": self.shard.index, "time": time.time(), "ready": ready, "why": why}, []
 
     @handles(m.STATUS)
     async def status(self, args: m.Empty, frames: Frames) -> Answer[m.StatusReply]:
         count, size = self.shard.blob_usage()
+        ready, why = readiness(self.shard)
         return {"shard": self.shard.index, "lmdb_bytes": self.meta.size_bytes(), "blob_count": count,
-                "blob_bytes": size, "uploads": len(self.shard.uploads), "damaged": self.shard.damaged}, []
+                "blob_bytes": size, "uploads": len(self.shard.uploads), "damaged": self.shard.damaged,
+                "disk_free": disk_free(self.shard), "ready": ready, "why": why, "pid": os.getpid()}, []
 
     @handles(m.REPO_COUNT)
     async def repo_count(self, args: m.RepoCountRequest, frames: Frames) -> Answer[m.RepoCountReply]:

@@ -68,6 +68,9 @@ def test_unknown_and_zot_only_keys_are_warnings_with_their_path() -> None:
         "http.accessControl.extra: not supported by shardreg, ignored",
         "extensions.sync: zot option not supported by shardreg, ignored",
         "extensions.ui.theme: unknown option, ignored",
+        # issue 11 item 7: an enabled UI is not silently accepted while / answers 404
+        "extensions.ui: the web UI is not implemented: / answers 404; only the user preferences endpoint "
+        "the UI uses (/v2/_zot/ext/userprefs, with search) is served",
     }
 
 
@@ -100,7 +103,7 @@ EVERYTHING: dict[str, Any] = {
         },
         "ratelimit": {"rate": 5, "methods": [{"method": "get", "rate": 2}]},
     },
-    "log": {"level": "debug", "output": "/tmp/out.log", "audit": "/tmp/audit.log"},
+    "log": {"level": "debug", "output": "/tmp/out.log", "audit": "/tmp/audit.log", "format": "json", "access": False},
     "extensions": {"search": {"enable": True, "cve": {"updateInterval": "2h"}}, "ui": {"enable": True},
                    "mgmt": {"enable": False}, "trust": {"enable": True, "cosign": True, "notation": True},
                    "debug": {"enable": True}, "profiling": {"enable": False},
