@@ -52,7 +52,8 @@ class TwoGateways:
         return [self.cluster.url, self.second_url]
 
     def logs(self) -> str:
-        return self.cluster.logs() + self.second_log.read_text(errors="replace")[-5000:]
+        """Both gateways' whole logs (one access-log line per request: a tail would miss events)."""
+        return self.cluster.log_path.read_text(errors="replace") + self.second_log.read_text(errors="replace")
 
 
 def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
