@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shardreg", description="A clustered OCI registry.")
     parser.add_argument("--version", action="version", version=f"shardreg {package_version()}",
                         help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="what to run (shardreg COMMAND --help for its options)")
 
     serve = sub.add_parser("serve", help="run the embedded cluster (supervisor, shards, gateway)",
                            description="Run the embedded cluster: a supervisor, N shards and one gateway.")

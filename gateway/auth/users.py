@@ -21,7 +21,7 @@ USER_RE = re.compile(r"[A-Za-z0-9._@-]{1,128}")
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shardreg user", description="manage htpasswd users")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, help="what to do")
     add = sub.add_parser("add", help="add a user or change their password")
     add.add_argument("username", help="the user name (1-128 of A-Z a-z 0-9 . _ @ -)")
     add.add_argument("--htpasswd", required=True, type=Path, help="the htpasswd file (created if missing)")
