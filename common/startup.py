@@ -126,8 +126,8 @@ def check_shard_ports(config: Config, indexes: range | list[int]) -> None:
         if not port:
             continue
         what = "cluster.shardMetricsPort" + (f" (+{index} for shard {index})" if port != config.cluster.shard_metrics_port else "")
-        if port > 65535:
-            raise StartupError(f"{what}: port {port} is out of range")
+        if not 0 < port <= 65535:
+            raise StartupError(f"{what}: {port} is not a TCP port (1..65535)")
         try:
             check_free(shard_metrics_host(config), port, what)
         except ListenError as exc:

@@ -100,8 +100,11 @@ class Child:
         cut = data.rfind(b"\n") + 1 if data else 0
         self.partial = data[cut:]
         if cut:
-            sys.stderr.buffer.write(data[:cut])
-            sys.stderr.buffer.flush()
+            try:
+                sys.stderr.buffer.write(data[:cut])
+                sys.stderr.buffer.flush()
+            except OSError:  # nobody reads our output any more: keep running, drop it
+                pass
 
     def last_error(self) -> str:
         """The last line of the child's output that is not indented (a traceback's last line)."""
