@@ -5,8 +5,8 @@ Before any child starts, :meth:`Supervisor.prepare` checks what would make one f
 process can share it, :mod:`common.listen`) and locks the data directory
 (:mod:`common.datalock`); nothing is written there before these pass.
 
-Children run in their own session with SIGINT ignored: Ctrl-C (or a process-group SIGTERM)
-reaches only the supervisor, which stops them in order, the gateway first (it drains the
+Children run in their own session with SIGINT ignored: Ctrl-C (or a process-group SIGTERM, or
+SIGHUP) reaches only the supervisor, which stops them in order, the gateway first (it drains the
 requests in flight), then the shards. A second signal stops everything at once. A child that
 dies is restarted with back-off; one that keeps failing at start stops the cluster with its
 last error. Children's output passes through the supervisor (which keeps its tail for that
