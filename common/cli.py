@@ -4,7 +4,11 @@
     shardreg gateway --config F         one gateway (Hypercorn, W workers), as a Kubernetes pod runs it
     shardreg shard --config F --index I one shard, as a StatefulSet pod runs it
     shardreg keys generate --dir D [--shards N]   CURVE key files for the internal wire
-    shardreg bench ...                  the load benchmark (see bench/)
+    shardreg user add|remove|list ...   manage the htpasswd file (see gateway/auth/users.py)
+    shardreg bench ...                  the load benchmark (see bench/; needs the ``bench`` extras)
+
+A configuration or start-up problem (a bad value, a missing file, a port in use, a data
+directory another process owns) is printed once, naming the key or flag, with exit code 2.
 """
 
 from __future__ import annotations
@@ -14,10 +18,29 @@ import os
 import re
 import socket
 import sys
+from importlib.metadata import PackageNotFoundError, version
 
 from common.config import Config, ConfigError, load_config, with_overrides
+from common.datalock import DataDirBusy
+from common.listen import ListenError
 from common.logs import report_warnings, setup_logging
 from common.privatefs import set_umask
+from common.startup import StartupError, check_files, check_shard_ports
+
+#: Commands with their own argument parser: ``shardreg <name> ...`` is handed to it whole.
+DELEGATED = {"user": "manage the users of an htpasswd file (add, remove, list)",
+             "bench": "run the load benchmark (needs: pip install 'shardreg[bench]')"}
+#: Packages of the ``bench`` extras (pyproject.toml), named when one is missing.
+BENCH_EXTRAS = {"rich", "matplotlib", "httpx", "aiohttp"}
+#: Errors found before anything starts: printed once, exit code 2.
+STARTUP_ERRORS = (ConfigError, StartupError, ListenError, DataDirBusy)
+
+
+def package_version() -> str:
+    try:
+        return version("shardreg")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -53,6 +76,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from gateway.server import run_gateway
 
     config = _load(args)
+    check_files(config)
     setup_logging(config, "gateway")
     report_warnings(config, "gateway")
     return run_gateway(config) or 0
@@ -66,6 +90,7 @@ def cmd_shard(args: argparse.Namespace) -> int:
     index = _shard_index(args)
     if not 0 <= index < config.cluster.shards:
         raise ConfigError(f"shard index {index} is outside 0..{config.cluster.shards - 1}")
+    check_shard_ports(config, [index])
     setup_logging(config, f"shard-{index}")
     try:
         run_shard(config, index)
@@ -97,29 +122,57 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bounded(low: int, high: int, what: str) -> type[int]:
+    """An argparse ``type``: an integer in ``low..high`` (argparse names the flag in its error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not {what} ({low}..{high})")
+        return value
+
+    parse.__name__ = what
+    return parse  # type: ignore[return-value]
+
+
+PORT = _bounded(0, 65535, "a TCP port")
+SHARDS = _bounded(1, 1024, "a shard count")
+WORKERS = _bounded(1, 64, "a worker count")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shardreg", description="A clustered OCI registry.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"shardreg {package_version()}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="what to run (shardreg COMMAND --help for its options)")
 
-    serve = sub.add_parser("serve", help="run the embedded cluster (supervisor, shards, gateway)")
-    serve.add_argument("--config", help="zot-format JSON config file")
-    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="listen port (default 8080)")
-    serve.add_argument("--data", help="data directory (default ./data)")
-    serve.add_argument("--shards", type=int, help="number of shards (default 2)")
-    serve.add_argument("--workers", type=int, help="gateway worker processes (default 2)")
+    serve = sub.add_parser("serve", help="run the embedded cluster (supervisor, shards, gateway)",
+                           description="Run the embedded cluster: a supervisor, N shards and one gateway.")
+    serve.add_argument("--config", help="zot-format JSON config file (default: built-in defaults)")
+    serve.add_argument("--host", help="listen address (default 127.0.0.1; http.address)")
+    serve.add_argument("--port", type=PORT, help="listen port (default 8080; http.port)")
+    serve.add_argument("--data", help="data directory (default ./data; storage.rootDirectory)")
+    serve.add_argument("--shards", type=SHARDS, help="number of shards (default 2; cluster.shards)")
+    serve.add_argument("--workers", type=WORKERS, help="gateway worker processes (default 2; cluster.gatewayWorkers)")
     serve.set_defaults(func=cmd_serve)
 
-    gateway = sub.add_parser("gateway", help="run one gateway")
-    gateway.add_argument("--config", required=True)
-    gateway.add_argument("--host")
-    gateway.add_argument("--port", type=int)
-    gateway.add_argument("--workers", type=int)
+    gateway = sub.add_parser("gateway", help="run one gateway (as a Kubernetes gateway pod does)",
+                             description="Run one gateway: Hypercorn workers routing to the shards of the config.")
+    gateway.add_argument("--config", required=True, help="zot-format JSON config file")
+    gateway.add_argument("--host", help="listen address (overrides http.address)")
+    gateway.add_argument("--port", type=PORT, help="listen port (overrides http.port)")
+    gateway.add_argument("--workers", type=WORKERS, help="worker processes (overrides cluster.gatewayWorkers)")
     gateway.set_defaults(func=cmd_gateway)
 
-    shard = sub.add_parser("shard", help="run one shard")
-    shard.add_argument("--config", required=True)
-    shard.add_argument("--index", type=int)
+    shard = sub.add_parser("shard", help="run one shard (as a Kubernetes StatefulSet pod does)",
+                           description="Run one shard: its data directory and its ZeroMQ endpoint.")
+    shard.add_argument("--config", required=True, help="zot-format JSON config file")
+    shard.add_argument("--index", type=_bounded(0, 1023, "a shard index"),
+                       help="which shard (default: $SHARD_INDEX, else the host name's -N suffix)")
     shard.set_defaults(func=cmd_shard)
 
     keys = sub.add_parser("keys", help="CURVE keys of the internal wire")
@@ -130,26 +183,43 @@ def build_parser() -> argparse.ArgumentParser:
                           help="one key pair per shard (shard-<i>.key_secret); default: one pair for all shards")
     generate.add_argument("--force", action="store_true", help="replace existing key files")
     generate.set_defaults(func=cmd_keys_generate)
+    for name, summary in DELEGATED.items():  # listed here; parsed by their own modules (see main)
+        sub.add_parser(name, help=summary, add_help=False)
     return parser
+
+
+def _bench(argv: list[str]) -> int:
+    try:
+        from bench.cli import main as bench_main
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in BENCH_EXTRAS:
+            raise
+        print(f"shardreg bench: the bench extras are not installed (no module {exc.name!r}); "
+              "install them with: pip install 'shardreg[bench]'", file=sys.stderr)
+        return 2
+    return bench_main(argv)
+
+
+def _user(argv: list[str]) -> int:
+    from gateway.auth.users import main as user_main
+
+    return user_main(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     set_umask()  # everything this process and its children create is owner-only
-    if argv and argv[0] == "bench":
-        from bench.cli import main as bench_main
-
-        return bench_main(argv[1:])
-    if argv and argv[0] == "user":
-        from gateway.auth.users import main as user_main
-
-        return user_main(argv[1:])
+    if argv and argv[0] in DELEGATED:
+        return (_bench if argv[0] == "bench" else _user)(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         exit_code: int = args.func(args)
         return exit_code
     except ConfigError as exc:
         print(f"shardreg: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    except STARTUP_ERRORS as exc:
+        print(f"shardreg: cannot start: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

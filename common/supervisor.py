@@ -1,8 +1,16 @@
 """``shardreg serve``: the embedded cluster, N shards and one gateway as child processes.
 
-Children are restarted when they die (with back-off) and stopped cleanly on SIGINT/SIGTERM:
-the gateway first (it drains in-flight requests), then the shards. The supervisor writes
-``<root>/supervisor.json`` with the children's PIDs, for operators, tests and the bench.
+Before any child starts, :meth:`Supervisor.prepare` checks what would make one fail
+(:mod:`common.startup`), binds the gateway's port (held here and passed down, so no other
+process can share it, :mod:`common.listen`) and locks the data directory
+(:mod:`common.datalock`); nothing is written there before these pass.
+
+Children run in their own session with SIGINT ignored: Ctrl-C (or a process-group SIGTERM, or
+SIGHUP) reaches only the supervisor, which stops them in order, the gateway first (it drains the
+requests in flight), then the shards. A second signal stops everything at once. A child that
+dies is restarted with back-off; one that keeps failing at start stops the cluster with its
+last error. Children's output passes through the supervisor (which keeps its tail for that
+message). ``<root>/supervisor.json`` lists the children's PIDs, for operators, tests and the bench.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import ctypes
 import json
 import logging
 import os
+import selectors
 import shutil
 import signal
 import subprocess
@@ -18,78 +27,142 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from common import curvekeys
 from common.config import Config, redact
+from common.datalock import DataLock, lock_data_dir
+from common.listen import DEFAULT_BACKLOG, LISTEN_FD_ENV, listen_tcp
 from common.privatefs import private_dir, set_umask
+from common.startup import check_files, check_shard_ports
 
 log = logging.getLogger("shardreg.supervisor")
 STOP_TIMEOUT = 40.0
 #: Exit codes of a child that restarting cannot fix (invalid config, wrong cluster size).
 FATAL_EXIT_CODES = (2, 3)
+#: A child that exits with an error this soon after starting failed at start ...
+QUICK_FAILURE = 10.0
+#: ... and this many such failures in a row stop the cluster.
+MAX_START_FAILURES = 5
+#: Bytes of each child's latest output kept for the message when it keeps failing.
+TAIL_BYTES = 8192
 _PR_SET_PDEATHSIG = 1
+try:  # loaded here: a hook between fork and exec should not have to load a library
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6", use_errno=True)
+except OSError:
+    _LIBC = None
 
 
-def _die_with(parent: int) -> Callable[[], None]:
-    """A preexec hook: Linux SIGTERMs the child if the supervisor dies (even by SIGKILL)."""
+def _child_setup(parent: int) -> Callable[[], None]:
+    """A preexec hook: ignore SIGINT (the supervisor decides), and have Linux SIGTERM the child if
+    the supervisor dies (even by SIGKILL)."""
 
     def hook() -> None:
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        except OSError:
-            pass
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if _LIBC is not None:
+            _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent:  # the supervisor died between fork and prctl
             os._exit(0)
 
     return hook
 
 
+class _StopNow(Exception):
+    """A second stop signal: stop everything at once."""
+
+
 @dataclass
 class Child:
     name: str
     argv: list[str]
+    pass_fds: tuple[int, ...] = ()
+    env: dict[str, str] | None = None
     process: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     restarts: int = 0
     backoff: float = 0.5
     next_start: float = 0.0
+    start_failures: int = 0
+    tail: bytearray = field(default_factory=bytearray)
+    partial: bytes = b""
     #: The config, given on stdin (``--config -``): secrets stay out of files.
     stdin: bytes = b""
 
-    def start(self) -> None:
-        self.process = subprocess.Popen(self.argv, preexec_fn=_die_with(os.getpid()),
+    def start(self, selector: selectors.BaseSelector) -> None:
+        self.process = subprocess.Popen(self.argv, preexec_fn=_child_setup(os.getpid()), start_new_session=True,
+                                        stderr=subprocess.PIPE, pass_fds=self.pass_fds, env=self.env,
                                         stdin=subprocess.PIPE if self.stdin else None)
         if self.process.stdin is not None:
             with self.process.stdin:
                 self.process.stdin.write(self.stdin)
+        pipe = self.process.stderr
+        assert pipe is not None
+        os.set_blocking(pipe.fileno(), False)
+        selector.register(pipe, selectors.EVENT_READ, (self, pipe))
         self.started = time.monotonic()
         log.info("started %s (pid %d)", self.name, self.process.pid)
+
+    def relay(self, data: bytes) -> None:
+        """Pass the child's output on, whole lines only (children's lines never interleave)."""
+        self.tail += data
+        del self.tail[:-TAIL_BYTES]
+        data = self.partial + data
+        cut = data.rfind(b"\n") + 1 if data else 0
+        self.partial = data[cut:]
+        if cut:
+            try:
+                sys.stderr.buffer.write(data[:cut])
+                sys.stderr.buffer.flush()
+            except OSError:  # nobody reads our output any more: keep running, drop it
+                pass
+
+    def last_error(self) -> str:
+        """The last line of the child's output that is not indented (a traceback's last line)."""
+        lines = [line for line in self.tail.decode(errors="replace").splitlines() if line.strip()]
+        for line in reversed(lines):
+            if not line.startswith((" ", "\t")):
+                return line.strip()
+        return "no output"
 
 
 class Supervisor:
     def __init__(self, config: Config) -> None:
-        set_umask()
-        root = config.storage.root_directory.resolve()
-        private_dir(root)  # 0700, also when it already existed: nothing below is for other users
-        self.root = root
+        self.config = config
+        self.root = config.storage.root_directory.resolve()
+        self.config_path = self.root / "effective-config.json"
+        self.status_path = self.root / "supervisor.json"
+        cli = [sys.executable, "-m", "common.cli"]
+        self.children = [Child(f"shard-{i}", [*cli, "shard", "--config", "-", "--index", str(i)])
+                         for i in range(config.cluster.shards)]
+        self.children.append(Child("gateway", [*cli, "gateway", "--config", "-"]))
         self.runtime_dir: Path | None = None
-        config = self._private_wire(config)
-        self.config_path = root / "effective-config.json"
+        self.stopping = False
+        self.selector = selectors.DefaultSelector()
+        self.lock: DataLock | None = None
+
+    def prepare(self) -> None:
+        """Check, bind the port, lock the data directory; only then write to it."""
+        config = self.config
+        check_files(config)
+        self.listener = listen_tcp(config.http.address, config.http.port, DEFAULT_BACKLOG, "--port (http.port)")
+        check_shard_ports(config, range(config.cluster.shards))
+        self.lock = lock_data_dir(self.root)
+        set_umask()
+        private_dir(self.root)  # 0700, also when it already existed: nothing below is for other users
+        config = self.config = self._private_wire(config)
         data = config.to_json()
-        data["storage"]["rootDirectory"] = str(root)
+        data["storage"]["rootDirectory"] = str(self.root)
         fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:  # for operators: what the children run with, secrets as "***"
             fh.write(json.dumps(redact(data), indent=2))
         os.chmod(self.config_path, 0o600)
         secret = json.dumps(data).encode()
-        cli = [sys.executable, "-m", "common.cli"]
-        self.children = [Child(f"shard-{i}", [*cli, "shard", "--config", "-", "--index", str(i)], stdin=secret)
-                         for i in range(config.cluster.shards)]
-        self.children.append(Child("gateway", [*cli, "gateway", "--config", "-"], stdin=secret))
-        self.stopping = False
-        self.status_path = root / "supervisor.json"
+        for child in self.children:
+            child.stdin = secret
+        gateway = self.children[-1]
+        gateway.pass_fds = (self.listener.fileno(),)
+        gateway.env = {**os.environ, LISTEN_FD_ENV: str(self.listener.fileno())}
 
     def _private_wire(self, config: Config) -> Config:
         """The embedded cluster's own CURVE keys (tcp endpoints without configured keys) and, when
@@ -115,65 +188,128 @@ class Supervisor:
         os.replace(tmp, self.status_path)
 
     def _on_signal(self, signum: int, frame: object) -> None:
+        if self.stopping:
+            raise _StopNow
         self.stopping = True
+        log.info("%s received: stopping (again to stop at once)", signal.Signals(signum).name)
+
+    def _pump(self, timeout: float) -> None:
+        """Relay children's output for up to ``timeout`` seconds (returns early on output)."""
+        for key, _ in self.selector.select(timeout):
+            child, pipe = key.data
+            try:
+                data = os.read(key.fd, 65536)
+            except BlockingIOError:
+                continue
+            if data:
+                child.relay(data)
+            else:  # the child closed its end: it has exited
+                child.relay(b"\n" if child.partial else b"")
+                self.selector.unregister(pipe)
+                pipe.close()
+
+    def _reaped(self, child: Child, now: float) -> str | None:
+        """Account for a child that exited; the reason to stop the cluster, if any."""
+        proc = child.process
+        assert proc is not None
+        self._pump(0)
+        if proc.returncode in FATAL_EXIT_CODES:
+            return f"{child.name} cannot start (exit code {proc.returncode}): {child.last_error()}"
+        uptime = now - child.started
+        failed_at_start = proc.returncode > 0 and uptime < QUICK_FAILURE
+        child.start_failures = child.start_failures + 1 if failed_at_start else 0
+        if child.start_failures >= MAX_START_FAILURES:
+            return (f"{child.name} failed {child.start_failures} times in a row at start "
+                    f"(exit code {proc.returncode}); its last error: {child.last_error()}")
+        child.backoff = 0.5 if uptime > 60 else min(child.backoff * 2, 30.0)
+        child.next_start = now + child.backoff
+        log.warning("%s (pid %d) exited with %s; restarting in %.1fs", child.name, proc.pid,
+                    proc.returncode, child.backoff)
+        child.process = None
+        return None
 
     def run(self) -> int:
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
+        """Start the children and watch them until a stop signal (or a child that cannot start)."""
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
+        try:
+            return self._run()
+        except _StopNow:
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(signum, signal.SIG_IGN)
+            for child in self.children:
+                if child.process is not None and child.process.poll() is None:
+                    child.process.kill()
+            for child in self.children:
+                if child.process is not None:
+                    child.process.wait()
+            log.warning("stopped at once (second signal)")
+            return 130
+        finally:
+            self.status_path.unlink(missing_ok=True)
+            if self.runtime_dir is not None:
+                shutil.rmtree(self.runtime_dir, ignore_errors=True)
+            if self.lock is not None:
+                self.lock.release()
+
+    def _run(self) -> int:
         for child in self.children:
-            child.start()
+            child.start(self.selector)
         self._write_status()
         while not self.stopping:
-            time.sleep(0.2)
+            self._pump(0.2)
             changed = False
             now = time.monotonic()
             for child in self.children:
+                if self.stopping:
+                    break
                 proc = child.process
                 if proc is not None and proc.poll() is not None:
-                    if proc.returncode in FATAL_EXIT_CODES:
-                        log.error("%s cannot start (exit code %d, see above); stopping the cluster",
-                                  child.name, proc.returncode)
+                    reason = self._reaped(child, now)
+                    if reason is not None:
+                        log.error("%s; stopping the cluster", reason)
                         self.stop()
-                        return proc.returncode
-                    uptime = now - child.started
-                    child.backoff = 0.5 if uptime > 60 else min(child.backoff * 2, 30.0)
-                    child.next_start = now + child.backoff
-                    log.warning("%s (pid %d) exited with %s; restarting in %.1fs", child.name, proc.pid,
-                                proc.returncode, child.backoff)
-                    child.process = None
-                if child.process is None and now >= child.next_start and not self.stopping:
+                        return proc.returncode if proc.returncode in FATAL_EXIT_CODES else 1
+                if child.process is None and now >= child.next_start:
                     child.restarts += 1
-                    child.start()
+                    child.start(self.selector)
                     changed = True
             if changed:
                 self._write_status()
         return self.stop()
 
+    def _wait(self, child: Child, deadline: float) -> None:
+        proc = child.process
+        while proc is not None and proc.poll() is None:
+            if time.monotonic() >= deadline:
+                log.warning("%s did not stop in time; killing it", child.name)
+                proc.kill()
+                proc.wait()
+                break
+            self._pump(0.1)
+
     def stop(self) -> int:
+        """Stop the gateway (it drains), then the shards."""
+        self.stopping = True
         log.info("stopping")
-        order = [c for c in self.children if c.name == "gateway"] + [c for c in self.children if c.name != "gateway"]
-        for group in (order[:1], order[1:]):
+        gateway = [c for c in self.children if c.name == "gateway"]
+        shards = [c for c in self.children if c.name != "gateway"]
+        for group in (gateway, shards):
             for child in group:
                 if child.process and child.process.poll() is None:
                     child.process.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + STOP_TIMEOUT
             for child in group:
-                if child.process is None:
-                    continue
-                try:
-                    child.process.wait(max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    log.warning("%s did not stop in time; killing it", child.name)
-                    child.process.kill()
-                    child.process.wait()
-        self.status_path.unlink(missing_ok=True)
-        if self.runtime_dir is not None:
-            shutil.rmtree(self.runtime_dir, ignore_errors=True)
+                self._wait(child, deadline)
+        self._pump(0)
+        log.info("stopped")
         return 0
 
 
 def serve(config: Config) -> int:
-    return Supervisor(config).run()
+    supervisor = Supervisor(config)
+    supervisor.prepare()
+    return supervisor.run()
 
 
 __all__ = ["serve", "Supervisor"]

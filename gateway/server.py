@@ -3,7 +3,12 @@
 We manage the workers ourselves rather than with ``hypercorn.run``: on SIGTERM Hypercorn's
 parent kills every worker as soon as the first one has exited, cutting requests still in
 flight. Here SIGTERM tells every worker to stop accepting and finish what it serves (up to
-GRACEFUL_TIMEOUT), and only stragglers are killed. A worker that dies is replaced.
+GRACEFUL_TIMEOUT), and only stragglers are killed; a second signal kills them at once. A
+worker that dies is replaced. Workers ignore SIGINT and SIGTERM (a signal to the process
+group reaches only the parent's decision) and die with the parent.
+
+The listening socket is bound once, here (or inherited from ``shardreg serve``), without
+``SO_REUSEPORT``, and shared by this gateway's workers only (:mod:`common.listen`).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import tempfile
 import time
 from multiprocessing import get_context
@@ -26,7 +32,9 @@ from hypercorn.config import Sockets
 
 from common import curvekeys
 from common.config import Config
+from common.listen import DEFAULT_BACKLOG, inherited_socket, listen_tcp
 from common.logs import listening_line
+from common.signals import stop_signals
 from gateway.app import CONFIG_ENV
 from gateway.metrics.multiprocess import multiprocess_dir
 
@@ -34,8 +42,6 @@ log = logging.getLogger("shardreg.gateway")
 
 #: Seconds a stopping gateway keeps serving requests already in flight.
 GRACEFUL_TIMEOUT = 30
-#: Pending connections the kernel may queue for the gateway (capped by net.core.somaxconn).
-LISTEN_BACKLOG = 2048
 #: A worker that dies this soon after starting counts as a failed start; too many in a row end the gateway.
 QUICK_DEATH = 5.0
 MAX_QUICK_DEATHS = 5
@@ -49,7 +55,7 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     hc.application_path = "gateway.app:create_app()"
     hc.graceful_timeout = GRACEFUL_TIMEOUT
     hc.keep_alive_timeout = 75
-    hc.backlog = LISTEN_BACKLOG  # CI fleets open connections in bursts
+    hc.backlog = DEFAULT_BACKLOG
     hc.read_timeout = None
     hc.accesslog = None
     hc.errorlog = "-"
@@ -65,17 +71,22 @@ def hypercorn_config(config: Config) -> HypercornConfig:
 
 
 def run_gateway(config: Config) -> int:
-    """Serve until SIGTERM/SIGINT. Worker processes read the effective config from a file."""
+    """Serve until SIGTERM/SIGINT. Worker processes read the effective config from a file.
+
+    Raises :class:`common.listen.ListenError` (before anything starts) if the port is taken."""
     curvekeys.client_keys(config)  # tcp without keys (and not insecure), unreadable keys: exit 2 now
     for index in range(config.cluster.shards):
         config.shard_endpoint(index)  # a socket path too long: exit 2 now, not in every request
+    sock = inherited_socket() or listen_tcp(config.http.address, config.http.port, DEFAULT_BACKLOG,
+                                            "--port (http.port)")
     fd, config_path = tempfile.mkstemp(prefix="shardreg-gateway-", suffix=".json")
     with os.fdopen(fd, "w") as fh:
         json.dump(config.to_json(), fh)
     os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
     try:
         with multiprocess_dir(config):  # workers inherit PROMETHEUS_MULTIPROC_DIR
-            return serve_workers(hypercorn_config(config), config.cluster.gateway_workers, listening_line(config))
+            return serve_workers(hypercorn_config(config), config.cluster.gateway_workers, sock,
+                                 listening_line(config))
     finally:
         os.unlink(config_path)
 
@@ -86,8 +97,9 @@ def _worker(config: HypercornConfig, shutdown_event: Event, sockets: Sockets, pa
 
     from gateway.auth.tls import install as expose_client_certificates
 
-    try:  # a worker must not outlive its parent (it would keep the port): SIGTERM if the parent dies
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the parent stops workers (shutdown_event)
+    try:  # a worker must not outlive its parent (it would keep the port): killed if the parent dies
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
     except OSError:
         pass
     if os.getppid() != parent:  # the parent died while this worker was starting: too late for the signal
@@ -97,60 +109,87 @@ def _worker(config: HypercornConfig, shutdown_event: Event, sockets: Sockets, pa
     asyncio_worker(config, sockets, shutdown_event)
 
 
-def serve_workers(hc: HypercornConfig, workers: int, announce: str = "") -> int:
-    """Serve with ``workers`` processes until SIGTERM/SIGINT, then drain them gracefully.
+class _StopNow(Exception):
+    """A second stop signal: kill the workers at once."""
 
-    ``announce`` is logged once the socket is bound, and again (as "stopped ...") at the end."""
-    ctx = get_context("spawn")
-    sockets = hc.create_sockets()
+
+class _Workers:
+    """This gateway's worker processes: started, replaced when they die, stopped on a signal."""
+
+    def __init__(self, hc: HypercornConfig, sock: socket.socket) -> None:
+        self.hc = hc
+        self.ctx = get_context("spawn")
+        self.sockets = Sockets([sock] if hc.ssl_enabled else [], [] if hc.ssl_enabled else [sock], [])
+        self.shutdown_event = self.ctx.Event()
+        self.stopping = False
+        self.processes: dict[Any, float] = {}
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        if self.stopping:
+            raise _StopNow
+        self.stop()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.shutdown_event.set()
+
+    def spawn(self) -> None:
+        process = self.ctx.Process(target=_worker, kwargs={"config": self.hc, "shutdown_event": self.shutdown_event,
+                                                           "parent": os.getpid(), "sockets": self.sockets})
+        process.start()
+        self.processes[process] = time.monotonic()
+
+    def supervise(self) -> int:
+        """Replace workers that die until told to stop; then let them drain."""
+        quick_deaths, exitcode = 0, 0
+        while not self.stopping:
+            wait([p.sentinel for p in self.processes], timeout=1.0)
+            for process, started in list(self.processes.items()):
+                if process.is_alive() or self.stopping:
+                    continue
+                del self.processes[process]
+                quick_deaths = quick_deaths + 1 if time.monotonic() - started < QUICK_DEATH else 0
+                if quick_deaths >= MAX_QUICK_DEATHS:
+                    log.error("gateway workers keep failing at start; giving up")
+                    self.stop()
+                    exitcode = 1
+                    break
+                log.warning("gateway worker %s exited with %s; starting another", process.pid, process.exitcode)
+                self.spawn()
+        deadline = time.monotonic() + self.hc.graceful_timeout + 5
+        for process in self.processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+        self.kill()
+        return exitcode
+
+    def kill(self) -> None:
+        for process in self.processes:
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+
+
+def serve_workers(hc: HypercornConfig, workers: int, sock: socket.socket, announce: str = "") -> int:
+    """Serve on ``sock`` with ``workers`` processes until SIGTERM/SIGINT, then drain them gracefully.
+
+    ``announce`` is logged once the workers start, and again (as "stopped ...") at the end."""
+    signals = stop_signals()
+    pool = _Workers(hc, sock)
     if announce:
         log.info("%s", announce)
-    shutdown_event = ctx.Event()
-    stopping = False
-
-    def on_signal(*_: Any) -> None:
-        nonlocal stopping
-        stopping = True
-        shutdown_event.set()
-
-    processes: dict[Any, float] = {}
-
-    def spawn() -> None:
-        process = ctx.Process(target=_worker, kwargs={"config": hc, "shutdown_event": shutdown_event,
-                                                      "parent": os.getpid(),
-                                                      "sockets": sockets})
-        process.start()
-        processes[process] = time.monotonic()
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # children inherit this: only the parent decides
-    for _ in range(workers):
-        spawn()
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    quick_deaths, exitcode = 0, 0
-    while not stopping:
-        wait([p.sentinel for p in processes], timeout=1.0)
-        for process, started in list(processes.items()):
-            if process.is_alive() or stopping:
-                continue
-            del processes[process]
-            quick_deaths = quick_deaths + 1 if time.monotonic() - started < QUICK_DEATH else 0
-            if quick_deaths >= MAX_QUICK_DEATHS:
-                log.error("gateway workers keep failing at start; giving up")
-                on_signal()
-                exitcode = 1
-                break
-            log.warning("gateway worker %s exited with %s; starting another", process.pid, process.exitcode)
-            spawn()
-    deadline = time.monotonic() + hc.graceful_timeout + 5
-    for process in processes:
-        process.join(max(0.0, deadline - time.monotonic()))
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-            process.join(5)
-    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+    try:
+        for _ in range(workers):
+            pool.spawn()
+        for signum in signals:
+            signal.signal(signum, pool.on_signal)
+        return pool.supervise()
+    except _StopNow:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        pool.kill()
+        log.warning("gateway stopped at once (second signal)")
+        return 130
+    finally:
         sock.close()
-    if announce:
-        log.info("stopped %s", announce.split(" (", 1)[0])
-    return exitcode
+        if announce:
+            log.info("stopped %s", announce.split(" (", 1)[0])

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import time
 from collections.abc import Coroutine
 from pathlib import Path
@@ -27,11 +26,14 @@ import zmq.asyncio
 
 from common import curvekeys
 from common.config import Config, ConfigError
+from common.datalock import lock_data_dir
 from common.errors import ErrorCode, RegistryError
 from common.messages import ALL as WIRES
 from common.privatefs import private_dir
 from common.protocol import ERR, OK, Answer, Frames, Op, pack, unpack
 from common.requestid import REQUEST_ID, from_message_id
+from common.signals import stop_signals
+from common.startup import shard_metrics_host, shard_metrics_port
 from shard.diskfull import is_storage_full, storage_full
 from shard.health import OpLatency, serve_health
 from shard.hooks import Hooks
@@ -164,8 +166,8 @@ class ShardServer:
         if scrubbing.enable:
             self.scrubber = asyncio.get_running_loop().create_task(self._scrub_every(scrubbing.interval))
         if self.config.cluster.shard_metrics_port:
-            await serve_health(self.service, self.op_latency, self.config.http.address if self.config.cluster.endpoints == () else "0.0.0.0",
-                               self.config.cluster.shard_metrics_port)
+            await serve_health(self.service, self.op_latency, shard_metrics_host(self.config),
+                               shard_metrics_port(self.config, self.index))
         while True:
             msg = await self.sock.recv_multipart(copy=False)
             if len(msg) < 4:
@@ -248,13 +250,16 @@ def _check_request(op: str, args: Any) -> None:
 
 
 def run_shard(config: Config, index: int) -> None:
-    """Entry point of ``shardreg shard``: serve until SIGTERM/SIGINT."""
+    """Entry point of ``shardreg shard``: serve until SIGTERM/SIGINT (SIGINT unless a supervisor
+    started it with SIGINT ignored). Raises :class:`common.datalock.DataDirBusy` if another process
+    owns the shard's directory."""
+    lock = lock_data_dir(config.shard_dir(index), f"shard {index}'s directory")
 
     async def main() -> None:
         server = ShardServer(config, index)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in stop_signals():
             loop.add_signal_handler(sig, stop.set)
         serve = loop.create_task(server.serve())
         waiter = loop.create_task(stop.wait())
@@ -273,4 +278,7 @@ def run_shard(config: Config, index: int) -> None:
         server.close()
         log.info("shard %d stopped", index)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        lock.release()

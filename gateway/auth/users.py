@@ -26,19 +26,19 @@ USER_RE = re.compile(r"[A-Za-z0-9._@-]{1,128}")
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shardreg user", description="manage htpasswd users")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, help="what to do")
     add = sub.add_parser("add", help="add a user or change their password")
-    add.add_argument("username")
-    add.add_argument("--htpasswd", required=True, type=Path)
+    add.add_argument("username", help="the user name (1-128 of A-Z a-z 0-9 . _ @ -)")
+    add.add_argument("--htpasswd", required=True, type=Path, help="the htpasswd file (created if missing)")
     secret = add.add_mutually_exclusive_group()
     secret.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     secret.add_argument("--password", help="the password (visible to other local users: prefer stdin)")
     add.add_argument("--cost", type=int, default=DEFAULT_COST, help="bcrypt cost (4..16)")
     remove = sub.add_parser("remove", help="remove a user")
-    remove.add_argument("username")
-    remove.add_argument("--htpasswd", required=True, type=Path)
+    remove.add_argument("username", help="the user to remove")
+    remove.add_argument("--htpasswd", required=True, type=Path, help="the htpasswd file")
     listing = sub.add_parser("list", help="list users")
-    listing.add_argument("--htpasswd", required=True, type=Path)
+    listing.add_argument("--htpasswd", required=True, type=Path, help="the htpasswd file")
     return parser
 
 
@@ -57,6 +57,9 @@ def _read_password(args: argparse.Namespace) -> str | None:
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     path: Path = args.htpasswd
+    if args.command != "add" and not path.exists():  # only add creates the file
+        print(f"shardreg user: {path} does not exist (shardreg user add creates it)", file=sys.stderr)
+        return 1
     try:
         entries = read_entries(path)
     except OSError as exc:
