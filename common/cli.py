@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     shard.set_defaults(func=cmd_shard)
 
     keys = sub.add_parser("keys", help="CURVE keys of the internal wire")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, help="what to do with keys")
     generate = keys_sub.add_parser("generate", help="write a set of key files (0600, in a 0700 directory)")
     generate.add_argument("--dir", required=True, help="directory for the key files")
     generate.add_argument("--shards", type=int, default=0,

@@ -253,6 +253,7 @@ def run_shard(config: Config, index: int) -> None:
     """Entry point of ``shardreg shard``: serve until SIGTERM/SIGINT (SIGINT unless a supervisor
     started it with SIGINT ignored). Raises :class:`common.datalock.DataDirBusy` if another process
     owns the shard's directory."""
+    curvekeys.server_keys(config, index)  # tcp without keys, unreadable keys: exit 2 before touching the data
     lock = lock_data_dir(config.shard_dir(index), f"shard {index}'s directory")
 
     async def main() -> None:

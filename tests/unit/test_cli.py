@@ -34,7 +34,7 @@ def test_version(capsys):
 
 
 def _parsers() -> list[argparse.ArgumentParser]:
-    from bench.cli import build_parser as bench_parser
+    from bench.command import build_parser as bench_parser
     from gateway.auth.users import _parser as user_parser
 
     found, todo = [], [build_parser(), user_parser(), bench_parser()]
