@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
+import time
 from typing import Any
 
 import bcrypt
@@ -65,9 +65,20 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         denied = httpx.put(f"{cluster.url}/v2/audited/app/manifests/v2", content=b"{}",
                            headers={"Content-Type": OCI_MANIFEST})
         assert denied.status_code == 401
-    out["log"] = cluster.log_path.read_text(errors="replace")
+    out["log"] = _log_once_written(cluster, f"request_id={out['delete_id']}")
     out["audit"] = audit.read_text()
     return out
+
+
+def _log_once_written(cluster: Cluster, marker: str, timeout: float = 10.0) -> str:
+    """The cluster's log once ``marker`` is in it: children's lines reach the file through the
+    supervisor, which relays them a fraction of a second later."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = cluster.log_path.read_text(errors="replace")
+        if marker in text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.05)
 
 
 def test_every_request_has_an_id_in_the_answer_and_the_access_log(logged: dict[str, Any]) -> None:
@@ -140,6 +151,7 @@ def test_text_access_log_by_default(cluster: Cluster) -> None:
     with httpx.Client(base_url=cluster.url, timeout=30) as client:
         request_id = client.get("/v2/_catalog", headers={"X-Request-Id": "text-line-7"}).headers["x-request-id"]
     assert request_id == "text-line-7"
-    lines = [line for line in Path(cluster.log_path).read_text().splitlines() if "request_id=text-line-7" in line]
+    log = _log_once_written(cluster, "request_id=text-line-7")
+    lines = [line for line in log.splitlines() if "request_id=text-line-7" in line]
     assert len(lines) == 1
     assert "INFO gateway-worker[" in lines[0] and '"GET /v2/_catalog" 200' in lines[0]
