@@ -77,7 +77,7 @@ EVERYTHING: dict[str, Any] = {
     "storage": {"rootDirectory": "/tmp/everything", "commit": False, "gc": False, "gcDelay": "10s",
                 "gcInterval": "20s", "allowDelete": False, "uploadExpiry": "30s", "maxRepos": 5},
     "http": {
-        "address": "0.0.0.0", "port": 9999, "externalUrl": "https://registry.example", "realm": "everything",
+        "address": "0.0.0.0", "port": 9999, "externalUrl": "https://registry.example", "realm": "everything", "readTimeout": "45s",
         "tls": {"cert": "/c.pem", "key": "/k.pem", "cacert": "/ca.pem"},
         "auth": {
             "htpasswd": {"path": "/htpasswd"},
