@@ -13,10 +13,14 @@ syntax tree, nothing more:
 
 A refused query is answered as any invalid query: HTTP 422 with a GraphQL ``errors`` list.
 Request bodies and ``variables`` are parsed with a nesting limit (:mod:`common.boundedjson`).
+
+:class:`ErrorLog` is the logger ariadne reports errors to: a client's bad query is not the
+registry's error, so only failures of the registry itself are logged with a traceback.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +34,8 @@ from graphql.language import (
     SelectionSetNode,
 )
 from graphql.validation import ValidationRule
+
+from common.errors import RegistryError
 
 MAX_TOKENS = 10_000
 MAX_DEPTH = 20
@@ -121,3 +127,20 @@ class QueryBoundsRule(ValidationRule):
 
 
 VALIDATION_RULES = (QueryBoundsRule,)
+
+
+class ErrorLog(logging.LoggerAdapter):
+    """ariadne's ``logger``: client errors at debug, shard errors as warnings, bugs with a traceback."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__(logger, {})
+
+    def error(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info")
+        original = getattr(error, "original_error", None)
+        if original is None or isinstance(original, GraphQLError):
+            self.logger.debug("graphql request refused: %s", str(msg)[:500])
+        elif isinstance(original, RegistryError):
+            self.logger.warning("graphql resolver failed: %s", str(original)[:500])
+        else:
+            self.logger.error("graphql resolver failed: %s", str(msg)[:500], exc_info=original)

@@ -10,6 +10,7 @@ ask for is bounded (:mod:`gateway.extensions.graphql_limits`).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,12 @@ from common.errors import ErrorCode, RegistryError
 from common.grammar import NAME_RE
 from gateway.context import authorize, current_state
 from gateway.extensions.common import json_response
-from gateway.extensions.graphql_limits import MAX_JSON_DEPTH, VALIDATION_RULES, parse_query
+from gateway.extensions.graphql_limits import MAX_JSON_DEPTH, VALIDATION_RULES, ErrorLog, parse_query
 from gateway.httputil import read_body
 
 SCHEMA_PATH = Path(__file__).with_name("schema.graphql")
 MAX_QUERY_BODY = 1024 * 1024
+GRAPHQL_LOG = ErrorLog(logging.getLogger("shardreg.search"))
 CVE_DISABLED = "cve search is disabled: vulnerability scanning is not enabled on this registry"
 
 query = QueryType()
@@ -393,6 +395,7 @@ async def search() -> Response:
     if data.get("variables") is not None and not isinstance(data["variables"], dict):
         return json_response({"errors": [{"message": "variables must be an object"}], "data": None}, status=422)
     success, result = await graphql(schema, data, context_value={"identity": identity}, debug=False,
-                                    query_parser=parse_query, validation_rules=VALIDATION_RULES)
+                                    query_parser=parse_query, validation_rules=VALIDATION_RULES,
+                                    logger=GRAPHQL_LOG)
     status = 200 if success or "data" in result else 422
     return json_response(result, status=status)
