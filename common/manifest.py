@@ -10,11 +10,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from common import boundedjson
 from common.errors import ErrorCode, RegistryError
 from common.grammar import INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES, MediaType, parse_digest
 
 IMAGE_CONFIG_TYPES = frozenset({"application/vnd.oci.image.config.v1+json",
                                 "application/vnd.docker.container.image.v1+json"})
+#: Deepest nesting of arrays/objects a manifest may have (real ones stay under 6 levels).
+MAX_DEPTH = 64
 
 
 @dataclass
@@ -65,7 +68,9 @@ def media_type_of(content_type: str | None) -> str | None:
 def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
     """Validate a manifest body; raise MANIFEST_INVALID (or 415 for an unknown type)."""
     try:
-        doc = json.loads(body)
+        doc = boundedjson.loads(body, MAX_DEPTH)
+    except boundedjson.TooDeep as exc:
+        raise _invalid(f"manifest is not acceptable JSON: {exc}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _invalid(f"manifest is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):

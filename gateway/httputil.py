@@ -30,6 +30,8 @@ def parse_ranges(value: str | None, size: int) -> list[tuple[int, int]] | None:
     """A blob GET ``Range`` → [(start, end exclusive), ...]; None = serve it all.
 
     Unsatisfiable parts are dropped; if none is left: 416 with ``Content-Range: bytes */size``.
+    Overlapping and adjacent parts are merged; a set asking for more bytes than the blob holds is
+    answered with the whole blob (200), so a short header cannot multiply the bytes sent.
     Malformed or foreign headers (and more than MAX_RANGES parts) are ignored, as RFC 9110 allows.
     """
     if not value or not value.strip().startswith("bytes="):
@@ -58,7 +60,26 @@ def parse_ranges(value: str | None, size: int) -> list[tuple[int, int]] | None:
             ranges.append((start, min(end, size)))
     if not ranges:
         raise _unsatisfiable(value, size)
-    return ranges
+    if sum(end - start for start, end in ranges) > size:
+        return None  # asks for more than the blob (overlaps): the whole blob once is cheaper
+    return _coalesce(ranges)
+
+
+def _coalesce(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Merge overlapping and adjacent ranges (RFC 9110 §14.2), so no byte is sent twice.
+
+    Parts keep the order the client asked for; a merged part takes the place of its first member.
+    """
+    order = sorted(range(len(ranges)), key=lambda i: ranges[i])
+    groups: list[list[int]] = []  # [start, end, first index]
+    for i in order:
+        start, end = ranges[i]
+        if groups and start <= groups[-1][1]:
+            groups[-1][1] = max(groups[-1][1], end)
+            groups[-1][2] = min(groups[-1][2], i)
+        else:
+            groups.append([start, end, i])
+    return [(start, end) for start, end, _ in sorted(groups, key=lambda g: g[2])]
 
 
 def _unsatisfiable(value: str, size: int) -> RegistryError:

@@ -96,6 +96,7 @@ def _worker(config: HypercornConfig, shutdown_event: Event, sockets: Sockets, pa
     from hypercorn.asyncio.run import asyncio_worker
 
     from gateway.auth.tls import install as expose_client_certificates
+    from gateway.connections import install as close_ended_connections
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the parent stops workers (shutdown_event)
     try:  # a worker must not outlive its parent (it would keep the port): killed if the parent dies
@@ -104,6 +105,7 @@ def _worker(config: HypercornConfig, shutdown_event: Event, sockets: Sockets, pa
         pass
     if os.getppid() != parent:  # the parent died while this worker was starting: too late for the signal
         os._exit(0)
+    close_ended_connections()  # a client that half-closes is not held for the keep-alive timeout
     if config.ssl_enabled:
         expose_client_certificates()  # client certificates → scope["extensions"]["tls"] (mTLS identities)
     asyncio_worker(config, sockets, shutdown_event)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from common import boundedjson
 from common.grammar import INDEX_MEDIA_TYPES
 
 IMAGE_CONFIG_TYPES = {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
@@ -69,8 +70,8 @@ def manifest_facts(digest: str, record: dict[str, Any], body: bytes,
     if config_type in IMAGE_CONFIG_TYPES and info["configDigest"]:
         raw = read_blob(info["configDigest"], config.get("size"))
         try:
-            cfg = json.loads(raw) if raw else {}
-        except ValueError:
+            cfg = boundedjson.loads(raw) if raw else {}
+        except ValueError:  # not JSON, or nested too deep to walk safely
             cfg = {}
         if not isinstance(cfg, dict):
             cfg = {}

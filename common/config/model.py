@@ -73,6 +73,8 @@ class HttpConfig:
     #: ``http.accessControl`` and ``http.ratelimit`` (:mod:`common.config.access`).
     access_control: AccessSettings = field(default_factory=AccessSettings)
     ratelimit: RateLimit = field(default_factory=RateLimit)
+    #: ``http.readTimeout``: an upload body slower than the minimum rate for this long is abandoned.
+    read_timeout: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,8 @@ class Config:
         http: dict[str, Any] = {"address": self.http.address, "port": self.http.port, "realm": self.http.realm}
         if self.http.external_url:
             http["externalUrl"] = self.http.external_url
+        if self.http.read_timeout != HttpConfig.read_timeout:
+            http["readTimeout"] = self.http.read_timeout
         if self.http.tls:
             http["tls"] = {k: v for k, v in vars(self.http.tls).items() if v}
         for key, value in (("auth", self.http.auth.to_json()), ("accessControl", self.http.access_control.to_json()),
@@ -213,7 +217,7 @@ class Config:
 _ZOT_IGNORED = {
     "storage": {"remoteCache", "storageDriver", "cacheDriver", "subPaths", "retention", "fastRestart",
                 "redirectBlobURL", "gcTimeWindow"},
-    "http": {"compat", "allowOrigin", "readTimeout", "writeTimeout"},
+    "http": {"compat", "allowOrigin", "writeTimeout"},
     "log": set(),
     "cluster": {"members", "hashKey", "tls"},
 }
@@ -275,7 +279,10 @@ def _http(h: Reader) -> HttpConfig:
         auth=parse_auth(h.section("auth"), tls=tls is not None, client_ca=bool(tls and tls.cacert)),
         access_control=parse_access(h.section("accessControl")),
         ratelimit=parse_ratelimit(h.section("ratelimit")),
+        read_timeout=h.duration("readTimeout", 120.0),
     )
+    if http.read_timeout <= 0:
+        raise h.error("readTimeout", "must be positive")
     h.finish(zot_only=_ZOT_IGNORED["http"])
     return http
 

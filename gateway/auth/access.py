@@ -244,11 +244,17 @@ class AccessControl:
         return self.policy_actions(identity, repo)
 
     def can_read(self, identity: Identity, repo: str) -> bool:
+        """May ``identity`` read ``repo``'s content (tags, manifests, search data, stars)?"""
+        return "read" in self.actions(identity, repo)
+
+    def can_list(self, identity: Identity, repo: str) -> bool:
+        """Is ``repo``'s name in ``identity``'s catalog? A token's ``registry:catalog:*`` lists
+        names (those the policy lets its subject read, for tokens issued here); it grants no read."""
         if identity.via == "bearer" and identity.catalog:
             if not identity.issued_here:
                 return True
             return "read" in self.policy_actions(identity, repo)
-        return "read" in self.actions(identity, repo)
+        return self.can_read(identity, repo)
 
     def _anonymous_allowed(self) -> bool:
         return not self.enabled or self.policy.anonymous_anywhere()

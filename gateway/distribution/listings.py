@@ -65,7 +65,7 @@ async def catalog() -> Response:
         more = shard_more or len(everything) > len(merged)
         for i, repo in enumerate(merged):
             cursor = repo
-            if st.access.can_read(identity, repo):
+            if st.access.can_list(identity, repo):
                 names.append(repo)
                 if len(names) == page:
                     more = shard_more or i + 1 < len(everything)

@@ -38,8 +38,9 @@ log = logging.getLogger("shardreg.gateway")
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 #: Commits re-hash (other algorithm) and fsync whole blobs: allow them time.
 COMMIT_TIMEOUT = 900.0
-#: Seconds the body of an upload may stall before the request is abandoned.
-BODY_READ_TIMEOUT = 120.0
+#: Bytes per second an upload body must average over each ``http.readTimeout`` (default 120 s) the
+#: gateway spends waiting for it, else it is abandoned (slowloris): 120 KiB per 2 minutes.
+MIN_BODY_RATE = 1024
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -49,11 +50,48 @@ class ClientGone(Exception):
     """The client disconnected before its body was complete."""
 
 
+class BodyTooSlow(ClientGone):
+    """The client is still there, but its body stalled or trickled below ``MIN_BODY_RATE``."""
+
+
+class BodyPace:
+    """Abandons a body that arrives slower than ``min_rate`` bytes/s over ``window`` seconds.
+
+    Only the time spent waiting in ``receive()`` counts: while the gateway itself holds back (the
+    shard is slower than the client) the client cannot send, and is not blamed for it. A body
+    that stops altogether is abandoned after ``window`` seconds, one that trickles after the
+    first window whose average stays below the rate — never held indefinitely.
+    """
+
+    def __init__(self, window: float, min_rate: float = MIN_BODY_RATE) -> None:
+        self.window, self.needed = window, min_rate * window
+        self.waited, self.received = 0.0, 0
+
+    async def receive(self, receive: Receive) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, self.window - self.waited))
+            except TimeoutError:
+                message = None
+            self.waited += loop.time() - started
+            if message is not None:
+                self.received += len(message.get("body", b""))
+            if self.waited >= self.window:
+                if self.received < self.needed:
+                    raise BodyTooSlow()
+                self.waited, self.received = 0.0, 0  # a new window
+            if message is not None:
+                return message
+
+
 class Request:
     """The bits of an ASGI request the upload handlers need."""
 
-    def __init__(self, scope: dict[str, Any], receive: Receive) -> None:
+    def __init__(self, scope: dict[str, Any], receive: Receive, read_timeout: float = 120.0) -> None:
         self.scope, self.receive = scope, receive
+        self.pace = BodyPace(read_timeout)
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -84,10 +122,8 @@ class Request:
         return bool(self._pending.get("body")) or bool(self._pending.get("more_body"))
 
     async def _receive_body(self) -> dict[str, Any]:
-        try:  # a client that stops sending mid-body is dropped (its PATCH undone), not waited on forever
-            message = await asyncio.wait_for(self.receive(), BODY_READ_TIMEOUT)
-        except TimeoutError:
-            raise ClientGone() from None
+        # a client that stops or trickles mid-body is dropped (its PATCH undone), not waited on forever
+        message = await self.pace.receive(self.receive)
         if message["type"] == "http.disconnect":
             raise ClientGone()
         if not message.get("more_body", False):
@@ -150,7 +186,7 @@ class UploadHandler:
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send, raw_name: str,
                        uuid: str | None) -> None:
         """Serve ``/v2/<raw_name>/blobs/uploads/[<uuid>]`` (the routes of :mod:`gateway.routes`)."""
-        request = Request(scope, receive)
+        request = Request(scope, receive, self.state.config.http.read_timeout)
         try:
             name = validate_name(raw_name)
             if uuid is not None and not UUID_RE.fullmatch(uuid):
@@ -170,6 +206,14 @@ class UploadHandler:
                 status, headers = await method(request, name, uuid)
             await request.drain()
             await respond(send, status, headers)
+        except BodyTooSlow:
+            log.info("upload body below %d bytes/s for %ss, abandoned: %s %s from %s", MIN_BODY_RATE,
+                     request.pace.window, request.method, request.path, request.client or "-")
+            exc = RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, "the upload body arrived too slowly", status=408)
+            try:  # answered at once: the rest of the body is not read, the connection is closed
+                await respond(send, exc.status, {**error_headers(exc), "Connection": "close"}, error_body(exc))
+            except Exception:  # noqa: BLE001 - the client is gone
+                pass
         except ClientGone:
             return
         except RegistryError as exc:

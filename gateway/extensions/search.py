@@ -4,12 +4,13 @@ The schema is ``schema.graphql`` beside this module (ariadne, schema-first). Sha
 image and repository summaries of their own repositories (:mod:`shard.search_meta`); the
 resolvers here scatter to every shard (or go to the one owning a named repository), drop what
 the caller may not read (``AccessControl.can_read``), then rank, filter, sort and paginate.
-CVE queries answer a GraphQL error: vulnerability scanning is not enabled.
+CVE queries answer a GraphQL error: vulnerability scanning is not enabled. What one request may
+ask for is bounded (:mod:`gateway.extensions.graphql_limits`).
 """
 
 from __future__ import annotations
 
-import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +19,17 @@ from ariadne.graphql import graphql
 from graphql import GraphQLError
 from quart import Response, request
 
-from common import messages
+from common import boundedjson, messages
 from common.errors import ErrorCode, RegistryError
 from common.grammar import NAME_RE
 from gateway.context import authorize, current_state
 from gateway.extensions.common import json_response
+from gateway.extensions.graphql_limits import MAX_JSON_DEPTH, VALIDATION_RULES, ErrorLog, parse_query
 from gateway.httputil import read_body
 
 SCHEMA_PATH = Path(__file__).with_name("schema.graphql")
 MAX_QUERY_BODY = 1024 * 1024
+GRAPHQL_LOG = ErrorLog(logging.getLogger("shardreg.search"))
 CVE_DISABLED = "cve search is disabled: vulnerability scanning is not enabled on this registry"
 
 query = QueryType()
@@ -349,12 +352,18 @@ schema = make_executable_schema(SCHEMA_PATH.read_text(), query, time_scalar)
 
 
 # -- HTTP ----------------------------------------------------------------------------------------
+class _Refused(Exception):
+    """A request refused before execution: answered 400 with a GraphQL ``errors`` list."""
+
+
 async def _request_data() -> dict[str, Any]:
     if request.method == "GET":
         data: dict[str, Any] = {"query": request.args.get("query", "")}
         if request.args.get("variables"):
             try:
-                data["variables"] = json.loads(request.args["variables"])
+                data["variables"] = boundedjson.loads(request.args["variables"], MAX_JSON_DEPTH)
+            except boundedjson.TooDeep as exc:
+                raise _Refused(f"variables: {exc}") from None
             except ValueError:
                 raise RegistryError(ErrorCode.BAD_REQUEST, "variables is not JSON", status=400) from None
         if request.args.get("operationName"):
@@ -365,7 +374,9 @@ async def _request_data() -> dict[str, Any]:
     if content_type == "application/graphql":
         return {"query": body.decode(errors="replace")}
     try:
-        data = json.loads(body or b"{}")
+        data = boundedjson.loads(body or b"{}", MAX_JSON_DEPTH)
+    except boundedjson.TooDeep as exc:
+        raise _Refused(f"the GraphQL request: {exc}") from None
     except (ValueError, UnicodeDecodeError):
         raise RegistryError(ErrorCode.BAD_REQUEST, "the body must be a JSON GraphQL request", status=400) from None
     if not isinstance(data, dict):
@@ -375,11 +386,16 @@ async def _request_data() -> dict[str, Any]:
 
 async def search() -> Response:
     identity = await authorize()
-    data = await _request_data()
+    try:
+        data = await _request_data()
+    except _Refused as exc:
+        return json_response({"errors": [{"message": str(exc)}], "data": None}, status=400)
     if not isinstance(data.get("query"), str) or not data["query"].strip():
         return json_response({"errors": [{"message": "no query given"}], "data": None}, status=422)
     if data.get("variables") is not None and not isinstance(data["variables"], dict):
         return json_response({"errors": [{"message": "variables must be an object"}], "data": None}, status=422)
-    success, result = await graphql(schema, data, context_value={"identity": identity}, debug=False)
+    success, result = await graphql(schema, data, context_value={"identity": identity}, debug=False,
+                                    query_parser=parse_query, validation_rules=VALIDATION_RULES,
+                                    logger=GRAPHQL_LOG)
     status = 200 if success or "data" in result else 422
     return json_response(result, status=status)

@@ -81,7 +81,7 @@ EVERYTHING: dict[str, Any] = {
                 "gcInterval": "20s", "allowDelete": False, "uploadExpiry": "30s", "maxRepos": 5,
                 "maxUploads": 7, "maxUploadsPerUser": 3},
     "http": {
-        "address": "0.0.0.0", "port": 9999, "externalUrl": "https://registry.example", "realm": "everything",
+        "address": "0.0.0.0", "port": 9999, "externalUrl": "https://registry.example", "realm": "everything", "readTimeout": "45s",
         "tls": {"cert": "/c.pem", "key": "/k.pem", "cacert": "/ca.pem"},
         "auth": {
             "htpasswd": {"path": "/htpasswd"},
