@@ -17,7 +17,6 @@ POST form with ``grant_type=password``), and answers ``{"token", "access_token",
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +24,7 @@ from urllib.parse import parse_qs
 
 from quart import Response, request
 
+from common import boundedjson
 from common.errors import ErrorCode, RegistryError
 from gateway.auth.access import AccessControl
 from gateway.auth.apikeys import parse_time
@@ -108,7 +108,7 @@ async def create_apikey() -> Response:
     identity = await _password_user(access)
     raw = await read_body(MAX_APIKEY_BODY)
     try:
-        data = json.loads(raw or b"{}")
+        data = boundedjson.loads(raw or b"{}", max_depth=8)
     except ValueError:
         raise _bad("body is not valid JSON") from None
     if not isinstance(data, dict):

@@ -283,3 +283,12 @@ def test_uri_san_pattern_matches_the_whole_san() -> None:
     prefix = MtlsSettings(attributes=("uri",), uri_pattern=re.compile(r"spiffe://example\.org/([a-z]+)"))
     assert certificate_identity(cert("spiffe://example.org/root/extra"), prefix) is None
     assert certificate_identity(cert("spiffe://example.org/root"), prefix) == "root"
+
+
+def test_deeply_nested_apikey_body_is_a_clear_400(registry: InProcessRegistry) -> None:
+    """Issue 10 item 13: a JSON body nested thousands deep is refused, never a RecursionError 500."""
+    with registry.client(headers=basic("root")) as c:
+        r = c.post("/zot/auth/apikey", content=b'{"label": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+                   headers={"Content-Type": "application/json"})
+        assert r.status_code == 400, r.text
+        assert c.post("/zot/auth/apikey", json={"label": "ok"}).status_code == 201
