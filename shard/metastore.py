@@ -15,6 +15,15 @@ their keys (``\\0`` separates parts, so a cursor lists in spec order)::
     referrers       repo \\0 subject \\0 digest -> descriptor of the referring manifest
     uploads         uuid                      -> {repo, offset, alg, started, updated}
     system          key                       -> value (cluster shape, schema version, user data)
+                    "counters/blobs"          -> {count, bytes}   of the ``blobs`` database
+
+Counters: ``counters/blobs`` holds the number of blob records and the sum of their sizes. It
+is updated by :meth:`MetaStore.link` / :meth:`MetaStore.unlink` in the same transaction that
+creates or removes a blob record, so it cannot drift, even on a crash; readers get usage in
+O(1). A store without it (written by an older version) gets it on open from one scan of
+``blobs`` (a migration); so does one whose recorded count differs from LMDB's own entry count
+of ``blobs`` (written meanwhile by an older version). The repository count is LMDB's entry
+count of ``repos`` (kept by LMDB in the same transaction, O(1)): repositories are only added.
 
 Key lengths: LMDB takes keys of at most 511 bytes. Names are at most 255 bytes, tags 128 and
 digests (sha256, sha512) 135, so every key fits except a referrer's (up to 527 bytes): when
@@ -39,6 +48,7 @@ from shard.lmdbstore import LmdbStore, Txn, key, unpack
 __all__ = ["ClusterSizeMismatch", "MetaStore", "SCHEMA_VERSION", "key"]
 
 SCHEMA_VERSION = 1
+_BLOB_COUNTERS = b"counters/blobs"
 _DBS = ("repos", "tags", "manifests", "manifest_bytes", "links", "blobs", "referrers", "uploads", "system")
 Record = dict[str, Any]
 
@@ -54,6 +64,7 @@ def _after(prefix: bytes, last: str | None) -> bytes | None:
 class MetaStore(LmdbStore):
     def __init__(self, path: Path, *, sync: bool = True, map_size: int | None = None) -> None:
         super().__init__(path, dbs=_DBS, sync=sync, map_size=map_size)
+        self._check_counters()
 
     # -- repositories ----------------------------------------------------------------------
     def repo_exists(self, txn: Txn, repo: str) -> bool:
@@ -171,7 +182,10 @@ class MetaStore(LmdbStore):
             return
         self.put(txn, "links", lkey, {"size": size, "at": time.time()})
         bkey = digest.encode()
-        blob = self.get(txn, "blobs", bkey) or {"size": size, "links": 0}
+        blob = self.get(txn, "blobs", bkey)
+        if blob is None:
+            blob = {"size": size, "links": 0}
+            self._count_blobs(txn, 1, size)
         blob["links"] += 1
         self.put(txn, "blobs", bkey, blob)
         self.ensure_repo(txn, repo)
@@ -188,6 +202,7 @@ class MetaStore(LmdbStore):
         if blob["links"] > 0:
             self.put(txn, "blobs", bkey, blob)
             return False
+        self._count_blobs(txn, -1, -blob["size"])
         self.delete(txn, "blobs", bkey)
         return True
 
@@ -204,8 +219,39 @@ class MetaStore(LmdbStore):
             yield k.decode(), unpack(v)["size"]
 
     def blob_usage(self, txn: Txn) -> tuple[int, int]:
-        """(count, bytes) of the shard's blobs."""
-        return self.entries(txn, "blobs"), sum(size for _, size in self.blobs(txn))
+        """(count, bytes) of the shard's blobs, from the counters: O(1)."""
+        counters = self.get(txn, "system", _BLOB_COUNTERS) or self.scan_blob_usage(txn)
+        return counters["count"], counters["bytes"]
+
+    def scan_blob_usage(self, txn: Txn) -> Record:
+        """The blob counters computed from every blob record (the migration; tests compare with it)."""
+        count = size = 0
+        for _, blob_size in self.blobs(txn):
+            count, size = count + 1, size + blob_size
+        return {"count": count, "bytes": size}
+
+    def _count_blobs(self, txn: Txn, count: int, size: int) -> None:
+        """Add to the blob counters, in the transaction that adds or removes the blob record.
+
+        Called before that record is written or deleted, so that a store without counters
+        (never after :meth:`_check_counters`) would still be counted right."""
+        counters = self.get(txn, "system", _BLOB_COUNTERS) or self.scan_blob_usage(txn)
+        self.put(txn, "system", _BLOB_COUNTERS, {"count": counters["count"] + count,
+                                                  "bytes": counters["bytes"] + size})
+
+    def _check_counters(self) -> None:
+        """On open: compute the blob counters once if this store has none (or stale ones)."""
+
+        def stale(txn: Txn) -> bool:
+            counters = self.get(txn, "system", _BLOB_COUNTERS)
+            return counters is None or counters["count"] != self.entries(txn, "blobs")
+
+        def recount(txn: Txn) -> None:
+            if stale(txn):
+                self.put(txn, "system", _BLOB_COUNTERS, self.scan_blob_usage(txn))
+
+        if self.read(stale):
+            self.write(recount)
 
     # -- uploads ---------------------------------------------------------------------------
     def get_upload(self, txn: Txn, uuid: str) -> Record | None:

@@ -10,7 +10,9 @@ ask for is bounded (:mod:`gateway.extensions.graphql_limits`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from quart import Response, request
 from common import boundedjson, messages
 from common.errors import ErrorCode, RegistryError
 from common.grammar import NAME_RE
+from common.protocol import Request
 from gateway.context import authorize, current_state
 from gateway.extensions.common import json_response
 from gateway.extensions.graphql_limits import MAX_JSON_DEPTH, VALIDATION_RULES, ErrorLog, parse_query
@@ -63,28 +66,36 @@ async def _scatter_repos(args: messages.SearchReposRequest) -> list[dict]:
     return [r for reply in await current_state().client.call_all(messages.SEARCH_REPOS(args)) for r in reply.result["repos"]]
 
 
+async def _owners(repos: list[str], request: Callable[[list[str]], Request[Any, Any]], field: str) -> list[dict]:
+    """``field`` of the replies of the shards owning ``repos``, each asked only for its own, all at once."""
+    client = current_state().client
+    by_shard: dict[int, list[str]] = {}
+    for repo in repos:
+        by_shard.setdefault(client.shard_of(repo), []).append(repo)
+    replies = await asyncio.gather(*(client.call(shard, request(names)) for shard, names in by_shard.items()))
+    return [item for reply in replies for item in reply.result[field]]
+
+
 async def _images(info: Any, repos: list[str] | None = None, digest: str | None = None) -> list[dict]:
     """Image summaries the caller may read: of ``repos`` (from their shards) or of every shard."""
-    client = current_state().client
     args: messages.SearchImagesRequest = {"user": _user(info)}
     if digest:
         args["digest"] = digest
     if repos is None:
         images = await _scatter_images(args)
     else:
-        by_shard: dict[int, list[str]] = {}
-        for repo in repos:
-            by_shard.setdefault(client.shard_of(repo), []).append(repo)
-        images = []
-        for shard, names in by_shard.items():
-            reply = await client.call(shard, messages.SEARCH_IMAGES({**args, "repos": names}))
-            images.extend(reply.result["images"])
+        images = await _owners(repos, lambda names: messages.SEARCH_IMAGES({**args, "repos": names}), "images")
     return [i for i in images if _readable(info, i["RepoName"])]
 
 
-async def _repos(info: Any, **args: Any) -> list[dict]:
-    repos = await _scatter_repos({"user": _user(info), **args})  # type: ignore[typeddict-item]
-    return [r for r in repos if _readable(info, r["Name"])]
+async def _repos(info: Any, repos: list[str] | None = None, **args: Any) -> list[dict]:
+    """Repository summaries the caller may read: of ``repos`` (from their shards) or of every shard."""
+    request: messages.SearchReposRequest = {"user": _user(info), **args}  # type: ignore[typeddict-item]
+    if repos is None:
+        found = await _scatter_repos(request)
+    else:
+        found = await _owners(repos, lambda names: messages.SEARCH_REPOS({**request, "repos": names}), "repos")
+    return [r for r in found if _readable(info, r["Name"])]
 
 
 def _page_input(page: dict | None) -> tuple[int, int, str]:
@@ -241,10 +252,9 @@ async def resolve_global_search(_: Any, info: Any, query: str, filter: dict | No
         if not NAME_RE.fullmatch(repo) or not _readable(info, repo):
             page = _paginate([], requestedPage)
             return {"Page": page["Page"], "Images": [], "Repos": [], "Layers": []}
-        repo_info = await _repos(info, repos=[repo])
+        repo_info, of_repo = await asyncio.gather(_repos(info, repos=[repo]), _images(info, [repo]))
         summary = repo_info[0] if repo_info else None
-        images = [i for i in await _images(info, [repo])
-                  if i["Tag"].startswith(tag_prefix) and _image_passes(i, filter, summary)]
+        images = [i for i in of_repo if i["Tag"].startswith(tag_prefix) and _image_passes(i, filter, summary)]
         page = _paginate(_sort_images(images, sort_by if sort_by != "RELEVANCE" else "ALPHABETIC_ASC"),
                          requestedPage)
         return {"Page": page["Page"], "Images": page["Results"], "Repos": [], "Layers": []}
