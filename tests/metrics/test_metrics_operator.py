@@ -7,6 +7,7 @@ disk free space, the build and its process; the gateway then leaves the shards' 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,8 +40,21 @@ def _labelled(text: str, name: str) -> list[dict[str, str]]:
     return [dict(labels) for (sample, labels) in samples(text) if sample == name]
 
 
+def _scrape_once_workers_started(url: str, workers: int, timeout: float = 20.0) -> str:
+    """A scrape once every worker has started: a cluster answers as soon as its first worker does,
+    and a worker appears on /metrics once its metric files exist."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = scrape(url)
+        started = {labels["pid"] for labels in _labelled(text, "process_resident_memory_bytes")
+                   if labels["role"] == "gateway-worker"}
+        if len(started) >= workers or time.monotonic() > deadline:
+            return text
+        time.sleep(0.2)
+
+
 def test_gateway_metrics_cover_every_process(operated: Cluster) -> None:
-    text = scrape(operated.url)
+    text = _scrape_once_workers_started(operated.url, 2)
     children = operated.children()
     rss = _labelled(text, "process_resident_memory_bytes")
     roles = {(labels["role"], labels["pid"]) for labels in rss}
