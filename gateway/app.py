@@ -55,7 +55,7 @@ def _http_error(exc: HTTPException, method: str, path: str) -> RegistryError:
     if status == 404:
         message = f"no such endpoint: {method} {quoted}"
         if path == "/":
-            message += " (the registry's API is under /v2/; the web UI, extensions.ui, is not implemented)"
+            message += " (the registry's API is under /v2/; the web UI needs extensions.ui and extensions.search)"
         return RegistryError(ErrorCode.NOT_FOUND, message, detail={"path": quoted})
     if status == 405:
         allowed = sorted(getattr(exc, "valid_methods", None) or ())

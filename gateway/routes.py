@@ -28,6 +28,7 @@ from gateway import health
 from gateway.auth import routes as auth
 from gateway.distribution import base, blobs, listings, manifests
 from gateway.extensions import discover, mgmt, openapi, oras, playground, pprof, search, trust, userprefs
+from gateway.ui import routes as ui
 
 #: Who serves a route: the Quart app, the raw ASGI upload handler, or the metrics middleware.
 QUART, UPLOADS, METRICS = "quart", "uploads", "metrics"
@@ -42,6 +43,7 @@ SWITCHES: dict[str, Callable[[ExtensionsConfig], bool]] = {
     "profiling": lambda ext: ext.profiling,
     "debug": lambda ext: ext.debug,
     "playground": lambda ext: ext.debug and ext.search_enabled,
+    "ui": lambda ext: ext.ui and ext.search_enabled,  # the web UI reads through search
 }
 
 _PARAM = re.compile(r"\{(\w+)\}")
@@ -142,6 +144,7 @@ ROUTES: tuple[Route, ...] = (
     *_auth_routes(),
     # the path is extensions.metrics.prometheus.path (this is its default)
     Route("metrics", "/metrics", ("GET",), extension="metrics", served_by=METRICS),
+    *(Route(*entry, extension="ui") for entry in ui.TABLE),  # the web UI (gateway/ui/)
 )
 
 

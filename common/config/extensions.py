@@ -5,7 +5,8 @@
                                        section without ``enable`` counts as enabled, as in zot
 ``extensions.search.cve``              accepted, but scanning is not available: CVE queries
                                        answer a GraphQL error
-``extensions.ui.enable``               with search: user preferences (``/v2/_zot/ext/userprefs``)
+``extensions.ui.enable``               with search: the web UI at ``/`` and user preferences
+                                       (``/v2/_zot/ext/userprefs``)
 ``extensions.mgmt.enable``             ``/v2/_zot/ext/mgmt``; zot keys it on search, so it is on
                                        whenever search is, unless ``mgmt.enable`` is ``false``
 ``extensions.trust.{enable,cosign,     image trust: key/certificate upload and verification
@@ -170,9 +171,8 @@ def parse_extensions(r: Reader) -> ExtensionsConfig:
         m.finish()
 
     ui = _switch(r, "ui", False)
-    if ui:
-        r.warn("ui", "the web UI is not implemented: / answers 404; only the user preferences endpoint "
-                     "the UI uses (/v2/_zot/ext/userprefs, with search) is served")
+    if ui and not search.enable:
+        r.warn("ui", "the web UI reads through search: enable extensions.search too (the UI is off without it)")
 
     config = ExtensionsConfig(search=search, ui=ui, mgmt=mgmt, trust=trust,
                               debug=_switch(r, "debug", False), profiling=_switch(r, "profiling", True),

@@ -15,6 +15,7 @@ from typing import Any
 from quart import Quart
 
 from gateway.routes import ROUTES, UPLOADS
+from gateway.ui import routes as ui_routes
 
 _ERROR = {"description": "OCI error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Errors"}}}}
 
@@ -152,6 +153,7 @@ OPERATIONS_BY_ROUTE: dict[str, dict[str, dict]] = {
                                [_param("service", "query"), _param("scope", "query")]),
                     "post": _op("Issue a bearer token", "auth", {200: "token", 401: ""}, body="application/x-www-form-urlencoded")},
 }
+OPERATIONS_BY_ROUTE.update(ui_routes.OPERATIONS)  # the web UI's pages and forms
 #: Path (OpenAPI form) → method → operation, for every route of the table.
 OPERATIONS: dict[str, dict[str, dict]] = {}
 for _route in ROUTES:

@@ -68,9 +68,9 @@ def test_unknown_and_zot_only_keys_are_warnings_with_their_path() -> None:
         "http.accessControl.extra: not supported by shardreg, ignored",
         "extensions.sync: zot option not supported by shardreg, ignored",
         "extensions.ui.theme: unknown option, ignored",
-        # issue 11 item 7: an enabled UI is not silently accepted while / answers 404
-        "extensions.ui: the web UI is not implemented: / answers 404; only the user preferences endpoint "
-        "the UI uses (/v2/_zot/ext/userprefs, with search) is served",
+        # issue 11 item 7: an enabled UI is not silently accepted while / answers 404 (issue 15: the
+        # UI exists, and is off without search)
+        "extensions.ui: the web UI reads through search: enable extensions.search too (the UI is off without it)",
     }
 
 
