@@ -51,6 +51,14 @@ def short(digest: Any) -> str:
     return f"{algorithm}:{hexpart[:12]}" if hexpart else text[:19]
 
 
+def signer(value: Any) -> str:
+    """A signature's author as a short label (cosign names a whole PEM public key)."""
+    text = str(value or "").strip()
+    if text.startswith("-----BEGIN"):
+        return "public key"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def is_link(value: Any) -> bool:
     """Whether an annotation is a web address safe to link to (never ``javascript:``)."""
     return isinstance(value, str) and value.lower().startswith(("https://", "http://")) and len(value) < 2000
@@ -58,7 +66,7 @@ def is_link(value: Any) -> bool:
 
 env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                   trim_blocks=True, lstrip_blocks=True)
-env.filters.update(size=human_size, when=when, short=short, link=is_link)
+env.filters.update(size=human_size, when=when, short=short, link=is_link, signer=signer)
 env.globals["asset"] = lambda name: f"/ui/static/{name}?v={_VERSION}"
 
 

@@ -7,7 +7,7 @@ import re
 import httpx
 import pytest
 
-from tests.extensions.fixtures import Pushed, push_image
+from tests.extensions.fixtures import FULL_EXTENSIONS, Pushed, populate, push_image
 from tests.inprocess import InProcessRegistry
 from tests.ui.conftest import log_in
 from tests.ui.support import USERS, Forms, basic, csrf_of
@@ -312,3 +312,23 @@ def test_bad_names_are_404_pages_not_errors(alice: httpx.Client) -> None:
     token = csrf_of(alice.get("/").text)
     assert alice.post("/ui/delete", data={"csrf": token, "repo": "x", "tag": "../.."}).status_code == 400
     assert alice.post("/ui/prefs", data={"csrf": token, "repo": "apps/web", "action": "x"}).status_code == 400
+
+
+def test_without_authentication_everyone_browses_and_trusted_signatures_show() -> None:
+    with InProcessRegistry(config={"extensions": FULL_EXTENSIONS}) as registry, registry.client() as c:
+        pushed = populate(c)
+        home = c.get("/")
+        assert home.status_code == 200 and "/ui/login" not in home.text and "/ui/prefs" not in home.text
+        assert "This registry has no authentication" in c.get("/ui/login").text
+        assert c.get("/ui/user").headers["location"].startswith("/ui/login")  # nobody to show
+        assert c.post("/v2/_zot/ext/cosign", content=pushed.cosign_pem).status_code == 200
+        assert "cosign trusted · public key" in c.get("/ui/repo/signed/cosign-ok/tags").text
+        assert "cosign untrusted" in c.get("/ui/repo/signed/cosign-untrusted/tags").text
+        assert c.post("/v2/_zot/ext/notation", params={"truststoreType": "ca"}, content=pushed.ca_pem).status_code == 200
+        assert "notation trusted · " in c.get("/ui/repo/signed/notation-ok/tag/v1").text
+        # anyone may delete here, still only through a form of this site
+        page = c.get("/ui/repo/tools/debug/tags").text
+        form = Forms(page).find("/ui/delete", tag="latest")
+        assert c.post("/ui/delete", data={**form, "csrf": "x"}).status_code == 403
+        assert c.post("/ui/delete", data=form).status_code == 303
+        assert c.get("/v2/tools/debug/manifests/latest").status_code == 404
