@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageStat
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -22,6 +22,7 @@ AXE = ROOT / "tests" / ".tools" / "axe" / "node_modules" / "axe-core" / "axe.min
 #: Screenshots of the test run (git-ignored).
 ARTIFACTS = ROOT / "tests" / "ui" / "artifacts"
 DESKTOP = {"width": 1280, "height": 800}
+expect.set_options(timeout=15_000)
 PHONE = {"width": 390, "height": 844}
 
 
@@ -48,6 +49,7 @@ class Watched:
 def browsing(browser: Browser, base_url: str, **options: Any) -> Iterator[Watched]:
     """A fresh context (no cookies); on leaving, no page may have logged an error."""
     context = browser.new_context(base_url=base_url, **options)
+    context.set_default_timeout(30_000)  # a busy CI machine: generous, never a measure of speed
     try:
         watched = Watched(context)
         yield watched

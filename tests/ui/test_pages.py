@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import httpx
@@ -9,6 +10,7 @@ import pytest
 
 from tests.extensions.fixtures import FULL_EXTENSIONS, Pushed, populate, push_image
 from tests.inprocess import InProcessRegistry
+from tests.oci import OCI_MANIFEST, descriptor, push_blob
 from tests.ui.conftest import log_in
 from tests.ui.support import USERS, Forms, basic, csrf_of
 
@@ -332,3 +334,19 @@ def test_without_authentication_everyone_browses_and_trusted_signatures_show() -
         assert c.post("/ui/delete", data={**form, "csrf": "x"}).status_code == 403
         assert c.post("/ui/delete", data=form).status_code == 303
         assert c.get("/v2/tools/debug/manifests/latest").status_code == 404
+
+
+def test_a_helm_chart_gets_helm_and_oras_pull_commands(alice: httpx.Client, ui_open: InProcessRegistry) -> None:
+    config = b'{"name": "demo", "version": "0.1.0", "apiVersion": "v2"}'
+    chart = b"chart-bytes" * 10
+    with ui_open.client(headers=basic("alice")) as api:
+        push_blob(api, "apps/chart", config)
+        push_blob(api, "apps/chart", chart)
+        body = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                           "config": descriptor(config, "application/vnd.cncf.helm.config.v1+json"),
+                           "layers": [descriptor(chart, "application/vnd.cncf.helm.chart.content.v1.tar+gzip")]})
+        r = api.put("/v2/apps/chart/manifests/0.1.0", content=body, headers={"Content-Type": OCI_MANIFEST})
+        assert r.status_code == 201
+    page = alice.get("/ui/repo/apps/chart/tags").text
+    assert 'value="helm pull oci://registry.test/apps/chart --version 0.1.0"' in page
+    assert 'value="oras pull registry.test/apps/chart:0.1.0"' in page and "docker pull" not in page
