@@ -89,21 +89,27 @@ async def image(identity: Identity, repo: str, tag: str) -> dict[str, Any]:
     return found
 
 
-async def related(identity: Identity, repo: str, tag: str, digest: str, subjects: list[str]) -> dict[str, Any]:
-    """Referrers of each of ``subjects`` and the base and derived images of one manifest."""
-    parts = [f'r{i}: Referrers(repo: $repo, digest: "{d}") {{ ...Ref }}' for i, d in enumerate(subjects)
-             if _safe_digest(d)]
-    query = REFERRER + """
+async def referrers(identity: Identity, repo: str, subjects: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The referrers (signatures, SBOMs, attestations) of each of ``subjects``, in one request."""
+    subjects = [d for d in subjects if _safe_digest(d)]
+    if not subjects:
+        return {}
+    parts = [f'r{i}: Referrers(repo: $repo, digest: "{d}") {{ ...Ref }}' for i, d in enumerate(subjects)]
+    data = await ask(identity, REFERRER + "query Refs($repo: String!) {\n" + "\n".join(parts) + "\n}", repo=repo)
+    return {d: data.get(f"r{i}") or [] for i, d in enumerate(subjects)}
+
+
+async def lineage(identity: Identity, repo: str, tag: str, digest: str | None) -> dict[str, Any]:
+    """Base and derived images of an image (of one of its manifests with ``digest``): a scan of
+    every image, which is why the image page loads it separately."""
+    query = """
     fragment Brief on ImageSummary { RepoName Tag Digest LastUpdated Size }
-    query Related($repo: String!, $ref: String!, $digest: String) {
+    query Lineage($ref: String!, $digest: String) {
       base: BaseImageList(image: $ref, digest: $digest, requestedPage: {limit: 20}) { Results { ...Brief } }
       derived: DerivedImageList(image: $ref, digest: $digest, requestedPage: {limit: 20}) { Results { ...Brief } }
-      """ + "\n".join(parts) + "\n}"
-    data = await ask(identity, query, repo=repo, ref=f"{repo}:{tag}", digest=digest or None)
-    referrers: dict[str, list[dict[str, Any]]] = {}
-    for i, d in enumerate(subjects):
-        referrers[d] = data.get(f"r{i}") or []
-    return {"base": data["base"]["Results"], "derived": data["derived"]["Results"], "referrers": referrers}
+    }"""
+    data = await ask(identity, query, ref=f"{repo}:{tag}", digest=digest)
+    return {"base": data["base"]["Results"], "derived": data["derived"]["Results"]}
 
 
 def _safe_digest(value: str) -> bool:

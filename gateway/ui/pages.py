@@ -150,8 +150,7 @@ async def image(name: str, reference: str) -> Response:
     found = await data.image(me.identity, name, reference)
     manifests = found.get("Manifests") or []
     subjects = list(dict.fromkeys([found["Digest"], *(m["Digest"] for m in manifests)]))
-    first = manifests[0]["Digest"] if len(manifests) == 1 else None
-    related = await data.related(me.identity, name, reference, first or "", subjects)
+    referrers = await data.referrers(me.identity, name, subjects)
     for manifest in manifests:
         config = await image_config(name, manifest["ConfigDigest"]) if manifest.get("ConfigDigest") else {}
         manifest["config"] = {
@@ -161,10 +160,23 @@ async def image(name: str, reference: str) -> Response:
             "Labels": {str(k): str(v) for k, v in (config.get("Labels") or {}).items()}
             if isinstance(config.get("Labels"), dict) else {},
         }
-        manifest["referrers"] = related["referrers"].get(manifest["Digest"], [])
+        manifest["referrers"] = referrers.get(manifest["Digest"], [])
     return page("image.html", me=me, title=f"{name}:{reference}", repo=name, tag=reference, image=found,
                 manifests=manifests, index_referrers=[] if found["Digest"] in {m["Digest"] for m in manifests}
-                else related["referrers"].get(found["Digest"], []),
-                base=related["base"], derived=related["derived"],
+                else referrers.get(found["Digest"], []),
                 pull=pull_commands(name, reference, found.get("ArtifactType")),
                 may_delete=_may_delete(me.identity, name))
+
+
+@ui_handler
+async def image_lineage(name: str, reference: str) -> Response:
+    """Base and derived images: its own page, which the image page loads into itself (ui.js)."""
+    _check_name(name)
+    if not TAG_RE.fullmatch(reference):
+        raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, status=404)
+    me = await viewer()
+    if not current_state().access.can_read(me.identity, name):
+        raise RegistryError(ErrorCode.NAME_UNKNOWN, status=404)
+    found = await data.lineage(me.identity, name, reference, None)
+    return page("lineage.html", me=me, title=f"{name}:{reference} base and derived images", repo=name,
+                tag=reference, base=found["base"], derived=found["derived"])

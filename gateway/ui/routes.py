@@ -16,6 +16,8 @@ _TABLE: tuple[tuple[str, str, tuple[str, ...], Callable[..., Any], str], ...] = 
     ("ui_explore", "/ui/explore", ("GET",), pages.explore, "Search and browse"),
     ("ui_repository", "/ui/repo/{name}/tags", ("GET",), pages.repository, "A repository and its tags"),
     ("ui_image", "/ui/repo/{name}/tag/{reference}", ("GET",), pages.image, "An image (tag)"),
+    ("ui_lineage", "/ui/repo/{name}/tag/{reference}/lineage", ("GET",), pages.image_lineage,
+     "Base and derived images of an image"),
     ("ui_pref", "/ui/prefs", ("POST",), actions.toggle_pref, "Star or bookmark a repository"),
     ("ui_delete", "/ui/delete", ("POST",), actions.delete_tag, "Delete a tag"),
     ("ui_user", "/ui/user", ("GET",), account.user, "The user page: API keys"),

@@ -123,6 +123,9 @@ def test_search_filter_and_a_multi_arch_image_with_signature_and_sbom(site: tupl
         assert copied == f"docker pull {cluster.url.split('//')[1]}/multi/arch:v2"
         assert axe_violations(page) == []
 
+        page.goto("/ui/repo/apps/web/tag/v1")  # base and derived images load after the page (ui.js)
+        expect(page.locator("#lineage")).to_contain_text("library/alpine:3.19")
+        expect(page.get_by_role("heading", name="Based on")).to_be_visible()
         page.goto("/ui/repo/artifacts/app/tag/1.0")  # an image with an SBOM and a scan report
         referrers = page.locator("table.referrers")
         expect(referrers).to_contain_text("application/spdx+json")

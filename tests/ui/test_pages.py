@@ -270,7 +270,8 @@ def test_repository_page_shows_annotations_tags_and_pull_commands(alice: httpx.C
     assert "cosign untrusted" in signed or "cosign trusted" in signed
 
 
-def test_image_page_shows_platforms_config_layers_history_and_referrers(alice: httpx.Client, ui_pushed: Pushed) -> None:
+def test_image_page_shows_platforms_config_layers_history_and_referrers(alice: httpx.Client, ui_pushed: Pushed,
+                                                                       anonymous: httpx.Client) -> None:
     index = alice.get("/ui/repo/multi/arch/tag/v2").text
     assert ">linux/amd64</h2>" in index and ">linux/arm64</h2>" in index
     for d in (ui_pushed.digests["index-amd64"], ui_pushed.digests["index-arm64"]):
@@ -280,11 +281,15 @@ def test_image_page_shows_platforms_config_layers_history_and_referrers(alice: h
     assert "application/spdx+json" in app and "application/vnd.scan+json" in app
     assert ui_pushed.digests["sbom"][:19] in app and "kind=sbom" in app
     web = alice.get("/ui/repo/apps/web/tag/v1").text
-    base = web.split('id="base-h"')[1]
-    assert 'href="/ui/repo/library/alpine/tag/3.19"' in base  # built on alpine's layers
     assert "<dt>org.opencontainers.image.vendor</dt><dd>WebCo</dd>" in web
-    alpine = alice.get("/ui/repo/library/alpine/tag/3.19").text
-    assert 'href="/ui/repo/apps/web/tag/v1"' in alpine.split("Derived images")[1]
+    assert 'data-load="/ui/repo/apps/web/tag/v1/lineage"' in web  # loaded by ui.js, a link without it
+    lineage = alice.get("/ui/repo/apps/web/tag/v1/lineage").text
+    base = lineage.split('id="base-h"')[1].split('id="derived-h"')[0]
+    assert 'href="/ui/repo/library/alpine/tag/3.19"' in base  # built on alpine's layers
+    alpine = alice.get("/ui/repo/library/alpine/tag/3.19/lineage").text
+    assert 'href="/ui/repo/apps/web/tag/v1"' in alpine.split('id="derived-h"')[1]
+    assert anonymous.get("/ui/repo/apps/web/tag/v1/lineage").status_code == 404  # what they may not read
+    assert "apps/web" not in anonymous.get("/ui/repo/library/alpine/tag/3.19/lineage").text
     cosign = alice.get("/ui/repo/signed/cosign-referrer/tag/v1").text
     assert "cosign" in cosign and "application/vnd.dev.cosign" in cosign
 

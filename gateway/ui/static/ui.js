@@ -24,4 +24,15 @@ document.addEventListener("DOMContentLoaded", function () {
       if (!window.confirm(form.getAttribute("data-confirm"))) { event.preventDefault(); }
     });
   });
+  // sections that are slow to compute load after the page: <section id="x" data-load="/page">
+  // is replaced by the element with the same id on that page (without a script: a link to it)
+  document.querySelectorAll("[data-load]").forEach(function (section) {
+    fetch(section.getAttribute("data-load"), {credentials: "same-origin", headers: {"Accept": "text/html"}})
+      .then(function (response) { return response.ok ? response.text() : Promise.reject(response.status); })
+      .then(function (html) {
+        var found = new DOMParser().parseFromString(html, "text/html").getElementById(section.id);
+        if (found) { section.replaceWith(document.importNode(found, true)); }
+      })
+      .catch(function () { /* the link stays */ });
+  });
 });
