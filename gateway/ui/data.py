@@ -6,6 +6,7 @@ identity): what the caller may not read is dropped by them before a page sees it
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from graphql import graphql
@@ -45,16 +46,51 @@ async def ask(identity: Identity, query: str, **variables: Any) -> dict[str, Any
     return result.data
 
 
+def _newest_first(repo: dict[str, Any]) -> tuple[float, str]:
+    updated = repo.get("LastUpdated") or ""
+    try:
+        stamp = datetime.fromisoformat(updated.replace("Z", "+00:00")).timestamp() if updated else 0.0
+    except ValueError:
+        stamp = 0.0
+    return -stamp, repo["Name"]
+
+
 async def home(identity: Identity, n: int = 6) -> dict[str, Any]:
+    """Counts, recently updated, most pulled, starred and bookmarked.
+
+    Every listing sorted over all repositories is a scan of the search data on every shard, so
+    the page makes one (three fields a repository), sorts it both ways here, and then asks the
+    owning shards for the summaries of the dozen repositories it shows."""
     query = REPO + """
     query Home($n: Int) {
-      recent: RepoListWithNewestImage(requestedPage: {limit: $n, sortBy: UPDATE_TIME}) { Page { TotalCount } Results { ...Repo } }
-      popular: RepoListWithNewestImage(requestedPage: {limit: $n, sortBy: DOWNLOADS}) { Results { ...Repo } }
-      images: ImageList(repo: "", requestedPage: {limit: 1}) { Page { TotalCount } }
+      all: RepoListWithNewestImage { Results { Name LastUpdated DownloadCount } }
       starred: StarredRepos(requestedPage: {limit: $n, sortBy: ALPHABETIC_ASC}) { Page { TotalCount } Results { ...Repo } }
       bookmarked: BookmarkedRepos(requestedPage: {limit: $n, sortBy: ALPHABETIC_ASC}) { Page { TotalCount } Results { ...Repo } }
     }"""
-    return await ask(identity, query, n=n)
+    found = await ask(identity, query, n=n)
+    every: list[dict[str, Any]] = found["all"]["Results"]
+    recent = sorted(every, key=_newest_first)[:n]
+    popular = sorted((r for r in every if r.get("DownloadCount")), key=lambda r: (-r["DownloadCount"], r["Name"]))[:n]
+    details = await summaries(identity, list(dict.fromkeys(r["Name"] for r in recent + popular)))
+    return {"repos": len(every), "pulls": sum(r.get("DownloadCount") or 0 for r in every),
+            "recent": [details.get(r["Name"], r) for r in recent], "popular": [details.get(r["Name"], r) for r in popular],
+            "starred": found["starred"]["Results"], "bookmarked": found["bookmarked"]["Results"]}
+
+
+async def summaries(identity: Identity, names: list[str]) -> dict[str, dict[str, Any]]:
+    """Repository summaries of ``names``, each from its own shard, in one request ({} if one vanished)."""
+    if not names:
+        return {}
+    params = ", ".join(f"$r{i}: String!" for i in range(len(names)))
+    parts = "\n".join(f"e{i}: ExpandedRepoInfo(repo: $r{i}) {{ Summary {{ ...Repo }} }}" for i in range(len(names)))
+    try:
+        data = await ask(identity, REPO + f"query Summaries({params}) {{\n{parts}\n}}",
+                         **{f"r{i}": name for i, name in enumerate(names)})
+    except RegistryError as exc:
+        if exc.code != ErrorCode.NAME_UNKNOWN:  # deleted meanwhile: show the names alone
+            raise
+        return {}
+    return {name: data[f"e{i}"]["Summary"] for i, name in enumerate(names)}
 
 
 async def search(identity: Identity, text: str, flt: dict[str, Any], limit: int, offset: int,

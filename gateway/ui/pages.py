@@ -52,10 +52,7 @@ def pull_commands(repo: str, tag: str, artifact_type: str | None) -> list[tuple[
 async def home() -> Response:
     me = await viewer()
     found = await data.home(me.identity)
-    return page("home.html", me=me, title="Home", repos=found["recent"]["Page"]["TotalCount"],
-                images=found["images"]["Page"]["TotalCount"], recent=found["recent"]["Results"],
-                popular=[r for r in found["popular"]["Results"] if r.get("DownloadCount")],
-                starred=found["starred"]["Results"], bookmarked=found["bookmarked"]["Results"])
+    return page("home.html", me=me, title="Home", **found)
 
 
 def _page_number(value: str | None) -> int:

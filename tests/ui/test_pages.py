@@ -355,3 +355,23 @@ def test_a_helm_chart_gets_helm_and_oras_pull_commands(alice: httpx.Client, ui_o
     page = alice.get("/ui/repo/apps/chart/tags").text
     assert 'value="helm pull oci://registry.test/apps/chart --version 0.1.0"' in page
     assert 'value="oras pull registry.test/apps/chart:0.1.0"' in page and "docker pull" not in page
+
+
+def test_home_shows_counts_recently_updated_and_most_pulled(alice: httpx.Client, bob: httpx.Client,
+                                                           ui_open: InProcessRegistry) -> None:
+    with ui_open.client(headers=basic("alice")) as api:
+        for _ in range(3):
+            assert api.get("/v2/library/nginx/manifests/1.27").status_code == 200
+        assert api.get("/v2/apps/api/manifests/latest").status_code == 200
+        listing = api.post("/v2/_zot/ext/search", json={"query": "{ RepoListWithNewestImage { Results { Name LastUpdated DownloadCount } } }"}).json()
+    every = listing["data"]["RepoListWithNewestImage"]["Results"]
+    home = alice.get("/").text
+    assert f"<strong>{len(every)}</strong> repositories" in home
+    assert f"<strong>{sum(r['DownloadCount'] for r in every)}</strong> pulls" in home
+    popular = home.split('id="popular-h"')[1].split("</section>")[0]
+    assert popular.index("library/nginx") < popular.index("apps/api")  # 3 pulls before 1
+    recent = home.split('id="recent-h"')[1].split("</section>")[0]
+    newest = max(every, key=lambda r: r["LastUpdated"])["Name"]
+    assert _repos_linked(recent) and re.search(r'href="/ui/repo/([^"]+)/tags"', recent).group(1) == newest
+    bobs = bob.get("/").text  # bob's counts are of what he may read
+    assert "<strong>2</strong> repositories" in bobs and "apps/api" not in bobs
