@@ -231,29 +231,34 @@ MAIN_PAGES = {"login": "/ui/login", "home": "/", "explore": "/ui/explore?sort=up
 def test_screenshots_in_both_themes_at_desktop_and_phone_width(site: tuple[Cluster, Pushed], browser: Browser) -> None:
     cluster, _ = site
     shots: dict[tuple[str, str, str], Path] = {}
-    for scheme in ("light", "dark"):
-        for width, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
-            with browsing(browser, cluster.url, viewport=viewport, color_scheme=scheme) as b:
-                page = b.page
-                shots[("login", width, scheme)] = shoot(page_at(page, "/ui/login"), f"login-{width}-{scheme}")
-                log_in(page, "alice")
-                for name, path in MAIN_PAGES.items():
-                    if name == "login":
-                        continue
-                    page.goto(path)
+    with browsing(browser, cluster.url, viewport=DESKTOP) as b:
+        page = b.page
+        for scheme in ("light", "dark"):  # the login page, before logging in
+            page.emulate_media(color_scheme=scheme)
+            for width, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+                page.set_viewport_size(viewport)
+                page.goto("/ui/login")
+                shots[("login", width, scheme)] = shoot(page, f"login-{width}-{scheme}")
+        page.set_viewport_size(DESKTOP)
+        log_in(page, "alice")
+        for name, path in MAIN_PAGES.items():
+            if name == "login":
+                continue
+            page.goto(path)
+            page.wait_for_load_state("networkidle")  # sections loaded after the page are in
+            for scheme in ("light", "dark"):
+                page.emulate_media(color_scheme=scheme)
+                for width, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+                    page.set_viewport_size(viewport)
                     assert no_horizontal_scroll(page), f"{name} scrolls sideways at {width} width"
                     shots[(name, width, scheme)] = shoot(page, f"{name}-{width}-{scheme}")
-                if scheme == "dark" and width == "phone":
-                    assert axe_violations(page) == []  # contrast in the dark theme, at phone width
-                if scheme == "light" and width == "desktop":  # the whole page, for docs/ui.md
-                    page.goto("/ui/repo/artifacts/app/tag/1.0")
-                    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-                    page.screenshot(path=str(ARTIFACTS / "image-referrers-full.png"), full_page=True)
+            assert axe_violations(page) == []  # dark theme, phone width: contrast and layout there too
+        page.emulate_media(color_scheme="light")
+        page.set_viewport_size(DESKTOP)
+        page.goto("/ui/repo/artifacts/app/tag/1.0")  # the whole page, for docs/ui.md
+        page.wait_for_load_state("networkidle")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "image-referrers-full.png"), full_page=True)
     for name in MAIN_PAGES:
         for width in ("desktop", "phone"):
             assert luminance(shots[(name, width, "dark")]) < luminance(shots[(name, width, "light")]) - 40, name
-
-
-def page_at(page: Page, path: str) -> Page:
-    page.goto(path)
-    return page
