@@ -17,7 +17,7 @@ from gateway.auth.sessions import COOKIE as SESSION_COOKIE
 from gateway.context import current_state
 from gateway.ui.render import local_path, page, redirect
 from gateway.ui.security import csrf_ok, csrf_token
-from gateway.ui.viewer import Viewer, ui_handler, viewer
+from gateway.ui.viewer import Viewer, login_methods, ui_handler, viewer
 
 MAX_FIELD = 256
 MAX_SCOPES = 64
@@ -30,10 +30,9 @@ def refused() -> Response:
 
 
 def _login_viewer(csrf: str) -> Viewer:
-    access = current_state().access
-    settings = access.settings
-    return Viewer(identity=ANONYMOUS, csrf=csrf, password_login=settings.htpasswd is not None or settings.ldap,
-                  providers=dict(settings.openid_providers), auth_enabled=access.enabled)
+    password, providers = login_methods()
+    return Viewer(identity=ANONYMOUS, csrf=csrf, password_login=password, providers=providers,
+                  auth_enabled=current_state().access.enabled)
 
 
 def _login_page(next_path: str, error: str = "", status: int = 200, csrf: str = "") -> Response:

@@ -20,6 +20,7 @@ from gateway.auth.identity import Identity
 from gateway.auth.sessions import COOKIE as SESSION_COOKIE
 from gateway.context import current_state
 from gateway.extensions.common import extensions
+from gateway.extensions.mgmt import stripped_auth
 from gateway.ui.render import page, redirect
 from gateway.ui.security import csrf_token
 
@@ -72,11 +73,18 @@ async def viewer(*, required: bool = False, browse: bool = True) -> Viewer:
         raise Redirect(login_location(), drop_session=SESSION_COOKIE in request.cookies) from None
     if required and identity.anonymous:
         raise Redirect(login_location())
-    settings = access.settings
-    return Viewer(identity=identity, csrf=await csrf_token(),
-                  password_login=settings.htpasswd is not None or settings.ldap,
-                  providers=dict(settings.openid_providers), auth_enabled=access.enabled,
-                  userprefs=extensions().userprefs_enabled, apikeys=access.apikeys is not None)
+    password, providers = login_methods()
+    return Viewer(identity=identity, csrf=await csrf_token(), password_login=password, providers=providers,
+                  auth_enabled=access.enabled, userprefs=extensions().userprefs_enabled,
+                  apikeys=access.apikeys is not None)
+
+
+def login_methods() -> tuple[bool, dict[str, str]]:
+    """Password login (htpasswd or LDAP) and the OpenID providers (key → name), as
+    ``GET /v2/_zot/ext/mgmt`` lists them to zot's UI (one function computes both)."""
+    auth = stripped_auth(current_state().config)
+    providers = (auth.get("openid") or {}).get("providers") or {}
+    return "htpasswd" in auth, {key: str(p.get("name") or key) for key, p in providers.items()}
 
 
 def error_page(exc: RegistryError) -> Response:

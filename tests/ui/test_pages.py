@@ -107,6 +107,10 @@ def test_login_form_offers_each_openid_provider(anonymous: httpx.Client) -> None
     link = re.search(r'href="(/zot/auth/login\?provider=github&amp;callback_ui=[^"]+)"', page.text)
     assert link and "Sign in with GitHub" in page.text
     assert "callback_ui=http%3A//registry.test/ui/explore" in link.group(1)
+    # the same providers zot's UI would read from the mgmt extension
+    listed = anonymous.get("/v2/_zot/ext/mgmt").json()["http"]["auth"]["openid"]["providers"]
+    buttons = re.findall(r'data-provider="([^"]+)"', page.text)
+    assert buttons == list(listed) == ["github"]
 
 
 def test_login_logout_and_wrong_passwords(ui_open: InProcessRegistry, ui_pushed: Pushed) -> None:
