@@ -54,6 +54,8 @@ class StatusReply(TypedDict):
     ready: bool
     why: str
     pid: int
+    #: Retention's last pass and the event sinks' figures (shard/lifecycle_status.py).
+    lifecycle: NotRequired[dict[str, Any]]
 
 
 # -- repositories and listings ------------------------------------------------------------
@@ -122,6 +124,10 @@ class ManifestPutRequest(TypedDict):
     #: tags exist in the write transaction and refuses (DENIED) what the caller may not do.
     may_create: bool
     may_update: bool
+    #: Whether the caller is an admin (may overwrite immutable tags); the event context
+    #: (actor, addr, method, useragent) for lifecycle events. Absent: not admin, no context.
+    admin: NotRequired[bool]
+    event: NotRequired[dict[str, str]]
 
 
 class ManifestPutReply(TypedDict):
@@ -133,6 +139,8 @@ class ManifestDeleteRequest(TypedDict):
     repo: str
     #: A tag (untag) or a digest (delete the manifest and every tag pointing at it).
     reference: str
+    admin: NotRequired[bool]
+    event: NotRequired[dict[str, str]]
 
 
 class ManifestDeleteReply(TypedDict):
@@ -431,6 +439,32 @@ SESSION_DELETE = Wire(Op.SESSION_DELETE, SessionRequest, DeletedReply)
 SECRET_GET = Wire(Op.SECRET_GET, SecretGetRequest, SecretGetReply)
 USER_PURGE = Wire(Op.USER_PURGE, UserRequest, UserPurgeReply)
 
+# -- storage lifecycle ----------------------------------------------------------------------
+class RetentionRunRequest(TypedDict):
+    #: Plan only (``shardreg retention --dry-run``), whatever ``storage.retention.dryRun`` says.
+    dry_run: bool
+    #: Also list the blobs the next gc would unlink (``shardreg gc --dry-run``).
+    gc: NotRequired[bool]
+
+
+class RetentionRunReply(TypedDict):
+    """The pass's report: ``{started, finished, dryRun, repos: {repo: [action...]}, deleted, kept}``."""
+
+    report: dict[str, Any]
+
+
+class ClockSetRequest(TypedDict):
+    #: Seconds added to the wall clock for lifecycle decisions (tests only: extensions.debug).
+    offset: float
+
+
+class ClockSetReply(TypedDict):
+    offset: float
+
+
+RETENTION_RUN = Wire(Op.RETENTION_RUN, RetentionRunRequest, RetentionRunReply)
+CLOCK_SET = Wire(Op.CLOCK_SET, ClockSetRequest, ClockSetReply)
+
 #: Every op's wire, by op.
 ALL: dict[Op, Wire[Any, Any]] = {w.op: w for w in (
     PING, STATUS, CATALOG, REPO_COUNT, TAGS_LIST, MANIFEST_GET, MANIFEST_PUT, MANIFEST_DELETE, REFERRERS,
@@ -438,4 +472,4 @@ ALL: dict[Op, Wire[Any, Any]] = {w.op: w for w in (
     UPLOAD_END, UPLOAD_ABORT, UPLOAD_COMMIT, UPLOAD_CANCEL, SEARCH_IMAGES, SEARCH_REPOS, SEARCH_EXPAND,
     USERPREFS_TOGGLE, TRUST_PUT, DEBUG_PROFILE, APIKEY_CREATE, APIKEY_LIST, APIKEY_DELETE, APIKEY_LOOKUP,
     APIKEY_TOUCH, SESSION_CREATE, SESSION_GET, SESSION_DELETE, SECRET_GET,
-    USER_PURGE)}
+    USER_PURGE, RETENTION_RUN, CLOCK_SET)}
