@@ -15,6 +15,7 @@ docstring (manifest bytes, blob bytes, trust material), as are a reply's.
 # time to know which keys are required (Wire.missing relies on it).
 from typing import Any, NotRequired, TypedDict
 
+from common.messages_lifecycle import CLOCK_SET, RETENTION_RUN  # storage lifecycle ops (their types there)
 from common.protocol import Op, Wire
 
 #: An OCI descriptor ({mediaType, digest, size, artifactType?, annotations?}) as a dict.
@@ -438,32 +439,6 @@ SESSION_GET = Wire(Op.SESSION_GET, SessionRequest, SessionGetReply)
 SESSION_DELETE = Wire(Op.SESSION_DELETE, SessionRequest, DeletedReply)
 SECRET_GET = Wire(Op.SECRET_GET, SecretGetRequest, SecretGetReply)
 USER_PURGE = Wire(Op.USER_PURGE, UserRequest, UserPurgeReply)
-
-# -- storage lifecycle ----------------------------------------------------------------------
-class RetentionRunRequest(TypedDict):
-    #: Plan only (``shardreg retention --dry-run``), whatever ``storage.retention.dryRun`` says.
-    dry_run: bool
-    #: Also list the blobs the next gc would unlink (``shardreg gc --dry-run``).
-    gc: NotRequired[bool]
-
-
-class RetentionRunReply(TypedDict):
-    """The pass's report: ``{started, finished, dryRun, repos: {repo: [action...]}, deleted, kept}``."""
-
-    report: dict[str, Any]
-
-
-class ClockSetRequest(TypedDict):
-    #: Seconds added to the wall clock for lifecycle decisions (tests only: extensions.debug).
-    offset: float
-
-
-class ClockSetReply(TypedDict):
-    offset: float
-
-
-RETENTION_RUN = Wire(Op.RETENTION_RUN, RetentionRunRequest, RetentionRunReply)
-CLOCK_SET = Wire(Op.CLOCK_SET, ClockSetRequest, ClockSetReply)
 
 #: Every op's wire, by op.
 ALL: dict[Op, Wire[Any, Any]] = {w.op: w for w in (

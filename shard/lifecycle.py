@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common import messages as m
+from common import messages_lifecycle as m
 from common.config import Config
 from common.errors import ErrorCode, RegistryError
 from common.protocol import Answer, Frames

@@ -30,17 +30,21 @@ from common.config.reader import ConfigError, Reader
 
 #: Outbox bound when ``extensions.events.outboxSize`` is not set (events kept per shard).
 DEFAULT_OUTBOX = 100_000
+#: zot's sinks: the first retry's pause (it doubles up to 30 s).
+FIRST_BACKOFF = 0.2
 
 
 @dataclass(frozen=True)
 class KeepRules:
-    """``keepTags[i]`` (with ``patterns``) or ``keepUntagged``; unset rules are None/0."""
+    """``keepTags[i]`` (with ``patterns``) or ``keepUntagged``; unset rules are None/0.
 
-    patterns: tuple[str, ...] = ()
-    pulled_within: float | None = None
-    pushed_within: float | None = None
-    most_recently_pushed: int = 0
-    most_recently_pulled: int = 0
+    (Fields of the parsed items have no defaults: only the parser builds them.)"""
+
+    patterns: tuple[str, ...]
+    pulled_within: float | None
+    pushed_within: float | None
+    most_recently_pushed: int
+    most_recently_pulled: int
 
     @property
     def has_rules(self) -> bool:
@@ -51,11 +55,11 @@ class KeepRules:
 @dataclass(frozen=True)
 class RetentionPolicy:
     repositories: tuple[str, ...]
-    delete_referrers: bool = False
+    delete_referrers: bool
     #: zot: a matched policy deletes untagged manifests unless it says ``false``.
-    delete_untagged: bool = True
-    keep_tags: tuple[KeepRules, ...] = ()
-    keep_untagged: KeepRules | None = None
+    delete_untagged: bool
+    keep_tags: tuple[KeepRules, ...]
+    keep_untagged: KeepRules | None
 
 
 @dataclass(frozen=True)
@@ -78,17 +82,17 @@ class Sink:
 
     type: str
     address: str
-    name: str = ""
-    channel: str = ""
-    timeout: float = 30.0
-    headers: tuple[tuple[str, str], ...] = ()
-    username: str = ""
-    password: str = ""
-    token: str = ""
+    name: str
+    channel: str
+    timeout: float
+    headers: tuple[tuple[str, str], ...]
+    username: str
+    password: str
+    token: str
     #: Distribution: failures before back-off, the back-off, media types not notified.
-    threshold: int = 0
-    backoff: float = 1.0
-    ignored_media_types: tuple[str, ...] = ()
+    threshold: int
+    backoff: float
+    ignored_media_types: tuple[str, ...]
 
     @property
     def label(self) -> str:
@@ -203,9 +207,10 @@ def _event_sinks(r: Reader) -> tuple[Sink, ...]:
         if not address:
             raise s.error("address", "is required")
         user, password, token = _credentials(s)
-        sinks.append(Sink(type=kind, address=address, channel=s.text("channel", ""),
+        sinks.append(Sink(type=kind, address=address, name="", channel=s.text("channel", ""),
                           timeout=s.duration("timeout", 30.0), headers=_headers(s),
-                          username=user, password=password, token=token))
+                          username=user, password=password, token=token, threshold=0, backoff=FIRST_BACKOFF,
+                          ignored_media_types=()))
         if kind == "nats" and not sinks[-1].channel:
             raise s.error("channel", "a nats sink needs the subject to publish on")
         s.finish(zot_only=("proxy", "tls"))
@@ -225,8 +230,8 @@ def _endpoints(r: Reader) -> tuple[Sink, ...]:
         ignored = ignore.strings("mediatypes") if ignore is not None else ()
         if ignore is not None:
             ignore.finish(zot_only=("actions",))
-        sinks.append(Sink(type="notification", address=url, name=e.text("name", ""),
-                          timeout=e.duration("timeout", 1.0), headers=_headers(e),
+        sinks.append(Sink(type="notification", address=url, name=e.text("name", ""), channel="",
+                          timeout=e.duration("timeout", 1.0), headers=_headers(e), username="", password="", token="",
                           threshold=e.integer("threshold", 0), backoff=e.duration("backoff", 1.0),
                           ignored_media_types=e.strings("ignoredmediatypes") + ignored))
         e.finish(zot_only=("queuepurgetimeout",))

@@ -21,7 +21,7 @@ from shard.events.sinks import DeliveryError, Target, target
 
 log = logging.getLogger("shardreg.shard.events")
 BATCH = 64
-FIRST_BACKOFF, MAX_BACKOFF = 0.2, 30.0
+MAX_BACKOFF = 30.0
 #: How often a sink with nothing to send looks at the outbox anyway (normally it is woken).
 IDLE_POLL = 1.0
 
@@ -94,7 +94,7 @@ class Sender:
 
     async def _deliver(self, sink: Target, record: dict[str, Any]) -> None:
         stats = self.stats[sink.sink.label]
-        attempt, backoff = 0, FIRST_BACKOFF
+        attempt, backoff = 0, sink.sink.backoff
         while True:
             try:
                 if not await sink.deliver(record):
