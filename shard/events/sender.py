@@ -61,8 +61,6 @@ class Sender:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for t in self.targets:
-            await t.close()
 
     def status(self) -> dict[str, Any]:
         queued = self.outbox.queued()
@@ -71,6 +69,12 @@ class Sender:
                 "dropped": self.outbox.dropped, "capacity": self.outbox.size}
 
     async def _run(self, index: int) -> None:
+        try:
+            await self._drain(index)
+        finally:  # cancelled (the shard stops): close the sink's connections
+            await self.targets[index].close()
+
+    async def _drain(self, index: int) -> None:
         sink = self.targets[index]
         label = sink.sink.label
         while True:
