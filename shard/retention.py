@@ -28,7 +28,7 @@ from collections import Counter
 from typing import Any
 
 from common.config.lifecycle import LifecycleConfig, retention_policy
-from shard import clock
+from shard import clock, faults
 from shard.hooks import Deleted, Hooks
 from shard.lmdbstore import Txn
 from shard.metastore import MetaStore
@@ -164,6 +164,7 @@ class RetentionRunner:
             chunk = actions[start:start + CHUNK]
             deleted = await self.meta.write_async(functools.partial(self._delete, repo=repo, chunk=chunk,
                                                                     planned_tags=planned_tags))
+            faults.hit("retention.chunk", repo)  # tests: a kill between two chunks of a pass
             if self.policy is not None and deleted:
                 self.policy.committed()
             for action in deleted:
