@@ -4,6 +4,8 @@ shard killed (SIGKILL) while a pass deletes."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -12,7 +14,7 @@ import httpx
 import pytest
 
 from common.ring import shard_for
-from tests.cluster import Cluster
+from tests.cluster import ROOT, Cluster
 from tests.lifecycle.helpers import exists, run_retention, tags
 from tests.oci import OCI_MANIFEST, push_image
 
@@ -114,3 +116,21 @@ def test_shard_killed_during_a_pass_then_the_next_pass_finishes(cluster: Cluster
         for digest in doomed:
             assert not exists(client, repo, digest)
         assert repo not in run_retention(client, dry_run=True)["repositories"]
+
+
+def test_cli_dry_run_prints_the_plan_per_repository(cluster: Cluster) -> None:
+    repo = "bulk/cli"
+    with httpx.Client(base_url=cluster.url, timeout=30) as client:
+        doomed, _ = push_image(client, repo, "old-cli", layers=1, layer_size=64)
+        push_image(client, repo, "keep-cli", layers=1, layer_size=64)
+        out = subprocess.run([sys.executable, "-m", "common.cli", "retention", "--dry-run", "--url", cluster.url],
+                             capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert out.returncode == 0, out.stderr
+        assert "retention (dry run)" in out.stdout
+        section = out.stdout.split(f"\n{repo}\n", 1)[1]
+        assert "would delete tag      old-cli" in section and f"would delete manifest {doomed}" in section
+        assert "keep-cli" not in section.split("\ntotal")[0]
+        gc = subprocess.run([sys.executable, "-m", "common.cli", "gc", "--dry-run", "--url", cluster.url],
+                            capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert gc.returncode == 0 and "gc: " in gc.stdout and "would delete tag      old-cli" in gc.stdout
+        assert tags(client, repo) == {"old-cli", "keep-cli"}, "a dry run deletes nothing"
