@@ -1,7 +1,8 @@
 """Drain the outbox to each sink: in order, at least once, with retries and back-off.
 
 One task per sink sends the events after its cursor one by one (so a repository's events
-arrive in the order they were committed), and moves the cursor after each batch it sent.
+arrive in the order they were committed), and moves the cursor after each batch (up to 64) it
+sent, and before it waits on a failing sink.
 A failure is retried with exponential back-off (0.2 s doubling to 30 s); Distribution
 endpoints retry at once up to ``threshold`` failures in a row, then wait ``backoff``. A kill
 between a send and the cursor's commit sends that event again after the restart.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,16 +89,27 @@ class Sender:
                     except TimeoutError:
                         pass
                     continue
-                for seq, record in batch:
-                    await self._deliver(sink, record)
-                    await self.outbox.advance(label, seq)
+                await self._send_batch(sink, batch)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug or the store: log and go on after a pause, never stop sending
                 log.exception("event sender for %s failed", label)
                 await asyncio.sleep(1.0)
 
-    async def _deliver(self, sink: Target, record: dict[str, Any]) -> None:
+    async def _send_batch(self, sink: Target, batch: list[tuple[int, dict[str, Any]]]) -> None:
+        sent: list[int] = []
+
+        async def checkpoint() -> None:  # at the end, and before waiting on a failing sink
+            if sent:
+                await self.outbox.advance(sink.sink.label, sent[-1])
+
+        for seq, record in batch:
+            await self._deliver(sink, record, checkpoint)
+            sent.append(seq)
+        await checkpoint()
+
+    async def _deliver(self, sink: Target, record: dict[str, Any],
+                       checkpoint: Callable[[], Awaitable[None]]) -> None:
         stats = self.stats[sink.sink.label]
         attempt, backoff = 0, sink.sink.backoff
         while True:
@@ -109,6 +122,8 @@ class Sender:
                 stats.failed += 1
                 stats.retried += 1
                 stats.last_error = str(exc)
+                if attempt == 1:
+                    await checkpoint()
                 if attempt == 1 or attempt % 20 == 0:
                     log.warning("event %s to %s not delivered (attempt %d): %s; retrying", record["type"],
                                 sink.sink.label, attempt, exc)

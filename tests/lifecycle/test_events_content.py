@@ -99,3 +99,19 @@ def test_metrics_per_sink(setup: tuple[httpx.Client, Receiver]) -> None:
     text = c.get("/metrics").text
     assert 'shardreg_events_sent_total{' in text and 'sink="dist"' in text
     assert "shardreg_events_queue_length" in text and "shardreg_events_delivery_seconds" in text
+
+
+def test_full_outbox_drops_the_oldest_says_so_and_never_fails_a_push(caplog: pytest.LogCaptureFixture) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/nobody"  # nothing listens: every event waits
+    config = {"extensions": {"events": {"outboxSize": 3, "sinks": [{"type": "http", "address": dead, "timeout": "1s"}]},
+                             "metrics": {"enable": True}}}
+    with caplog.at_level("ERROR", logger="shardreg.shard.events"), \
+            InProcessRegistry(config=config, shards=1) as registry, registry.client() as c:
+        for i in range(4):
+            assert _push(c, "full/app", f"v{i}", {})[0], "pushes never fail because of the outbox"
+        text = c.get("/metrics").text
+    assert "event outbox full (3 events)" in caplog.text and "extensions.events.outboxSize" in caplog.text
+    dropped = [line for line in text.splitlines() if line.startswith("shardreg_events_dropped_total")]
+    assert dropped and float(dropped[0].split()[-1]) >= 2  # 5 events (created + 4 updated) into 3 places
+    queued = [line for line in text.splitlines() if line.startswith("shardreg_events_queue_length")]
+    assert queued and float(queued[0].split()[-1]) <= 3

@@ -7,6 +7,7 @@ days apart, as it would have over days.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -42,7 +43,7 @@ CONFIG = {
         ]},
         "immutableTags": {"policies": [{"repositories": ["ci/**"], "patterns": ["release-.*"]}]},
     },
-    "extensions": {"debug": {"enable": True}, "search": {"enable": True}},
+    "extensions": {"debug": {"enable": True}, "search": {"enable": True}, "metrics": {"enable": True}},
 }
 
 
@@ -126,3 +127,26 @@ def test_plan_reports_blobs_for_gc_dry_run(client: httpx.Client) -> None:
     report = run_retention(client, dry_run=True, gc=True)
     assert "blobs" in report and report["dryRun"] is True
     assert len(report["shards"]) == 2
+
+
+def test_dry_runs_are_counted_in_metrics_and_status(client: httpx.Client) -> None:
+    push_at(client, "infra/metrics", "dev-1", 30)
+    run_retention(client, dry_run=True)
+    text = client.get("/metrics").text
+    planned = [float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith("shardreg_retention_dry_run_deletions_total")]
+    assert planned and sum(planned) >= 2  # the tag and its manifest
+    assert "shardreg_retention_last_pass_timestamp_seconds" in text
+
+
+def test_a_pass_runs_by_itself_every_gc_interval() -> None:
+    config = {"storage": {"gcInterval": "1s", "retention": {"delay": "0s", "policies": [
+        {"repositories": ["auto/**"], "keepTags": [{"patterns": ["^keep"]}]}]}}}
+    with InProcessRegistry(config=config, shards=1) as registry, registry.client() as c:
+        from tests.oci import push_image
+        push_image(c, "auto/app", "keep-1", layers=1, layer_size=16)
+        push_image(c, "auto/app", "old-1", layers=1, layer_size=16)
+        deadline = time.monotonic() + 30
+        while tags(c, "auto/app") != {"keep-1"}:
+            assert time.monotonic() < deadline, "no retention pass ran within 30 s with gcInterval 1s"
+            time.sleep(0.1)
