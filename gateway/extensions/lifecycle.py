@@ -20,13 +20,17 @@ from gateway.context import authorize, current_state
 from gateway.extensions.common import json_response
 
 _TRUE = {"1", "true", "yes"}
+#: Longest a pass on every shard may take before the route answers 503.
+PASS_TIMEOUT = 600.0
 
 
 async def retention() -> Response:
     await authorize(None, "admin")
     dry_run = request.args.get("dryRun", "false").lower() in _TRUE
     gc = request.args.get("gc", "false").lower() in _TRUE
-    replies = await current_state().client.call_all(messages.RETENTION_RUN({"dry_run": dry_run, "gc": gc}))
+    # a pass is bounded (shard/retention.py) but may outlast cluster.requestTimeout on a large shard
+    replies = await current_state().client.call_all(messages.RETENTION_RUN({"dry_run": dry_run, "gc": gc}),
+                                                    timeout=PASS_TIMEOUT)
     repos: dict[str, Any] = {}
     blobs: dict[str, Any] = {}
     shards = []
