@@ -150,3 +150,37 @@ def test_a_pass_runs_by_itself_every_gc_interval() -> None:
         while tags(c, "auto/app") != {"keep-1"}:
             assert time.monotonic() < deadline, "no retention pass ran within 30 s with gcInterval 1s"
             time.sleep(0.1)
+
+
+def test_manifests_pulled_or_pushed_while_a_pass_runs_are_left_alone() -> None:
+    """Between a pass's plan and its deletions, a pull (manifest.get) and a re-push (manifest.put)
+    go through the real ops: the pass deletes neither manifest, and deletes the others."""
+    config = {"storage": {"retention": {"delay": "0s", "policies": [
+        {"repositories": ["race/**"], "keepTags": [{"patterns": ["^keep"]}]}]}}}
+    with InProcessRegistry(config=config, shards=1) as registry, registry.client() as c:
+        from tests.oci import OCI_MANIFEST, push_image
+        pulled, _ = push_image(c, "race/app", "old-pulled", layers=1, layer_size=16)
+        repushed, body = push_image(c, "race/app", "old-repushed", layers=1, layer_size=16)
+        other, _ = push_image(c, "race/app", "old-other", layers=1, layer_size=16)
+        server = registry.shards[0]
+        runner = server.lifecycle.retention
+        original = runner._apply
+
+        async def apply_after_traffic(repo: str, actions: list) -> list:  # type: ignore[type-arg]
+            await server.dispatch("manifest.get", {"repo": repo, "reference": "old-pulled", "head": False}, [])
+            await server.dispatch("manifest.put", {
+                "repo": repo, "digest": repushed, "media_type": OCI_MANIFEST, "tags": ["old-repushed"],
+                "blobs": [], "children": [], "subject": None, "artifact_type": None, "annotations": None,
+                "config": None, "pushed_by": "", "may_create": True, "may_update": True}, [body])
+            return await original(repo, actions)
+
+        runner._apply = apply_after_traffic  # type: ignore[method-assign]
+        report = run_retention(c, dry_run=False)
+        runner._apply = original  # type: ignore[method-assign]
+        assert {a["reference"] for a in report["repositories"]["race/app"]} == {"old-other", other}
+        assert report["shards"][0]["skipped"] == 4  # the tag and manifest of each, left alone
+        assert exists(c, "race/app", "old-pulled") and exists(c, "race/app", "old-repushed")
+        assert not exists(c, "race/app", other)
+        # the next pass, with no traffic, deletes them
+        run_retention(c, dry_run=False)
+        assert not exists(c, "race/app", pulled) and not exists(c, "race/app", repushed)
