@@ -7,12 +7,14 @@ days apart, as it would have over days.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from tests.cluster import free_port
 from tests.inprocess import InProcessRegistry
 from tests.lifecycle.helpers import (
     exists,
@@ -24,6 +26,7 @@ from tests.lifecycle.helpers import (
     set_clock,
     tags,
 )
+from tests.lifecycle.receiver import Receiver
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -139,17 +142,30 @@ def test_dry_runs_are_counted_in_metrics_and_status(client: httpx.Client) -> Non
     assert "shardreg_retention_last_pass_timestamp_seconds" in text
 
 
-def test_a_pass_runs_by_itself_every_gc_interval() -> None:
+def test_a_pass_runs_by_itself_every_gc_interval_and_tells_the_sinks() -> None:
+    receiver = Receiver(free_port()).start()
     config = {"storage": {"gcInterval": "1s", "retention": {"delay": "0s", "policies": [
-        {"repositories": ["auto/**"], "keepTags": [{"patterns": ["^keep"]}]}]}}}
-    with InProcessRegistry(config=config, shards=1) as registry, registry.client() as c:
-        from tests.oci import push_image
-        push_image(c, "auto/app", "keep-1", layers=1, layer_size=16)
-        push_image(c, "auto/app", "old-1", layers=1, layer_size=16)
-        deadline = time.monotonic() + 30
-        while tags(c, "auto/app") != {"keep-1"}:
-            assert time.monotonic() < deadline, "no retention pass ran within 30 s with gcInterval 1s"
-            time.sleep(0.1)
+        {"repositories": ["auto/**"], "keepTags": [{"patterns": ["^keep"]}]}]}},
+        "extensions": {"events": {"sinks": [{"type": "http", "address": f"http://127.0.0.1:{receiver.port}/"}]}}}
+    try:
+        with InProcessRegistry(config=config, shards=1) as registry, registry.client() as c:
+            from tests.oci import push_image
+            push_image(c, "auto/app", "keep-1", layers=1, layer_size=16)
+            old, _ = push_image(c, "auto/app", "old-1", layers=1, layer_size=16)
+            deadline = time.monotonic() + 30
+            while tags(c, "auto/app") != {"keep-1"}:
+                assert time.monotonic() < deadline, "no retention pass ran within 30 s with gcInterval 1s"
+                time.sleep(0.1)
+
+            def deleted(got: list) -> list:  # type: ignore[type-arg]
+                return [json.loads(b)["data"] for _, _, b in got
+                        if json.loads(b)["type"] == "zotregistry.image.deleted"]
+            receiver.wait_for(lambda got: len(deleted(got)) >= 2)
+            events = deleted(receiver.received)
+            assert {(e["reference"], e["digest"]) for e in events} == {("old-1", old), (old, old)}
+            assert all(e["actor"] == {"name": "retention"} for e in events)
+    finally:
+        receiver.stop()
 
 
 def test_manifests_pulled_or_pushed_while_a_pass_runs_are_left_alone() -> None:
