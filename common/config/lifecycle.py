@@ -96,7 +96,9 @@ class Sink:
 
     @property
     def label(self) -> str:
-        return self.name or f"{self.type}:{self.address}" + (f"#{self.channel}" if self.channel else "")
+        """The sink's name in logs, metrics and its outbox cursor (never a password in the URL)."""
+        address = re.sub(r"//[^/@]*@", "//", self.address)
+        return self.name or f"{self.type}:{address}" + (f"#{self.channel}" if self.channel else "")
 
 
 @dataclass(frozen=True)
