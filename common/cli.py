@@ -6,6 +6,7 @@
     shardreg keys generate --dir D [--shards N]   CURVE key files for the internal wire
     shardreg user add|remove|list ...   manage the htpasswd file (see gateway/auth/users.py)
     shardreg bench ...                  the load benchmark (see bench/; needs the ``bench`` extras)
+    shardreg retention|gc --dry-run [--url U] [--user A]   the retention plan of a running cluster
 
 A configuration or start-up problem (a bad value, a missing file, a port in use, a data
 directory another process owns) is printed once, naming the key or flag, with exit code 2.
@@ -22,6 +23,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from common.config import Config, ConfigError, load_config, with_overrides
 from common.datalock import DataDirBusy
+from common.lifecycle_cli import add_parsers as add_lifecycle_parsers
 from common.listen import ListenError
 from common.logs import report_warnings, setup_logging
 from common.privatefs import set_umask
@@ -183,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="one key pair per shard (shard-<i>.key_secret); default: one pair for all shards")
     generate.add_argument("--force", action="store_true", help="replace existing key files")
     generate.set_defaults(func=cmd_keys_generate)
+    add_lifecycle_parsers(sub)  # shardreg retention / gc --dry-run (common/lifecycle_cli.py)
     for name, summary in DELEGATED.items():  # listed here; parsed by their own modules (see main)
         sub.add_parser(name, help=summary, add_help=False)
     return parser

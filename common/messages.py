@@ -15,6 +15,7 @@ docstring (manifest bytes, blob bytes, trust material), as are a reply's.
 # time to know which keys are required (Wire.missing relies on it).
 from typing import Any, NotRequired, TypedDict
 
+from common.messages_lifecycle import CLOCK_SET, RETENTION_RUN  # storage lifecycle ops (their types there)
 from common.protocol import Op, Wire
 
 #: An OCI descriptor ({mediaType, digest, size, artifactType?, annotations?}) as a dict.
@@ -54,6 +55,8 @@ class StatusReply(TypedDict):
     ready: bool
     why: str
     pid: int
+    #: Retention's last pass and the event sinks' figures (shard/lifecycle_status.py).
+    lifecycle: NotRequired[dict[str, Any]]
 
 
 # -- repositories and listings ------------------------------------------------------------
@@ -122,6 +125,10 @@ class ManifestPutRequest(TypedDict):
     #: tags exist in the write transaction and refuses (DENIED) what the caller may not do.
     may_create: bool
     may_update: bool
+    #: Whether the caller is an admin (may overwrite immutable tags); the event context
+    #: (actor, addr, method, useragent) for lifecycle events. Absent: not admin, no context.
+    admin: NotRequired[bool]
+    event: NotRequired[dict[str, str]]
 
 
 class ManifestPutReply(TypedDict):
@@ -133,6 +140,8 @@ class ManifestDeleteRequest(TypedDict):
     repo: str
     #: A tag (untag) or a digest (delete the manifest and every tag pointing at it).
     reference: str
+    admin: NotRequired[bool]
+    event: NotRequired[dict[str, str]]
 
 
 class ManifestDeleteReply(TypedDict):
@@ -438,4 +447,4 @@ ALL: dict[Op, Wire[Any, Any]] = {w.op: w for w in (
     UPLOAD_END, UPLOAD_ABORT, UPLOAD_COMMIT, UPLOAD_CANCEL, SEARCH_IMAGES, SEARCH_REPOS, SEARCH_EXPAND,
     USERPREFS_TOGGLE, TRUST_PUT, DEBUG_PROFILE, APIKEY_CREATE, APIKEY_LIST, APIKEY_DELETE, APIKEY_LOOKUP,
     APIKEY_TOUCH, SESSION_CREATE, SESSION_GET, SESSION_DELETE, SECRET_GET,
-    USER_PURGE)}
+    USER_PURGE, RETENTION_RUN, CLOCK_SET)}

@@ -86,6 +86,9 @@ class Op(StrEnum):
     SESSION_DELETE = "user.session.delete"
     SECRET_GET = "user.secret.get"
     USER_PURGE = "user.purge"
+    # storage lifecycle (shard/retention.py, shard/events/): a retention pass, the test clock
+    RETENTION_RUN = "retention.run"
+    CLOCK_SET = "clock.set"
 
 
 class Wire(Generic[Req, Rep]):

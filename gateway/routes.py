@@ -29,6 +29,7 @@ from gateway.auth import routes as auth
 from gateway.distribution import base, blobs, listings, manifests
 from gateway.extensions import discover, mgmt, openapi, oras, playground, pprof, search, trust, userprefs
 from gateway.ui import routes as ui
+from gateway.extensions import lifecycle as lifecycle_ext
 
 #: Who serves a route: the Quart app, the raw ASGI upload handler, or the metrics middleware.
 QUART, UPLOADS, METRICS = "quart", "uploads", "metrics"
@@ -141,6 +142,8 @@ ROUTES: tuple[Route, ...] = (
     Route("swagger_index", "/swagger/v2/", ("GET",), openapi.swagger_index, "debug"),
     Route("swagger_document", "/swagger/v2/doc.json", ("GET",), openapi.swagger_document, "debug"),
     Route("swagger_asset", "/swagger/v2/{asset}", ("GET",), openapi.swagger_asset, "debug"),
+    Route("retention", "/v2/_shardreg/retention", ("POST",), lifecycle_ext.retention),
+    Route("debug_clock", "/v2/_shardreg/debug/clock", ("PUT",), lifecycle_ext.clock, "debug"),
     *_auth_routes(),
     # the path is extensions.metrics.prometheus.path (this is its default)
     Route("metrics", "/metrics", ("GET",), extension="metrics", served_by=METRICS),

@@ -9,6 +9,8 @@ today; retention, events and sync will hang off the same three hooks.
 * ``on_pull``   when ``manifest.get`` serves a manifest body (called synchronously on the hot
   path, inside the read: listeners must only note it in memory)
 * ``on_delete`` after ``manifest.delete`` committed the removal of a manifest or a tag
+* ``on_write``  when ``manifest.put`` starts, before its transaction (synchronous, in memory:
+  retention uses it so that a pass never deletes a manifest pushed while it runs)
 
 What a 201 to a manifest PUT acknowledges is the manifest and its tags, committed (and fsync'd)
 in the shard's main LMDB before the hooks run. What listeners record (search summaries: first
@@ -57,6 +59,7 @@ class Hooks:
     on_push: list[PushListener] = field(default_factory=list)
     on_pull: list[PullListener] = field(default_factory=list)
     on_delete: list[DeleteListener] = field(default_factory=list)
+    on_write: list[PullListener] = field(default_factory=list)
 
     #: Listener failures since start (a shard metric).
     failures: int = 0
@@ -86,3 +89,7 @@ class Hooks:
                 await listener(event)
             except Exception as exc:  # the deletion is committed: an extension must not turn it into an error
                 self._failed("delete", listener, exc)
+
+    def writing(self, repo: str, digest: str) -> None:
+        for listener in self.on_write:
+            listener(repo, digest)

@@ -14,6 +14,7 @@ their keys (``\\0`` separates parts, so a cursor lists in spec order)::
     blobs           digest                    -> {size, links}   one file per digest on this shard
     referrers       repo \\0 subject \\0 digest -> descriptor of the referring manifest
     uploads         uuid                      -> {repo, offset, alg, started, updated}
+    outbox          seq (8 bytes, big-endian) -> event record   lifecycle events not yet sent (shard/events)
     system          key                       -> value (cluster shape, schema version, user data)
                     "counters/blobs"          -> {count, bytes}   of the ``blobs`` database
 
@@ -49,7 +50,10 @@ __all__ = ["ClusterSizeMismatch", "MetaStore", "SCHEMA_VERSION", "key"]
 
 SCHEMA_VERSION = 1
 _BLOB_COUNTERS = b"counters/blobs"
-_DBS = ("repos", "tags", "manifests", "manifest_bytes", "links", "blobs", "referrers", "uploads", "system")
+_DBS = ("repos", "tags", "manifests", "manifest_bytes", "links", "blobs", "referrers", "uploads", "system",
+        "outbox")
+_OUTBOX_SEQ = b"outbox/seq"
+_OUTBOX_CURSOR = b"outbox/cursor/"
 Record = dict[str, Any]
 
 
@@ -142,6 +146,12 @@ class MetaStore(LmdbStore):
         """The records of every manifest of ``repo``."""
         for _, value in self.scan(txn, "manifests", key(repo, "")):
             yield unpack(value)
+
+    def manifest_items(self, txn: Txn, repo: str) -> Iterator[tuple[str, Record]]:
+        """(digest, record) of every manifest of ``repo``."""
+        prefix = key(repo, "")
+        for k, value in self.scan(txn, "manifests", prefix):
+            yield k[len(prefix):].decode(), unpack(value)
 
     def all_manifest_bytes(self, txn: Txn) -> Iterator[tuple[str, str, bytes]]:
         """(repo, digest, stored bytes) of every manifest on the shard."""
@@ -304,3 +314,51 @@ class MetaStore(LmdbStore):
                 )
 
         self.write(check)
+
+    # -- event outbox (shard/events) -------------------------------------------------------
+    def outbox_append(self, txn: Txn, record: Record) -> int:
+        """Append an event in the caller's transaction; returns its sequence number (from 1)."""
+        seq = int(self.system_get(txn, _OUTBOX_SEQ) or 0) + 1
+        self.system_put(txn, _OUTBOX_SEQ, seq)
+        self.put(txn, "outbox", seq.to_bytes(8, "big"), record)
+        return seq
+
+    def outbox_last(self, txn: Txn) -> int:
+        return int(self.system_get(txn, _OUTBOX_SEQ) or 0)
+
+    def outbox_after(self, txn: Txn, seq: int, n: int) -> list[tuple[int, Record]]:
+        """Up to ``n`` (seq, event) pairs after ``seq``, in order."""
+        out: list[tuple[int, Record]] = []
+        cursor = txn.cursor(db=self.db["outbox"])
+        if not cursor.set_range((seq + 1).to_bytes(8, "big")):
+            return out
+        for k, v in cursor.iternext():
+            out.append((int.from_bytes(k, "big"), unpack(v)))
+            if len(out) >= n:
+                break
+        return out
+
+    def outbox_first(self, txn: Txn) -> int:
+        """The oldest sequence number still held (0: empty)."""
+        cursor = txn.cursor(db=self.db["outbox"])
+        return int.from_bytes(cursor.key(), "big") if cursor.first() else 0
+
+    def outbox_count(self, txn: Txn) -> int:
+        return self.entries(txn, "outbox")
+
+    def outbox_drop_through(self, txn: Txn, seq: int) -> int:
+        """Delete the events up to and including ``seq``; returns how many were deleted."""
+        cursor = txn.cursor(db=self.db["outbox"])
+        dropped = 0
+        while cursor.first() and int.from_bytes(cursor.key(), "big") <= seq:
+            cursor.delete()
+            dropped += 1
+        return dropped
+
+    def outbox_cursor(self, txn: Txn, sink: str) -> int | None:
+        """The last sequence number ``sink`` has been sent (None: a sink never seen)."""
+        value = self.system_get(txn, _OUTBOX_CURSOR + sink.encode())
+        return None if value is None else int(value)
+
+    def set_outbox_cursor(self, txn: Txn, sink: str, seq: int) -> None:
+        self.system_put(txn, _OUTBOX_CURSOR + sink.encode(), seq)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from typing import Any
 
 import lmdb
@@ -29,6 +28,7 @@ import lmdb
 from common import imagetrust, messages
 from common.errors import ErrorCode, RegistryError
 from common.protocol import Answer, Frames
+from shard import clock
 from shard.blobstore import BlobStore
 from shard.diskfull import is_storage_full
 from shard.hooks import Deleted, Pushed
@@ -73,7 +73,7 @@ class SearchMeta:
     # -- recording (hook listeners) ------------------------------------------------------
     async def record_push(self, event: Pushed) -> None:
         """Push time, pusher, tag times."""
-        now = time.time()
+        now = clock.now()  # the lifecycle clock (tests move it; retention reads these times)
         await self.store.write_async(
             lambda txn: self.store.record_push(txn, event.repo, event.digest, event.tags, now, event.pushed_by))
 
@@ -81,10 +81,10 @@ class SearchMeta:
         """Count a served manifest (in memory; flushed in batches)."""
         entry = self.pending.get((repo, digest))
         if entry is None:
-            self.pending[(repo, digest)] = [1, time.time()]
+            self.pending[(repo, digest)] = [1, clock.now()]
         else:
             entry[0] += 1
-            entry[1] = time.time()
+            entry[1] = clock.now()
         if len(self.pending) >= FLUSH_PENDING:
             self.flush()
         elif self._flush_handle is None:

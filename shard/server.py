@@ -37,6 +37,7 @@ from common.startup import shard_metrics_host, shard_metrics_port
 from shard.diskfull import is_storage_full, storage_full
 from shard.health import OpLatency, serve_health
 from shard.hooks import Hooks
+from shard.lifecycle import Lifecycle
 from shard.maintenance import collect_garbage, scrub
 from shard.ops.blobs import BlobOps
 from shard.ops.manifests import ManifestOps
@@ -78,10 +79,13 @@ class ShardServer:
         self.hooks.on_push.append(self.search.record_push)
         self.hooks.on_pull.append(self.search.record_pull)
         self.hooks.on_delete.append(self.search.record_delete)
+        # retention, immutable tags, lint, the event outbox (shard/lifecycle.py)
+        self.lifecycle = Lifecycle(config, self.service, self.hooks, self.search)
+        self.service.lifecycle_status = self.lifecycle.status
         bound = bind(
-            RepositoryOps(self.service), ManifestOps(self.service, self.hooks), BlobOps(self.service),
-            UploadOps(self.service), UserData(self.service.meta), self.search, trust,
-            UserPrefs(self.service.meta, store), Profiler())
+            RepositoryOps(self.service), ManifestOps(self.service, self.hooks, self.lifecycle.policy),
+            BlobOps(self.service), UploadOps(self.service), UserData(self.service.meta), self.search, trust,
+            UserPrefs(self.service.meta, store), Profiler(), self.lifecycle)
         self.handlers = bound.handlers
         self.ordered = bound.ordered
         self.op_latency = OpLatency(index)
@@ -162,6 +166,7 @@ class ShardServer:
         log.info("shard %d serving on %s%s (data %s)", self.index, endpoint, " with CURVE" if self.keys else "",
                  self.config.shard_dir(self.index))
         self.maintenance = asyncio.get_running_loop().create_task(self._maintenance())
+        self.lifecycle.start()
         scrubbing = self.config.extensions.scrub
         if scrubbing.enable:
             self.scrubber = asyncio.get_running_loop().create_task(self._scrub_every(scrubbing.interval))
@@ -214,6 +219,7 @@ class ShardServer:
                 await self.service.uploads.expire()
                 if storage.gc and time.monotonic() - last_gc >= storage.gc_interval:
                     last_gc = time.monotonic()
+                    await self.lifecycle.every_gc_interval()
                     await collect_garbage(self.service, storage.gc_delay)
             except Exception:
                 log.exception("maintenance failed")
@@ -276,6 +282,7 @@ def run_shard(config: Config, index: int) -> None:
         pending = [t for t in server.tasks if not t.done()]
         if pending:
             await asyncio.wait(pending, timeout=10)
+        await server.lifecycle.stop()
         server.close()
         log.info("shard %d stopped", index)
 

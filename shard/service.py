@@ -43,6 +43,8 @@ class ShardService:
         self.damaged: list[str] = []
         #: The last write refused for lack of space (readiness).
         self.disk = DiskState()
+        #: Retention and event figures for ``status`` (set by the server: shard/lifecycle.py).
+        self.lifecycle_status: Callable[[], dict[str, Any]] | None = None
 
     def close(self) -> None:
         self.uploads.close()

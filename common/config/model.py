@@ -27,12 +27,13 @@ from typing import Any
 from common.config.access import AccessSettings, RateLimit, parse_access, parse_ratelimit
 from common.config.auth import AuthSettings, parse_auth
 from common.config.extensions import ExtensionsConfig, parse_extensions
+from common.config.lifecycle import LifecycleConfig, parse_lifecycle
 from common.config.reader import ConfigError, Reader
 
 #: Longest filesystem path usable for a Unix socket (sun_path is 108 bytes with the NUL).
 MAX_IPC_PATH = 100
 #: Config keys whose values are secrets: written as ``"***"`` in ``effective-config.json``.
-SECRET_KEYS = frozenset({"sessionSecret", "bindPassword", "clientSecret", "password", "secret"})
+SECRET_KEYS = frozenset({"sessionSecret", "bindPassword", "clientSecret", "password", "secret", "token", "Authorization"})
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,8 @@ class Config:
     extensions: ExtensionsConfig = field(default_factory=ExtensionsConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     warnings: tuple[str, ...] = ()
+    #: storage.retention, storage.immutableTags, extensions.events/lint, notifications (common/config/lifecycle.py)
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
 
     def socket_directory(self) -> Path:
         """The private directory of the embedded cluster's ipc sockets (never the abstract
@@ -197,7 +200,8 @@ class Config:
             cluster["authorizedGatewayKeys"] = list(self.cluster.authorized_gateway_keys)
         if self.cluster.insecure:
             cluster["insecure"] = True
-        return {
+        lifecycle = self.lifecycle.to_json()
+        out: dict[str, Any] = {
             "distSpecVersion": self.dist_spec_version,
             "storage": {
                 "rootDirectory": str(self.storage.root_directory), "commit": self.storage.commit,
@@ -211,11 +215,16 @@ class Config:
             "extensions": self.extensions.to_json(),
             "cluster": cluster,
         }
+        out["storage"].update(lifecycle.get("storage", {}))
+        out["extensions"].update(lifecycle.get("extensions", {}))
+        if "notifications" in lifecycle:
+            out["notifications"] = lifecycle["notifications"]
+        return out
 
 
 # zot keys that exist but that shardreg does not implement: accepted with a warning.
 _ZOT_IGNORED = {
-    "storage": {"remoteCache", "storageDriver", "cacheDriver", "subPaths", "retention", "fastRestart",
+    "storage": {"remoteCache", "storageDriver", "cacheDriver", "subPaths", "fastRestart",
                 "redirectBlobURL", "gcTimeWindow"},
     "http": {"compat", "allowOrigin", "writeTimeout"},
     "log": set(),
@@ -345,12 +354,15 @@ def parse_config(data: dict[str, Any]) -> Config:
     """Validate a parsed JSON document into a :class:`Config` (raises :class:`ConfigError`)."""
     warnings: list[str] = []
     top = Reader(data, "", warnings)
+    storage, extensions = top.section("storage"), top.section("extensions")
+    lifecycle = parse_lifecycle(storage, extensions, top)
     config = Config(dist_spec_version=top.text("distSpecVersion", "1.1.1"),
-                    storage=_storage(top.section("storage")),
+                    storage=_storage(storage),
                     http=_http(top.section("http")),
                     log=_log(top.section("log")),
-                    extensions=parse_extensions(top.section("extensions")),
-                    cluster=_cluster(top.section("cluster")))
+                    extensions=parse_extensions(extensions),
+                    cluster=_cluster(top.section("cluster")),
+                    lifecycle=lifecycle)
     top.finish(zot_only=_TOP_IGNORED)
     return replace(config, warnings=tuple(warnings))
 

@@ -365,6 +365,11 @@ class AccessControl:
             raise self.denied(headers, identity, repo, "create")
         return identity
 
+    def is_admin(self, identity: Identity) -> bool:
+        """An admin (``adminPolicy``) with an unscoped credential: may move or delete immutable tags."""
+        return (self.enabled and not identity.anonymous and not identity.limited
+                and self.policy.is_admin(identity.name, identity.groups))
+
     # -- the built-in token service -----------------------------------------------------------
     def token_access(self, identity: Identity, scopes: Iterable[str]) -> list[dict[str, Any]]:
         """The ``access`` claim for the requested scopes, narrowed to what ``identity`` may do."""

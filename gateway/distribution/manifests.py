@@ -19,7 +19,7 @@ from common.grammar import (
 )
 from common.manifest import parse_manifest
 from gateway.context import authorize, current_state
-from gateway.distribution.common import delete_in_repo
+from gateway.distribution.common import delete_in_repo, event_context
 from gateway.httputil import read_body
 from gateway.quota import ensure_room_for
 
@@ -86,6 +86,8 @@ async def put_manifest(name: str, reference: str) -> Response:
         "annotations": parsed.annotations, "config": parsed.config,
         "pushed_by": identity.name or "",  # search metadata (PushedBy)
         "may_create": "create" in allowed, "may_update": "update" in allowed,
+        # storage lifecycle: immutable tags yield to admins; events name the caller
+        "admin": access.is_admin(identity), "event": event_context(identity),
     }
     await ensure_room_for(current_state(), name)
     await current_state().client.call_repo(messages.MANIFEST_PUT(args), [body])
@@ -102,4 +104,6 @@ async def put_manifest(name: str, reference: str) -> Response:
 async def delete_manifest(name: str, reference: str) -> Response:
     validate_name(name)
     parse_reference(reference)
-    return await delete_in_repo(messages.MANIFEST_DELETE({"repo": name, "reference": reference}))
+    access = current_state().access
+    return await delete_in_repo(messages.MANIFEST_DELETE({"repo": name, "reference": reference}),
+                                lambda identity: {"admin": access.is_admin(identity), "event": event_context(identity)})

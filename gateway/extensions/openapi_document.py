@@ -152,6 +152,11 @@ OPERATIONS_BY_ROUTE: dict[str, dict[str, dict]] = {
     "token": {"get": _op("Issue a bearer token", "auth", {200: "token", 401: ""},
                                [_param("service", "query"), _param("scope", "query")]),
                     "post": _op("Issue a bearer token", "auth", {200: "token", 401: ""}, body="application/x-www-form-urlencoded")},
+    "retention": {"post": _op("Run a retention pass (admin)", "lifecycle", {200: "plan per repository", 401: "", 403: ""},
+                              [_param("dryRun", "query", schema={"type": "boolean"}),
+                               _param("gc", "query", schema={"type": "boolean"})])},
+    "debug_clock": {"put": _op("Move the shards' lifecycle clock (tests)", "debug", {200: "offset", 400: "", 403: ""},
+                               body="application/json")},
 }
 OPERATIONS_BY_ROUTE.update(ui_routes.OPERATIONS)  # the web UI's pages and forms
 #: Path (OpenAPI form) → method → operation, for every route of the table.

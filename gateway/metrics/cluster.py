@@ -24,6 +24,7 @@ from prometheus_client.metrics_core import Metric
 from common import messages
 from common.buildinfo import BuildInfoCollector
 from common.errors import RegistryError
+from gateway.metrics.lifecycle import LifecycleCollector
 from gateway.shard_client import ShardClient
 
 #: A scrape never waits longer than this for a shard.
@@ -139,6 +140,7 @@ def cluster_text(shards_here: bool, statuses: list[dict[str, Any] | None], worke
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ShardCollector(statuses, storage=shards_here))
     registry.register(BuildInfoCollector())
+    registry.register(LifecycleCollector(statuses))  # retention and event delivery (gateway/metrics/lifecycle.py)
     processes = gateway_processes(worker_pids)
     if shards_here:  # their pids are ours to read
         processes += [({"role": "shard", "shard": str(index)}, int(status["pid"]))

@@ -20,13 +20,16 @@ from common.protocol import Answer, Frames
 from shard.hooks import Deleted, Hooks, Pushed
 from shard.lmdbstore import Txn
 from shard.ops.registry import handles
+from shard.pushpolicy import PushPolicy
 from shard.service import ShardService
 
 
 class ManifestOps:
-    def __init__(self, shard: ShardService, hooks: Hooks) -> None:
+    def __init__(self, shard: ShardService, hooks: Hooks, policy: PushPolicy | None = None) -> None:
         self.meta = shard.meta
         self.hooks = hooks
+        #: Immutable tags, lint and the event outbox (shard/pushpolicy.py); None: none configured.
+        self.policy = policy
 
     @handles(m.MANIFEST_GET)
     async def get(self, args: m.ManifestGetRequest, frames: Frames) -> Answer[m.ManifestGetReply]:
@@ -51,6 +54,10 @@ class ManifestOps:
         """Store a manifest the gateway has parsed; check the blobs and children it names."""
         repo, digest = args["repo"], args["digest"]
         body = bytes(frames[0]) if frames else b""
+        self.hooks.writing(repo, digest)
+        policy = self.policy
+        if policy is not None:
+            await policy.lint(dict(args), body)
 
         def run(txn: Txn) -> Answer[m.ManifestPutReply]:
             for blob in args.get("blobs", []):
@@ -61,6 +68,9 @@ class ManifestOps:
                     raise RegistryError(ErrorCode.MANIFEST_BLOB_UNKNOWN, detail={"digest": child})
             self.meta.ensure_repo(txn, repo)
             self._check_tags(txn, args)
+            first = policy is not None and next(self.meta.manifests(txn, repo), None) is None
+            if policy is not None:
+                policy.check_put(txn, dict(args))
             existing = self.meta.get_manifest(txn, repo, digest)
             if existing is not None:
                 # Same digest, same bytes: the stored record stays as it is. Only the media type
@@ -89,9 +99,13 @@ class ManifestOps:
                 if args.get("annotations"):
                     descriptor["annotations"] = args["annotations"]
                 self.meta.put_referrer(txn, repo, subject, digest, descriptor)
+            if policy is not None:
+                policy.record_put(txn, dict(args), body, first)
             return {"digest": digest, "created": existing is None}, []
 
         result = await self.meta.write_async(run)
+        if policy is not None:
+            policy.committed()
         await self.hooks.pushed(Pushed(repo=repo, digest=digest, tags=list(args.get("tags") or []),
                                        pushed_by=args.get("pushed_by") or ""))
         return result
@@ -114,24 +128,37 @@ class ManifestOps:
     @handles(m.MANIFEST_DELETE)
     async def delete(self, args: m.ManifestDeleteRequest, frames: Frames) -> Answer[m.ManifestDeleteReply]:
         repo, reference = args["repo"], args["reference"]
+        policy = self.policy
 
         def run(txn: Txn) -> Answer[m.ManifestDeleteReply]:
             if ":" not in reference:
+                digest = self.meta.tag_digest(txn, repo, reference)
+                if policy is not None and digest is not None:
+                    policy.check_delete(txn, dict(args), [reference])
                 if not self.meta.delete_tag(txn, repo, reference):
                     raise self.meta.manifest_unknown(txn, repo, reference)
+                if policy is not None and digest is not None:
+                    tagged = self.meta.get_manifest(txn, repo, digest) or {}
+                    policy.record_delete(txn, repo, reference, digest, tagged.get("mediaType", ""), args.get("event"))
                 return {"deleted": reference}, []
             record = self.meta.get_manifest(txn, repo, reference)
             if record is None:
                 raise self.meta.manifest_unknown(txn, repo, reference)
-            self.meta.delete_manifest(txn, repo, reference)
             tags = self.meta.tags_pointing_to(txn, repo, reference)
+            if policy is not None:
+                policy.check_delete(txn, dict(args), tags)
+            self.meta.delete_manifest(txn, repo, reference)
             for tag in tags:
                 self.meta.delete_tag(txn, repo, tag)
             if record.get("subject"):
                 self.meta.delete_referrer(txn, repo, record["subject"], reference)
+            if policy is not None:
+                policy.record_delete(txn, repo, reference, reference, record["mediaType"], args.get("event"))
             return {"deleted": reference, "tags": tags}, []
 
         result = await self.meta.write_async(run)
+        if policy is not None:
+            policy.committed()
         if ":" in reference:
             await self.hooks.deleted(Deleted(repo=repo, digest=reference, tags=result[0].get("tags", [])))
         else:
