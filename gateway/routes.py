@@ -28,8 +28,8 @@ from gateway import health
 from gateway.auth import routes as auth
 from gateway.distribution import base, blobs, listings, manifests
 from gateway.extensions import discover, mgmt, openapi, oras, playground, pprof, search, trust, userprefs
-from gateway.ui import routes as ui
 from gateway.extensions import lifecycle as lifecycle_ext
+from gateway.ui import routes as ui
 
 #: Who serves a route: the Quart app, the raw ASGI upload handler, or the metrics middleware.
 QUART, UPLOADS, METRICS = "quart", "uploads", "metrics"
