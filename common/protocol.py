@@ -86,6 +86,11 @@ class Op(StrEnum):
     SESSION_DELETE = "user.session.delete"
     SECRET_GET = "user.secret.get"
     USER_PURGE = "user.purge"
+    # sync (issue 13): pull-through and the sync registries' state
+    SYNC_MANIFEST = "sync.manifest"
+    SYNC_BLOB = "sync.blob"
+    SYNC_BLOB_READ = "sync.blob.read"
+    SYNC_STATUS = "sync.status"
 
 
 class Wire(Generic[Req, Rep]):

@@ -47,6 +47,7 @@ from shard.profiling import Profiler
 from shard.search_meta import SearchMeta
 from shard.searchstore import SearchStore
 from shard.service import ShardService
+from shard.sync.service import SyncService
 from shard.trust import Trust
 from shard.userdata import UserData
 from shard.userprefs import UserPrefs
@@ -78,10 +79,11 @@ class ShardServer:
         self.hooks.on_push.append(self.search.record_push)
         self.hooks.on_pull.append(self.search.record_pull)
         self.hooks.on_delete.append(self.search.record_delete)
+        self.sync = SyncService(config, self.service, self.hooks)  # extensions.sync (issue 13)
         bound = bind(
             RepositoryOps(self.service), ManifestOps(self.service, self.hooks), BlobOps(self.service),
             UploadOps(self.service), UserData(self.service.meta), self.search, trust,
-            UserPrefs(self.service.meta, store), Profiler())
+            UserPrefs(self.service.meta, store), Profiler(), self.sync)
         self.handlers = bound.handlers
         self.ordered = bound.ordered
         self.op_latency = OpLatency(index)
@@ -276,6 +278,7 @@ def run_shard(config: Config, index: int) -> None:
         pending = [t for t in server.tasks if not t.done()]
         if pending:
             await asyncio.wait(pending, timeout=10)
+        await server.sync.close()
         server.close()
         log.info("shard %d stopped", index)
 

@@ -20,7 +20,9 @@ notation}``
 ``.prometheus.path``                   ``enable`` counts as enabled)
 =====================================  ==========================================================
 
-zot extensions shardreg does not implement (``sync``, ``lint``, ``events``, ...) give a warning.
+``extensions.sync``                    mirroring and pull-through (:mod:`common.config.sync`)
+
+zot extensions shardreg does not implement (``lint``, ``events``, ...) give a warning.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common.config.reader import Reader
+from common.config.sync import SyncConfig, parse_sync
 
 #: zot extensions that shardreg does not implement.
-_NOT_IMPLEMENTED = {"sync", "lint", "events", "apikey", "mcp", "quota"}
+_NOT_IMPLEMENTED = {"lint", "events", "apikey", "mcp", "quota"}
 #: zot's minimum scrub interval.
 MIN_SCRUB_INTERVAL = 2 * 3600.0
 DEFAULT_METRICS_PATH = "/metrics"
@@ -75,6 +78,7 @@ class ExtensionsConfig:
     profiling: bool = True
     scrub: ScrubExtension = field(default_factory=ScrubExtension)
     metrics: MetricsExtension = field(default_factory=MetricsExtension)
+    sync: SyncConfig = field(default_factory=SyncConfig)
 
     # -- what is switched on (one place, so that discover cannot drift from the routes) --
     @property
@@ -116,6 +120,8 @@ class ExtensionsConfig:
         }
         if self.mgmt is not None:
             out["mgmt"] = {"enable": self.mgmt}
+        if self.sync.enable:
+            out["sync"] = self.sync.to_json()
         return out
 
 
@@ -176,6 +182,6 @@ def parse_extensions(r: Reader) -> ExtensionsConfig:
 
     config = ExtensionsConfig(search=search, ui=ui, mgmt=mgmt, trust=trust,
                               debug=_switch(r, "debug", False), profiling=_switch(r, "profiling", True),
-                              scrub=scrub, metrics=metrics)
+                              scrub=scrub, metrics=metrics, sync=parse_sync(r.section("sync")))
     r.finish(zot_only=_NOT_IMPLEMENTED)
     return config

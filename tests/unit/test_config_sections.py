@@ -59,14 +59,14 @@ def test_unknown_and_zot_only_keys_are_warnings_with_their_path() -> None:
     config = parse_config({
         "http": {"auth": {"ldap": {}, "htpasswd": {"path": "/x"}, "bogus": 1},
                  "accessControl": {"repositories": {"**": {"policies": [{"conditions": ["x"]}]}}, "extra": 1}},
-        "extensions": {"sync": {}, "ui": {"enable": True, "theme": "dark"}},
+        "extensions": {"lint": {}, "ui": {"enable": True, "theme": "dark"}},
     })
     assert set(config.warnings) == {
         "http.auth.ldap: zot option not supported by shardreg, ignored",
         "http.auth.bogus: unknown option, ignored",
         "http.accessControl.repositories.**.policies.conditions: CEL conditions are not supported, ignored",
         "http.accessControl.extra: not supported by shardreg, ignored",
-        "extensions.sync: zot option not supported by shardreg, ignored",
+        "extensions.lint: zot option not supported by shardreg, ignored",
         "extensions.ui.theme: unknown option, ignored",
         # issue 11 item 7: an enabled UI is not silently accepted while / answers 404
         "extensions.ui: the web UI is not implemented: / answers 404; only the user preferences endpoint "
@@ -107,7 +107,13 @@ EVERYTHING: dict[str, Any] = {
     "extensions": {"search": {"enable": True, "cve": {"updateInterval": "2h"}}, "ui": {"enable": True},
                    "mgmt": {"enable": False}, "trust": {"enable": True, "cosign": True, "notation": True},
                    "debug": {"enable": True}, "profiling": {"enable": False},
-                   "scrub": {"enable": True, "interval": "3h"}, "metrics": {"prometheus": {"path": "/prom"}}},
+                   "scrub": {"enable": True, "interval": "3h"}, "metrics": {"prometheus": {"path": "/prom"}},
+                   "sync": {"enable": True, "credentialsFile": "/c/creds.json", "downloadDir": "/tmp/dl", "registries": [
+                       {"urls": ["https://up:5000"], "onDemand": True, "pollInterval": "1h", "tlsVerify": False,
+                        "certDir": "/c/certs", "maxRetries": 2, "retryDelay": "5s", "onlySigned": True,
+                        "preserveDigest": True, "reqConcurrent": 5, "reqPerSec": 2.5, "syncTimeout": "1m",
+                        "content": [{"prefix": "/a/**", "destination": "/d", "stripPrefix": True,
+                                     "tags": {"regex": "^v", "excludeRegex": "rc", "semver": True}}]}]}},
     "cluster": {"shards": 3, "endpoints": ["tcp://s-0:5555", "tcp://s-1:5555", "tcp://s-2:5555"], "bind": "tcp://0.0.0.0:{port}",
                 "gatewayWorkers": 4, "hashSeed": 7, "sharedStorage": False, "requestTimeout": "5s",
                 "shardMetricsPort": 9100, "socketDirectory": "/run/shardreg", "shardKey": "/k/shard-{index}.key",

@@ -1,0 +1,34 @@
+"""The request and reply types of the sync ops (issue 13); their ``Wire`` constants are in
+:mod:`common.messages` with every other op's.
+
+* ``sync.manifest`` — ``manifest.get`` for a pull-through repository (fetched, or its tag
+  re-checked, upstream); same request and reply.
+* ``sync.blob`` — a blob's size after ``blob.stat`` missed, starting or joining its one download.
+* ``sync.blob.read`` — bytes of a blob as its download arrives; the reply frame holds them (none,
+  with ``length`` 0, when the shard waited its bound for more: ask again).
+* ``sync.status`` — each sync registry's state and counters.
+"""
+
+# No ``from __future__ import annotations``: TypedDict must see NotRequired[...] at run time.
+from typing import Any, TypedDict
+
+
+class SyncBlobReply(TypedDict):
+    size: int
+    #: The blob file relative to the shard directory (complete only when ``fetching`` is false).
+    path: str
+    #: The blob is still being downloaded: read it with ``sync.blob.read``.
+    fetching: bool
+
+
+class SyncBlobReadRequest(TypedDict):
+    repo: str
+    digest: str
+    offset: int
+    length: int
+
+
+class SyncStatusReply(TypedDict):
+    shard: int
+    #: One entry per configured registry: name, urls, onDemand, periodic, counters, last error.
+    registries: list[dict[str, Any]]

@@ -1,0 +1,52 @@
+"""Pull-through at the gateway's miss points (``extensions.sync``, issue 13).
+
+The gateway never talks to an upstream: for a repository an ``onDemand`` rule matches (read from
+the config, no round trip) it asks the owning shard with ``sync.*`` ops, after the same
+``authorize(name, "read")`` as for pushed content, so nothing an unauthorised caller asks for
+reaches the upstream. A blob still downloading is streamed with ``sync.blob.read`` as its bytes
+arrive on the shard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from common import messages
+from common.config import Config
+from common.errors import ErrorCode, RegistryError
+from common.protocol import FRAME_SIZE, Request
+from common.syncrules import on_demand
+from gateway.shard_client import ShardClient
+
+
+def applies(config: Config, repo: str) -> bool:
+    """Whether a miss in ``repo`` is pulled through (an onDemand rule of an enabled sync matches it)."""
+    return on_demand(config.extensions.sync, repo) is not None
+
+
+def manifest_request(config: Config, repo: str, reference: str, head: bool
+                     ) -> Request[messages.ManifestGetRequest, messages.ManifestGetReply]:
+    """``sync.manifest`` for a pull-through repository (it re-checks tags too), else ``manifest.get``."""
+    args: messages.ManifestGetRequest = {"repo": repo, "reference": reference, "head": head}
+    return messages.SYNC_MANIFEST(args) if applies(config, repo) else messages.MANIFEST_GET(args)
+
+
+async def blob_on_miss(client: ShardClient, shard: int, repo: str, digest: str) -> messages.SyncBlobReply:
+    """After ``blob.stat`` missed in a pull-through repository: the blob's size, fetching it if need be."""
+    return (await client.call(shard, messages.SYNC_BLOB({"repo": repo, "digest": digest}))).result
+
+
+async def fetching_chunks(client: ShardClient, shard: int, repo: str, digest: str, start: int, end: int
+                          ) -> AsyncIterator[bytes]:
+    """Bytes ``start..end`` of a blob being downloaded, as the shard receives them."""
+    pos = start
+    while pos < end:
+        reply = await client.call(shard, messages.SYNC_BLOB_READ(
+            {"repo": repo, "digest": digest, "offset": pos, "length": min(FRAME_SIZE, end - pos)}))
+        data = bytes(reply.frames[0]) if reply.frames else b""
+        if not data and reply.result["length"] == 0:
+            continue  # the shard waited its bound for more bytes: ask again
+        if not data:
+            raise RegistryError(ErrorCode.UNAVAILABLE, "the blob's download ended early")
+        pos += len(data)
+        yield data

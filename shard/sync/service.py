@@ -1,0 +1,106 @@
+"""The sync ops of a shard: pull-through of manifests and blobs, and the registries' state.
+
+Gateways send ``sync.*`` only for repositories an ``onDemand`` rule matches (they read the same
+config); a shard without a matching rule answers as ``manifest.get``/``blob.stat`` would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from common import messages as m
+from common.config import Config, ConfigError
+from common.errors import ErrorCode, RegistryError
+from common.protocol import Answer, Frames
+from common.syncrules import on_demand
+from shard.hooks import Hooks
+from shard.lmdbstore import Txn
+from shard.ops.registry import handles
+from shard.service import ShardService
+from shard.sync.auth import load_credentials
+from shard.sync.blobfetch import BlobFetches
+from shard.sync.manifests import ManifestPuller
+from shard.sync.upstream import Upstream
+
+log = logging.getLogger("shardreg.sync")
+
+
+class SyncService:
+    def __init__(self, config: Config, shard: ShardService, hooks: Hooks) -> None:
+        self.config = config
+        self.sync = config.extensions.sync
+        self.shard = shard
+        timeout = config.cluster.request_timeout
+        #: How long a request waits for the upstream's first answer, and a read for more bytes:
+        #: below the gateway's request timeout, so that a slow upstream is an answer, not a timeout.
+        self.start_wait = max(1.0, timeout * 0.8)
+        self.read_wait = max(0.5, min(5.0, timeout / 3))
+        try:
+            credentials = load_credentials(self.sync.credentials_file) if self.sync.active else {}
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"extensions.sync.credentialsFile: {exc}") from None
+        self.upstreams = [Upstream(r, credentials, timeout=max(5.0, timeout * 0.8)) for r in self.sync.registries] \
+            if self.sync.active else []
+        self.manifests = ManifestPuller(shard, hooks)
+        self.blobs = BlobFetches(shard)
+        self.mirror_task: asyncio.Task[None] | None = None
+
+    def _route(self, repo: str) -> tuple[Upstream, str] | None:
+        found = on_demand(self.sync, repo)
+        if found is None:
+            return None
+        return self.upstreams[found[0]], found[1]
+
+    @handles(m.SYNC_MANIFEST)
+    async def manifest(self, args: m.ManifestGetRequest, frames: Frames) -> Answer[m.ManifestGetReply]:
+        repo, reference, head = args["repo"], args["reference"], bool(args.get("head", False))
+        route = self._route(repo)
+        if route is None:
+            held = self.manifests.local(repo, reference)
+            if held is None:
+                raise self.shard.meta.read(lambda txn: self.shard.meta.manifest_unknown(txn, repo, reference))
+            return self.manifests.answer(repo, held, head)
+        return await self.manifests.get(route[0], route[1], repo, reference, head)
+
+    @handles(m.SYNC_BLOB)
+    async def blob(self, args: m.BlobRequest, frames: Frames) -> Answer[m.SyncBlobReply]:
+        repo, digest = args["repo"], args["digest"]
+        route = self._route(repo)
+        if route is None:
+            def stat(txn: Txn) -> int:
+                link = self.shard.meta.link_of(txn, repo, digest)
+                if link is None:
+                    raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": digest})
+                return int(link["size"])
+            size, fetch = self.shard.meta.read(stat), None
+        else:
+            size, fetch = await self.blobs.ensure(route[0], route[1], repo, digest, self.start_wait)
+        return {"size": size, "path": self.shard.blobs.relative_path(digest), "fetching": fetch is not None}, []
+
+    @handles(m.SYNC_BLOB_READ)
+    async def blob_read(self, args: m.SyncBlobReadRequest, frames: Frames) -> Answer[m.BlobReadReply]:
+        data = await self.blobs.read(args["repo"], args["digest"], int(args["offset"]), int(args["length"]),
+                                     self.read_wait)
+        return {"length": len(data)}, [data]
+
+    @handles(m.SYNC_STATUS)
+    async def status(self, args: m.Empty, frames: Frames) -> Answer[m.SyncStatusReply]:
+        registries: list[dict[str, Any]] = []
+        for upstream in self.upstreams:
+            registries.append(upstream.status())
+        counters = {"manifestHits": self.manifests.hits, "manifestMisses": self.manifests.misses,
+                    "manifestWaiters": self.manifests.joined, "blobHits": self.blobs.hits,
+                    "blobMisses": self.blobs.misses, "blobWaiters": self.blobs.joined,
+                    "downloading": len(self.blobs.inflight)}
+        for entry in registries:
+            entry["shardCounters"] = counters
+        return {"shard": self.shard.index, "registries": registries}, []
+
+    async def close(self) -> None:
+        if self.mirror_task is not None:
+            self.mirror_task.cancel()
+        await self.blobs.close()
+        for upstream in self.upstreams:
+            await upstream.close()

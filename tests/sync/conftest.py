@@ -1,0 +1,89 @@
+"""Fixtures of the sync tests: a real upstream (CNCF Distribution) and shardreg clusters pulling through it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.cluster import ROOT, Cluster, free_port
+from tests.sync.upstreams import Distribution, sync_config
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Distribution]:
+    registry = Distribution().start()
+    try:
+        yield registry
+    finally:
+        registry.close()
+
+
+@dataclass
+class TwoGateways:
+    cluster: Cluster
+    second: subprocess.Popen[bytes]
+    second_url: str
+    log_path: Path
+
+    @property
+    def urls(self) -> list[str]:
+        return [self.cluster.url, self.second_url]
+
+
+def start_second_gateway(cluster: Cluster, config: dict[str, Any], tmp: Path) -> TwoGateways:
+    """A second ``shardreg gateway`` process (2 workers) on the same shards."""
+    port = free_port()
+    second_config = json.loads(json.dumps(config))
+    second_config["storage"] = {"rootDirectory": str(cluster.data)}
+    second_config["cluster"] = {"shards": cluster.shards}
+    second_config["http"] = {**second_config.get("http", {}), "address": "127.0.0.1", "port": port}
+    path = tmp / "gateway-b.json"
+    path.write_text(json.dumps(second_config))
+    log_path = tmp / "gateway-b.log"
+    with log_path.open("ab") as log:
+        second = subprocess.Popen([sys.executable, "-m", "common.cli", "gateway", "--config", str(path),
+                                   "--workers", "2"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    setup = TwoGateways(cluster, second, f"http://127.0.0.1:{port}", log_path)
+    deadline = time.monotonic() + 30
+    while True:
+        assert second.poll() is None, log_path.read_text()[-3000:]
+        try:
+            if httpx.get(f"{setup.second_url}/readyz", timeout=3).status_code == 200:
+                return setup
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+        time.sleep(0.1)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def pulled(upstream: Distribution, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoGateways]:
+    """2 gateways × 2 workers, 2 shards, pulling through ``upstream`` on demand (every repository)."""
+    tmp = tmp_path_factory.mktemp("pullthrough")
+    config = sync_config(upstream.url, pollInterval="2s")
+    config.pop("storage")
+    config.pop("http")
+    with Cluster(tmp / "data", shards=2, workers=2, config=config) as cluster:
+        setup = start_second_gateway(cluster, config, tmp)
+        try:
+            yield setup
+        finally:
+            stop_process(setup.second)
