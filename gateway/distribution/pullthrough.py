@@ -15,6 +15,7 @@ from common import messages
 from common.config import Config
 from common.errors import ErrorCode, RegistryError
 from common.protocol import FRAME_SIZE, Request
+from common.sync_messages import SyncBlobReply
 from common.syncrules import on_demand
 from gateway.shard_client import ShardClient
 
@@ -31,7 +32,7 @@ def manifest_request(config: Config, repo: str, reference: str, head: bool
     return messages.SYNC_MANIFEST(args) if applies(config, repo) else messages.MANIFEST_GET(args)
 
 
-async def blob_on_miss(client: ShardClient, shard: int, repo: str, digest: str) -> messages.SyncBlobReply:
+async def blob_on_miss(client: ShardClient, shard: int, repo: str, digest: str) -> SyncBlobReply:
     """After ``blob.stat`` missed in a pull-through repository: the blob's size, fetching it if need be."""
     return (await client.call(shard, messages.SYNC_BLOB({"repo": repo, "digest": digest}))).result
 

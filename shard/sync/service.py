@@ -14,6 +14,7 @@ from common import messages as m
 from common.config import Config, ConfigError
 from common.errors import ErrorCode, RegistryError
 from common.protocol import Answer, Frames
+from common.sync_messages import SyncBlobReadRequest, SyncBlobReply, SyncStatusReply
 from common.syncrules import on_demand
 from shard.hooks import Hooks
 from shard.lmdbstore import Txn
@@ -65,7 +66,7 @@ class SyncService:
         return await self.manifests.get(route[0], route[1], repo, reference, head)
 
     @handles(m.SYNC_BLOB)
-    async def blob(self, args: m.BlobRequest, frames: Frames) -> Answer[m.SyncBlobReply]:
+    async def blob(self, args: m.BlobRequest, frames: Frames) -> Answer[SyncBlobReply]:
         repo, digest = args["repo"], args["digest"]
         route = self._route(repo)
         if route is None:
@@ -80,13 +81,13 @@ class SyncService:
         return {"size": size, "path": self.shard.blobs.relative_path(digest), "fetching": fetch is not None}, []
 
     @handles(m.SYNC_BLOB_READ)
-    async def blob_read(self, args: m.SyncBlobReadRequest, frames: Frames) -> Answer[m.BlobReadReply]:
+    async def blob_read(self, args: SyncBlobReadRequest, frames: Frames) -> Answer[m.BlobReadReply]:
         data = await self.blobs.read(args["repo"], args["digest"], int(args["offset"]), int(args["length"]),
                                      self.read_wait)
         return {"length": len(data)}, [data]
 
     @handles(m.SYNC_STATUS)
-    async def status(self, args: m.Empty, frames: Frames) -> Answer[m.SyncStatusReply]:
+    async def status(self, args: m.Empty, frames: Frames) -> Answer[SyncStatusReply]:
         registries: list[dict[str, Any]] = []
         for upstream in self.upstreams:
             registries.append(upstream.status())
