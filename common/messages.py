@@ -16,7 +16,7 @@ docstring (manifest bytes, blob bytes, trust material), as are a reply's.
 from typing import Any, NotRequired, TypedDict
 
 from common.protocol import Op, Wire
-from common.sync_messages import SyncBlobReadRequest, SyncBlobReply, SyncStatusReply
+from common.sync_messages import SyncBlobReadRequest, SyncBlobReply, SyncBlobRequest, SyncStatusReply
 
 #: An OCI descriptor ({mediaType, digest, size, artifactType?, annotations?}) as a dict.
 Descriptor = dict[str, Any]
@@ -444,7 +444,7 @@ ALL: dict[Op, Wire[Any, Any]] = {w.op: w for w in (
 
 # -- sync (issue 13): request/reply types in common/sync_messages.py (this module's size) -----
 SYNC_MANIFEST = Wire(Op.SYNC_MANIFEST, ManifestGetRequest, ManifestGetReply)  # manifest.get, pulling through
-SYNC_BLOB = Wire(Op.SYNC_BLOB, BlobRequest, SyncBlobReply)
+SYNC_BLOB = Wire(Op.SYNC_BLOB, SyncBlobRequest, SyncBlobReply)
 SYNC_BLOB_READ = Wire(Op.SYNC_BLOB_READ, SyncBlobReadRequest, BlobReadReply)
 SYNC_STATUS = Wire(Op.SYNC_STATUS, Empty, SyncStatusReply)
 ALL.update({w.op: w for w in (SYNC_MANIFEST, SYNC_BLOB, SYNC_BLOB_READ, SYNC_STATUS)})

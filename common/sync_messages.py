@@ -10,7 +10,14 @@
 """
 
 # No ``from __future__ import annotations``: TypedDict must see NotRequired[...] at run time.
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
+
+
+class SyncBlobRequest(TypedDict):
+    repo: str
+    digest: str
+    #: Answer only once the blob is verified and stored (a HEAD: nothing is streamed to wait on).
+    whole: NotRequired[bool]
 
 
 class SyncBlobReply(TypedDict):

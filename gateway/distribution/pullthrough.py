@@ -32,9 +32,10 @@ def manifest_request(config: Config, repo: str, reference: str, head: bool
     return messages.SYNC_MANIFEST(args) if applies(config, repo) else messages.MANIFEST_GET(args)
 
 
-async def blob_on_miss(client: ShardClient, shard: int, repo: str, digest: str) -> SyncBlobReply:
-    """After ``blob.stat`` missed in a pull-through repository: the blob's size, fetching it if need be."""
-    return (await client.call(shard, messages.SYNC_BLOB({"repo": repo, "digest": digest}))).result
+async def blob_on_miss(client: ShardClient, shard: int, repo: str, digest: str, head: bool) -> SyncBlobReply:
+    """After ``blob.stat`` missed in a pull-through repository: the blob's size, fetching it if need be
+    (a HEAD is answered once the blob is verified and stored: it streams nothing that could be cut)."""
+    return (await client.call(shard, messages.SYNC_BLOB({"repo": repo, "digest": digest, "whole": head}))).result
 
 
 async def fetching_chunks(client: ShardClient, shard: int, repo: str, digest: str, start: int, end: int

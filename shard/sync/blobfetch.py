@@ -85,9 +85,10 @@ class BlobFetches:
                 return int(blob["size"])
             return await self.meta.write_async(run)
 
-    async def ensure(self, upstream: Upstream, remote: str, repo: str, digest: str, wait: float
-                     ) -> tuple[int, BlobFetch | None]:
-        """The blob's size, and its download when it is still arriving; starts the download if none."""
+    async def ensure(self, upstream: Upstream, remote: str, repo: str, digest: str, wait: float, *,
+                     whole: bool = False) -> tuple[int, BlobFetch | None]:
+        """The blob's size, and its download when it is still arriving; starts the download if none.
+        With ``whole``, answers only once the blob is verified and stored."""
         size = self._linked_size(repo, digest)
         if size is None and digest not in self.inflight:
             size = await self._link_held(repo, digest)
@@ -108,6 +109,10 @@ class BlobFetches:
         fetch.waiters += 1
         try:
             await asyncio.wait_for(fetch.started.wait(), wait)
+            if whole:
+                async with fetch.changed:
+                    await asyncio.wait_for(fetch.changed.wait_for(
+                        lambda: fetch.error is not None or fetch.committed), wait)
         except TimeoutError:
             raise RegistryError(ErrorCode.UNAVAILABLE, f"the upstream registry {upstream.name} has not answered "
                                 "yet; retry", detail={"upstream": upstream.name, "digest": digest},
@@ -117,7 +122,7 @@ class BlobFetches:
         if fetch.error is not None:
             raise fetch.error
         if fetch.committed and repo not in fetch.repos:
-            return await self.ensure(upstream, remote, repo, digest, wait)
+            return await self.ensure(upstream, remote, repo, digest, wait, whole=whole)
         assert fetch.size is not None
         return fetch.size, (None if fetch.committed else fetch)
 

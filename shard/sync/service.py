@@ -14,7 +14,7 @@ from common import messages as m
 from common.config import Config, ConfigError
 from common.errors import ErrorCode, RegistryError
 from common.protocol import Answer, Frames
-from common.sync_messages import SyncBlobReadRequest, SyncBlobReply, SyncStatusReply
+from common.sync_messages import SyncBlobReadRequest, SyncBlobReply, SyncBlobRequest, SyncStatusReply
 from common.syncrules import on_demand
 from shard.hooks import Hooks
 from shard.lmdbstore import Txn
@@ -66,7 +66,7 @@ class SyncService:
         return await self.manifests.get(route[0], route[1], repo, reference, head)
 
     @handles(m.SYNC_BLOB)
-    async def blob(self, args: m.BlobRequest, frames: Frames) -> Answer[SyncBlobReply]:
+    async def blob(self, args: SyncBlobRequest, frames: Frames) -> Answer[SyncBlobReply]:
         repo, digest = args["repo"], args["digest"]
         route = self._route(repo)
         if route is None:
@@ -77,7 +77,8 @@ class SyncService:
                 return int(link["size"])
             size, fetch = self.shard.meta.read(stat), None
         else:
-            size, fetch = await self.blobs.ensure(route[0], route[1], repo, digest, self.start_wait)
+            size, fetch = await self.blobs.ensure(route[0], route[1], repo, digest, self.start_wait,
+                                                 whole=bool(args.get("whole")))
         return {"size": size, "path": self.shard.blobs.relative_path(digest), "fetching": fetch is not None}, []
 
     @handles(m.SYNC_BLOB_READ)

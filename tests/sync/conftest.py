@@ -15,10 +15,11 @@ import httpx
 import pytest
 
 from tests.cluster import ROOT, Cluster, free_port
+from tests.sync.fakeupstream import FakeRegistry
 from tests.sync.upstreams import Distribution, sync_config
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def upstream() -> Iterator[Distribution]:
     registry = Distribution().start()
     try:
@@ -74,13 +75,29 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-@pytest.fixture(scope="module")
-def pulled(upstream: Distribution, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoGateways]:
-    """2 gateways × 2 workers, 2 shards, pulling through ``upstream`` on demand (every repository)."""
+@pytest.fixture(scope="package")
+def fake() -> Iterator[FakeRegistry]:
+    registry = FakeRegistry()
+    try:
+        yield registry
+    finally:
+        registry.close()
+
+
+#: How often the test clusters re-check a tag they hold.
+POLL = 2.0
+
+
+@pytest.fixture(scope="package")
+def pulled(upstream: Distribution, fake: FakeRegistry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoGateways]:
+    """2 gateways × 2 workers, 2 shards, pulling through on demand: ``fake/**`` from the fake registry,
+    everything else from ``upstream``."""
     tmp = tmp_path_factory.mktemp("pullthrough")
-    config = sync_config(upstream.url, pollInterval="2s")
+    config = sync_config(upstream.url, pollInterval=f"{POLL:g}s")
     config.pop("storage")
     config.pop("http")
+    registries = config["extensions"]["sync"]["registries"]  # type: ignore[index]
+    registries.insert(0, {"urls": [fake.url], "onDemand": True, "content": [{"prefix": "fake/**"}]})
     with Cluster(tmp / "data", shards=2, workers=2, config=config) as cluster:
         setup = start_second_gateway(cluster, config, tmp)
         try:
