@@ -29,7 +29,7 @@ storage:
     enabled: true
 http:
   addr: 127.0.0.1:{port}
-"""
+{auth}"""
 
 _LINE = re.compile(r'"(GET|HEAD|PUT|POST|PATCH|DELETE) (\S+) HTTP/[\d.]+" (\d{3})')
 
@@ -37,12 +37,14 @@ _LINE = re.compile(r'"(GET|HEAD|PUT|POST|PATCH|DELETE) (\S+) HTTP/[\d.]+" (\d{3}
 class Distribution:
     """``docker-registry serve`` on a free port; :meth:`requests` reads its access log."""
 
-    def __init__(self) -> None:
+    def __init__(self, htpasswd: Path | None = None) -> None:
+        """With ``htpasswd`` (bcrypt), every request needs Basic credentials."""
         self.tmp = Path(tempfile.mkdtemp(prefix="sync-upstream-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         (self.tmp / "data").mkdir()
-        (self.tmp / "config.yml").write_text(CONFIG.format(root=self.tmp / "data", port=self.port))
+        auth = f"auth:\n  htpasswd:\n    realm: upstream\n    path: {htpasswd}\n" if htpasswd else ""
+        (self.tmp / "config.yml").write_text(CONFIG.format(root=self.tmp / "data", port=self.port, auth=auth))
         self.log_path = self.tmp / "registry.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -54,7 +56,7 @@ class Distribution:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
-                if httpx.get(self.url + "/v2/", timeout=1).status_code == 200:
+                if httpx.get(self.url + "/v2/", timeout=1).status_code in (200, 401):
                     return self
             except httpx.HTTPError:
                 time.sleep(0.05)
