@@ -37,5 +37,8 @@ class SyncBlobReadRequest(TypedDict):
 
 class SyncStatusReply(TypedDict):
     shard: int
-    #: One entry per configured registry: name, urls, onDemand, periodic, counters, last error.
+    #: One entry per configured registry: name, urls, onDemand, periodic, requests by kind/outcome,
+    #: bytes, last error and success, token requests, the last mirroring pass.
     registries: list[dict[str, Any]]
+    #: Cache hits and misses, single-flight waiters (by manifest/blob), downloads in progress.
+    counters: dict[str, int]

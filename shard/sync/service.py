@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from common import messages as m
 from common.config import Config, ConfigError
@@ -89,16 +88,12 @@ class SyncService:
 
     @handles(m.SYNC_STATUS)
     async def status(self, args: m.Empty, frames: Frames) -> Answer[SyncStatusReply]:
-        registries: list[dict[str, Any]] = []
-        for upstream in self.upstreams:
-            registries.append(upstream.status())
-        counters = {"manifestHits": self.manifests.hits, "manifestMisses": self.manifests.misses,
-                    "manifestWaiters": self.manifests.joined, "blobHits": self.blobs.hits,
-                    "blobMisses": self.blobs.misses, "blobWaiters": self.blobs.joined,
+        counters = {"manifest_hits": self.manifests.hits, "manifest_misses": self.manifests.misses,
+                    "manifest_waiters": self.manifests.joined, "blob_hits": self.blobs.hits,
+                    "blob_misses": self.blobs.misses, "blob_waiters": self.blobs.joined,
                     "downloading": len(self.blobs.inflight)}
-        for entry in registries:
-            entry["shardCounters"] = counters
-        return {"shard": self.shard.index, "registries": registries}, []
+        return {"shard": self.shard.index, "registries": [u.status() for u in self.upstreams],
+                "counters": counters}, []
 
     async def close(self) -> None:
         if self.mirror_task is not None:

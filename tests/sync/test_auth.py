@@ -54,8 +54,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                  "accessControl": {"repositories": {
                      "**": {"policies": [{"users": ["reader"], "actions": ["read"]}], "anonymousPolicy": []},
                      "basic/secret/**": {"policies": [], "anonymousPolicy": []}},
-                     "adminPolicy": {"users": [], "actions": []}}},
-        "extensions": {"sync": {"credentialsFile": str(tmp / "credentials.json"), "registries": [
+                     "adminPolicy": {"users": [], "actions": []}, "metrics": {"users": ["reader"]}}},
+        "extensions": {"mgmt": {"enable": True}, "sync": {"credentialsFile": str(tmp / "credentials.json"), "registries": [
             {"urls": [token_upstream.url], "onDemand": True, "content": [{"prefix": "secure/**"}]},
             {"urls": [basic_upstream.url], "onDemand": True, "content": [{"prefix": "basic/**"}]}]}},
     }
@@ -91,6 +91,12 @@ def test_token_flow_upstream(setup: dict[str, Any]) -> None:
     assert got[digest] == body and all(got[oci.digest(b)] == b for b in blobs)
     log = token_upstream.log_path.read_text()
     assert "failed login" not in log
+    # one token for the repository's scope, cached for the manifest and its 3 blobs
+    listing = httpx.get(f"{setup['down'].url}/v2/_zot/ext/mgmt", params={"resource": "sync"}, headers=basic("reader"))
+    (entry,) = [r for r in listing.json()["registries"] if r["urls"] == [token_upstream.url]]
+    assert entry["tokenRequests"] == 1 and entry["requests"]["blob/200"] == 3 and entry["state"] == "ok"
+    assert httpx.get(f"{setup['down'].url}/v2/_zot/ext/mgmt", params={"resource": "sync"},
+                     headers=basic("dave")).status_code == 403
 
 
 def test_basic_upstream(setup: dict[str, Any]) -> None:

@@ -104,6 +104,17 @@ def test_32_clients_through_2_gateways_fetch_each_digest_once(upstream: Distribu
     gets = upstream_gets(upstream, mark, "team/app")
     assert len(gets) == 5, gets  # the tag, the config, 3 layers
     assert all(n == 1 for n in gets.values()), gets
+    listing = httpx.get(f"{pulled.cluster.url}/v2/_zot/ext/mgmt", params={"resource": "sync"}).json()
+    assert listing["enabled"] and listing["shards"] == {"answered": 2, "total": 2}
+    counters = listing["counters"]
+    assert counters["manifest_waiters"] + counters["blob_waiters"] > 0  # requests joined fetches in flight
+    assert counters["blob_misses"] >= 4 and counters["downloading"] == 0
+    (entry,) = [r for r in listing["registries"] if r["urls"] == [upstream.url]]
+    assert entry["state"] == "ok" and entry["bytes"] >= 9 * 1024 * 1024 and entry["requests"]["blob/200"] >= 4
+    metrics = httpx.get(f"{pulled.second_url}/metrics").text
+    name = upstream.url.split("//")[1]
+    assert f'shardreg_sync_upstream_requests_total{{kind="blob",outcome="200",registry="{name}"}}' in metrics
+    assert 'shardreg_sync_waiters_total{kind="blob"}' in metrics
 
 
 @pytest.mark.parametrize("method", ["HEAD", "GET"])
