@@ -164,6 +164,7 @@ class ShardServer:
         log.info("shard %d serving on %s%s (data %s)", self.index, endpoint, " with CURVE" if self.keys else "",
                  self.config.shard_dir(self.index))
         self.maintenance = asyncio.get_running_loop().create_task(self._maintenance())
+        self.sync.start()  # periodic mirroring, if configured
         scrubbing = self.config.extensions.scrub
         if scrubbing.enable:
             self.scrubber = asyncio.get_running_loop().create_task(self._scrub_every(scrubbing.interval))

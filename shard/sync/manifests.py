@@ -111,6 +111,16 @@ class ManifestPuller:
             if response.status_code == 200 and response.headers.get("Docker-Content-Digest") == held:
                 self.checked[(repo, reference)] = time.monotonic()
                 return held
+        digest, parsed, body = await self.fetch(upstream, remote, reference)
+        await self.store(repo, digest, parsed, body, reference if is_tag else None)
+        if is_tag:
+            self.checked[(repo, reference)] = time.monotonic()
+        return digest
+
+    async def fetch(self, upstream: Upstream, remote: str, reference: str) -> tuple[str, ParsedManifest, bytes]:
+        """A manifest from the upstream, verified (digest asked for, or ``Docker-Content-Digest``) and parsed."""
+        path = f"/v2/{remote}/manifests/{reference}"
+        is_tag = ":" not in reference
         response, body = await upstream.get(path, "manifest", {"Accept": ACCEPT})
         if response.status_code == 404:
             raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, f"the upstream registry {upstream.name} has no manifest "
@@ -133,10 +143,7 @@ class ManifestPuller:
         except RegistryError as exc:
             raise RegistryError(ErrorCode.MANIFEST_INVALID, f"the upstream registry {upstream.name} sent an invalid "
                                 f"manifest: {exc.message}", status=502, detail={"upstream": upstream.name}) from None
-        await self.store(repo, digest, parsed, body, reference if is_tag else None)
-        if is_tag:
-            self.checked[(repo, reference)] = time.monotonic()
-        return digest
+        return digest, parsed, body
 
     async def store(self, repo: str, digest: str, parsed: ParsedManifest, body: bytes, tag: str | None) -> bool:
         """Store a fetched manifest as a push would (the blobs it names may come later); True if new."""

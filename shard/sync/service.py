@@ -22,6 +22,7 @@ from shard.service import ShardService
 from shard.sync.auth import load_credentials
 from shard.sync.blobfetch import BlobFetches
 from shard.sync.manifests import ManifestPuller
+from shard.sync.mirror import Mirror
 from shard.sync.upstream import Upstream
 
 log = logging.getLogger("shardreg.sync")
@@ -43,9 +44,19 @@ class SyncService:
             raise ConfigError(f"extensions.sync.credentialsFile: {exc}") from None
         self.upstreams = [Upstream(r, credentials, timeout=max(5.0, timeout * 0.8)) for r in self.sync.registries] \
             if self.sync.active else []
+        names = [u.name for u in self.upstreams]
+        for i, upstream in enumerate(self.upstreams):
+            if names.count(upstream.name) > 1:  # one host configured twice: tell them apart in status and metrics
+                upstream.name = f"{upstream.name}#{i}"
         self.manifests = ManifestPuller(shard, hooks)
         self.blobs = BlobFetches(shard)
-        self.mirror_task: asyncio.Task[None] | None = None
+        self.mirror = Mirror(self.manifests, self.blobs, shard.index, config.cluster.shards, config.cluster.hash_seed)
+        self.mirror_tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        """Start periodic mirroring of the registries with ``pollInterval`` and content rules."""
+        loop = asyncio.get_running_loop()
+        self.mirror_tasks = [loop.create_task(self.mirror.run(u)) for u in self.upstreams if u.registry.periodic]
 
     def _route(self, repo: str) -> tuple[Upstream, str] | None:
         found = on_demand(self.sync, repo)
@@ -96,8 +107,8 @@ class SyncService:
                 "counters": counters}, []
 
     async def close(self) -> None:
-        if self.mirror_task is not None:
-            self.mirror_task.cancel()
+        for task in self.mirror_tasks:
+            task.cancel()
         await self.blobs.close()
         for upstream in self.upstreams:
             await upstream.close()

@@ -86,6 +86,9 @@ class Upstream:
         self.last_error = ""
         self.last_error_at = 0.0
         self.last_ok_at = 0.0
+        #: Periodic mirroring: repositories this shard synced in its last pass, and when it ended.
+        self.mirrored_repos = 0
+        self.last_mirror_at = 0.0
 
     def failed(self, why: str) -> None:
         self.last_error, self.last_error_at = why, time.time()
@@ -139,6 +142,7 @@ class Upstream:
             "bytes": self.bytes, "lastError": self.last_error, "lastErrorAt": self.last_error_at,
             "lastOkAt": self.last_ok_at,
             "tokenRequests": sum(a.token_requests for a in self.auths.values()),
+            "mirroredRepos": self.mirrored_repos, "lastMirrorAt": self.last_mirror_at,
         }
 
     async def close(self) -> None:

@@ -98,6 +98,13 @@ def pulled(upstream: Distribution, fake: FakeRegistry, tmp_path_factory: pytest.
     config.pop("http")
     registries = config["extensions"]["sync"]["registries"]  # type: ignore[index]
     registries.insert(0, {"urls": [fake.url], "onDemand": True, "content": [{"prefix": "fake/**"}]})
+    registries += [  # periodic mirroring (each repository on its own shard)
+        {"urls": [upstream.url], "onDemand": False, "pollInterval": "1s", "tlsVerify": False, "content": [
+            {"prefix": "mirror/src/**", "destination": "/copies", "stripPrefix": True,
+             "tags": {"regex": "^v", "excludeRegex": "-rc$", "semver": True}},
+            {"prefix": "mirror/plain/*"}]},
+        {"urls": [upstream.url], "onDemand": False, "pollInterval": "1s", "tlsVerify": False, "onlySigned": True,
+         "content": [{"prefix": "mirror/signed/**"}]}]
     config["extensions"].update({"metrics": {"enable": True}, "mgmt": {"enable": True}})  # type: ignore[attr-defined]
     with Cluster(tmp / "data", shards=2, workers=2, config=config) as cluster:
         setup = start_second_gateway(cluster, config, tmp)

@@ -109,10 +109,10 @@ def test_32_clients_through_2_gateways_fetch_each_digest_once(upstream: Distribu
     counters = listing["counters"]
     assert counters["manifest_waiters"] + counters["blob_waiters"] > 0  # requests joined fetches in flight
     assert counters["blob_misses"] >= 4 and counters["downloading"] == 0
-    (entry,) = [r for r in listing["registries"] if r["urls"] == [upstream.url]]
+    (entry,) = [r for r in listing["registries"] if r["urls"] == [upstream.url] and r["onDemand"]]
     assert entry["state"] == "ok" and entry["bytes"] >= 9 * 1024 * 1024 and entry["requests"]["blob/200"] >= 4
     metrics = httpx.get(f"{pulled.second_url}/metrics").text
-    name = upstream.url.split("//")[1]
+    name = entry["name"]  # host:port, with #index when the config names the host more than once
     assert f'shardreg_sync_upstream_requests_total{{kind="blob",outcome="200",registry="{name}"}}' in metrics
     assert 'shardreg_sync_waiters_total{kind="blob"}' in metrics
 
