@@ -86,6 +86,8 @@ def fake() -> Iterator[FakeRegistry]:
 
 #: How often the test clusters re-check a tag they hold.
 POLL = 2.0
+#: The fake registry's request limits.
+FAKE_CONCURRENT, FAKE_PER_SEC = 2, 10.0
 
 
 @pytest.fixture(scope="package")
@@ -97,7 +99,8 @@ def pulled(upstream: Distribution, fake: FakeRegistry, tmp_path_factory: pytest.
     config.pop("storage")
     config.pop("http")
     registries = config["extensions"]["sync"]["registries"]  # type: ignore[index]
-    registries.insert(0, {"urls": [fake.url], "onDemand": True, "content": [{"prefix": "fake/**"}]})
+    registries.insert(0, {"urls": [fake.url], "onDemand": True, "content": [{"prefix": "fake/**"}],
+                         "reqConcurrent": FAKE_CONCURRENT, "reqPerSec": FAKE_PER_SEC})
     registries += [  # periodic mirroring (each repository on its own shard)
         {"urls": [upstream.url], "onDemand": False, "pollInterval": "1s", "tlsVerify": False, "content": [
             {"prefix": "mirror/src/**", "destination": "/copies", "stripPrefix": True,

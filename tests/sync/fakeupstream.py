@@ -30,6 +30,10 @@ class FakeRegistry:
         #: digest → seconds between two 64 KiB pieces
         self.slow: dict[str, float] = {}
         self.requests: list[tuple[str, str]] = []
+        #: requests for manifests and blobs being answered now, the most at once, and when each started
+        self.inflight = 0
+        self.max_inflight = 0
+        self.starts: list[float] = []
         self.lock = threading.Lock()
         registry = self
 
@@ -54,6 +58,17 @@ class FakeRegistry:
                 if len(parts) < 5 or parts[1] != "v2":
                     return self.send(404, b"{}", "application/json", head)
                 repo, kind, ref = "/".join(parts[2:-2]), parts[-2], parts[-1]
+                with registry.lock:
+                    registry.inflight += 1
+                    registry.max_inflight = max(registry.max_inflight, registry.inflight)
+                    registry.starts.append(time.monotonic())
+                try:
+                    self.content(repo, kind, ref, head)
+                finally:
+                    with registry.lock:
+                        registry.inflight -= 1
+
+            def content(self, repo: str, kind: str, ref: str, head: bool) -> None:
                 if kind == "manifests":
                     body = registry.manifests.get(repo, {}).get(ref)
                     if body is None:

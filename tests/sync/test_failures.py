@@ -13,7 +13,7 @@ import httpx
 
 from common.ring import shard_for
 from tests import oci
-from tests.sync.conftest import POLL, TwoGateways
+from tests.sync.conftest import FAKE_CONCURRENT, FAKE_PER_SEC, POLL, TwoGateways
 from tests.sync.fakeupstream import FakeRegistry
 from tests.sync.upstreams import Distribution, push_image, wait_for
 
@@ -135,3 +135,29 @@ def test_upstream_stopped_cached_images_pull_uncached_fail_fast(upstream: Distri
         assert r.status_code == 503 and "cannot be reached" in r.text
     finally:
         upstream.start()
+
+
+def test_request_limits_per_registry(fake: FakeRegistry, pulled: TwoGateways) -> None:
+    shards = pulled.cluster.shards
+    repos = [r for r in (f"fake/limited{i}" for i in range(100)) if shard_for(r, shards) == 0][:6]
+    layers = []
+    for repo in repos:  # all on shard 0: one limiter
+        _, (_, layer) = fake.add_image(repo, "1", layer_size=256 * 1024)
+        fake.slow[layer] = 0.05  # each takes ≥ 0.2 s: longer than the spacing of starts
+        layers.append((repo, layer))
+    with fake.lock:
+        fake.max_inflight, first = 0, len(fake.starts)
+    threads = [threading.Thread(target=lambda r=repo, d=layer: httpx.get(f"{pulled.cluster.url}/v2/{r}/blobs/{d}",
+                                                                         timeout=60)) for repo, layer in layers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for repo, layer in layers:
+        r = httpx.get(f"{pulled.cluster.url}/v2/{repo}/blobs/{layer}")
+        assert r.status_code == 200 and oci.digest(r.content) == layer
+    assert 1 <= fake.max_inflight <= FAKE_CONCURRENT  # reqConcurrent
+    starts = sorted(fake.starts[first:])
+    assert len(starts) == 6
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert min(gaps) >= 0.5 / FAKE_PER_SEC, gaps  # reqPerSec (a lower bound: load only widens the gaps)
