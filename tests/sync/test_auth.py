@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests import oci
 from tests.cluster import Cluster
+from tests.sync.tlscerts import make_pki
 from tests.sync.upstreams import Distribution, push_image
 
 USERS = {"pusher": "pusher-Pw-1f3e", "puller": "puller-Pw-77aa", "reader": "reader-Pw-0c0c", "dave": "dave-Pw-5e5e"}
@@ -46,6 +48,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     token_upstream = Cluster(tmp / "token-up", shards=1, workers=1, config=token_config).start()
     # upstream 2: Distribution with Basic auth
     basic_upstream = Distribution(htpasswd(tmp / "basic.htpasswd", ["puller"])).start()
+    # upstream 3: Distribution on HTTPS requiring a client certificate (mTLS), trusted through certDir
+    pki = make_pki(tmp / "pki")
+    tls_upstream = Distribution(tls=pki).start()
     credentials = {f"127.0.0.1:{token_upstream.port}": {"username": "puller", "password": USERS["puller"]},
                    f"127.0.0.1:{basic_upstream.port}": {"username": "puller", "password": USERS["puller"]}}
     (tmp / "credentials.json").write_text(json.dumps(credentials))
@@ -57,16 +62,19 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                      "adminPolicy": {"users": [], "actions": []}, "metrics": {"users": ["reader"]}}},
         "extensions": {"mgmt": {"enable": True}, "sync": {"credentialsFile": str(tmp / "credentials.json"), "registries": [
             {"urls": [token_upstream.url], "onDemand": True, "content": [{"prefix": "secure/**"}]},
-            {"urls": [basic_upstream.url], "onDemand": True, "content": [{"prefix": "basic/**"}]}]}},
+            {"urls": [basic_upstream.url], "onDemand": True, "content": [{"prefix": "basic/**"}]},
+            {"urls": [tls_upstream.url], "onDemand": True, "certDir": str(pki["cert_dir"]),
+             "content": [{"prefix": "tls/**"}]}]}},
     }
     down = Cluster(tmp / "down", shards=2, workers=1, config=config)
     try:
         down.start()
-        yield {"down": down, "token": token_upstream, "basic": basic_upstream}
+        yield {"down": down, "token": token_upstream, "basic": basic_upstream, "tls": tls_upstream, "pki": pki}
     finally:
         down.stop()
         token_upstream.stop()
         basic_upstream.close()
+        tls_upstream.close()
 
 
 def pull(url: str, repo: str, tag: str, user: str) -> dict[str, bytes]:
@@ -122,3 +130,16 @@ def test_nothing_an_unauthorised_caller_asks_for_reaches_the_upstream(setup: dic
             assert httpx.request(method, down + path, headers=basic("dave")).status_code == 403  # no read
             assert httpx.request(method, down + path, headers=basic("reader")).status_code == 403
     assert "basic/secret" not in basic_upstream.log_path.read_bytes()[mark:].decode(errors="replace")
+
+
+def test_mtls_upstream_with_cert_dir(setup: dict[str, Any]) -> None:
+    tls_upstream: Distribution = setup["tls"]
+    pki = setup["pki"]
+    context = ssl.create_default_context(cafile=str(pki["ca"]))
+    with pytest.raises(httpx.HTTPError):  # the upstream wants a client certificate
+        httpx.get(f"{tls_upstream.url}/v2/", verify=context)
+    context.load_cert_chain(str(pki["cert_dir"] / "client.cert"), str(pki["cert_dir"] / "client.key"))
+    with httpx.Client(base_url=tls_upstream.url, verify=context) as client:
+        digest, body, blobs = push_image(client, "tls/app", "1")
+    got = pull(setup["down"].url, "tls/app", "1", "reader")
+    assert got[digest] == body and all(got[oci.digest(b)] == b for b in blobs)

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -37,13 +38,18 @@ _LINE = re.compile(r'"(GET|HEAD|PUT|POST|PATCH|DELETE) (\S+) HTTP/[\d.]+" (\d{3}
 class Distribution:
     """``docker-registry serve`` on a free port; :meth:`requests` reads its access log."""
 
-    def __init__(self, htpasswd: Path | None = None) -> None:
-        """With ``htpasswd`` (bcrypt), every request needs Basic credentials."""
+    def __init__(self, htpasswd: Path | None = None, tls: dict[str, Path] | None = None) -> None:
+        """With ``htpasswd`` (bcrypt), every request needs Basic credentials; with ``tls`` (tlscerts.make_pki),
+        HTTPS that requires a client certificate the CA signed (mTLS)."""
         self.tmp = Path(tempfile.mkdtemp(prefix="sync-upstream-"))
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         (self.tmp / "data").mkdir()
         auth = f"auth:\n  htpasswd:\n    realm: upstream\n    path: {htpasswd}\n" if htpasswd else ""
+        if tls:
+            auth = (f"  tls:\n    certificate: {tls['server_cert']}\n    key: {tls['server_key']}\n"
+                    f"    clientcas:\n      - {tls['ca']}\n") + auth
         (self.tmp / "config.yml").write_text(CONFIG.format(root=self.tmp / "data", port=self.port, auth=auth))
         self.log_path = self.tmp / "registry.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -56,9 +62,12 @@ class Distribution:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
-                if httpx.get(self.url + "/v2/", timeout=1).status_code in (200, 401):
+                if self.tls or httpx.get(self.url + "/v2/", timeout=1).status_code in (200, 401):
+                    if self.tls:
+                        with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                            pass
                     return self
-            except httpx.HTTPError:
+            except (httpx.HTTPError, OSError):
                 time.sleep(0.05)
         raise RuntimeError(f"docker-registry did not start: {self.log_path.read_text()[-2000:]}")
 
