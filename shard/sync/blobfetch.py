@@ -23,6 +23,7 @@ from pathlib import Path
 from common.errors import ErrorCode, RegistryError
 from common.grammar import digest_algorithm
 from shard.blobstore import UploadFile
+from shard.diskfull import is_storage_full, storage_full
 from shard.lmdbstore import Txn
 from shard.service import ShardService
 from shard.sync.upstream import Upstream
@@ -178,6 +179,9 @@ class BlobFetches:
         except RegistryError as exc:
             fetch.error = exc
         except Exception as exc:  # the stream broke, the disk failed: every reader is told
+            if is_storage_full(exc):
+                fetch.error = storage_full(exc)
+                return
             upstream.failed(f"blob {fetch.digest}: {type(exc).__name__} {exc}")
             fetch.error = RegistryError(ErrorCode.UNAVAILABLE, f"fetching the blob from {upstream.name} failed",
                                         detail={"digest": fetch.digest, "upstream": upstream.name,
