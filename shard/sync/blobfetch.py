@@ -115,8 +115,9 @@ class BlobFetches:
                     await asyncio.wait_for(fetch.changed.wait_for(
                         lambda: fetch.error is not None or fetch.committed), wait)
         except TimeoutError:
-            raise RegistryError(ErrorCode.UNAVAILABLE, f"the upstream registry {upstream.name} has not answered "
-                                "yet; retry", detail={"upstream": upstream.name, "digest": digest},
+            why = "is still sending the blob" if fetch.started.is_set() else "has not answered yet"
+            raise RegistryError(ErrorCode.UNAVAILABLE, f"the upstream registry {upstream.name} {why}; retry",
+                                detail={"upstream": upstream.name, "digest": digest},
                                 headers={"Retry-After": "2"}) from None
         finally:
             fetch.waiters -= 1
