@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import concurrent.futures
+import gzip
+import io
 import json
 import os
 import shutil
 import subprocess
+import tarfile
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -126,3 +130,56 @@ def test_a_miss_the_upstream_lacks_is_a_404_naming_it(upstream: Distribution, pu
         assert "upstream" in r.text
     r = httpx.get(f"{pulled.cluster.url}/v2/nowhere/app/blobs/sha256:{'0' * 64}")
     assert r.status_code == 404 and r.json()["errors"][0]["code"] == "BLOB_UNKNOWN"
+
+
+PODMAN = shutil.which("podman") or "/usr/bin/podman"
+
+
+def real_image(client: httpx.Client, repo: str, arch: str) -> tuple[bytes, list[str]]:
+    """An image podman can unpack (a gzip'd tar layer, a config with its diff_id); (manifest, blob digests)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        payload = os.urandom(2048)
+        info = tarfile.TarInfo(f"hello-{arch}.bin")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    layer = gzip.compress(raw.getvalue(), mtime=0)
+    config = json.dumps({"architecture": arch, "os": "linux", "config": {},
+                         "rootfs": {"type": "layers", "diff_ids": [oci.digest(raw.getvalue())]}}).encode()
+    for blob in (config, layer):
+        push_blob(client, repo, blob)
+    body = json.dumps({"schemaVersion": 2, "mediaType": oci.OCI_MANIFEST,
+                       "config": oci.descriptor(config, oci.OCI_CONFIG),
+                       "layers": [oci.descriptor(layer, oci.OCI_LAYER)]}).encode()
+    r = client.put(f"/v2/{repo}/manifests/{oci.digest(body)}", content=body, headers={"Content-Type": oci.OCI_MANIFEST})
+    assert r.status_code == 201, r.text
+    return body, [oci.digest(config), oci.digest(layer)]
+
+
+def test_podman_pulls_a_multi_arch_index_through(upstream: Distribution, pulled: TwoGateways, tmp_path: Path) -> None:
+    repo = "library/podman-multi"
+    with httpx.Client(base_url=upstream.url) as client:
+        amd64, amd64_blobs = real_image(client, repo, "amd64")
+        arm64, arm64_blobs = real_image(client, repo, "arm64")
+        index = json.dumps({"schemaVersion": 2, "mediaType": oci.OCI_INDEX, "manifests": [
+            oci.descriptor(amd64, oci.OCI_MANIFEST, platform={"architecture": "amd64", "os": "linux"}),
+            oci.descriptor(arm64, oci.OCI_MANIFEST, platform={"architecture": "arm64", "os": "linux"})]}).encode()
+        r = client.put(f"/v2/{repo}/manifests/2.0", content=index, headers={"Content-Type": oci.OCI_INDEX})
+        assert r.status_code == 201, r.text
+    mark = upstream.mark()
+    run = Path(tempfile.mkdtemp(prefix="podrun-"))  # podman wants a short runroot
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(run)}
+    storage = ["--root", str(tmp_path / "root"), "--runroot", str(run), "--storage-driver", "vfs"]
+    result = subprocess.run([PODMAN, *storage, "pull", "--arch", "amd64", "--tls-verify=false",
+                             f"{pulled.second_url.split('//')[1]}/{repo}:2.0"],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    listed = subprocess.run([PODMAN, *storage, "images", "--digests", "--format", "{{.Digest}}"],
+                            capture_output=True, text=True, timeout=60, env=env)
+    shutil.rmtree(run, ignore_errors=True)
+    assert oci.digest(index) in listed.stdout
+    gets = upstream_gets(upstream, mark, repo)
+    assert all(n == 1 for n in gets.values()), gets
+    # on demand: the index by tag, the amd64 image podman asked for, and nothing of arm64
+    assert {p.rsplit("/", 1)[1] for p in gets} == {"2.0", oci.digest(amd64), *amd64_blobs}
+    assert not {oci.digest(arm64), *arm64_blobs} & {p.rsplit("/", 1)[1] for p in gets}
