@@ -85,7 +85,7 @@ def fake() -> Iterator[FakeRegistry]:
 
 
 #: How often the test clusters re-check a tag they hold.
-POLL = 2.0
+POLL = 1.0
 #: The fake registry's request limits.
 FAKE_CONCURRENT, FAKE_PER_SEC = 2, 10.0
 

@@ -65,7 +65,7 @@ def test_mirroring_with_destination_strip_prefix_and_tag_filters(upstream: Distr
     assert httpx.get(f"{url}/v2/copies/team/tool/manifests/{tool}").status_code == 200
     # a few passes later: each shard synced only its own repositories, each manifest and blob once
     passes = httpx.get(f"{url}/v2/_zot/ext/mgmt", params={"resource": "sync"}).json()
-    time.sleep(2.5)
+    time.sleep(2.2)
     requests = upstream.requests(mark)
     gets = {path: n for (method, path, status), n in requests.items()
             if method == "GET" and status == 200 and "/mirror/src/app/" in path and "/tags/" not in path}
