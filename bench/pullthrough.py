@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 
 from bench.targets import Target, free_port, start_shardreg, wait_ready
+from common.ring import shard_for
 
 DISTRIBUTION = """\
 version: 0.1
@@ -132,11 +133,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         config_path.write_text(json.dumps(config))
         cache = start_shardreg(shards=args.shards, workers=args.workers, extra_args=["--config", str(config_path)])
         repos = [f"pt/img{i}" for i in range(args.images)]
+        # each local twin lives on the same shard as its pull-through image: the comparison is like for like
+        twins = [next(name for k in range(1000) if shard_for(name := f"local/img{i}-{k}", args.shards)
+                      == shard_for(repo, args.shards)) for i, repo in enumerate(repos)]
         async with httpx.AsyncClient(base_url=upstream.url, timeout=300) as up, \
                 httpx.AsyncClient(base_url=cache.url, timeout=300) as local:
             for i, repo in enumerate(repos):
                 await push(up, repo, args.layers, args.layer_size)
-                await push(local, f"local/img{i}", args.layers, args.layer_size)
+                await push(local, twins[i], args.layers, args.layer_size)
         direct = await measure(upstream.url, repos, args.clients)
         mark = os.path.getsize(upstream.log_path or "")
         cold = await measure(cache.url, repos, args.clients)
@@ -145,7 +149,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         warms, locals_ = [], []
         for _ in range(args.rounds):  # interleaved, the median of each: the machine's noise hits both
             warms.append(await measure(cache.url, repos, args.clients))
-            locals_.append(await measure(cache.url, [f"local/img{i}" for i in range(args.images)], args.clients))
+            locals_.append(await measure(cache.url, twins, args.clients))
         warm = sorted(warms, key=lambda m: m["seconds"])[len(warms) // 2]
         local_pull = sorted(locals_, key=lambda m: m["seconds"])[len(locals_) // 2]
         objects = args.images * (args.layers + 2)
