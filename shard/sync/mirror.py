@@ -5,9 +5,9 @@ upstream's catalog, and syncs only the repositories whose *local* name it owns
 (``shard_for``): no repository is synced by two shards. For each tag the rule keeps (``regex``,
 ``excludeRegex``, ``semver``): a HEAD tells whether it is new or moved; if so the manifest, its
 children and every blob are fetched (through the same single-flight downloads as pull-through)
-and the tag is written last, so a mirrored tag never names missing content. Then the image's
-signatures: referrers (the referrers API, or its fallback tag ``sha256-<hex>``) and cosign's
-``sha256-<hex>.sig`` tag. ``onlySigned`` skips an image without any of them. A pass that fails
+and the tag is written last, so a mirrored tag never names missing content — nor misses its
+signatures, which are mirrored just before it: referrers (the referrers API, or its fallback tag
+``sha256-<hex>``) and cosign's ``sha256-<hex>.sig`` tag. ``onlySigned`` skips an image without any of them. A pass that fails
 on an unreachable upstream is retried ``maxRetries`` times, ``retryDelay`` apart.
 """
 
@@ -118,12 +118,13 @@ class Mirror:
                 log.info("sync: %s:%s from %s is not signed: skipped (onlySigned)", remote, tag, upstream.name)
                 continue
             await self._content(upstream, remote, local, parsed.blobs, parsed.children)
-            await self.manifests.store(local, digest, parsed, body, tag)
-            for reference, as_tag in signatures:
+            await self.manifests.store(local, digest, parsed, body, None)
+            for reference, as_tag in signatures:  # before the tag: whoever sees the tag sees its signatures
                 try:
                     await self._image(upstream, remote, local, reference, as_tag)
                 except RegistryError as exc:
                     log.warning("sync: signature %s of %s:%s not mirrored: %s", reference, remote, tag, exc.message)
+            await self.manifests.store(local, digest, parsed, body, tag)
             log.info("sync: mirrored %s:%s from %s as %s (%s)", remote, tag, upstream.name, local, digest)
 
     async def _image(self, upstream: Upstream, remote: str, local: str, reference: str, tag: str | None) -> None:
