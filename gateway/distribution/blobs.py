@@ -60,7 +60,7 @@ async def get_blob(name: str, digest: str) -> Response:
     except RegistryError as exc:  # the miss point of a pull-through repository (extensions.sync)
         if exc.code is not ErrorCode.BLOB_UNKNOWN or not pullthrough.applies(st.config, name):
             raise
-        synced = await pullthrough.blob_on_miss(st.client, shard, name, digest, request.method == "HEAD")
+        synced = await pullthrough.blob_on_miss(st, shard, name, digest, request.method == "HEAD")
         info, fetching = {"size": synced["size"], "path": synced["path"]}, synced["fetching"]
     size = info["size"]
     ranges = parse_ranges(request.headers.get("Range"), size) if request.method == "GET" else None

@@ -46,7 +46,7 @@ async def get_manifest(name: str, reference: str) -> Response:
                             "or digest)", detail={"reference": reference[:200]}, status=404) from None
     head = request.method == "HEAD"
     # a pull-through repository asks its shard with sync.manifest (fetched or re-checked upstream)
-    reply = await current_state().client.call_repo(pullthrough.manifest_request(current_state().config, name, reference, head))
+    reply = await pullthrough.get_manifest(current_state(), name, reference, head)
     info = reply.result
     if not _accepts(", ".join(request.headers.getlist("Accept")), info["media_type"]):
         raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, "the manifest's media type is not in Accept",

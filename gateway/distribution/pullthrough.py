@@ -14,10 +14,12 @@ from collections.abc import AsyncIterator
 from common import messages
 from common.config import Config
 from common.errors import ErrorCode, RegistryError
-from common.protocol import FRAME_SIZE, Request
+from common.protocol import FRAME_SIZE, Reply
 from common.sync_messages import SyncBlobReply
 from common.syncrules import on_demand
+from gateway.quota import ensure_room_for
 from gateway.shard_client import ShardClient
+from gateway.state import GatewayState
 
 
 def applies(config: Config, repo: str) -> bool:
@@ -25,17 +27,23 @@ def applies(config: Config, repo: str) -> bool:
     return on_demand(config.extensions.sync, repo) is not None
 
 
-def manifest_request(config: Config, repo: str, reference: str, head: bool
-                     ) -> Request[messages.ManifestGetRequest, messages.ManifestGetReply]:
-    """``sync.manifest`` for a pull-through repository (it re-checks tags too), else ``manifest.get``."""
+async def get_manifest(state: GatewayState, repo: str, reference: str, head: bool
+                       ) -> Reply[messages.ManifestGetReply]:
+    """``sync.manifest`` for a pull-through repository (it re-checks tags too), else ``manifest.get``.
+    A pull-through may create the repository: ``storage.maxRepos`` applies as to a push."""
     args: messages.ManifestGetRequest = {"repo": repo, "reference": reference, "head": head}
-    return messages.SYNC_MANIFEST(args) if applies(config, repo) else messages.MANIFEST_GET(args)
+    if not applies(state.config, repo):
+        return await state.client.call_repo(messages.MANIFEST_GET(args))
+    await ensure_room_for(state, repo)
+    return await state.client.call_repo(messages.SYNC_MANIFEST(args))
 
 
-async def blob_on_miss(client: ShardClient, shard: int, repo: str, digest: str, head: bool) -> SyncBlobReply:
+async def blob_on_miss(state: GatewayState, shard: int, repo: str, digest: str, head: bool) -> SyncBlobReply:
     """After ``blob.stat`` missed in a pull-through repository: the blob's size, fetching it if need be
     (a HEAD is answered once the blob is verified and stored: it streams nothing that could be cut)."""
-    return (await client.call(shard, messages.SYNC_BLOB({"repo": repo, "digest": digest, "whole": head}))).result
+    await ensure_room_for(state, repo)
+    request = messages.SYNC_BLOB({"repo": repo, "digest": digest, "whole": head})
+    return (await state.client.call(shard, request)).result
 
 
 async def fetching_chunks(client: ShardClient, shard: int, repo: str, digest: str, start: int, end: int
