@@ -18,6 +18,11 @@ class SyncBlobRequest(TypedDict):
     digest: str
     #: Answer only once the blob is verified and stored (a HEAD: nothing is streamed to wait on).
     whole: NotRequired[bool]
+    #: When the upstream has not answered within the shard's bound (its request slot may be taken
+    #: by other downloads), answer ``size`` -1 instead of an error: the gateway asks again.
+    poll: NotRequired[bool]
+    #: This is such a repeated ask (not another waiter).
+    again: NotRequired[bool]
 
 
 class SyncBlobReply(TypedDict):

@@ -9,6 +9,7 @@ arrive on the shard.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from common import messages
@@ -40,10 +41,24 @@ async def get_manifest(state: GatewayState, repo: str, reference: str, head: boo
 
 async def blob_on_miss(state: GatewayState, shard: int, repo: str, digest: str, head: bool) -> SyncBlobReply:
     """After ``blob.stat`` missed in a pull-through repository: the blob's size, fetching it if need be
-    (a HEAD is answered once the blob is verified and stored: it streams nothing that could be cut)."""
+    (a HEAD is answered once the blob is verified and stored: it streams nothing that could be cut).
+
+    The client waits while the download waits for a request slot of its registry (``reqConcurrent``):
+    the shard answers size -1 at its bound and is asked again, up to the registry's ``syncTimeout``."""
     await ensure_room_for(state, repo)
-    request = messages.SYNC_BLOB({"repo": repo, "digest": digest, "whole": head})
-    return (await state.client.call(shard, request)).result
+    found = on_demand(state.config.extensions.sync, repo)
+    budget = state.config.extensions.sync.registries[found[0]].sync_timeout if found else 0.0
+    deadline = asyncio.get_running_loop().time() + budget
+    again = False
+    while True:
+        request = messages.SYNC_BLOB({"repo": repo, "digest": digest, "whole": head, "poll": True, "again": again})
+        reply = (await state.client.call(shard, request)).result
+        if reply["size"] >= 0:
+            return reply
+        if asyncio.get_running_loop().time() >= deadline:
+            raise RegistryError(ErrorCode.UNAVAILABLE, "the upstream registry has not sent the blob within "
+                                "its syncTimeout; retry", detail={"digest": digest}, headers={"Retry-After": "5"})
+        again = True
 
 
 async def fetching_chunks(client: ShardClient, shard: int, repo: str, digest: str, start: int, end: int

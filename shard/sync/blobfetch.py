@@ -87,9 +87,10 @@ class BlobFetches:
             return await self.meta.write_async(run)
 
     async def ensure(self, upstream: Upstream, remote: str, repo: str, digest: str, wait: float, *,
-                     whole: bool = False) -> tuple[int, BlobFetch | None]:
+                     whole: bool = False, poll: bool = False, again: bool = False) -> tuple[int, BlobFetch | None]:
         """The blob's size, and its download when it is still arriving; starts the download if none.
-        With ``whole``, answers only once the blob is verified and stored."""
+        With ``whole``, answers only once the blob is verified and stored. With ``poll``, a wait that
+        ran out answers size -1 (ask again) instead of an error."""
         size = self._linked_size(repo, digest)
         if size is None and digest not in self.inflight:
             size = await self._link_held(repo, digest)
@@ -105,7 +106,8 @@ class BlobFetches:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
         else:
-            self.joined += 1
+            if not again:
+                self.joined += 1
             fetch.repos.add(repo)
         fetch.waiters += 1
         try:
@@ -115,6 +117,8 @@ class BlobFetches:
                     await asyncio.wait_for(fetch.changed.wait_for(
                         lambda: fetch.error is not None or fetch.committed), wait)
         except TimeoutError:
+            if poll:
+                return -1, fetch
             why = "is still sending the blob" if fetch.started.is_set() else "has not answered yet"
             raise RegistryError(ErrorCode.UNAVAILABLE, f"the upstream registry {upstream.name} {why}; retry",
                                 detail={"upstream": upstream.name, "digest": digest},
@@ -124,7 +128,7 @@ class BlobFetches:
         if fetch.error is not None:
             raise fetch.error
         if fetch.committed and repo not in fetch.repos:
-            return await self.ensure(upstream, remote, repo, digest, wait, whole=whole)
+            return await self.ensure(upstream, remote, repo, digest, wait, whole=whole, poll=poll, again=again)
         assert fetch.size is not None
         return fetch.size, (None if fetch.committed else fetch)
 

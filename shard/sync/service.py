@@ -88,7 +88,8 @@ class SyncService:
             size, fetch = self.shard.meta.read(stat), None
         else:
             size, fetch = await self.blobs.ensure(route[0], route[1], repo, digest, self.start_wait,
-                                                 whole=bool(args.get("whole")))
+                                                 whole=bool(args.get("whole")), poll=bool(args.get("poll")),
+                                                 again=bool(args.get("again")))
         return {"size": size, "path": self.shard.blobs.relative_path(digest), "fetching": fetch is not None}, []
 
     @handles(m.SYNC_BLOB_READ)

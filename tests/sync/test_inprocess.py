@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
@@ -12,6 +13,7 @@ from tests import oci
 from tests.cluster import free_port
 from tests.inprocess import InProcessRegistry
 from tests.sync.fakeupstream import FakeRegistry
+from tests.sync.upstreams import wait_for
 
 pytestmark = pytest.mark.inprocess
 
@@ -28,8 +30,9 @@ def fake() -> Iterator[FakeRegistry]:
 @pytest.fixture(scope="module")
 def http(fake: FakeRegistry) -> Iterator[httpx.Client]:
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    config = {"storage": {"maxRepos": 3}, "extensions": {"sync": {"registries": [
+    config = {"storage": {"maxRepos": 5}, "cluster": {"requestTimeout": "2s"}, "extensions": {"sync": {"registries": [
         {"urls": [closed], "onDemand": True, "content": [{"prefix": "down/**"}]},
+        {"urls": [fake.url], "onDemand": True, "reqConcurrent": 1, "content": [{"prefix": "queue/**"}]},
         {"urls": [fake.url], "onDemand": True, "pollInterval": "200ms"}]}}}
     with InProcessRegistry(shards=2, config=config) as registry, registry.client(timeout=60) as client:
         yield client
@@ -64,7 +67,24 @@ def test_a_locally_pushed_tag_is_served_when_its_recheck_fails(fake: FakeRegistr
     assert fake.count("/ip/mine/manifests/7") > before  # it was asked
 
 
+def test_a_blob_waiting_for_a_request_slot_keeps_its_client_waiting(fake: FakeRegistry, http: httpx.Client) -> None:
+    """reqConcurrent 1 and a download longer than the shard's bound (0.8 × requestTimeout 2s): the second
+    blob's client waits for the slot instead of getting a 503."""
+    _, (_, slow) = fake.add_image("queue/app", "1", layer_size=2 * 1024 * 1024)
+    _, (_, quick) = fake.add_image("queue/app", "2")
+    fake.slow[slow] = 0.1  # 32 pieces: about 3 s
+    first: dict[str, httpx.Response] = {}
+    thread = threading.Thread(target=lambda: first.setdefault("r", http.get(f"/v2/queue/app/blobs/{slow}")))
+    thread.start()
+    wait_for(lambda: fake.count(f"/blobs/{slow}") == 1)
+    r = http.get(f"/v2/queue/app/blobs/{quick}")
+    assert r.status_code == 200 and oci.digest(r.content) == quick
+    thread.join(60)
+    assert first["r"].status_code == 200 and oci.digest(first["r"].content) == slow
+
+
 def test_max_repos_applies_to_pull_through(fake: FakeRegistry, http: httpx.Client) -> None:
+    """Last in this module: it fills the registry up to maxRepos."""
     for i in range(4):
         fake.add_image(f"quota/r{i}", "1")
     statuses = [http.get(f"/v2/quota/r{i}/manifests/1", headers={"Accept": oci.OCI_MANIFEST}).status_code
