@@ -17,6 +17,7 @@ from typing import Any, NotRequired, TypedDict
 
 from common.messages_lifecycle import CLOCK_SET, RETENTION_RUN  # storage lifecycle ops (their types there)
 from common.protocol import Op, Wire
+from common.sync_messages import SyncBlobReadRequest, SyncBlobReply, SyncBlobRequest, SyncStatusReply
 
 #: An OCI descriptor ({mediaType, digest, size, artifactType?, annotations?}) as a dict.
 Descriptor = dict[str, Any]
@@ -448,3 +449,9 @@ ALL: dict[Op, Wire[Any, Any]] = {w.op: w for w in (
     USERPREFS_TOGGLE, TRUST_PUT, DEBUG_PROFILE, APIKEY_CREATE, APIKEY_LIST, APIKEY_DELETE, APIKEY_LOOKUP,
     APIKEY_TOUCH, SESSION_CREATE, SESSION_GET, SESSION_DELETE, SECRET_GET,
     USER_PURGE, RETENTION_RUN, CLOCK_SET)}
+# -- sync (issue 13): request/reply types in common/sync_messages.py (this module's size) -----
+SYNC_MANIFEST = Wire(Op.SYNC_MANIFEST, ManifestGetRequest, ManifestGetReply)  # manifest.get, pulling through
+SYNC_BLOB = Wire(Op.SYNC_BLOB, SyncBlobRequest, SyncBlobReply)
+SYNC_BLOB_READ = Wire(Op.SYNC_BLOB_READ, SyncBlobReadRequest, BlobReadReply)
+SYNC_STATUS = Wire(Op.SYNC_STATUS, Empty, SyncStatusReply)
+ALL.update({w.op: w for w in (SYNC_MANIFEST, SYNC_BLOB, SYNC_BLOB_READ, SYNC_STATUS)})

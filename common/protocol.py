@@ -89,6 +89,11 @@ class Op(StrEnum):
     # storage lifecycle (shard/retention.py, shard/events/): a retention pass, the test clock
     RETENTION_RUN = "retention.run"
     CLOCK_SET = "clock.set"
+    # sync (issue 13): pull-through and the sync registries' state
+    SYNC_MANIFEST = "sync.manifest"
+    SYNC_BLOB = "sync.blob"
+    SYNC_BLOB_READ = "sync.blob.read"
+    SYNC_STATUS = "sync.status"
 
 
 class Wire(Generic[Req, Rep]):

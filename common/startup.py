@@ -103,6 +103,12 @@ def check_files(config: Config) -> None:
     if auth.session_keys_file:
         _check_session_keys("http.auth.sessionKeysFile", auth.session_keys_file)
     _check_tls(config)
+    sync = config.extensions.sync  # read by the shards (issue 13)
+    if sync.active and sync.credentials_file:
+        _check_session_keys("extensions.sync.credentialsFile", sync.credentials_file)
+    for i, registry in enumerate(sync.registries if sync.active else ()):
+        if registry.cert_dir and not Path(registry.cert_dir).is_dir():
+            raise StartupError(f"extensions.sync.registries[{i}].certDir: {registry.cert_dir} is not a directory")
 
 
 def shard_metrics_port(config: Config, index: int) -> int:

@@ -48,6 +48,7 @@ from shard.profiling import Profiler
 from shard.search_meta import SearchMeta
 from shard.searchstore import SearchStore
 from shard.service import ShardService
+from shard.sync.service import SyncService
 from shard.trust import Trust
 from shard.userdata import UserData
 from shard.userprefs import UserPrefs
@@ -82,10 +83,11 @@ class ShardServer:
         # retention, immutable tags, lint, the event outbox (shard/lifecycle.py)
         self.lifecycle = Lifecycle(config, self.service, self.hooks, self.search)
         self.service.lifecycle_status = self.lifecycle.status
+        self.sync = SyncService(config, self.service, self.hooks)  # extensions.sync (issue 13)
         bound = bind(
             RepositoryOps(self.service), ManifestOps(self.service, self.hooks, self.lifecycle.policy),
             BlobOps(self.service), UploadOps(self.service), UserData(self.service.meta), self.search, trust,
-            UserPrefs(self.service.meta, store), Profiler(), self.lifecycle)
+            UserPrefs(self.service.meta, store), Profiler(), self.lifecycle, self.sync)
         self.handlers = bound.handlers
         self.ordered = bound.ordered
         self.op_latency = OpLatency(index)
@@ -167,6 +169,7 @@ class ShardServer:
                  self.config.shard_dir(self.index))
         self.maintenance = asyncio.get_running_loop().create_task(self._maintenance())
         self.lifecycle.start()
+        self.sync.start()  # periodic mirroring, if configured
         scrubbing = self.config.extensions.scrub
         if scrubbing.enable:
             self.scrubber = asyncio.get_running_loop().create_task(self._scrub_every(scrubbing.interval))
@@ -283,6 +286,7 @@ def run_shard(config: Config, index: int) -> None:
         if pending:
             await asyncio.wait(pending, timeout=10)
         await server.lifecycle.stop()
+        await server.sync.close()
         server.close()
         log.info("shard %d stopped", index)
 

@@ -21,7 +21,9 @@ notation}``
 ``.prometheus.path``                   ``enable`` counts as enabled)
 =====================================  ==========================================================
 
-zot extensions shardreg does not implement (``sync``, ``lint``, ``events``, ...) give a warning.
+``extensions.sync``                    mirroring and pull-through (:mod:`common.config.sync`)
+
+zot extensions shardreg does not implement (``apikey``, ``mcp``, ``quota``) give a warning.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common.config.reader import Reader
+from common.config.sync import SyncConfig, parse_sync
 
 #: zot extensions that shardreg does not implement.
-_NOT_IMPLEMENTED = {"sync", "lint", "events", "apikey", "mcp", "quota"}
+_NOT_IMPLEMENTED = {"apikey", "mcp", "quota"}  # lint, events: common/config/lifecycle.py
 #: zot's minimum scrub interval.
 MIN_SCRUB_INTERVAL = 2 * 3600.0
 DEFAULT_METRICS_PATH = "/metrics"
@@ -76,6 +79,7 @@ class ExtensionsConfig:
     profiling: bool = True
     scrub: ScrubExtension = field(default_factory=ScrubExtension)
     metrics: MetricsExtension = field(default_factory=MetricsExtension)
+    sync: SyncConfig = field(default_factory=SyncConfig)
 
     # -- what is switched on (one place, so that discover cannot drift from the routes) --
     @property
@@ -117,6 +121,8 @@ class ExtensionsConfig:
         }
         if self.mgmt is not None:
             out["mgmt"] = {"enable": self.mgmt}
+        if self.sync.enable:
+            out["sync"] = self.sync.to_json()
         return out
 
 
@@ -176,6 +182,6 @@ def parse_extensions(r: Reader) -> ExtensionsConfig:
 
     config = ExtensionsConfig(search=search, ui=ui, mgmt=mgmt, trust=trust,
                               debug=_switch(r, "debug", False), profiling=_switch(r, "profiling", True),
-                              scrub=scrub, metrics=metrics)
+                              scrub=scrub, metrics=metrics, sync=parse_sync(r.section("sync")))
     r.finish(zot_only=_NOT_IMPLEMENTED)
     return config

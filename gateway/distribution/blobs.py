@@ -16,9 +16,11 @@ from pathlib import Path
 from quart import Response, request
 
 from common import messages
+from common.errors import ErrorCode, RegistryError
 from common.grammar import Header, MediaType, parse_digest, validate_name
 from common.protocol import FRAME_SIZE
 from gateway.context import authorize, current_state
+from gateway.distribution import pullthrough
 from gateway.distribution.common import delete_in_repo
 from gateway.httputil import parse_ranges
 from gateway.shard_client import ShardClient
@@ -52,12 +54,21 @@ async def get_blob(name: str, digest: str) -> Response:
     await authorize(name, "read")
     st = current_state()
     shard = st.client.shard_of(name)
-    info = (await st.client.call(shard, messages.BLOB_STAT({"repo": name, "digest": digest}))).result
+    fetching = False
+    try:
+        info = (await st.client.call(shard, messages.BLOB_STAT({"repo": name, "digest": digest}))).result
+    except RegistryError as exc:  # the miss point of a pull-through repository (extensions.sync)
+        if exc.code is not ErrorCode.BLOB_UNKNOWN or not pullthrough.applies(st.config, name):
+            raise
+        synced = await pullthrough.blob_on_miss(st, shard, name, digest, request.method == "HEAD")
+        info, fetching = {"size": synced["size"], "path": synced["path"]}, synced["fetching"]
     size = info["size"]
     ranges = parse_ranges(request.headers.get("Range"), size) if request.method == "GET" else None
     path = st.blob_file(shard, info["path"])
 
     def chunks(start: int, end: int) -> AsyncIterator[bytes]:
+        if fetching:
+            return pullthrough.fetching_chunks(st.client, shard, name, digest, start, end)
         if path is not None and path.exists():
             return _file_chunks(path, start, end)
         return _shard_chunks(st.client, shard, digest, start, end)

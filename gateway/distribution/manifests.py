@@ -19,6 +19,7 @@ from common.grammar import (
 )
 from common.manifest import parse_manifest
 from gateway.context import authorize, current_state
+from gateway.distribution import pullthrough
 from gateway.distribution.common import delete_in_repo, event_context
 from gateway.httputil import read_body
 from gateway.quota import ensure_room_for
@@ -44,7 +45,8 @@ async def get_manifest(name: str, reference: str) -> Response:
         raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, "no manifest has this reference (it is not a valid tag "
                             "or digest)", detail={"reference": reference[:200]}, status=404) from None
     head = request.method == "HEAD"
-    reply = await current_state().client.call_repo(messages.MANIFEST_GET({"repo": name, "reference": reference, "head": head}))
+    # a pull-through repository asks its shard with sync.manifest (fetched or re-checked upstream)
+    reply = await pullthrough.get_manifest(current_state(), name, reference, head)
     info = reply.result
     if not _accepts(", ".join(request.headers.getlist("Accept")), info["media_type"]):
         raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, "the manifest's media type is not in Accept",

@@ -4,6 +4,9 @@
 ``auth`` says which login methods exist — ``htpasswd: {}`` (basic auth works; LDAP folds in
 here, as in zot), ``bearer: {realm, service}``, ``openid: {providers: {name: {name}}}``,
 ``apikey: true`` — and nothing secret. Readable without credentials: the UI needs it to log in.
+
+``?resource=sync``: the ``extensions.sync`` registries' state summed over the shards
+(:mod:`gateway.sync_status`); it needs what ``/metrics`` needs.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from common.config import Config, ExtensionsConfig
 from common.errors import ErrorCode, RegistryError
 from gateway.context import current_state
 from gateway.extensions.common import extensions, json_response
+from gateway.sync_status import sync_listing
 
-RESOURCES = ("config",)
+RESOURCES = ("config", "sync")
 
 
 def _version() -> str:
@@ -71,4 +75,6 @@ async def mgmt() -> Response:
     resource = request.args.get("resource", "config")
     if resource not in RESOURCES:
         raise RegistryError(ErrorCode.BAD_REQUEST, f"unsupported resource {resource[:50]!r}", status=400)
+    if resource == "sync":  # extensions.sync: each upstream's state, for who may read /metrics
+        return json_response(await sync_listing())
     return json_response(stripped_config(current_state().config, extensions()))

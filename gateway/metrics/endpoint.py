@@ -19,6 +19,7 @@ from gateway.metrics.multiprocess import render, worker_pids
 from gateway.metrics.series import Series
 from gateway.metrics.settings import MetricsSettings, metrics_settings
 from gateway.shard_client import ShardClient
+from gateway.sync_status import sync_metrics_text
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -44,6 +45,7 @@ class Metrics:
         self.series = Series()
         #: The shards run on this host without a metrics listener: their storage and processes are reported here.
         self.shards_here = False
+        self.sync = False  # extensions.sync is active: /metrics adds the sync series
         #: The worker's shard client (set by the app): the shards' storage is asked at scrape time.
         self.shards: Callable[[], ShardClient] | None = None
 
@@ -106,6 +108,8 @@ class Metrics:
             statuses = await shard_statuses(self.shards()) if self.shards is not None else []
             body = await asyncio.to_thread(self.render)
             body += await asyncio.to_thread(cluster_text, self.shards_here, statuses, worker_pids())
+            if self.sync and self.shards is not None:  # extensions.sync: the upstreams' figures
+                body += await sync_metrics_text(self.shards())
         except RegistryError as exc:
             await _respond(send, exc.status, error_headers(exc), error_body(exc))
             return
@@ -119,4 +123,5 @@ def setup(config: Config, access: AccessControl) -> Metrics | None:
         return None
     metrics = Metrics(settings, access)
     metrics.shards_here = not config.cluster.endpoints and not config.cluster.shard_metrics_port
+    metrics.sync = config.extensions.sync.active
     return metrics

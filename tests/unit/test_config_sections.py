@@ -59,14 +59,14 @@ def test_unknown_and_zot_only_keys_are_warnings_with_their_path() -> None:
     config = parse_config({
         "http": {"auth": {"ldap": {}, "htpasswd": {"path": "/x"}, "bogus": 1},
                  "accessControl": {"repositories": {"**": {"policies": [{"conditions": ["x"]}]}}, "extra": 1}},
-        "extensions": {"sync": {}, "ui": {"enable": True, "theme": "dark"}},
+        "extensions": {"apikey": {}, "ui": {"enable": True, "theme": "dark"}},
     })
     assert set(config.warnings) == {
         "http.auth.ldap: zot option not supported by shardreg, ignored",
         "http.auth.bogus: unknown option, ignored",
         "http.accessControl.repositories.**.policies.conditions: CEL conditions are not supported, ignored",
         "http.accessControl.extra: not supported by shardreg, ignored",
-        "extensions.sync: zot option not supported by shardreg, ignored",
+        "extensions.apikey: zot option not supported by shardreg, ignored",
         "extensions.ui.theme: unknown option, ignored",
         # issue 11 item 7: an enabled UI is not silently accepted while / answers 404 (issue 15: the
         # UI exists, and is off without search)
@@ -118,7 +118,13 @@ EVERYTHING: dict[str, Any] = {
                    "lint": {"enable": True, "mandatoryAnnotations": ["org.opencontainers.image.source"]},
                    "events": {"enable": True, "outboxSize": 50, "sinks": [
                        {"type": "nats", "address": "nats://n:4222", "channel": "ch", "timeout": "3s",
-                        "headers": {"X-A": "b"}, "credentials": {"username": "u", "password": "p", "token": "t"}}]}},
+                        "headers": {"X-A": "b"}, "credentials": {"username": "u", "password": "p", "token": "t"}}]},
+                   "sync": {"enable": True, "credentialsFile": "/c/creds.json", "downloadDir": "/tmp/dl", "registries": [
+                       {"urls": ["https://up:5000"], "onDemand": True, "pollInterval": "1h", "tlsVerify": False,
+                        "certDir": "/c/certs", "maxRetries": 2, "retryDelay": "5s", "onlySigned": True,
+                        "preserveDigest": True, "reqConcurrent": 5, "reqPerSec": 2.5, "syncTimeout": "1m",
+                        "content": [{"prefix": "/a/**", "destination": "/d", "stripPrefix": True,
+                                     "tags": {"regex": "^v", "excludeRegex": "rc", "semver": True}}]}]}},
     "notifications": {"endpoints": [{"name": "n1", "url": "http://hook/x", "headers": {"X-B": ["c"]},
                                      "timeout": "2s", "threshold": 3, "backoff": "4s",
                                      "ignoredmediatypes": ["application/octet-stream"]}]},
