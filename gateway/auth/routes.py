@@ -71,11 +71,11 @@ async def _password_user(access: AccessControl) -> Identity:
 # -- sessions ---------------------------------------------------------------------------------
 async def login() -> Response:
     access = _access()
-    if access.htpasswd is None:
+    if access.htpasswd is None and access.ldap is None:
         raise RegistryError(ErrorCode.NOT_FOUND, "password login is not configured", status=404)
     identity = await access.login(request.headers, request.remote_addr, allow_keys=False, how="login")
     assert identity.name is not None
-    cookie = await access.sessions.open(identity.name)
+    cookie = await access.sessions.open(identity.name, identity.origin or "htpasswd")
     response = _json({"username": identity.name})
     response.headers["Set-Cookie"] = access.sessions.cookie_header(cookie)
     return response
@@ -131,7 +131,7 @@ async def create_apikey() -> Response:
         raise _bad("expirationDate is in the past")
     assert identity.name is not None
     created = await keys.create(identity.name, label, scopes or None, expires_at,
-                                request.headers.get("user-agent", ""))
+                                request.headers.get("user-agent", ""), identity.origin or "htpasswd")
     return _json(created, status=201)
 
 
@@ -176,7 +176,7 @@ async def token() -> Response:
         identity = await access.passwords.verify(user, password, request.remote_addr, how="token")
         if identity is None:
             raise RegistryError(ErrorCode.UNAUTHORIZED, "invalid username or password")
-        identity = access.still_known(request.headers, identity)
+        identity = await access.still_known(request.headers, identity)
     else:
         service = request.args.get("service", "")
         scopes = [s for v in request.args.getlist("scope") for s in v.split(" ") if s]
@@ -187,7 +187,7 @@ async def token() -> Response:
     if service and service != bearer.service:
         raise _bad("unknown service")
     granted = access.token_access(identity, scopes[:MAX_SCOPES])
-    origin = identity.origin if identity.via == "bearer" else identity.via
+    origin = identity.origin if identity.via == "bearer" else identity.origin or identity.via
     signed, expires_in, issued_at = access.issuer.issue(identity.name, granted, identity.scopes, origin)
     issued = datetime.fromtimestamp(issued_at, UTC).isoformat().replace("+00:00", "Z")
     return _json({"token": signed, "access_token": signed, "expires_in": expires_in, "issued_at": issued})

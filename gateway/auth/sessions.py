@@ -73,9 +73,12 @@ class Sessions:
     def _sign(self, key: bytes, user_b64: str, sid: str) -> str:
         return _b64(hmac.new(key, f"{user_b64}.{sid}".encode(), hashlib.sha256).digest())
 
-    async def open(self, user: str) -> str:
-        """Create a session; returns the cookie value."""
+    async def open(self, user: str, origin: str = "htpasswd") -> str:
+        """Create a session; returns the cookie value. ``origin`` (where the user is known) is
+        part of the signed session id (``<origin>~<random>``; none for htpasswd)."""
         sid = secrets.token_urlsafe(24)
+        if origin != "htpasswd":
+            sid = f"{origin}~{sid}"
         expires = time.time() + self.settings.session_timeout
         await self.client().call(self.client().shard_of(user), messages.SESSION_CREATE(
             {"user": user, "sid": sid, "expires": expires}))
@@ -96,13 +99,21 @@ class Sessions:
 
     async def user(self, cookie: str) -> str | None:
         """The user of a live session cookie, or None."""
+        found = await self.lookup(cookie)
+        return found[0] if found else None
+
+    async def lookup(self, cookie: str) -> tuple[str, str] | None:
+        """(user, origin) of a live session cookie, or None."""
         parsed = await self._parse(cookie)
         if parsed is None:
             return None
         user, sid = parsed
         reply = await self.client().call(self.client().shard_of(user), messages.SESSION_GET({"sid": sid}))
         record = reply.result["session"]
-        return record["user"] if record and record["user"] == user else None
+        if not record or record["user"] != user:
+            return None
+        origin, sep, _ = sid.partition("~")
+        return user, origin if sep else "htpasswd"
 
     async def close(self, cookie: str) -> bool:
         parsed = await self._parse(cookie)
