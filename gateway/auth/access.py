@@ -47,6 +47,7 @@ from gateway.auth.htpasswd import HtpasswdFile
 from gateway.auth.identity import ANONYMOUS, HeaderMap, Identity, header
 from gateway.auth.ldap import LdapDirectory, LdapUnavailable
 from gateway.auth.mtls import certificate_identity
+from gateway.auth.oidc_login import OpenIDLogin
 from gateway.auth.passwords import PasswordCheck
 from gateway.auth.policy import ALL_ACTIONS, NONE, PolicyEngine, glob_match
 from gateway.auth.ratelimit import RequestRate
@@ -76,6 +77,7 @@ class AccessControl:
         self.sessions = Sessions(s, self._shard_client)
         self.ldap = LdapDirectory(s.ldap) if s.ldap else None
         self.workload = WorkloadVerifier(s.workload, self.policy.groups_of) if s.workload else None
+        self.openid = OpenIDLogin(s.openid, config.http.external_url) if s.openid else None
         self.passwords = PasswordCheck(s, self.htpasswd, self.apikeys, self.policy.groups_of, self.ldap,
                                        self.workload.password_identity if self.workload else None)
         self.removed_users = RemovedUsers(self.htpasswd, self._shard_client) if self.htpasswd else None
@@ -145,7 +147,8 @@ class AccessControl:
             scheme = scheme.lower()
             if scheme == "basic":
                 identity = await self._basic(headers, credentials.strip(), client, repo, action)
-            elif scheme == "bearer" and self.workload is not None and self.workload.owns(credentials.strip()):
+            elif scheme == "bearer" and self.workload is not None and (
+                    self.verifier is None or self.workload.owns(credentials.strip())):
                 identity = await self._workload(headers, credentials.strip(), repo, action)
             elif scheme == "bearer" and self.verifier is not None:
                 identity = self._bearer(headers, credentials.strip(), repo, action)
@@ -158,8 +161,9 @@ class AccessControl:
             found = await self.sessions.lookup(cookie)
             if found is None:
                 raise self.unauthorized(headers, repo, action, "session expired or invalid")
-            user, origin = found
-            identity = Identity(name=user, groups=self.policy.groups_of(user), via="session", origin=origin)
+            user, origin, groups = found
+            identity = Identity(name=user, groups=self.policy.groups_of(user) | groups, via="session",
+                                origin=origin)
             return await self.still_known(headers, identity, repo, action)
         return self._certificate_identity()
 

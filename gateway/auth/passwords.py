@@ -85,7 +85,8 @@ class PasswordCheck:
             if record is None:
                 return None
             scopes = record.get("scopes")
-            return Identity(name=user, groups=self.groups_of(user), via="apikey",
+            kept = frozenset(str(g) for g in record.get("groups") or ())
+            return Identity(name=user, groups=self.groups_of(user) | kept, via="apikey",
                             scopes=tuple(scopes) if scopes else None, key_id=record["uuid"],
                             origin=record.get("origin") or "htpasswd")
         if self.workload is not None and password.count(".") == 2 and password.startswith("ey"):
@@ -97,10 +98,10 @@ class PasswordCheck:
                 return None
         if self.ldap is not None:
             try:
-                groups = await self.ldap.authenticate(user, password)
+                ldap_groups = await self.ldap.authenticate(user, password)
             except LdapUnavailable:
                 raise RegistryError(ErrorCode.UNAVAILABLE, "the LDAP server is unavailable, retry later",
                                     headers={"Retry-After": "5"}) from None
-            if groups is not None:
-                return Identity(name=user, groups=self.groups_of(user) | groups, via="ldap", origin="ldap")
+            if ldap_groups is not None:
+                return Identity(name=user, groups=self.groups_of(user) | ldap_groups, via="ldap", origin="ldap")
         return None
