@@ -79,7 +79,8 @@ class AccessControl:
         self.workload = WorkloadVerifier(s.workload, self.policy.groups_of) if s.workload else None
         self.openid = OpenIDLogin(s.openid, config.http.external_url) if s.openid else None
         self.passwords = PasswordCheck(s, self.htpasswd, self.apikeys, self.policy.groups_of, self.ldap,
-                                       self.workload.password_identity if self.workload else None)
+                                       self.workload.password_identity if self.workload else None,
+                                       self.workload.owns if self.workload else None)
         self.removed_users = RemovedUsers(self.htpasswd, self._shard_client) if self.htpasswd else None
 
     def bind(self, client: Callable[[], Any]) -> None:

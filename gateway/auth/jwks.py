@@ -4,7 +4,8 @@ Shared by workload identity (:mod:`gateway.auth.workload`) and OpenID login
 (:mod:`gateway.auth.oidc_login`). Bounded in time and size: every fetch has a timeout and a
 size limit; keys are kept :data:`MAX_AGE` seconds; an unknown ``kid`` refetches the key set,
 but at most once per :data:`MIN_REFRESH` seconds (a flood of tokens with made-up key ids costs
-one fetch, not one per token). A fetch that fails raises :class:`IssuerUnavailable` (503).
+one fetch, not one per token). A fetch that fails raises :class:`IssuerUnavailable` (503),
+unless the key asked for is cached: then the cached keys keep working while the issuer is down.
 """
 
 from __future__ import annotations
@@ -90,10 +91,16 @@ class Issuer:
     async def key(self, kid: str | None) -> jwt.PyJWK | None:
         """The signing key ``kid`` (the only key when the token names none), or None if unknown."""
         now = time.monotonic()
-        if now - self._fetched > MAX_AGE:
-            await self._refresh(now)
-        elif self._lookup(kid) is None and now - self._fetched > MIN_REFRESH:
-            await self._refresh(now)
+        known = self._lookup(kid)
+        if now - self._fetched > MAX_AGE or known is None and now - self._fetched > MIN_REFRESH:
+            try:
+                await self._refresh(now)
+            except IssuerUnavailable as exc:
+                if known is None:
+                    raise
+                # keep verifying with the keys we have; try again after MIN_REFRESH
+                log.warning("cannot refresh the keys of %s (%s): using the cached ones", self.issuer, exc)
+                self._fetched = now - MAX_AGE + MIN_REFRESH
         return self._lookup(kid)
 
     def _lookup(self, kid: str | None) -> jwt.PyJWK | None:

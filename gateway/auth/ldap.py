@@ -187,10 +187,11 @@ class LdapDirectory:
         return LdapUnavailable(reason)
 
     # -- in the pool threads ---------------------------------------------------------------------
-    def _connection(self) -> ldap3.Connection:
+    def _connection(self, fresh: bool = False) -> tuple[ldap3.Connection, bool]:
+        """A bound service connection: (connection, whether it was reused from the pool)."""
         with self._lock:
-            if self._idle:
-                return self._idle.pop()
+            if self._idle and not fresh:
+                return self._idle.pop(), True
         s = self.settings
         conn = ldap3.Connection(self._server, user=self._bind[0], password=self._bind[1],
                                 receive_timeout=max(1, math.ceil(s.timeout)), raise_exceptions=True, read_only=True,
@@ -199,7 +200,7 @@ class LdapDirectory:
         if s.insecure and s.start_tls:
             conn.start_tls()
         conn.bind()
-        return conn
+        return conn, False
 
     def _release(self, conn: ldap3.Connection) -> None:
         with self._lock:
@@ -232,13 +233,19 @@ class LdapDirectory:
         values = [raw] if isinstance(raw, str) else [str(v) for v in raw]
         return entries[0]["dn"], group_names(values)
 
-    def _with_connection(self, fn: Any) -> Any:
-        conn = self._connection()
+    def _with_connection(self, fn: Any, fresh: bool = False) -> Any:
+        conn, reused = self._connection(fresh)
         try:
             result = fn(conn)
-        except ldap_errors.LDAPNoSuchObjectResult:
-            self._release(conn)
+        except (ldap_errors.LDAPNoSuchObjectResult, ldap_errors.LDAPSizeLimitExceededResult):
+            self._release(conn)  # no base DN, or more than one entry: no such user
             return None
+        except (ldap_errors.LDAPCommunicationError, ldap_errors.LDAPSessionTerminatedByServerError):
+            self._unbind(conn)
+            if not reused:
+                raise
+            log.info("LDAP: a pooled connection was closed by the server, reconnecting")
+            return self._with_connection(fn, fresh=True)
         except BaseException:
             self._unbind(conn)
             raise

@@ -40,11 +40,13 @@ MAX_USER = 256
 class PasswordCheck:
     def __init__(self, settings: AuthSettings, htpasswd: HtpasswdFile | None, apikeys: ApiKeys | None,
                  groups_of: Callable[[str], frozenset[str]], ldap: LdapDirectory | None = None,
-                 workload: Callable[[str], Awaitable[Identity | None]] | None = None) -> None:
+                 workload: Callable[[str], Awaitable[Identity | None]] | None = None,
+                 workload_owns: Callable[[str], bool] | None = None) -> None:
         self.settings = settings
         self.ldap = ldap
         #: An OIDC ID token given as the password (docker/podman ``--password <id token>``).
         self.workload = workload
+        self.workload_owns = workload_owns
         self.htpasswd = htpasswd
         self.apikeys = apikeys
         self.groups_of = groups_of
@@ -89,7 +91,7 @@ class PasswordCheck:
             return Identity(name=user, groups=self.groups_of(user) | kept, via="apikey",
                             scopes=tuple(scopes) if scopes else None, key_id=record["uuid"],
                             origin=record.get("origin") or "htpasswd")
-        if self.workload is not None and password.count(".") == 2 and password.startswith("ey"):
+        if self.workload is not None and self.workload_owns is not None and self.workload_owns(password):
             return await self.workload(password)
         if self.htpasswd is not None:
             if await self.htpasswd.verify(user, password):

@@ -158,6 +158,10 @@ def test_server_down_or_hung_gives_503_and_htpasswd_users_keep_working(tmp_path:
         with InProcessRegistry(config=ldap_config(server, tmp_path, cache="0s")) as registry, \
                 registry.client(timeout=30) as c:
             assert c.get("/v2/", headers=ldap_basic("lena")).status_code == 200
+            # a restart closes the pooled connections: the next login reconnects, no error
+            server.stop()
+            server.start()
+            assert c.get("/v2/", headers=ldap_basic("lena")).status_code == 200
             server.pause()  # accepts connections, never answers: bounded by the 1s LDAP timeout
             r = c.get("/v2/", headers=ldap_basic("lena"))
             assert r.status_code == 503 and r.headers["Retry-After"]
