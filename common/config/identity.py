@@ -277,3 +277,39 @@ def parse_workload(items: list[Reader]) -> tuple[WorkloadIssuer, ...]:
         w.finish()
         issuers.append(item)
     return tuple(issuers)
+
+
+def compile_cel(expr: str, key: str) -> Any:
+    """A claimMapping CEL expression, compiled (cel-python); :class:`ConfigError` naming ``key``."""
+    import celpy  # here: only configs with bearer.oidc need it
+
+    env = celpy.Environment()
+    try:
+        return env.program(env.compile(expr))
+    except Exception as exc:  # celpy's parse errors have no common public base
+        raise ConfigError(f"{key}: invalid CEL expression {expr!r}: {str(exc).splitlines()[0]}") from None
+
+
+def check_identity_files(ldap: LdapSettings | None, openid: OpenIDSettings | None,
+                         workload: tuple[WorkloadIssuer, ...]) -> None:
+    """At start: the credentials and CA files exist and parse, the CEL expressions compile."""
+    if ldap is not None:
+        if ldap.credentials_file:
+            read_credentials(ldap.credentials_file, ("bindDN", "bindPassword"), "http.auth.ldap")
+        if ldap.ca_cert and not Path(ldap.ca_cert).is_file():
+            raise ConfigError(f"http.auth.ldap.caCert: cannot read {ldap.ca_cert}")
+    for key, provider in (openid.providers.items() if openid else ()):
+        where = f"http.auth.openid.providers.{key}"
+        if provider.credentials_file:
+            creds = read_credentials(provider.credentials_file, ("clientid", "clientsecret"), where)
+            if not creds["clientid"] and not provider.client_id:
+                raise ConfigError(f"{where}.credentialsFile: clientid is required")
+    for i, item in enumerate(workload):
+        where = f"http.auth.bearer.oidc[{i}]"
+        if item.certificate_authority_file and not Path(item.certificate_authority_file).is_file():
+            raise ConfigError(f"{where}.certificateAuthorityFile: cannot read {item.certificate_authority_file}")
+        exprs = [("username", item.username), ("groups", item.groups)]
+        exprs += [("validations", e) for e, _ in item.validations] + [("variables", e) for _, e in item.variables]
+        for name, expr in exprs:
+            if expr:
+                compile_cel(expr, f"{where}.claimMapping.{name}")

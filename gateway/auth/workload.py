@@ -21,7 +21,7 @@ from typing import Any
 import celpy
 import jwt
 
-from common.config.identity import WorkloadIssuer
+from common.config.identity import WorkloadIssuer, compile_cel
 from common.errors import ErrorCode, RegistryError
 from gateway.auth.bearer import LEEWAY, TokenError
 from gateway.auth.identity import Identity
@@ -36,13 +36,8 @@ class ClaimMapping:
     """Compiled CEL expressions of one issuer's ``claimMapping``."""
 
     def __init__(self, settings: WorkloadIssuer) -> None:
-        env = celpy.Environment()
-
         def compile_expr(expr: str, key: str) -> Any:
-            try:
-                return env.program(env.compile(expr))
-            except Exception as exc:  # celpy raises its own parse error types
-                raise ValueError(f"http.auth.bearer.oidc claimMapping.{key}: invalid CEL {expr!r}: {exc}") from None
+            return compile_cel(expr, f"http.auth.bearer.oidc claimMapping.{key}")
 
         self.variables = [(name, compile_expr(e, "variables")) for name, e in settings.variables]
         self.validations = [(compile_expr(e, "validations"), message) for e, message in settings.validations]
