@@ -259,4 +259,6 @@ class OpenIDLogin:
         provider = self.provider(key)
         tokens = await provider.exchange(code, f"{base}/zot/auth/callback/{key}", str(data["v"]))
         name, groups = await provider.user(tokens, str(data["n"]))
+        if len(name) > 256 or any(ord(c) < 32 or c == "\x7f" for c in name):
+            raise LoginError("the provider's user name is not usable here", 401)
         return LoginResult(username=name, groups=groups, callback_ui=str(data["cb"]))
