@@ -235,6 +235,7 @@ class LdapDirectory:
 
     def _with_connection(self, fn: Any, fresh: bool = False) -> Any:
         conn, reused = self._connection(fresh)
+        started = time.monotonic()
         try:
             result = fn(conn)
         except (ldap_errors.LDAPNoSuchObjectResult, ldap_errors.LDAPSizeLimitExceededResult):
@@ -242,8 +243,8 @@ class LdapDirectory:
             return None
         except (ldap_errors.LDAPCommunicationError, ldap_errors.LDAPSessionTerminatedByServerError):
             self._unbind(conn)
-            if not reused:
-                raise
+            if not reused or time.monotonic() - started > self.settings.timeout / 2:
+                raise  # a fresh connection failed, or the server is slow: no second wait
             log.info("LDAP: a pooled connection was closed by the server, reconnecting")
             return self._with_connection(fn, fresh=True)
         except BaseException:
