@@ -13,10 +13,6 @@ import asyncio
 import base64
 import concurrent.futures
 import json
-import os
-import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,11 +23,9 @@ import pytest
 
 from common.config.identity import LdapSettings
 from gateway.auth.ldap import LdapDirectory, LdapUnavailable
-from tests.auth.conftest import basic, remember, write_htpasswd
+from tests.auth.conftest import basic, write_htpasswd
 from tests.auth.helpers import try_push
 from tests.auth.slapd import BASE, LDAP_USERS, SEARCHER_DN, SEARCHER_PW, Slapd
-from tests.auth.test_skopeo import oci_layout, skopeo
-from tests.cluster import Cluster
 from tests.inprocess import InProcessRegistry
 
 DEVELOPERS_DN = f"cn=developers,ou=Groups,{BASE}"
@@ -212,57 +206,3 @@ def test_directory_over_starttls_and_ldaps_with_a_ca_file(slapd: Slapd, mode: st
     from tests.auth.slapd import write_pki
     with pytest.raises(LdapUnavailable):
         asyncio.run(check(LdapDirectory(settings(str(write_pki(other)[0])))))
-
-
-def test_skopeo_push_and_pull_as_an_ldap_user_over_starttls(slapd: Slapd, tmp_path: Path) -> None:
-    config = ldap_config(slapd, tmp_path, startTLS=True, caCert=str(slapd.ca))
-    remember(*LDAP_USERS.values(), SEARCHER_PW)
-    with Cluster(tmp_path / "reg", config=config, workers=1) as cluster:
-        src = oci_layout(tmp_path / "src", "v1")
-        creds = f"lena:{LDAP_USERS['lena']}"
-        r = skopeo("login", "--tls-verify=false", "-u", "lena", "-p", LDAP_USERS["lena"],
-                   f"127.0.0.1:{cluster.port}", home=tmp_path)
-        assert r.returncode == 0, r.stderr
-        r = skopeo("copy", "--dest-tls-verify=false", f"oci:{src}:v1",
-                   f"docker://127.0.0.1:{cluster.port}/dev/skopeo:v1", home=tmp_path)
-        assert r.returncode == 0, r.stderr
-        r = skopeo("copy", "--src-tls-verify=false", "--src-creds", creds,
-                   f"docker://127.0.0.1:{cluster.port}/dev/skopeo:v1", f"oci:{tmp_path / 'out'}:v1", home=tmp_path)
-        assert r.returncode == 0, r.stderr
-        r = skopeo("copy", "--dest-tls-verify=false", "--dest-creds", f"nina:{LDAP_USERS['nina']}",
-                   f"oci:{src}:v1", f"docker://127.0.0.1:{cluster.port}/dev/skopeo:v2", home=tmp_path)
-        assert r.returncode != 0   # nina is not a developer
-        # podman login and push as the LDAP user (vfs storage under tmp_path; .ci/run installs podman)
-        r = podman("login", "--tls-verify=false", "-u", "lena", "-p", LDAP_USERS["lena"],
-                   f"127.0.0.1:{cluster.port}", home=tmp_path)
-        assert r.returncode == 0, r.stderr
-        r = podman("pull", f"oci:{src}:v1", home=tmp_path)
-        assert r.returncode == 0, r.stderr
-        image = r.stdout.strip().splitlines()[-1]
-        r = podman("push", "--tls-verify=false", image, f"docker://127.0.0.1:{cluster.port}/dev/podman:v1",
-                   home=tmp_path)
-        assert r.returncode == 0, r.stderr
-        r = podman("login", "--tls-verify=false", "-u", "lena", "-p", "wrong", f"127.0.0.1:{cluster.port}",
-                   home=tmp_path)
-        assert r.returncode != 0
-        shutil.rmtree((tmp_path / "runroot").resolve(), ignore_errors=True)
-        pushed = httpx.get(f"{cluster.url}/v2/dev/podman/manifests/v1", headers=ldap_basic("lena"), timeout=30,
-                           follow_redirects=False)
-        assert pushed.status_code == 200
-        assert SEARCHER_PW not in cluster.logs() and LDAP_USERS["lena"] not in cluster.logs()
-
-
-PODMAN = shutil.which("podman")
-
-
-def podman(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    """podman as root with its own vfs storage (no daemon, nothing shared with other tests)."""
-    env = {**os.environ, "HOME": str(home), "XDG_RUNTIME_DIR": str(home / "run"),
-           "REGISTRY_AUTH_FILE": str(home / "podman-auth.json")}
-    (home / "run").mkdir(exist_ok=True)
-    runroot = home / "runroot"
-    if not runroot.exists():  # podman wants a runroot path of at most 50 characters
-        runroot.symlink_to(tempfile.mkdtemp(prefix="pr-", dir="/tmp"))
-    assert PODMAN
-    return subprocess.run([PODMAN, "--root", str(home / "storage"), "--runroot", str(runroot.resolve()),
-                           "--storage-driver", "vfs", *args], capture_output=True, text=True, timeout=120, env=env)

@@ -21,11 +21,9 @@ import jwt
 import pytest
 
 from gateway.auth import jwks
-from tests.auth.conftest import basic, remember, write_ec_key, write_htpasswd
+from tests.auth.conftest import basic, write_ec_key, write_htpasswd
 from tests.auth.helpers import try_push
 from tests.auth.oidc_provider import OidcProvider, browser_login, rsa_jwk
-from tests.auth.test_skopeo import oci_layout, skopeo
-from tests.cluster import Cluster
 from tests.inprocess import InProcessRegistry
 
 CI_SUB = "repo:acme/app:ref:refs/heads/main"
@@ -176,19 +174,3 @@ def test_keys_refreshed_on_unknown_kid_after_rotation(
             assert r.status_code == 503
     finally:
         rotating.stop()
-
-
-def test_skopeo_pushes_with_an_id_token_as_password(provider: OidcProvider, tmp_path: Path) -> None:
-    """docker/podman/skopeo ``--password <id token>``: Basic auth (no token service configured)."""
-    config = workload_config(provider, tmp_path, key=False)
-    token = provider.mint()
-    remember(token, CLIENT["client_secret"])
-    with Cluster(tmp_path / "reg", config=config, workers=1) as cluster:
-        src = oci_layout(tmp_path / "src", "v1")
-        r = skopeo("copy", "--dest-tls-verify=false", "--dest-creds", f"ci:{token}", f"oci:{src}:v1",
-                   f"docker://127.0.0.1:{cluster.port}/ci/skopeo:v1", home=tmp_path)
-        assert r.returncode == 0, r.stderr
-        r = skopeo("copy", "--dest-tls-verify=false", "--dest-creds", f"ci:{provider.mint(aud='x')}",
-                   f"oci:{src}:v1", f"docker://127.0.0.1:{cluster.port}/ci/skopeo:v2", home=tmp_path)
-        assert r.returncode != 0
-        assert token not in cluster.logs()
