@@ -40,11 +40,14 @@ import jwt
 
 from common.config.identity import OpenIDProvider, OpenIDSettings, read_credentials
 from gateway.auth.jwks import ALGORITHMS, Issuer, IssuerUnavailable, fetch_json
+from gateway.auth.ratelimit import Buckets
 
 log = logging.getLogger("shardreg.auth")
 
 STATE_COOKIE = "oidc_state"
 STATE_TTL = 600
+#: Logins a client may start per minute (each start writes a small state record on a shard).
+STARTS_PER_MINUTE = 30
 CLOCK_LEEWAY = 30
 GITHUB = {"auth": "https://github.com/login/oauth/authorize", "token": "https://github.com/login/oauth/access_token",
           "api": "https://api.github.com"}
@@ -190,6 +193,7 @@ class OpenIDLogin:
         self.settings = settings
         self.external_url = external_url.rstrip("/") if external_url else None
         self.providers = {key: Provider(p) for key, p in settings.providers.items()}
+        self.starts = Buckets(rate=STARTS_PER_MINUTE / 60.0, capacity=STARTS_PER_MINUTE)
 
     def provider(self, key: str) -> Provider:
         found = self.providers.get(key)

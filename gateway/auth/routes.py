@@ -251,6 +251,9 @@ def _redirect(location: str) -> Response:
 async def openid_login() -> Response:
     access = _access()
     openid = _openid(access)
+    if not openid.starts.take(request.remote_addr or "-"):
+        raise RegistryError(ErrorCode.TOOMANYREQUESTS, "too many logins started, retry later",
+                            headers={"Retry-After": "10"})
     base = openid.base_url(request.scheme, request.host)
     try:
         location, cookie, state = await openid.begin(request.args.get("provider", ""),

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from common.config import parse_config
-from gateway.auth.oidc_login import LoginError, OpenIDLogin
+from gateway.auth.oidc_login import STARTS_PER_MINUTE, LoginError, OpenIDLogin
 from gateway.extensions.mgmt import stripped_auth
 from tests.auth.conftest import basic, write_htpasswd
 from tests.auth.helpers import try_push
@@ -221,3 +221,11 @@ def test_providers_listed_for_the_web_ui(browser: httpx.Client, provider: OidcPr
     assert "ui-client-secret" not in r.text
     config = parse_config(openid_config(provider, tmp_path))
     assert stripped_auth(config)["openid"] == {"providers": {"oidc": {"name": "Test SSO"}}}
+
+
+def test_login_starts_are_rate_limited_per_client(browser: httpx.Client) -> None:
+    """Each start writes a state record: a client cannot start logins without bound (last test here:
+    it empties this client's bucket)."""
+    statuses = [browser.get("/zot/auth/login", params={"provider": "oidc"}).status_code for _ in range(40)]
+    assert statuses[0] == 302 and statuses[-1] == 429
+    assert statuses.count(302) <= STARTS_PER_MINUTE
