@@ -79,8 +79,26 @@ def group_names(values: list[str]) -> frozenset[str]:
         except ldap_errors.LDAPInvalidDnError:
             continue
         if rdn:
-            names.add(rdn[0][1])
+            names.add(_unescape(rdn[0][1]))
     return frozenset(names)
+
+
+def _unescape(value: str) -> str:
+    """An RDN value as written in a DN (``a\\,b``, ``a\\2Cb``, UTF-8 as ``\\C3\\A9``) → the value."""
+    out, i = bytearray(), 0
+    while i < len(value):
+        if value[i] == "\\" and i + 1 < len(value):
+            pair = value[i + 1:i + 3]
+            if len(pair) == 2 and all(c in "0123456789abcdefABCDEF" for c in pair):
+                out += bytes.fromhex(pair)
+                i += 3
+                continue
+            out += value[i + 1].encode()
+            i += 2
+            continue
+        out += value[i].encode()
+        i += 1
+    return out.decode("utf-8", "replace")
 
 
 class LdapDirectory:

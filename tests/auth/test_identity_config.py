@@ -11,6 +11,7 @@ import pytest
 from common.cli import main
 from common.config import ConfigError, parse_config, redact
 from common.startup import check_files
+from gateway.auth.ldap import group_names
 from gateway.extensions.mgmt import stripped_auth
 
 
@@ -123,3 +124,10 @@ def test_start_refuses_bad_cel_and_missing_credentials(tmp_path: Path, capsys: p
         path.write_text(json.dumps({"http": {"auth": auth}}))
         assert main(["serve", "--config", str(path), "--data", str(tmp_path / "data")]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_ldap_group_values_give_dn_and_short_name() -> None:
+    assert group_names([r"cn=caf\C3\A9,dc=x"]) == {r"cn=caf\C3\A9,dc=x", "café"}
+    assert group_names(["cn=developers,ou=Groups,dc=example,dc=org", "plain-name", "",
+                        r"cn=a\,b,ou=Groups,dc=x"]) == {
+        "cn=developers,ou=Groups,dc=example,dc=org", "developers", "plain-name", r"cn=a\,b,ou=Groups,dc=x", "a,b"}
