@@ -10,6 +10,7 @@ import pytest
 
 from common.cli import main
 from common.config import ConfigError, parse_config, redact
+from common.logs import WARNED_ENV
 from common.startup import check_files
 from gateway.auth.ldap import group_names
 from gateway.extensions.mgmt import stripped_auth
@@ -113,7 +114,10 @@ def test_bad_identity_configs_name_the_key(auth: dict[str, Any], message: str) -
         parse_config({"http": {"auth": auth}})
 
 
-def test_start_refuses_bad_cel_and_missing_credentials(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_start_refuses_bad_cel_and_missing_credentials(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # main() runs in this process: keep its "warnings printed" mark out of the clusters later tests start
+    monkeypatch.setenv(WARNED_ENV, "1")
     for auth, message in [
         ({"bearer": {"oidc": [{"issuer": "https://i", "audiences": ["a"], "claimMapping": {"username": "claims.("}}]}},
          "http.auth.bearer.oidc[0].claimMapping.username: invalid CEL expression"),
