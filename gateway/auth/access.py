@@ -43,23 +43,38 @@ from common.requestid import note_caller
 from gateway.auth.apikeys import ApiKeys
 from gateway.auth.bearer import PASSWORD_ORIGINS, TokenError, TokenIssuer, TokenVerifier, parse_scope
 from gateway.auth.csrf import cross_site
+from gateway.auth.external import LdapUnavailable
 from gateway.auth.htpasswd import HtpasswdFile
 from gateway.auth.identity import ANONYMOUS, HeaderMap, Identity, header
-from gateway.auth.ldap import LdapDirectory, LdapUnavailable
 from gateway.auth.mtls import certificate_identity
-from gateway.auth.oidc_login import OpenIDLogin
 from gateway.auth.passwords import PasswordCheck
 from gateway.auth.policy import ALL_ACTIONS, NONE, PolicyEngine, glob_match
 from gateway.auth.ratelimit import RequestRate
 from gateway.auth.removal import RemovedUsers
 from gateway.auth.sessions import Sessions, cookie_value
 from gateway.auth.tls import client_certificate
-from gateway.auth.workload import WorkloadVerifier
 
 log = logging.getLogger("shardreg.auth")
 
 #: Registry actions → the Docker scope actions a client asks a token for.
 _SCOPE_ACTIONS = {"read": "pull", "create": "pull,push", "update": "pull,push", "delete": "delete"}
+
+
+def _external(config: Config, groups_of: Callable[[str], frozenset[str]]) -> tuple[Any, Any, Any]:
+    """LDAP, workload identity and OpenID login, imported only when configured (their libraries
+    would slow every worker's start): (LdapDirectory, WorkloadVerifier, OpenIDLogin) or Nones."""
+    s = config.http.auth
+    ldap = workload = openid = None
+    if s.ldap:
+        from gateway.auth.ldap import LdapDirectory
+        ldap = LdapDirectory(s.ldap)
+    if s.workload:
+        from gateway.auth.workload import WorkloadVerifier
+        workload = WorkloadVerifier(s.workload, groups_of)
+    if s.openid:
+        from gateway.auth.oidc_login import OpenIDLogin
+        openid = OpenIDLogin(s.openid, config.http.external_url)
+    return ldap, workload, openid
 
 
 class AccessControl:
@@ -75,9 +90,7 @@ class AccessControl:
         self._client: Callable[[], Any] | None = None
         self.apikeys = ApiKeys(self._shard_client) if s.apikey else None
         self.sessions = Sessions(s, self._shard_client)
-        self.ldap = LdapDirectory(s.ldap) if s.ldap else None
-        self.workload = WorkloadVerifier(s.workload, self.policy.groups_of) if s.workload else None
-        self.openid = OpenIDLogin(s.openid, config.http.external_url) if s.openid else None
+        self.ldap, self.workload, self.openid = _external(config, self.policy.groups_of)
         self.passwords = PasswordCheck(s, self.htpasswd, self.apikeys, self.policy.groups_of, self.ldap,
                                        self.workload.password_identity if self.workload else None,
                                        self.workload.owns if self.workload else None)

@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 import jwt
 
+from gateway.auth.external import IssuerUnavailable
+
 log = logging.getLogger("shardreg.auth")
 
 MAX_AGE = 600.0
@@ -29,10 +31,6 @@ MAX_DOCUMENT = 1 << 20
 #: Signature algorithms accepted on ID tokens: asymmetric only (never ``none`` or HMAC).
 ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512",
                         "EdDSA"})
-
-
-class IssuerUnavailable(Exception):
-    """The issuer's discovery document or keys cannot be fetched now; message is safe."""
 
 
 def tls_context(ca_pem: str | None = None, ca_file: str | None = None) -> ssl.SSLContext:

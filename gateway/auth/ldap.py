@@ -43,6 +43,7 @@ from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import parse_dn
 
 from common.config.identity import LdapSettings, read_credentials
+from gateway.auth.external import LdapUnavailable
 
 log = logging.getLogger("shardreg.auth")
 
@@ -52,10 +53,6 @@ BACKOFF = 2.0
 WAIT_FACTOR = 3
 #: Most calls waiting for a pool thread before new ones are refused (503).
 MAX_WAITING = 256
-
-
-class LdapUnavailable(Exception):
-    """The directory cannot answer now (down, slow, refused the service bind); message is safe."""
 
 
 @dataclass

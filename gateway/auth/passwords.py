@@ -19,15 +19,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from common.config import AuthSettings
 from common.errors import ErrorCode, RegistryError
 from gateway.auth.apikeys import PREFIX as APIKEY_PREFIX
 from gateway.auth.apikeys import ApiKeys
+from gateway.auth.external import LdapUnavailable
 from gateway.auth.htpasswd import HtpasswdFile
 from gateway.auth.identity import Identity
-from gateway.auth.ldap import LdapDirectory, LdapUnavailable
 from gateway.auth.ratelimit import FailedLogins
+
+if TYPE_CHECKING:
+    from gateway.auth.ldap import LdapDirectory
 
 log = logging.getLogger("shardreg.auth")
 

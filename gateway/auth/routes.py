@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from quart import Response, request
@@ -32,9 +32,11 @@ from common import boundedjson, messages
 from common.errors import ErrorCode, RegistryError
 from gateway.auth.access import AccessControl
 from gateway.auth.apikeys import parse_time
+from gateway.auth.external import IssuerUnavailable
 from gateway.auth.identity import Identity
-from gateway.auth.jwks import IssuerUnavailable
-from gateway.auth.oidc_login import STATE_COOKIE, STATE_TTL, LoginError, OpenIDLogin, state_sid
+
+if TYPE_CHECKING:
+    from gateway.auth.oidc_login import LoginError, OpenIDLogin
 from gateway.auth.sessions import cookie_value
 from gateway.context import current_state
 from gateway.httputil import JSON_TYPE, read_body, to_json
@@ -249,6 +251,8 @@ def _redirect(location: str) -> Response:
 
 
 async def openid_login() -> Response:
+    from gateway.auth.oidc_login import STATE_COOKIE, STATE_TTL, LoginError, state_sid  # only with openid
+
     access = _access()
     openid = _openid(access)
     if not openid.starts.take(request.remote_addr or "-"):
@@ -274,6 +278,8 @@ async def openid_login() -> Response:
 
 
 async def openid_callback(provider: str) -> Response:
+    from gateway.auth.oidc_login import STATE_COOKIE, LoginError, state_sid  # only with openid
+
     access = _access()
     openid = _openid(access)
     base = openid.base_url(request.scheme, request.host)
