@@ -100,7 +100,8 @@ def auth_mechanisms(config: Config) -> list[str]:
     """The ways a caller can authenticate, as the start-up line names them."""
     auth = config.http.auth
     names = [name for name, on in (("htpasswd", auth.htpasswd), ("bearer", auth.bearer), ("apikey", auth.apikey),
-                                   ("session", auth.enabled and (auth.htpasswd or auth.apikey)), ("mtls", auth.mtls))
+                                   ("session", auth.enabled and (auth.htpasswd or auth.apikey)), ("mtls", auth.mtls),
+                                   ("ldap", auth.ldap), ("openid", auth.openid), ("oidc-workload", auth.workload))
              if on]
     return names or ["none (anonymous)"]
 

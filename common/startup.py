@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from common.config import Config
+from common.config.identity import check_identity_files
 from common.listen import ListenError, check_free
 
 #: How to make the built-in token issuer's key (``http.auth.bearer.key``), for error messages and docs.
@@ -102,6 +103,7 @@ def check_files(config: Config) -> None:
             _check_public_key("http.auth.bearer.cert", auth.bearer.cert)
     if auth.session_keys_file:
         _check_session_keys("http.auth.sessionKeysFile", auth.session_keys_file)
+    check_identity_files(auth.ldap, auth.openid, auth.workload)  # LDAP, OpenID, workload identity
     _check_tls(config)
     sync = config.extensions.sync  # read by the shards (issue 13)
     if sync.active and sync.credentials_file:

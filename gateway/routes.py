@@ -106,6 +106,8 @@ def _auth_routes() -> Iterator[Route]:
     yield Route("apikey_list", apikey, ("GET",), auth.list_apikeys, aliases=alias)
     yield Route("apikey_delete", apikey, ("DELETE",), auth.delete_apikey, aliases=alias)
     yield Route("token", "/auth/token", ("GET", "POST"), auth.token)
+    yield Route("openid_login", "/zot/auth/login", ("GET",), auth.openid_login)
+    yield Route("openid_callback", "/zot/auth/callback/{provider}", ("GET",), auth.openid_callback)
 
 
 MANIFEST = "/v2/{name}/manifests/{reference}"

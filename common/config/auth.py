@@ -18,19 +18,26 @@ Keys::
                            identityAttributes (default ["CommonName"]), uriSanPattern,
                            uriSanIndex, dnsSanIndex, emailSanIndex
 
-zot's ``ldap`` and ``openid`` are not implemented (a warning says so) but are remembered for
-the mgmt extension, which tells zot's UI which login forms to show.
+    ldap, openid, bearer.oidc   external identities, parsed by :mod:`common.config.identity`
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from common.config.identity import (
+    LdapSettings,
+    OpenIDSettings,
+    WorkloadIssuer,
+    parse_ldap,
+    parse_openid,
+    parse_workload,
+)
 from common.config.reader import ConfigError, Reader
 
-_ZOT_ONLY = {"ldap", "openid", "sessionDriver", "sessionHashKey", "sessionEncryptKey"}
+_ZOT_ONLY = {"sessionDriver", "sessionHashKey", "sessionEncryptKey"}
 #: zot's ``mtls.identityAttributes`` names (case-insensitive) → the attribute they read.
 MTLS_ATTRIBUTES = {"commonname": "cn", "cn": "cn", "subject": "dn", "dn": "dn", "email": "email",
                    "rfc822name": "email", "uri": "uri", "url": "uri", "dnsname": "dns", "dns": "dns"}
@@ -90,17 +97,25 @@ class AuthSettings:
     session_timeout: float = 12 * 3600.0
     secure_session: bool = False
     mtls: MtlsSettings | None = None
-    #: zot's ``ldap`` is configured (not implemented; zot's UI then shows the password form).
-    ldap: bool = False
-    #: zot's ``openid.providers`` (not implemented): provider key → display name, for zot's UI.
-    openid_providers: dict[str, str] = field(default_factory=dict)
+    #: ``ldap``: passwords checked against an LDAP directory (:mod:`common.config.identity`).
+    ldap: LdapSettings | None = None
+    #: ``openid``: browser login through OpenID Connect / OAuth2 providers.
+    openid: OpenIDSettings | None = None
+    #: ``bearer.oidc[]``: OIDC ID tokens of workloads (CI jobs, service accounts) as credentials.
+    workload: tuple[WorkloadIssuer, ...] = ()
     #: ``http.auth`` is in the config and not empty (admin-only endpoints then need an admin).
     present: bool = False
 
     @property
     def enabled(self) -> bool:
         """Some way to authenticate is configured (otherwise every caller is anonymous)."""
-        return bool(self.htpasswd or self.bearer or self.apikey or self.mtls)
+        return bool(self.htpasswd or self.bearer or self.apikey or self.mtls or self.ldap or self.openid
+                    or self.workload)
+
+    @property
+    def openid_providers(self) -> dict[str, str]:
+        """Provider key → display name (zot's UI shows a login button for each)."""
+        return {key: p.name for key, p in self.openid.providers.items()} if self.openid else {}
 
     def to_json(self) -> dict[str, Any]:
         """The section in the config format (empty when it was not configured)."""
@@ -119,9 +134,11 @@ class AuthSettings:
         if self.mtls is not None:
             out["mtls"] = self.mtls.to_json()
         if self.ldap:
-            out["ldap"] = True  # only its presence is kept
-        if self.openid_providers:
-            out["openid"] = {"providers": {key: {"name": name} for key, name in self.openid_providers.items()}}
+            out["ldap"] = self.ldap.to_json()
+        if self.openid:
+            out["openid"] = self.openid.to_json()
+        if self.workload:
+            out.setdefault("bearer", {})["oidc"] = [w.to_json() for w in self.workload]
         return out
 
 
@@ -129,7 +146,10 @@ def parse_auth(r: Reader, tls: bool, client_ca: bool) -> AuthSettings:
     """``http.auth``; ``tls``/``client_ca``: ``http.tls`` (and its ``cacert``) are configured."""
     htpasswd = r.section("htpasswd").string("path")
     bearer = None
+    workload: tuple[WorkloadIssuer, ...] = ()
     if (b := r.section("bearer")).present:
+        workload = parse_workload(b.objects("oidc"))
+    if b.present and (b.has("cert") or b.has("key") or not workload):
         bearer = BearerSettings(realm=b.string("realm"), service=b.string("service") or "shardreg",
                                 cert=b.string("cert"), issuer=b.string("issuer"), key=b.string("key"),
                                 token_expiry=b.duration("tokenExpiry", 300.0))
@@ -147,17 +167,16 @@ def parse_auth(r: Reader, tls: bool, client_ca: bool) -> AuthSettings:
         session_keys_file=r.string("sessionKeysFile"), session_secret=r.string("sessionSecret"),
         session_timeout=r.duration("sessionTimeout", 12 * 3600.0), secure_session=secure,
         mtls=_parse_mtls(r.section("mtls"), client_ca),
-        ldap=bool(r.peek("ldap")), openid_providers=_openid_providers(r.peek("openid")), present=r.present)
+        ldap=parse_ldap(r.section("ldap")), openid=parse_openid(r.section("openid")), workload=workload,
+        present=r.present)
+    if workload and not b.has("cert") and not b.has("key"):
+        b.skip("realm", "service")  # zot's challenge settings; only ID tokens are verified then
+    b.finish(zot_only=("upstreamTokenEndpoint", "awsSecretsManager"))
+    for name in ("ldap", "openid"):
+        if r.peek(name) == {}:
+            r.warn(name, "empty, ignored")
     r.finish(zot_only=_ZOT_ONLY)
     return settings
-
-
-def _openid_providers(openid: Any) -> dict[str, str]:
-    """Provider names from zot's ``openid`` section, read leniently: shardreg only shows them."""
-    if not isinstance(openid, dict) or not isinstance(openid.get("providers"), dict):
-        return {}
-    return {str(key): str(p["name"]) if isinstance(p, dict) and p.get("name") else str(key)
-            for key, p in openid["providers"].items()}
 
 
 def _parse_mtls(m: Reader, client_ca: bool) -> MtlsSettings | None:

@@ -33,7 +33,8 @@ from common.config.reader import ConfigError, Reader
 #: Longest filesystem path usable for a Unix socket (sun_path is 108 bytes with the NUL).
 MAX_IPC_PATH = 100
 #: Config keys whose values are secrets: written as ``"***"`` in ``effective-config.json``.
-SECRET_KEYS = frozenset({"sessionSecret", "bindPassword", "clientSecret", "password", "secret", "token", "Authorization"})
+SECRET_KEYS = frozenset({"sessionSecret", "bindPassword", "clientSecret", "password", "secret", "token",
+                         "Authorization", "clientsecret"})
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,10 @@
 ``tls``        Hypercorn hook exposing the client certificate of a TLS connection
 ``ratelimit``  per-client token buckets (failed logins, ``http.ratelimit``)
 ``users``      ``shardreg user add|remove|list`` (htpasswd files)
+``ldap``       passwords checked against an LDAP directory (thread pool, pooled connections, bind cache)
+``jwks``       an OpenID issuer's discovery document and signing keys, fetched and cached
+``workload``   OIDC ID tokens of CI jobs (``bearer.oidc``): verification and CEL claim mapping
+``oidc_login`` the OpenID Connect / OAuth2 browser login (``/zot/auth/login?provider=``, callback)
 
 The typed config these read is :mod:`common.config` (``Config.http.auth``, ``.access_control``,
 ``.ratelimit``).

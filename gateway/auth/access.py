@@ -31,6 +31,7 @@ import base64
 import binascii
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from quart import has_request_context, request
@@ -42,6 +43,7 @@ from common.requestid import note_caller
 from gateway.auth.apikeys import ApiKeys
 from gateway.auth.bearer import PASSWORD_ORIGINS, TokenError, TokenIssuer, TokenVerifier, parse_scope
 from gateway.auth.csrf import cross_site
+from gateway.auth.external import LdapUnavailable
 from gateway.auth.htpasswd import HtpasswdFile
 from gateway.auth.identity import ANONYMOUS, HeaderMap, Identity, header
 from gateway.auth.mtls import certificate_identity
@@ -58,6 +60,23 @@ log = logging.getLogger("shardreg.auth")
 _SCOPE_ACTIONS = {"read": "pull", "create": "pull,push", "update": "pull,push", "delete": "delete"}
 
 
+def _external(config: Config, groups_of: Callable[[str], frozenset[str]]) -> tuple[Any, Any, Any]:
+    """LDAP, workload identity and OpenID login, imported only when configured (their libraries
+    would slow every worker's start): (LdapDirectory, WorkloadVerifier, OpenIDLogin) or Nones."""
+    s = config.http.auth
+    ldap = workload = openid = None
+    if s.ldap:
+        from gateway.auth.ldap import LdapDirectory
+        ldap = LdapDirectory(s.ldap)
+    if s.workload:
+        from gateway.auth.workload import WorkloadVerifier
+        workload = WorkloadVerifier(s.workload, groups_of)
+    if s.openid:
+        from gateway.auth.oidc_login import OpenIDLogin
+        openid = OpenIDLogin(s.openid, config.http.external_url)
+    return ldap, workload, openid
+
+
 class AccessControl:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -71,7 +90,10 @@ class AccessControl:
         self._client: Callable[[], Any] | None = None
         self.apikeys = ApiKeys(self._shard_client) if s.apikey else None
         self.sessions = Sessions(s, self._shard_client)
-        self.passwords = PasswordCheck(s, self.htpasswd, self.apikeys, self.policy.groups_of)
+        self.ldap, self.workload, self.openid = _external(config, self.policy.groups_of)
+        self.passwords = PasswordCheck(s, self.htpasswd, self.apikeys, self.policy.groups_of, self.ldap,
+                                       self.workload.password_identity if self.workload else None,
+                                       self.workload.owns if self.workload else None)
         self.removed_users = RemovedUsers(self.htpasswd, self._shard_client) if self.htpasswd else None
 
     def bind(self, client: Callable[[], Any]) -> None:
@@ -139,19 +161,24 @@ class AccessControl:
             scheme = scheme.lower()
             if scheme == "basic":
                 identity = await self._basic(headers, credentials.strip(), client, repo, action)
+            elif scheme == "bearer" and self.workload is not None and (
+                    self.verifier is None or self.workload.owns(credentials.strip())):
+                identity = await self._workload(headers, credentials.strip(), repo, action)
             elif scheme == "bearer" and self.verifier is not None:
                 identity = self._bearer(headers, credentials.strip(), repo, action)
             else:
                 raise self.unauthorized(headers, repo, action, "unsupported authorization scheme")
-            return self.still_known(headers, identity, repo, action)
+            return await self.still_known(headers, identity, repo, action)
         cookie = cookie_value(header(headers, "cookie"))
         if cookie:
             self.check_csrf(headers, method)
-            user = await self.sessions.user(cookie)
-            if user is None:
+            found = await self.sessions.lookup(cookie)
+            if found is None:
                 raise self.unauthorized(headers, repo, action, "session expired or invalid")
-            identity = Identity(name=user, groups=self.policy.groups_of(user), via="session")
-            return self.still_known(headers, identity, repo, action)
+            user, origin, groups = found
+            identity = Identity(name=user, groups=self.policy.groups_of(user) | groups, via="session",
+                                origin=origin)
+            return await self.still_known(headers, identity, repo, action)
         return self._certificate_identity()
 
     def check_csrf(self, headers: HeaderMap, method: str | None) -> None:
@@ -162,13 +189,28 @@ class AccessControl:
         if cross_site(headers, method, scheme=scheme, external_url=self.config.http.external_url):
             raise RegistryError(ErrorCode.DENIED, "cross-site request refused (Origin / Sec-Fetch-Site)")
 
-    def still_known(self, headers: HeaderMap, identity: Identity, repo: str | None = None,
-                    action: str | None = None) -> Identity:
-        """Refuse a credential of a user no longer in htpasswd (and have their records purged)."""
-        if self.htpasswd is None or identity.name is None:
+    async def still_known(self, headers: HeaderMap, identity: Identity, repo: str | None = None,
+                          action: str | None = None) -> Identity:
+        """Refuse a credential of a user no longer where they came from: htpasswd (then their
+        records are purged) or LDAP (re-checked once per ``cacheTime``, groups refreshed)."""
+        if identity.name is None:
             return identity
-        backed = identity.via in ("htpasswd", "apikey", "session") or (
-            identity.via == "bearer" and identity.issued_here and identity.origin in PASSWORD_ORIGINS)
+        if identity.origin == "ldap" and identity.via in ("apikey", "session", "bearer"):
+            groups = None
+            if self.ldap is not None:
+                try:
+                    groups = await self.ldap.user_groups(identity.name)
+                except LdapUnavailable:
+                    raise RegistryError(ErrorCode.UNAVAILABLE, "the LDAP server is unavailable, retry later",
+                                        headers={"Retry-After": "5"}) from None
+            if groups is None:
+                raise self.unauthorized(headers, repo, action, "unknown user")
+            return replace(identity, groups=identity.groups | groups)
+        if self.htpasswd is None:
+            return identity
+        backed = identity.via == "htpasswd" or identity.via in ("apikey", "session") and identity.origin in (
+            None, "htpasswd") or (identity.via == "bearer" and identity.issued_here
+                                  and identity.origin in PASSWORD_ORIGINS)
         if not backed or self.htpasswd.has_user(identity.name):
             return identity
         if self.removed_users is not None and self.htpasswd.loaded:
@@ -196,7 +238,7 @@ class AccessControl:
             raise self.unauthorized(headers, repo, action)
         identity = await self._basic(headers, credentials.strip(), client, repo, action, allow_keys=allow_keys,
                                      how=how)
-        identity = self.still_known(headers, identity, repo, action)
+        identity = await self.still_known(headers, identity, repo, action)
         note_caller(identity.name, identity.via)
         return identity
 
@@ -212,6 +254,13 @@ class AccessControl:
         if identity is None:
             raise self.unauthorized(headers, repo, action, "invalid username or password")
         return identity
+
+    async def _workload(self, headers: HeaderMap, token: str, repo: str | None, action: str | None) -> Identity:
+        assert self.workload is not None
+        try:
+            return await self.workload.identity(token)
+        except TokenError as exc:
+            raise self.unauthorized(headers, repo, action, str(exc), error="invalid_token") from None
 
     def _bearer(self, headers: HeaderMap, token: str, repo: str | None, action: str | None) -> Identity:
         assert self.verifier is not None

@@ -85,11 +85,16 @@ class ApiKeys:
         return self.client().shard_of(user)
 
     async def create(self, user: str, label: str, scopes: list[str] | None, expires_at: float | None,
-                     user_agent: str) -> dict[str, Any]:
+                     user_agent: str, origin: str = "htpasswd", groups: frozenset[str] = frozenset()
+                     ) -> dict[str, Any]:
+        """``origin``: where ``user`` is known (htpasswd, ldap, openid), checked at each use;
+        ``groups``: an OpenID user's groups at creation (kept with the key)."""
         key = PREFIX + uuidlib.uuid4().hex
         record = {"uuid": str(uuidlib.uuid4()), "hash": key_hash(key), "label": label, "scopes": scopes,
                   "createdAt": time.time(), "expiresAt": expires_at, "creatorUa": user_agent[:256],
-                  "generatedBy": "manual", "lastUsed": None}
+                  "generatedBy": "manual", "lastUsed": None, "origin": origin}
+        if groups:
+            record["groups"] = sorted(groups)
         await self.client().call(self._shard(user), messages.APIKEY_CREATE({"user": user, "record": record}))
         return {**public_view(record), "apiKey": key}
 

@@ -26,7 +26,9 @@ class Identity:
     #: Bearer tokens signed by this registry's own issuer (then the policy still applies).
     issued_here: bool = False
     key_id: str | None = None
-    #: Bearer tokens issued here: how the subject proved who they were (htpasswd, apikey, session, mtls).
+    #: Where the user is known: htpasswd, ldap, openid, workload, mtls (bearer tokens issued here:
+    #: how the subject proved who they were). For API keys and sessions it is recorded when they
+    #: are created; None (older records) counts as htpasswd.
     origin: str | None = None
 
     @property

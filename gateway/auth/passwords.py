@@ -18,15 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from common.config import AuthSettings
 from common.errors import ErrorCode, RegistryError
 from gateway.auth.apikeys import PREFIX as APIKEY_PREFIX
 from gateway.auth.apikeys import ApiKeys
+from gateway.auth.external import LdapUnavailable
 from gateway.auth.htpasswd import HtpasswdFile
 from gateway.auth.identity import Identity
 from gateway.auth.ratelimit import FailedLogins
+
+if TYPE_CHECKING:
+    from gateway.auth.ldap import LdapDirectory
 
 log = logging.getLogger("shardreg.auth")
 
@@ -38,8 +43,14 @@ MAX_USER = 256
 
 class PasswordCheck:
     def __init__(self, settings: AuthSettings, htpasswd: HtpasswdFile | None, apikeys: ApiKeys | None,
-                 groups_of: Callable[[str], frozenset[str]]) -> None:
+                 groups_of: Callable[[str], frozenset[str]], ldap: LdapDirectory | None = None,
+                 workload: Callable[[str], Awaitable[Identity | None]] | None = None,
+                 workload_owns: Callable[[str], bool] | None = None) -> None:
         self.settings = settings
+        self.ldap = ldap
+        #: An OIDC ID token given as the password (docker/podman ``--password <id token>``).
+        self.workload = workload
+        self.workload_owns = workload_owns
         self.htpasswd = htpasswd
         self.apikeys = apikeys
         self.groups_of = groups_of
@@ -80,10 +91,23 @@ class PasswordCheck:
             if record is None:
                 return None
             scopes = record.get("scopes")
-            return Identity(name=user, groups=self.groups_of(user), via="apikey",
-                            scopes=tuple(scopes) if scopes else None, key_id=record["uuid"])
+            kept = frozenset(str(g) for g in record.get("groups") or ())
+            return Identity(name=user, groups=self.groups_of(user) | kept, via="apikey",
+                            scopes=tuple(scopes) if scopes else None, key_id=record["uuid"],
+                            origin=record.get("origin") or "htpasswd")
+        if self.workload is not None and self.workload_owns is not None and self.workload_owns(password):
+            return await self.workload(password)
         if self.htpasswd is not None:
             if await self.htpasswd.verify(user, password):
-                return Identity(name=user, groups=self.groups_of(user), via="htpasswd")
-            return None
+                return Identity(name=user, groups=self.groups_of(user), via="htpasswd", origin="htpasswd")
+            if self.htpasswd.has_user(user):  # htpasswd users never depend on the LDAP server
+                return None
+        if self.ldap is not None:
+            try:
+                ldap_groups = await self.ldap.authenticate(user, password)
+            except LdapUnavailable:
+                raise RegistryError(ErrorCode.UNAVAILABLE, "the LDAP server is unavailable, retry later",
+                                    headers={"Retry-After": "5"}) from None
+            if ldap_groups is not None:
+                return Identity(name=user, groups=self.groups_of(user) | ldap_groups, via="ldap", origin="ldap")
         return None

@@ -9,6 +9,9 @@
 Managing keys needs a password (htpasswd Basic auth) or a session, never an API key or token,
 so that a narrow key cannot mint a broader one.
 
+``GET /zot/auth/login?provider=&callback_ui=`` and ``/zot/auth/callback/<provider>``: OpenID
+login (:mod:`gateway.auth.oidc_login`); the callback opens a session and redirects.
+
 ``/auth/token`` (when ``http.auth.bearer.key`` is set) implements the Docker token flow: Basic
 credentials (password or API key) or none, ``service`` and ``scope`` parameters (GET query or
 POST form with ``grant_type=password``), and answers ``{"token", "access_token", "expires_in",
@@ -17,21 +20,28 @@ POST form with ``grant_type=password``), and answers ``{"token", "access_token",
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from quart import Response, request
 
-from common import boundedjson
+from common import boundedjson, messages
 from common.errors import ErrorCode, RegistryError
 from gateway.auth.access import AccessControl
 from gateway.auth.apikeys import parse_time
+from gateway.auth.external import IssuerUnavailable
 from gateway.auth.identity import Identity
+
+if TYPE_CHECKING:
+    from gateway.auth.oidc_login import LoginError, OpenIDLogin
 from gateway.auth.sessions import cookie_value
 from gateway.context import current_state
 from gateway.httputil import JSON_TYPE, read_body, to_json
+
+log = logging.getLogger("shardreg.auth")
 
 MAX_APIKEY_BODY = 8 * 1024
 MAX_TOKEN_FORM = 64 * 1024
@@ -59,7 +69,7 @@ async def _password_user(access: AccessControl) -> Identity:
         raise RegistryError(ErrorCode.NOT_FOUND, "authentication is not configured", status=404)
     authorization = request.headers.get("authorization", "")
     if authorization[:6].lower() == "basic ":
-        return await access.login(request.headers, request.remote_addr, allow_keys=False)
+        return _not_workload(await access.login(request.headers, request.remote_addr, allow_keys=False))
     identity = await access.authenticate(request.headers, request.remote_addr)
     if identity.anonymous:
         raise access.unauthorized(request.headers, None, "login")
@@ -68,14 +78,22 @@ async def _password_user(access: AccessControl) -> Identity:
     return identity
 
 
+def _not_workload(identity: Identity) -> Identity:
+    """A CI job's short-lived ID token must not turn into a long-lived session or API key."""
+    if identity.via == "workload":
+        raise RegistryError(ErrorCode.DENIED, "an ID token cannot open a session or create API keys")
+    return identity
+
+
 # -- sessions ---------------------------------------------------------------------------------
 async def login() -> Response:
     access = _access()
-    if access.htpasswd is None:
+    if access.htpasswd is None and access.ldap is None:
         raise RegistryError(ErrorCode.NOT_FOUND, "password login is not configured", status=404)
-    identity = await access.login(request.headers, request.remote_addr, allow_keys=False, how="login")
+    identity = _not_workload(await access.login(request.headers, request.remote_addr, allow_keys=False,
+                                                how="login"))
     assert identity.name is not None
-    cookie = await access.sessions.open(identity.name)
+    cookie = await access.sessions.open(identity.name, identity.origin or "htpasswd")
     response = _json({"username": identity.name})
     response.headers["Set-Cookie"] = access.sessions.cookie_header(cookie)
     return response
@@ -130,8 +148,10 @@ async def create_apikey() -> Response:
     if expires_at is not None and expires_at <= time.time():
         raise _bad("expirationDate is in the past")
     assert identity.name is not None
+    origin = identity.origin or "htpasswd"
+    groups = identity.groups - access.policy.groups_of(identity.name) if origin == "openid" else frozenset()
     created = await keys.create(identity.name, label, scopes or None, expires_at,
-                                request.headers.get("user-agent", ""))
+                                request.headers.get("user-agent", ""), origin, groups)
     return _json(created, status=201)
 
 
@@ -176,7 +196,7 @@ async def token() -> Response:
         identity = await access.passwords.verify(user, password, request.remote_addr, how="token")
         if identity is None:
             raise RegistryError(ErrorCode.UNAUTHORIZED, "invalid username or password")
-        identity = access.still_known(request.headers, identity)
+        identity = await access.still_known(request.headers, identity)
     else:
         service = request.args.get("service", "")
         scopes = [s for v in request.args.getlist("scope") for s in v.split(" ") if s]
@@ -187,7 +207,101 @@ async def token() -> Response:
     if service and service != bearer.service:
         raise _bad("unknown service")
     granted = access.token_access(identity, scopes[:MAX_SCOPES])
-    origin = identity.origin if identity.via == "bearer" else identity.via
+    origin = identity.origin if identity.via == "bearer" else identity.origin or identity.via
     signed, expires_in, issued_at = access.issuer.issue(identity.name, granted, identity.scopes, origin)
     issued = datetime.fromtimestamp(issued_at, UTC).isoformat().replace("+00:00", "Z")
     return _json({"token": signed, "access_token": signed, "expires_in": expires_in, "issued_at": issued})
+
+
+# -- OpenID login -------------------------------------------------------------------------------
+#: The shard that records OpenID login states (single use) is the one of this pseudo-user.
+STATE_USER = "~openid-login"
+
+
+def _openid(access: AccessControl) -> OpenIDLogin:
+    if access.openid is None:
+        raise RegistryError(ErrorCode.NOT_FOUND, "OpenID login is not configured (http.auth.openid)", status=404)
+    return access.openid
+
+
+def _login_error(exc: LoginError) -> RegistryError:
+    code = {401: ErrorCode.UNAUTHORIZED, 404: ErrorCode.NOT_FOUND}.get(exc.status, ErrorCode.BAD_REQUEST)
+    return RegistryError(code, str(exc), status=exc.status)
+
+
+def _unavailable(exc: IssuerUnavailable) -> RegistryError:
+    log.error("OpenID provider unavailable: %s", exc)
+    return RegistryError(ErrorCode.UNAVAILABLE, "the OpenID provider is unavailable, retry later",
+                         headers={"Retry-After": "5"})
+
+
+def _cookie(name: str) -> str | None:
+    for part in (request.headers.get("cookie") or "").split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep and key == name and value:
+            return value.strip('"')
+    return None
+
+
+def _redirect(location: str) -> Response:
+    response = Response("", status=302)
+    response.headers["Location"] = location
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def openid_login() -> Response:
+    from gateway.auth.oidc_login import STATE_COOKIE, STATE_TTL, LoginError, state_sid  # only with openid
+
+    access = _access()
+    openid = _openid(access)
+    if not openid.starts.take(request.remote_addr or "-"):
+        raise RegistryError(ErrorCode.TOOMANYREQUESTS, "too many logins started, retry later",
+                            headers={"Retry-After": "10"})
+    base = openid.base_url(request.scheme, request.host)
+    try:
+        location, cookie, state = await openid.begin(request.args.get("provider", ""),
+                                                     request.args.get("callback_ui", ""), base,
+                                                     await access.sessions.key())
+    except LoginError as exc:
+        raise _login_error(exc) from None
+    except IssuerUnavailable as exc:
+        raise _unavailable(exc) from None
+    client = access._shard_client()
+    await client.call(client.shard_of(STATE_USER), messages.SESSION_CREATE(
+        {"user": STATE_USER, "sid": state_sid(state), "expires": time.time() + STATE_TTL}))
+    response = _redirect(location)
+    secure = "; Secure" if access.settings.secure_session else ""
+    response.headers["Set-Cookie"] = (f"{STATE_COOKIE}={cookie}; Path=/zot/auth/callback; Max-Age={STATE_TTL}; "
+                                      f"HttpOnly; SameSite=Lax{secure}")
+    return response
+
+
+async def openid_callback(provider: str) -> Response:
+    from gateway.auth.oidc_login import STATE_COOKIE, LoginError, state_sid  # only with openid
+
+    access = _access()
+    openid = _openid(access)
+    base = openid.base_url(request.scheme, request.host)
+    error = request.args.get("error")
+    if error:
+        raise RegistryError(ErrorCode.UNAUTHORIZED, f"the provider refused the login: {error[:64]}")
+    code, state = request.args.get("code", ""), request.args.get("state", "")
+    if not code or not state or len(code) > 4096 or len(state) > 256:
+        raise _bad("code and state are required")
+    try:
+        data = openid.read_state(_cookie(STATE_COOKIE), provider, state, await access.sessions.key())
+        client = access._shard_client()
+        reply = await client.call(client.shard_of(STATE_USER), messages.SESSION_DELETE({"sid": state_sid(state)}))
+        if not reply.result["deleted"]:
+            raise LoginError("this login was already completed (replayed callback)")
+        result = await openid.complete(provider, data, code, base)
+    except LoginError as exc:
+        raise _login_error(exc) from None
+    except IssuerUnavailable as exc:
+        raise _unavailable(exc) from None
+    cookie = await access.sessions.open(result.username, "openid", result.groups)
+    response = _redirect(result.callback_ui)
+    response.headers.add("Set-Cookie", access.sessions.cookie_header(cookie))
+    response.headers.add("Set-Cookie", f"{STATE_COOKIE}=; Path=/zot/auth/callback; Max-Age=0; HttpOnly; SameSite=Lax")
+    return response

@@ -26,6 +26,8 @@ from common.config import AuthSettings, ConfigError
 from gateway.shard_client import ShardClient
 
 COOKIE = "session"
+#: Longest JSON list of groups carried in a session cookie.
+MAX_GROUPS_JSON = 2048
 _CONTEXT = b"shardreg session cookie v1"
 
 
@@ -73,18 +75,30 @@ class Sessions:
     def _sign(self, key: bytes, user_b64: str, sid: str) -> str:
         return _b64(hmac.new(key, f"{user_b64}.{sid}".encode(), hashlib.sha256).digest())
 
-    async def open(self, user: str) -> str:
-        """Create a session; returns the cookie value."""
+    async def open(self, user: str, origin: str = "htpasswd", groups: frozenset[str] = frozenset()) -> str:
+        """Create a session; returns the cookie value. ``origin`` (where the user is known) is
+        part of the signed session id (``<origin>~<random>``; none for htpasswd); ``groups``
+        (an OpenID login's, from its ID token) ride in the signed cookie."""
         sid = secrets.token_urlsafe(24)
+        if origin != "htpasswd":
+            sid = f"{origin}~{sid}"
         expires = time.time() + self.settings.session_timeout
         await self.client().call(self.client().shard_of(user), messages.SESSION_CREATE(
             {"user": user, "sid": sid, "expires": expires}))
-        user_b64 = _b64(user.encode())
+        name = user.encode()
+        kept: list[str] = []
+        for group in sorted(groups):  # bounded: the cookie must stay well under 4 KiB
+            if len(json.dumps(kept + [group])) > MAX_GROUPS_JSON:
+                break
+            kept.append(group)
+        if kept:
+            name += b"\0" + json.dumps(kept).encode()
+        user_b64 = _b64(name)
         return f"{user_b64}.{sid}.{self._sign(await self.key(), user_b64, sid)}"
 
     async def _parse(self, cookie: str) -> tuple[str, str] | None:
         parts = cookie.split(".")
-        if len(parts) != 3 or len(cookie) > 1024:
+        if len(parts) != 3 or len(cookie) > 4000:
             return None
         user_b64, sid, mac = parts
         if not hmac.compare_digest(mac, self._sign(await self.key(), user_b64, sid)):
@@ -96,13 +110,26 @@ class Sessions:
 
     async def user(self, cookie: str) -> str | None:
         """The user of a live session cookie, or None."""
+        found = await self.lookup(cookie)
+        return found[0] if found else None
+
+    async def lookup(self, cookie: str) -> tuple[str, str, frozenset[str]] | None:
+        """(user, origin, groups) of a live session cookie, or None."""
         parsed = await self._parse(cookie)
         if parsed is None:
             return None
         user, sid = parsed
+        user, _, extra = user.partition("\0")
+        try:
+            groups = frozenset(str(g) for g in json.loads(extra)) if extra else frozenset()
+        except (ValueError, TypeError):
+            return None
         reply = await self.client().call(self.client().shard_of(user), messages.SESSION_GET({"sid": sid}))
         record = reply.result["session"]
-        return record["user"] if record and record["user"] == user else None
+        if not record or record["user"] != user:
+            return None
+        origin, sep, _ = sid.partition("~")
+        return user, origin if sep else "htpasswd", groups
 
     async def close(self, cookie: str) -> bool:
         parsed = await self._parse(cookie)

@@ -141,6 +141,11 @@ OPERATIONS_BY_ROUTE: dict[str, dict[str, dict]] = {
     "metrics": {"get": _op("Prometheus metrics", "metrics", {200: "metrics text"})},
     "login": {"post": _op("Open a session", "auth", {200: "logged in", 401: ""})},
     "logout": {"post": _op("End a session", "auth", {200: "logged out"})},
+    "openid_login": {"get": _op("Start an OpenID login", "auth", {302: "to the provider", 400: "", 404: ""},
+                                [_param("provider", "query", True), _param("callback_ui", "query")])},
+    "openid_callback": {"get": _op("Finish an OpenID login", "auth",
+                                   {302: "logged in, to callback_ui", 400: "", 401: "", 404: ""},
+                                   [_param("provider"), _param("code", "query"), _param("state", "query")])},
     "apikey_list": {"get": _op("List API keys", "auth", {200: "keys", 401: ""})},
     "apikey_create": {
         "post": _op("Create an API key", "auth", {201: "created", 400: "", 401: ""}, body="application/json"),

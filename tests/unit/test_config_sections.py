@@ -62,7 +62,7 @@ def test_unknown_and_zot_only_keys_are_warnings_with_their_path() -> None:
         "extensions": {"apikey": {}, "ui": {"enable": True, "theme": "dark"}},
     })
     assert set(config.warnings) == {
-        "http.auth.ldap: zot option not supported by shardreg, ignored",
+        "http.auth.ldap: empty, ignored",  # issue 14: LDAP is supported; an empty section does nothing
         "http.auth.bogus: unknown option, ignored",
         "http.accessControl.repositories.**.policies.conditions: CEL conditions are not supported, ignored",
         "http.accessControl.extra: not supported by shardreg, ignored",
@@ -93,13 +93,26 @@ EVERYTHING: dict[str, Any] = {
         "auth": {
             "htpasswd": {"path": "/htpasswd"},
             "bearer": {"realm": "https://auth/token", "service": "svc", "cert": "/cert", "issuer": "iss",
-                       "key": "/key", "tokenExpiry": "1m"},
+                       "key": "/key", "tokenExpiry": "1m",
+                       "oidc": [{"issuer": "https://ci.example", "audiences": ["reg"],
+                                 "claimMapping": {"username": "claims.sub", "groups": "claims.groups",
+                                                  "validations": [{"expression": "claims.ok == true",
+                                                                   "message": "not ok"}],
+                                                  "variables": [{"name": "o", "expression": "claims.org"}]},
+                                 "certificateAuthority": "-----BEGIN CERTIFICATE-----",
+                                 "certificateAuthorityFile": "/ci-ca.pem", "skipIssuerVerification": True}]},
             "apikey": True, "failDelay": "1s", "failLimit": 3, "sessionKeysFile": "/keys.json",
             "sessionSecret": "0123456789abcdef", "sessionTimeout": "1h", "secureSession": True,
             "mtls": {"identityAttributes": ["URI", "CommonName"], "uriSanPattern": "spiffe://x/(.*)",
                      "uriSanIndex": 1, "dnsSanIndex": 2, "emailSanIndex": 3},
-            "ldap": {"address": "ldap.example"},
-            "openid": {"providers": {"gh": {"name": "GitHub"}, "oidc": {}}},
+            "ldap": {"address": "ldap.example", "port": 1389, "insecure": True, "startTLS": True,
+                     "skipVerify": True, "caCert": "/ldap-ca.pem", "baseDN": "dc=x", "userAttribute": "cn",
+                     "userFilter": "(objectClass=person)", "userGroupAttribute": "memberOf",
+                     "subtreeSearch": True, "credentialsFile": "/ldap.json", "bindDN": "cn=r,dc=x",
+                     "bindPassword": "pw", "cacheTime": "30s", "timeout": "2s", "poolSize": 2},
+            "openid": {"callbackAllowOrigins": ["http://ui.example:3000"],
+                       "providers": {"oidc": {"name": "SSO", "issuer": "https://sso.example", "clientid": "c",
+                                              "clientsecret": "s", "scopes": ["openid", "groups"]}}},
         },
         "accessControl": {
             "repositories": {"team/**": {"policies": [{"users": ["a"], "groups": ["g"], "actions": ["read"]}],
