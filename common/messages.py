@@ -343,6 +343,8 @@ class DeletedReply(TypedDict):
 class ApikeyLookupRequest(TypedDict):
     #: SHA-256 (hex) of the presented key.
     hash: str
+    #: The user it is presented for (routes the request; issue 12).
+    user: NotRequired[str]
 
 
 class ApikeyLookupReply(TypedDict):
@@ -367,6 +369,8 @@ class SessionCreateRequest(TypedDict):
 
 class SessionRequest(TypedDict):
     sid: str
+    #: The session's user (routes the request; issue 12).
+    user: NotRequired[str]
 
 
 class SidReply(TypedDict):
@@ -437,5 +441,10 @@ ALL: dict[Op, Wire[Any, Any]] = {w.op: w for w in (
     BLOB_STAT, BLOB_READ, BLOB_DELETE, BLOB_LINK, UPLOAD_START, UPLOAD_STATUS, UPLOAD_BEGIN, UPLOAD_WRITE,
     UPLOAD_END, UPLOAD_ABORT, UPLOAD_COMMIT, UPLOAD_CANCEL, SEARCH_IMAGES, SEARCH_REPOS, SEARCH_EXPAND,
     USERPREFS_TOGGLE, TRUST_PUT, DEBUG_PROFILE, APIKEY_CREATE, APIKEY_LIST, APIKEY_DELETE, APIKEY_LOOKUP,
-    APIKEY_TOUCH, SESSION_CREATE, SESSION_GET, SESSION_DELETE, SECRET_GET,
-    USER_PURGE)}
+    APIKEY_TOUCH, SESSION_CREATE, SESSION_GET, SESSION_DELETE, SECRET_GET, USER_PURGE)}
+
+
+# -- resharding (issue 12): in common/messages_cluster.py
+from common.messages_cluster import *  # noqa: E402,F403
+from common.messages_cluster import WIRES as _CLUSTER_WIRES  # noqa: E402
+ALL.update({w.op: w for w in _CLUSTER_WIRES})

@@ -15,6 +15,13 @@ their keys (``\\0`` separates parts, so a cursor lists in spec order)::
     referrers       repo \\0 subject \\0 digest -> descriptor of the referring manifest
     uploads         uuid                      -> {repo, offset, alg, started, updated}
     system          key                       -> value (cluster shape, schema version, user data)
+                    "cluster"                 -> the shard's view of the cluster map (common.clustermap)
+                                                 {index, epoch, shards, from, seed, created}; an old
+                                                 {index, shards} record reads as epoch 1, stable
+                    "cluster/plan", "cluster/lease"   (shard 0 only) the resize plan and driver lease
+    moves           kind \0 name              -> {role: "out"|"in", state, peer, at}   a name moving
+                                                 during a resize (kind "repo" or "user"); dropped
+                                                 once the map is stable again
                     "counters/blobs"          -> {count, bytes}   of the ``blobs`` database
 
 Counters: ``counters/blobs`` holds the number of blob records and the sum of their sizes. It
@@ -49,7 +56,8 @@ __all__ = ["ClusterSizeMismatch", "MetaStore", "SCHEMA_VERSION", "key"]
 
 SCHEMA_VERSION = 1
 _BLOB_COUNTERS = b"counters/blobs"
-_DBS = ("repos", "tags", "manifests", "manifest_bytes", "links", "blobs", "referrers", "uploads", "system")
+_DBS = ("repos", "tags", "manifests", "manifest_bytes", "links", "blobs", "referrers", "uploads", "system",
+        "moves")
 Record = dict[str, Any]
 
 
@@ -142,6 +150,10 @@ class MetaStore(LmdbStore):
         """The records of every manifest of ``repo``."""
         for _, value in self.scan(txn, "manifests", key(repo, "")):
             yield unpack(value)
+
+    def manifest_digests(self, txn: Txn, repo: str) -> list[str]:
+        prefix = key(repo, "")
+        return [bytes(k)[len(prefix):].decode() for k, _ in self.scan(txn, "manifests", prefix)]
 
     def all_manifest_bytes(self, txn: Txn) -> Iterator[tuple[str, str, bytes]]:
         """(repo, digest, stored bytes) of every manifest on the shard."""
@@ -285,22 +297,77 @@ class MetaStore(LmdbStore):
             yield bytes(k)
 
     def check_cluster(self, shard_index: int, shard_count: int) -> None:
-        """Record (first start) or verify the cluster shape this shard belongs to."""
+        """Record (first start) or verify this shard's place in the cluster.
+
+        The shard count is no longer fixed (issue 12: the map has an epoch and changes by resizing),
+        so only the index is checked. A brand-new shard whose index is within the configured count
+        starts with the map ``{epoch 1, stable, shard_count}``; one beyond it (a shard started to
+        join a resize) records epoch 0 and serves nothing until a resize gives it a view."""
 
         def check(txn: Txn) -> None:
             recorded = self.system_get(txn, b"cluster")
             if recorded is None:
-                self.system_put(txn, b"cluster", {"index": shard_index, "shards": shard_count,
-                                                  "created": time.time()})
+                view: Record = {"index": shard_index, "created": time.time()}
+                if shard_index < shard_count:
+                    view.update(epoch=1, shards=shard_count, **{"from": shard_count})
+                else:
+                    view.update(epoch=0, shards=0, **{"from": 0})
+                self.system_put(txn, b"cluster", view)
                 self.system_put(txn, b"schema", SCHEMA_VERSION)
                 return
-            if recorded["shards"] != shard_count or recorded["index"] != shard_index:
+            if recorded["index"] != shard_index:
                 raise ClusterSizeMismatch(
-                    f"this shard's data was created as shard {recorded['index']} of {recorded['shards']}, "
-                    f"but it was started as shard {shard_index} of {shard_count}. Repositories are routed "
-                    f"by jump_hash(repo, shard count): changing the count would misroute them. Start with "
-                    f"cluster.shards={recorded['shards']}, or migrate the data into a new cluster "
-                    f"(skopeo sync) before resizing."
+                    f"this shard's data was created as shard {recorded['index']}, but it was started as shard "
+                    f"{shard_index}: start it with --index {recorded['index']} (names are routed by index)."
                 )
 
         self.write(check)
+
+    # -- the cluster map and moves (issue 12) -------------------------------------------------
+    def view(self, txn: Txn) -> Record | None:
+        """The shard's cluster map record (see the layout above)."""
+        record: Record | None = self.system_get(txn, b"cluster")
+        return record
+
+    def put_view(self, txn: Txn, record: Record) -> None:
+        self.system_put(txn, b"cluster", record)
+
+    def move_of(self, txn: Txn, kind: str, name: str) -> Record | None:
+        record: Record | None = self.get(txn, "moves", key(kind, name))
+        return record
+
+    def put_move(self, txn: Txn, kind: str, name: str, record: Record) -> None:
+        self.put(txn, "moves", key(kind, name), record)
+
+    def delete_move(self, txn: Txn, kind: str, name: str) -> bool:
+        return self.delete(txn, "moves", key(kind, name))
+
+    def moves(self, txn: Txn) -> Iterator[tuple[str, str, Record]]:
+        """(kind, name, record) of every move record."""
+        for k, v in self.scan(txn, "moves", b""):
+            kind, name = k.decode().split("\0", 1)
+            yield kind, name, unpack(v)
+
+    def has_moves(self, txn: Txn) -> bool:
+        return self.entries(txn, "moves") > 0
+
+    def repo_keys(self, txn: Txn, repo: str) -> dict[str, list[bytes]]:
+        """Every key of ``repo`` in each per-repository database (for a purge)."""
+        prefix = key(repo, "")
+        return {db: [bytes(k) for k, _ in self.scan(txn, db, prefix)]
+                for db in ("tags", "manifests", "manifest_bytes", "links", "referrers")}
+
+    def delete_repo(self, txn: Txn, repo: str) -> list[str]:
+        """Remove a repository that moved away: its records, links and uploads; returns the
+        digests no repository links any more (their files may go)."""
+        unused = [digest for digest, _ in list(self.links(txn, repo)) if self.unlink(txn, repo, digest)]
+        for db, keys in self.repo_keys(txn, repo).items():
+            if db == "links":
+                continue
+            for k in keys:
+                self.delete(txn, db, k)
+        for uuid, record in list(self.uploads(txn)):
+            if record.get("repo") == repo:
+                self.delete_upload(txn, uuid)
+        self.delete(txn, "repos", repo.encode())
+        return unused

@@ -39,11 +39,14 @@ from shard.health import OpLatency, serve_health
 from shard.hooks import Hooks
 from shard.maintenance import collect_garbage, scrub
 from shard.ops.blobs import BlobOps
+from shard.ops.cluster import Cleanup, ClusterOps
 from shard.ops.manifests import ManifestOps
+from shard.ops.moves import MoveOps
 from shard.ops.registry import Handler, Respond, bind
 from shard.ops.repositories import RepositoryOps
 from shard.ops.uploads import UploadOps
 from shard.profiling import Profiler
+from shard.routing import Routing
 from shard.search_meta import SearchMeta
 from shard.searchstore import SearchStore
 from shard.service import ShardService
@@ -78,10 +81,15 @@ class ShardServer:
         self.hooks.on_push.append(self.search.record_push)
         self.hooks.on_pull.append(self.search.record_pull)
         self.hooks.on_delete.append(self.search.record_delete)
+        self.routing = Routing(self.service.meta, index, self.service.uploads.repo_busy)
+        self.cleanup = Cleanup(self.service, self.routing)
+        self.moves = MoveOps(self.service, self.routing)
+        self.search.owns = self.routing.lists
+        self.service.lists = self.routing.lists
         bound = bind(
             RepositoryOps(self.service), ManifestOps(self.service, self.hooks), BlobOps(self.service),
             UploadOps(self.service), UserData(self.service.meta), self.search, trust,
-            UserPrefs(self.service.meta, store), Profiler())
+            UserPrefs(self.service.meta, store), Profiler(), ClusterOps(self.service, self.routing), self.moves)
         self.handlers = bound.handlers
         self.ordered = bound.ordered
         self.op_latency = OpLatency(index)
@@ -125,7 +133,11 @@ class ShardServer:
         if handler is None:
             raise RegistryError(ErrorCode.BAD_REQUEST, f"unknown op {op}")
         _check_request(op, args)
-        return await handler(args, frames)
+        release = await self.routing.admit(Op(op), args)
+        try:
+            return await handler(args, frames)
+        finally:
+            release()
 
     async def _handle(self, ident: bytes, rid: bytes, op: str, args: Any, frames: list[Any]) -> None:
         started = time.perf_counter()
@@ -162,6 +174,7 @@ class ShardServer:
         log.info("shard %d serving on %s%s (data %s)", self.index, endpoint, " with CURVE" if self.keys else "",
                  self.config.shard_dir(self.index))
         self.maintenance = asyncio.get_running_loop().create_task(self._maintenance())
+        self.cleaner = asyncio.get_running_loop().create_task(self.cleanup.loop())
         scrubbing = self.config.extensions.scrub
         if scrubbing.enable:
             self.scrubber = asyncio.get_running_loop().create_task(self._scrub_every(scrubbing.interval))
@@ -183,6 +196,7 @@ class ShardServer:
             if ordered is not None:
                 try:
                     _check_request(op, args)
+                    self.routing.check(Op(op), args)
                 except RegistryError as exc:
                     await self._send(ident, rid, ERR, exc.to_wire(), [])
                     continue
@@ -269,7 +283,8 @@ def run_shard(config: Config, index: int) -> None:
             server.close()
             raise serve.exception()  # type: ignore[misc]
         serve.cancel()
-        for background in (getattr(server, "maintenance", None), getattr(server, "scrubber", None)):
+        for background in (getattr(server, "maintenance", None), getattr(server, "scrubber", None),
+                           getattr(server, "cleaner", None)):
             if background is not None:
                 background.cancel()
         # let in-flight writes finish so that nothing acknowledged is lost

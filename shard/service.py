@@ -43,6 +43,9 @@ class ShardService:
         self.damaged: list[str] = []
         #: The last write refused for lack of space (readiness).
         self.disk = DiskState()
+        #: Whether a listing (catalog, search) shows a name: during and after a resize a shard
+        #: holds names it does not own (shard.routing.Routing.lists).
+        self.lists: Callable[[str], bool] = lambda name: True
 
     def close(self) -> None:
         self.uploads.close()

@@ -77,8 +77,7 @@ class Sessions:
         """Create a session; returns the cookie value."""
         sid = secrets.token_urlsafe(24)
         expires = time.time() + self.settings.session_timeout
-        await self.client().call(self.client().shard_of(user), messages.SESSION_CREATE(
-            {"user": user, "sid": sid, "expires": expires}))
+        await self.client().call_user(user, messages.SESSION_CREATE({"user": user, "sid": sid, "expires": expires}))
         user_b64 = _b64(user.encode())
         return f"{user_b64}.{sid}.{self._sign(await self.key(), user_b64, sid)}"
 
@@ -100,7 +99,7 @@ class Sessions:
         if parsed is None:
             return None
         user, sid = parsed
-        reply = await self.client().call(self.client().shard_of(user), messages.SESSION_GET({"sid": sid}))
+        reply = await self.client().call_user(user, messages.SESSION_GET({"sid": sid, "user": user}))
         record = reply.result["session"]
         return record["user"] if record and record["user"] == user else None
 
@@ -109,7 +108,7 @@ class Sessions:
         if parsed is None:
             return False
         user, sid = parsed
-        reply = await self.client().call(self.client().shard_of(user), messages.SESSION_DELETE({"sid": sid}))
+        reply = await self.client().call_user(user, messages.SESSION_DELETE({"sid": sid, "user": user}))
         return bool(reply.result["deleted"])
 
     def cookie_header(self, value: str, max_age: int | None = None) -> str:

@@ -51,8 +51,8 @@ async def get_blob(name: str, digest: str) -> Response:
     parse_digest(digest)
     await authorize(name, "read")
     st = current_state()
-    shard = st.client.shard_of(name)
-    info = (await st.client.call(shard, messages.BLOB_STAT({"repo": name, "digest": digest}))).result
+    stated = await st.client.call_repo(messages.BLOB_STAT({"repo": name, "digest": digest}))
+    info, shard = stated.result, stated.shard
     size = info["size"]
     ranges = parse_ranges(request.headers.get("Range"), size) if request.method == "GET" else None
     path = st.blob_file(shard, info["path"])

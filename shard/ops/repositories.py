@@ -62,7 +62,7 @@ class RepositoryOps:
         n, last = int(args.get("n") or 0), args.get("last")
 
         def run(txn: Txn) -> Answer[m.CatalogReply]:
-            names, more = page(self.meta.repo_names(txn, last), n)
+            names, more = page((r for r in self.meta.repo_names(txn, last) if self.shard.lists(r)), n)
             return {"repos": names, "more": more}, []
 
         return self.meta.read(run)
