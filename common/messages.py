@@ -369,8 +369,7 @@ class SessionCreateRequest(TypedDict):
 
 class SessionRequest(TypedDict):
     sid: str
-    #: The session's user (routes the request; issue 12).
-    user: NotRequired[str]
+    user: NotRequired[str]  # the session's user: routes the request (issue 12)
 
 
 class SidReply(TypedDict):
@@ -447,4 +446,5 @@ ALL: dict[Op, Wire[Any, Any]] = {w.op: w for w in (
 # -- resharding (issue 12): in common/messages_cluster.py
 from common.messages_cluster import *  # noqa: E402,F403
 from common.messages_cluster import WIRES as _CLUSTER_WIRES  # noqa: E402
+
 ALL.update({w.op: w for w in _CLUSTER_WIRES})

@@ -26,6 +26,7 @@ from typing import Any
 from common.config import ExtensionsConfig
 from gateway import health
 from gateway.auth import routes as auth
+from gateway.cluster import admin as cluster
 from gateway.distribution import base, blobs, listings, manifests
 from gateway.extensions import discover, mgmt, openapi, oras, playground, pprof, search, trust, userprefs
 
@@ -140,6 +141,9 @@ ROUTES: tuple[Route, ...] = (
     Route("swagger_document", "/swagger/v2/doc.json", ("GET",), openapi.swagger_document, "debug"),
     Route("swagger_asset", "/swagger/v2/{asset}", ("GET",), openapi.swagger_asset, "debug"),
     *_auth_routes(),
+    Route("cluster_status", "/v2/_shardreg/cluster/status", ("GET",), cluster.cluster_status),
+    Route("cluster_resize", "/v2/_shardreg/cluster/resize", ("POST",), cluster.cluster_resize),
+    Route("cluster_abort", "/v2/_shardreg/cluster/resize/abort", ("POST",), cluster.cluster_abort),
     # the path is extensions.metrics.prometheus.path (this is its default)
     Route("metrics", "/metrics", ("GET",), extension="metrics", served_by=METRICS),
 )
