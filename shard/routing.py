@@ -15,8 +15,8 @@ In a transition (``docs/architecture.md``, "Resharding"), for a moving name:
 * on its source: a ``SWITCHED`` move record → ``MOVED`` to the target; the name absent here → ``ASK``
   (a source never creates a moving name it does not hold); otherwise serve;
 * on its target: an ``IMPORTING`` record → ``TRYAGAIN``; ``ACTIVE``/``DONE`` with ``via`` → serve;
-  no record: serve if the gateway was sent here (``via``) or the name was born here, else
-  ``TRYAGAIN``.
+  no record: serve if the gateway was sent here (``via``), else ``TRYAGAIN`` (data without a record
+  may be a leftover of an earlier resize, not yet cleaned up: never served as the owner's).
 
 A request without an epoch (a caller of an older release, or an in-process test calling a shard
 directly) is served as before while the cluster was never resized, and refused (503) after.
@@ -146,7 +146,7 @@ class Routing:
                 raise RegistryError(ErrorCode.TRYAGAIN, "being imported", detail={"shard": source})
             if state in (ACTIVE, DONE) and via:
                 return
-            if state is None and (via or present):
+            if state is None and via:  # born here (ASK), or asked again after an ASK
                 return
             raise RegistryError(ErrorCode.TRYAGAIN, "not switched yet", detail={"shard": source})
         raise self._redirect(ErrorCode.MOVED, source)

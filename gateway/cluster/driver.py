@@ -95,7 +95,6 @@ class Driver:
                 state = await self.plan()
                 plan = state["plan"]
                 if plan and plan["state"] in ("running", "aborting"):
-                    self.token = 0
                     if await self._lease():
                         self.running = asyncio.get_running_loop().create_task(self._drive(plan))
             except RegistryError as exc:
@@ -109,12 +108,22 @@ class Driver:
         done, _ = await asyncio.wait({renew, work}, return_when=asyncio.FIRST_COMPLETED)
         for task in (renew, work):
             task.cancel()
+        if work in done and not work.cancelled() and work.exception() is None:
+            await self._release()
         if work in done and not work.cancelled() and work.exception() is not None:
             exc = work.exception()
             log.error("resize %s stopped: %s (it resumes by itself)", plan["id"], exc)
             self.progress.setdefault("errors", []).append(str(exc))
         elif renew in done:
             log.warning("resize %s: the lease was lost; another driver resumes it", plan["id"])
+
+    async def _release(self) -> None:
+        """The resize ended: let the next one's driver take the lease at once."""
+        try:
+            await self._call(0, messages.CLUSTER_LEASE({"holder": self.holder, "ttl": 0, "token": self.token}),
+                             timeout=5)
+        except RegistryError:
+            pass
 
     async def _renew(self) -> None:
         while True:

@@ -217,8 +217,15 @@ class Cleanup:
             return repos, users
 
         repos, users = self.meta.read(foreign)
+        epoch = view.epoch
+
+        def unchanged(txn: Txn) -> bool:  # a new resize may have begun meanwhile: then leave it be
+            return int((self.meta.view(txn) or {}).get("epoch", 0)) == epoch
+
         for repo in repos:
             def purge(txn: Txn, repo: str = repo) -> None:
+                if not unchanged(txn):
+                    return
                 unused = self.meta.delete_repo(txn, repo)
                 noted = self.meta.system_get(txn, _PURGE) or []
                 self.meta.system_put(txn, _PURGE, sorted(set(noted) | set(unused)))
@@ -228,7 +235,7 @@ class Cleanup:
                 await self.shard.uploads.forget(uuid)
         for user in users:
             def forget(txn: Txn, user: str = user) -> int:
-                return delete_user_records(self.meta, txn, user)
+                return delete_user_records(self.meta, txn, user) if unchanged(txn) else 0
             await self.meta.write_async(forget)
         if repos or users:
             log.info("shard %d: removed %d repositories and %d users that moved away", index, len(repos), len(users))
