@@ -39,7 +39,8 @@ async def status_document() -> dict[str, Any]:
     view = ClusterMap.from_wire(home["view"] or {})
     client.set_map(view)
     plan, lease = home["plan"], home["lease"]
-    width = max(view.width, int(plan["to"]) if plan else 0, int(plan["from"]) if plan else 0)
+    running = plan is not None and plan["state"] in ("running", "aborting")
+    width = max(view.width, int(plan["to"]) if running else 0, int(plan["from"]) if running else 0)
 
     async def shard(index: int) -> dict[str, Any]:
         try:
@@ -58,6 +59,8 @@ async def status_document() -> dict[str, Any]:
 
     shards = list(await asyncio.gather(*(shard(i) for i in range(width))))
     progress = dict((plan or {}).get("progress") or {})
+    if view.phase == "transition":  # durable figures: the sources' move records (a new driver starts at 0)
+        progress["names"] = {"done": sum(s["switched"] for s in shards), "left": sum(s["moving"] for s in shards)}
     resize = None
     if plan is not None:
         resize = {"id": plan["id"], "state": plan["state"], "started": plan["started"], "finished": plan["finished"],

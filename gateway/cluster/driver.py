@@ -274,7 +274,16 @@ class Driver:
         while not queue.empty() and not self.aborting:
             kind, name, _, size = queue.get_nowait()
             target = view.target(name)
-            if await self.move(kind, name, source, target):
+            try:
+                moved = await self.move(kind, name, source, target)
+            except RegistryError as exc:  # this name waits for the next pass; the others go on
+                log.warning("resize: moving %s %s (shard %d → %d) failed: %s; trying again", kind, name, source,
+                            target, exc.message)
+                self.progress["errors"].append(f"{kind} {name}: {exc.message}")
+                del self.progress["errors"][:-20]
+                await asyncio.sleep(0.5)
+                moved = False
+            if moved:
                 self.progress["names"]["done"] += 1
                 self.progress["names"]["left"] = max(0, self.progress["names"]["left"] - 1)
                 self.progress["bytes"]["left"] = max(0, self.progress["bytes"]["left"] - int(size))

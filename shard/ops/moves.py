@@ -14,6 +14,7 @@ lease token is older than one the shard has seen.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from typing import Any
@@ -240,18 +241,21 @@ class MoveOps:
 
             if await self.meta.write_async(run):
                 return {"linked": True, "offset": 0}, []
-        path = self._copy_path(digest)
+        path = self._copy_path(repo, digest)
         return {"linked": False, "offset": path.stat().st_size if path.exists() else 0}, []
 
-    def _copy_path(self, digest: str) -> Any:
-        return self.shard.blobs.uploads_dir / f"move-{digest.replace(':', '-')}"
+    def _copy_path(self, repo: str, digest: str) -> Any:
+        """Where a blob's copy is written: one file per repository and digest (two moves may copy
+        one digest at once); removed on a restart like any upload file without a record."""
+        tag = hashlib.sha256(repo.encode()).hexdigest()[:16]
+        return self.shard.blobs.uploads_dir / f"move-{tag}-{digest.replace(':', '-')}"
 
     @handles(m.MOVE_BLOB_WRITE)
     async def blob_write(self, args: m.MoveBlobRequest, frames: Frames) -> Answer[m.MoveBlobReply]:
         self._check_token(args)
         digest, offset = args["digest"], int(args.get("offset") or 0)
         parse_digest(digest)
-        path = self._copy_path(digest)
+        path = self._copy_path(args["repo"], digest)
 
         def write() -> int:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
@@ -274,8 +278,10 @@ class MoveOps:
         self._check_token(args)
         repo, digest = args["repo"], args["digest"]
         parse_digest(digest)
-        path = self._copy_path(digest)
+        path = self._copy_path(repo, digest)
         if not path.exists():
+            if self.shard.blob_exists(digest):  # committed already (a retried commit): link it
+                return await self.blob_link(args, frames)
             raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": digest})
         copy = await self.shard.io(UploadFile, path, digest_algorithm(digest), path.stat().st_size)
         try:
