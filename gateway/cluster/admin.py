@@ -39,8 +39,9 @@ async def status_document() -> dict[str, Any]:
     view = ClusterMap.from_wire(home["view"] or {})
     client.set_map(view)
     plan, lease = home["plan"], home["lease"]
-    running = plan is not None and plan["state"] in ("running", "aborting")
-    width = max(view.width, int(plan["to"]) if running else 0, int(plan["from"]) if running else 0)
+    width = view.width
+    if plan is not None and plan["state"] in ("running", "aborting"):
+        width = max(width, int(plan["to"]), int(plan["from"]))
 
     async def shard(index: int) -> dict[str, Any]:
         try:

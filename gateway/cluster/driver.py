@@ -36,8 +36,8 @@ log = logging.getLogger("shardreg.reshard")
 LEASE_TTL = 10.0
 RENEW_EVERY = 2.0
 WATCH_EVERY = float(os.environ.get("SHARDREG_RESHARD_WATCH", "5"))
-#: Moves at once per source shard.
-PER_SOURCE = 2
+#: Moves at once per source shard (each keeps one blob read in flight; clients keep 16).
+PER_SOURCE = 4
 #: Copy rounds before the fence; the fence's budget for writes in flight.
 ROUNDS, FENCE_BUDGET = 5, 0.8
 #: Written for the embedded supervisor: how many shard processes to run.
@@ -303,8 +303,10 @@ class Driver:
             return True
         if (await self._call(target, messages.MOVE_REOPEN(self._move_args(kind, name, peer=source))))["state"] == "DONE":
             return True
+        last: dict[str, Any] = {}
         for _ in range(ROUNDS):
-            if await self._copy(kind, name, source, target) < 8 * FRAME_SIZE:
+            copied, last = await self._copy(kind, name, source, target)
+            if copied < 8 * FRAME_SIZE:
                 break
         for _ in range(3):
             try:
@@ -316,7 +318,7 @@ class Driver:
                 raise
             fenced = time.monotonic()
             try:
-                await self._copy(kind, name, source, target, final=True)
+                await self._copy(kind, name, source, target, last)
                 await self._call(target, messages.MOVE_ACTIVATE(self._move_args(kind, name)))
                 await self._call(source, messages.MOVE_SWITCH(self._move_args(kind, name)))
             except RegistryError as exc:
@@ -337,13 +339,18 @@ class Driver:
             except RegistryError:
                 pass
 
-    async def _copy(self, kind: str, name: str, source: int, target: int, final: bool = False) -> int:
-        """Bring the target's copy to the source's state; returns the blob bytes copied."""
+    async def _copy(self, kind: str, name: str, source: int, target: int,
+                    applied: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+        """Bring the target's copy to the source's state; returns the blob bytes copied and the
+        state applied. When the source's state equals ``applied`` (what the target was last made
+        equal to), nothing changed: no round trip to the target (the common case under the fence)."""
         have = await self._call(source, messages.MOVE_STATE(self._move_args(kind, name)))
+        if applied and have == applied:
+            return 0, have
         if kind == "user":
             await self._call(target, messages.MOVE_APPLY(self._move_args(
                 kind, name, tags={}, manifests=[], links={}, added=[], records=have["records"])))
-            return 0
+            return 0, have
         there = await self._call(target, messages.MOVE_STATE(self._move_args(kind, name)))
         copied = 0
         for digest, size in have["links"].items():
@@ -359,7 +366,7 @@ class Driver:
         await self._call(target, messages.MOVE_APPLY(self._move_args(
             kind, name, tags=have["tags"], manifests=have["manifests"], links=have["links"], added=records,
             records={})), frames)
-        return copied
+        return copied, have
 
     async def _copy_blob(self, repo: str, digest: str, size: int, source: int, target: int) -> int:
         linked = await self._call(target, messages.MOVE_BLOB_LINK({"repo": repo, "digest": digest, "token": self.token}))
