@@ -104,6 +104,8 @@ class MoveStateReply(TypedDict):
     links: dict[str, int]
     records: dict[str, Any]
     uploads: int
+    #: The repository's search data (pushes, tag times, download counts, stars, bookmarks).
+    search: NotRequired[dict[str, dict[str, bytes]]]
 
 
 class MoveManifestsRequest(TypedDict):
@@ -142,6 +144,7 @@ class MoveApplyRequest(TypedDict):
     links: dict[str, int]
     added: list[dict[str, Any]]
     records: dict[str, Any]
+    search: NotRequired[dict[str, dict[str, bytes]]]
 
 
 class MoveFenceRequest(TypedDict):

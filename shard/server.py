@@ -82,8 +82,8 @@ class ShardServer:
         self.hooks.on_pull.append(self.search.record_pull)
         self.hooks.on_delete.append(self.search.record_delete)
         self.routing = Routing(self.service.meta, index, self.service.uploads.repo_busy)
-        self.cleanup = Cleanup(self.service, self.routing)
-        self.moves = MoveOps(self.service, self.routing)
+        self.cleanup = Cleanup(self.service, self.routing, self.search)
+        self.moves = MoveOps(self.service, self.routing, self.search)
         self.search.owns = self.routing.lists
         self.service.lists = self.routing.lists
         bound = bind(

@@ -365,7 +365,7 @@ class Driver:
             records, frames = reply.result["records"], [f.bytes for f in reply.frames]
         await self._call(target, messages.MOVE_APPLY(self._move_args(
             kind, name, tags=have["tags"], manifests=have["manifests"], links=have["links"], added=records,
-            records={})), frames)
+            records={}, **({"search": have["search"]} if "search" in have else {}))), frames)
         return copied, have
 
     async def _copy_blob(self, repo: str, digest: str, size: int, source: int, target: int) -> int:

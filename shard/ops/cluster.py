@@ -197,8 +197,9 @@ class Cleanup:
     transaction; the files go after the commit and a restart finishes the list, so nothing is
     orphaned. A retired shard (beyond the count) keeps its data: it is stopped, not emptied."""
 
-    def __init__(self, shard: ShardService, routing: Routing) -> None:
+    def __init__(self, shard: ShardService, routing: Routing, search: Any = None) -> None:
         self.shard, self.meta, self.routing = shard, shard.meta, routing
+        self.search = search
         self.purged = 0
 
     async def run_once(self, delay: float = CLEANUP_DELAY) -> int:
@@ -230,6 +231,9 @@ class Cleanup:
                 noted = self.meta.system_get(txn, _PURGE) or []
                 self.meta.system_put(txn, _PURGE, sorted(set(noted) | set(unused)))
             await self.meta.write_async(purge)
+            if self.search is not None:
+                store = self.search.store
+                await store.write_async(lambda stxn, repo=repo, store=store: store.delete_repo_records(stxn, repo))
             await self._remove_noted_files()
             for uuid in [u for u, s in list(self.shard.uploads.sessions.items()) if s.repo == repo]:
                 await self.shard.uploads.forget(uuid)

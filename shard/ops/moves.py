@@ -36,7 +36,9 @@ def _bad(message: str) -> RegistryError:
 
 
 class MoveOps:
-    def __init__(self, shard: ShardService, routing: Routing) -> None:
+    def __init__(self, shard: ShardService, routing: Routing, search: Any = None) -> None:
+        #: The extensions' search data (shard.search_meta.SearchMeta), which moves with a repository.
+        self.search = search
         self.shard = shard
         self.meta = shard.meta
         self.routing = routing
@@ -103,6 +105,9 @@ class MoveOps:
     async def state(self, args: m.MoveRequest, frames: Frames) -> Answer[m.MoveStateReply]:
         kind, name = args["kind"], args["name"]
 
+        if self.search is not None and kind == "repo":
+            self.search.flush()  # download counts kept in memory go to the store first
+
         def run(txn: Txn) -> m.MoveStateReply:
             record = self.meta.move_of(txn, kind, name)
             reply: m.MoveStateReply = {"present": False, "state": record["state"] if record else "", "tags": {},
@@ -116,6 +121,8 @@ class MoveOps:
             reply["manifests"] = [d for d in self._manifest_digests(txn, name)]
             reply["links"] = {digest: link["size"] for digest, link in self.meta.links(txn, name)}
             reply["uploads"] = sum(1 for _, u in self.meta.uploads(txn) if u.get("repo") == name)
+            if self.search is not None:
+                reply["search"] = self.search.store.read(lambda stxn: self.search.store.repo_records(stxn, name))
             return reply
 
         return self.meta.read(run), []
@@ -322,6 +329,9 @@ class MoveOps:
         unused = await self.meta.write_async(run)
         for digest in unused:
             await self.shard.remove_file_if_unused(digest)
+        if kind == "repo" and self.search is not None and "search" in args:
+            store, records = self.search.store, args["search"]
+            await store.write_async(lambda stxn: store.put_repo_records(stxn, name, records))
         return {"state": IMPORTING}, []
 
     def _apply_repo(self, txn: Txn, repo: str, args: m.MoveApplyRequest, added: list[tuple[Any, Any]]) -> list[str]:
