@@ -54,6 +54,7 @@ class StatusReply(TypedDict):
     ready: bool
     why: str
     pid: int
+    reshard: NotRequired[dict[str, Any]]  # the map and the moves (shard.routing.Routing.status)
 
 
 # -- repositories and listings ------------------------------------------------------------

@@ -46,6 +46,8 @@ IMPORTING, ACTIVE, DONE = "IMPORTING", "ACTIVE", "DONE"
 PINNED = frozenset({Op.UPLOAD_WRITE, Op.UPLOAD_END, Op.UPLOAD_ABORT})
 #: Fan-outs: asked of every shard; each lists only what it owns, so they must agree on the map.
 FANOUT = frozenset({Op.CATALOG, Op.REPO_COUNT, Op.SEARCH_IMAGES, Op.SEARCH_REPOS})
+#: Histogram buckets of the fence's duration (seconds), /metrics.
+FENCE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 #: Longest a fence may hold writes: the source refuses the switch after it.
 FENCE_LIMIT = 1.0
 Name = tuple[str, str]
@@ -73,6 +75,9 @@ class Routing:
         #: Redirects answered, by kind (status, metrics).
         self.redirects: Counter[str] = Counter()
         self.fence_seconds: list[float] = []
+        #: Every fence's duration, as a cumulative histogram (FENCE_BUCKETS, then +Inf), and its sum.
+        self.fence_buckets = [0] * (len(FENCE_BUCKETS) + 1)
+        self.fence_sum = 0.0
         self.reload()
 
     # -- the view ------------------------------------------------------------------------------
@@ -178,6 +183,21 @@ class Routing:
 
         return release
 
+    def status(self, uploads_refused: int = 0) -> dict[str, Any]:
+        """For ``status`` and the gateway's /metrics: cheap (the move records are few)."""
+        states: Counter[str] = Counter()
+
+        def count(txn: Txn) -> None:
+            for _kind, _name, record in self.meta.moves(txn):
+                states[f"{record.get('role')}:{record['state']}"] += 1
+
+        self.meta.read(count)
+        return {"epoch": self.epoch, "phase": self.view.phase if self.view else "none",
+                "moves": dict(states), "redirects": dict(self.redirects),
+                "fence": {"buckets": list(zip(FENCE_BUCKETS, self.fence_buckets, strict=False)),
+                          "sum": self.fence_sum, "count": self.fence_buckets[-1]},
+                "uploadsRefused": uploads_refused}
+
     def lists(self, name: str) -> bool:
         """Whether a listing on this shard shows repository ``name`` (no gaps, no duplicates once
         the gateway merges: during a switch both sides may list it, and the gateway drops repeats)."""
@@ -217,6 +237,11 @@ class Routing:
     def unfence(self, name: Name) -> None:
         fence = self.fences.pop(name, None)
         if fence is not None:
-            self.fence_seconds.append(time.monotonic() - (fence.deadline - FENCE_LIMIT))
+            seconds = time.monotonic() - (fence.deadline - FENCE_LIMIT)
+            self.fence_seconds.append(seconds)
             del self.fence_seconds[:-1000]
+            self.fence_sum += seconds
+            for i, bound in enumerate((*FENCE_BUCKETS, float("inf"))):
+                if seconds <= bound:
+                    self.fence_buckets[i] += 1
             fence.released.set()

@@ -42,9 +42,14 @@ class RepositoryOps:
     async def status(self, args: m.Empty, frames: Frames) -> Answer[m.StatusReply]:
         count, size = self.shard.blob_usage()
         ready, why = readiness(self.shard)
-        return {"shard": self.shard.index, "lmdb_bytes": self.meta.size_bytes(), "blob_count": count,
-                "blob_bytes": size, "uploads": len(self.shard.uploads), "damaged": self.shard.damaged,
-                "disk_free": disk_free(self.shard), "ready": ready, "why": why, "pid": os.getpid()}, []
+        reply: m.StatusReply = {
+            "shard": self.shard.index, "lmdb_bytes": self.meta.size_bytes(), "blob_count": count,
+            "blob_bytes": size, "uploads": len(self.shard.uploads), "damaged": self.shard.damaged,
+            "disk_free": disk_free(self.shard), "ready": ready, "why": why, "pid": os.getpid()}
+        reshard = self.shard.reshard_status()
+        if reshard:
+            reply["reshard"] = reshard
+        return reply, []
 
     @handles(m.REPO_COUNT)
     async def repo_count(self, args: m.RepoCountRequest, frames: Frames) -> Answer[m.RepoCountReply]:

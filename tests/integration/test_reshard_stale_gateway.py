@@ -49,7 +49,9 @@ def test_gateways_that_missed_the_resize(tmp_path, monkeypatch) -> None:
     moved = [r for r in repos if shard_for(r, 2) != shard_for(r, 3)]
     assert moved
     gateways: list[subprocess.Popen] = []
-    with Cluster(tmp_path / "data", shards=2, workers=1) as cluster, open(tmp_path / "gateways.log", "ab") as log:
+    config = {"extensions": {"metrics": {"enable": True}}}
+    with Cluster(tmp_path / "data", shards=2, workers=1, config=config) as cluster, \
+            open(tmp_path / "gateways.log", "ab") as log:
         try:
             main = httpx.Client(base_url=cluster.url, timeout=60)
             images = {repo: push_image(main, repo, "v1")[1] for repo in repos}
@@ -75,6 +77,13 @@ def test_gateways_that_missed_the_resize(tmp_path, monkeypatch) -> None:
             status = cluster.status()
             assert status["epoch"] == 3 and [s["owned"] for s in status["shardStates"]] == [
                 sum(shard_for(r, 3) == i for r in repos) for i in range(3)]
+            metrics = main.get("/metrics").text
+            for shard in range(3):
+                assert f'shardreg_cluster_epoch{{shard="{shard}"}} 3.0' in metrics, metrics[-3000:]
+            fences = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                         if line.startswith("shardreg_reshard_fence_seconds_count"))
+            assert fences >= len(moved)  # one fence per switched repository, on the sources
+            assert 'shardreg_reshard_redirects_total{kind="stale_map",shard=' in metrics
         finally:
             for proc in gateways:
                 proc.terminate()
