@@ -82,6 +82,11 @@ class ShardServer:
         self.hooks.on_pull.append(self.search.record_pull)
         self.hooks.on_delete.append(self.search.record_delete)
         self.routing = Routing(self.service.meta, index, self.service.uploads.repo_busy)
+        view = self.routing.view
+        if view is not None and view.phase == "stable" and view.shards != config.cluster.shards:
+            log.warning("cluster.shards is %d but the cluster map (epoch %d) has %d shards: the map decides; "
+                        "change the count with `shardreg cluster resize --shards N`", config.cluster.shards,
+                        view.epoch, view.shards)
         self.cleanup = Cleanup(self.service, self.routing, self.search)
         self.moves = MoveOps(self.service, self.routing, self.search)
         self.search.owns = self.routing.lists
