@@ -344,8 +344,7 @@ class DeletedReply(TypedDict):
 class ApikeyLookupRequest(TypedDict):
     #: SHA-256 (hex) of the presented key.
     hash: str
-    #: The user it is presented for (routes the request; issue 12).
-    user: NotRequired[str]
+    user: NotRequired[str]  # the user it is presented for: routes the request (issue 12)
 
 
 class ApikeyLookupReply(TypedDict):

@@ -300,15 +300,16 @@ class MetaStore(LmdbStore):
         """Record (first start) or verify this shard's place in the cluster.
 
         The shard count is no longer fixed (issue 12: the map has an epoch and changes by resizing),
-        so only the index is checked. A brand-new shard whose index is within the configured count
-        starts with the map ``{epoch 1, stable, shard_count}``; one beyond it (a shard started to
-        join a resize) records epoch 0 and serves nothing until a resize gives it a view."""
+        so only the index is checked. Only the home (shard 0) of a brand-new cluster takes its map
+        from the config, ``{epoch 1, stable, shard_count}``; any other new shard records epoch 0 and
+        gets its map from a gateway (the home's) or a resize: a shard never adopts a count from its
+        own config, which may already name shards a resize has not brought in yet."""
 
         def check(txn: Txn) -> None:
             recorded = self.system_get(txn, b"cluster")
             if recorded is None:
                 view: Record = {"index": shard_index, "created": time.time()}
-                if shard_index < shard_count:
+                if shard_index == 0:
                     view.update(epoch=1, shards=shard_count, **{"from": shard_count})
                 else:
                     view.update(epoch=0, shards=0, **{"from": 0})

@@ -54,9 +54,13 @@ def test_ownership_check_stable(registry: InProcessRegistry) -> None:
     stale = error(registry, 0, "manifest.get", {**get, "epoch": 0})
     assert stale.code is ErrorCode.STALE_MAP and stale.detail["view"]["shards"] == 2
     # a map is accepted only from a newer epoch; an older one is refused with the shard's own
-    assert error(registry, 1, "cluster.map.put", {"view": ClusterMap.stable(0, 2).to_wire()}).code is ErrorCode.STALE_MAP
+    assert error(registry, 0, "cluster.map.put", {"view": ClusterMap.stable(0, 2).to_wire()}).code is ErrorCode.STALE_MAP
     # fan-outs must agree on the map too
-    assert error(registry, 1, "repo.catalog", {"n": 10, "last": None, "epoch": 0}).code is ErrorCode.STALE_MAP
+    assert error(registry, 0, "repo.catalog", {"n": 10, "last": None, "epoch": 0}).code is ErrorCode.STALE_MAP
+    # a new cluster's other shards get the home's map from a gateway: a shard never takes it from its config
+    with registry.client() as c:
+        push_image(c, other, "v1")
+    assert registry.shards[1].routing.view == ClusterMap.stable(1, 2)
 
 
 def test_one_move_by_hand(registry: InProcessRegistry) -> None:
