@@ -78,6 +78,8 @@ class Routing:
         #: Every fence's duration, as a cumulative histogram (FENCE_BUCKETS, then +Inf), and its sum.
         self.fence_buckets = [0] * (len(FENCE_BUCKETS) + 1)
         self.fence_sum = 0.0
+        #: Uploads in progress when their repository switched (their clients restart them).
+        self.uploads_refused = 0
         self.reload()
 
     # -- the view ------------------------------------------------------------------------------
@@ -183,7 +185,7 @@ class Routing:
 
         return release
 
-    def status(self, uploads_refused: int = 0) -> dict[str, Any]:
+    def status(self) -> dict[str, Any]:
         """For ``status`` and the gateway's /metrics: cheap (the move records are few)."""
         states: Counter[str] = Counter()
 
@@ -196,7 +198,7 @@ class Routing:
                 "moves": dict(states), "redirects": dict(self.redirects),
                 "fence": {"buckets": list(zip(FENCE_BUCKETS, self.fence_buckets, strict=False)),
                           "sum": self.fence_sum, "count": self.fence_buckets[-1]},
-                "uploadsRefused": uploads_refused}
+                "uploadsRefused": self.uploads_refused}
 
     def lists(self, name: str) -> bool:
         """Whether a listing on this shard shows repository ``name`` (no gaps, no duplicates once

@@ -90,7 +90,7 @@ class ShardServer:
         self.cleanup = Cleanup(self.service, self.routing, self.search)
         self.moves = MoveOps(self.service, self.routing, self.search)
         self.search.owns = self.routing.lists
-        self.service.reshard_status = lambda: self.routing.status(self.moves.uploads_refused)
+        self.service.reshard_status = self.routing.status
         self.service.lists = self.routing.lists
         bound = bind(
             RepositoryOps(self.service), ManifestOps(self.service, self.hooks), BlobOps(self.service),

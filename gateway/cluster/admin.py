@@ -56,7 +56,8 @@ async def status_document() -> dict[str, Any]:
             role = "stable"
         return {"index": index, "up": True, "epoch": own.epoch if own else 0, "role": role,
                 "owned": counts.get("owned", 0), "moving": counts.get("moving", 0),
-                "switched": counts.get("switched", 0), "bytesLeft": 0}
+                "switched": counts.get("switched", 0), "bytesLeft": 0,
+                "uploadsRefused": counts.get("uploadsRefused", 0)}
 
     shards = list(await asyncio.gather(*(shard(i) for i in range(width))))
     progress = dict((plan or {}).get("progress") or {})
@@ -76,7 +77,9 @@ async def status_document() -> dict[str, Any]:
                      "bytes": progress.get("bytes", {"done": 0, "left": 0}),
                      "bytesPerSecond": progress.get("bytesPerSecond", 0.0), "etaSeconds": progress.get("etaSeconds"),
                      "fence": progress.get("fence", {"p50": 0.0, "p99": 0.0}),
-                     "busyRetries": progress.get("busyRetries", 0), "uploadsRefused": progress.get("uploadsRefused", 0)},
+                     "busyRetries": progress.get("busyRetries", 0),
+                     "uploadsRefused": sum(s.get("uploadsRefused", 0) for s in shards)
+                     if view.phase == "transition" else progress.get("uploadsRefused", 0)},
         "shardStates": shards,
         "errors": list(progress.get("errors", [])) + ([plan["error"]] if plan and plan.get("error") else []),
     }

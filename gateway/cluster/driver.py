@@ -144,6 +144,7 @@ class Driver:
         sources = list(range(old)) if new > old else list(range(new, old))
         self.max_mbps = plan.get("maxMbps")
         started = time.monotonic()
+        self._bucket = (started, 0.0)
         self.progress = {"names": {"done": 0, "left": 0}, "bytes": {"done": 0, "left": 0}, "busyRetries": 0,
                          "uploadsRefused": 0, "errors": [], "started": time.time()}
         self._request_shards(width)
@@ -162,6 +163,11 @@ class Driver:
         if self.aborting:
             await self._abort(plan, transition, targets, sources)
             return
+        refused = 0
+        for source in sources:  # (counted by the sources since they started: a figure, not a ledger)
+            counts = (await self._call(source, messages.CLUSTER_MAP_GET({}), timeout=10)).get("counts") or {}
+            refused += int(counts.get("uploadsRefused", 0))
+        self.progress["uploadsRefused"] = refused
         stable = transition.finished()
         for group in (targets, sources, [i for i in range(width) if i not in targets and i not in sources]):
             await self._install(group, stable)

@@ -56,7 +56,8 @@ class ClusterOps:
         view, index = self.routing.view, self.shard.index
 
         def run(txn: Txn) -> dict[str, int]:
-            out = {"owned": 0, "moving": 0, "switched": 0, "imported": 0, "held": self.meta.repo_count(txn)}
+            out = {"owned": 0, "moving": 0, "switched": 0, "imported": 0, "held": self.meta.repo_count(txn),
+                   "uploadsRefused": self.routing.uploads_refused}
             for _kind, _name, record in self.meta.moves(txn):
                 if record.get("role") == "out" and record["state"] == SWITCHED:
                     out["switched"] += 1

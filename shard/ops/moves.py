@@ -43,8 +43,6 @@ class MoveOps:
         self.meta = shard.meta
         self.routing = routing
         self.token = 0
-        #: Uploads that were in progress when their repository switched (clients restart them).
-        self.uploads_refused = 0
 
     def _check_token(self, args: Any) -> None:
         token = int(args.get("token") or 0)
@@ -178,7 +176,7 @@ class MoveOps:
             state, refused = await self.meta.write_async(run)
         finally:
             self.routing.unfence((kind, name))
-        self.uploads_refused += refused
+        self.routing.uploads_refused += refused
         return {"state": state}, []
 
     # -- target ----------------------------------------------------------------------------------

@@ -141,8 +141,14 @@ def test_one_move_by_hand(registry: InProcessRegistry) -> None:
 
 def test_shrink_through_the_admin_routes(registry: InProcessRegistry) -> None:
     repos = [f"shrink/r{i}" for i in range(12)]
+    moving = name_on(1, 2, 1, prefix="shrink/upload")
     with registry.client() as c:
         images = {repo: push_image(c, repo, "v1")[1] for repo in repos}
+        push_image(c, moving, "v1")
+        # an upload in progress (between two PATCHes) when its repository switches owner
+        upload = c.post(f"/v2/{moving}/blobs/uploads/").headers["Location"]
+        assert c.patch(upload, content=b"x" * 100, headers={"Content-Type": "application/octet-stream"}
+                       ).status_code == 202
         assert c.post("/v2/_shardreg/cluster/resize", json={"shards": 0}).status_code == 400
         assert c.post("/v2/_shardreg/cluster/resize", json={"shards": "2"}).status_code == 400
         assert c.post("/v2/_shardreg/cluster/resize", json={"shards": 2, "maxMbps": -1}).status_code == 400
@@ -161,11 +167,16 @@ def test_shrink_through_the_admin_routes(registry: InProcessRegistry) -> None:
                 break
             registry.run(asyncio.sleep(0.1))
         assert status["phase"] == "stable" and status["shards"] == 1 and status["epoch"] == 3
-        assert status["progress"]["names"]["done"] == sum(shard_for(r, 2) == 1 for r in repos)
+        assert status["progress"]["names"]["done"] == sum(shard_for(r, 2) == 1 for r in [*repos, moving])
         for repo, body in images.items():
             r = c.get(f"/v2/{repo}/manifests/v1")
             assert r.status_code == 200 and r.content == body
-        assert c.get("/v2/_catalog").json()["repositories"] == sorted(repos)
+        assert c.get("/v2/_catalog").json()["repositories"] == sorted([*repos, moving])
         push_image(c, repos[0], "after")  # writes go to the new owner
+        # the upload was refused cleanly: 404 BLOB_UPLOAD_UNKNOWN (clients restart that blob), counted
+        r = c.patch(upload, content=b"y" * 100, headers={"Content-Type": "application/octet-stream"})
+        assert r.status_code == 404 and r.json()["errors"][0]["code"] == "BLOB_UPLOAD_UNKNOWN", r.text
+        assert status["progress"]["uploadsRefused"] == 1
+        push_image(c, moving, "again")
     assert all(registry.shards[0].routing.lists(r) for r in repos)
     assert not any(registry.shards[1].routing.lists(r) for r in repos)
