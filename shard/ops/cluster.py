@@ -90,6 +90,7 @@ class ClusterOps:
             record = {**current, **new.to_wire(), "index": index, "since": time.time()}
             self.meta.put_view(txn, record)
             if new.phase == "transition":
+                self._forget_users(txn, ClusterMap.from_wire(current) if epoch > 1 else None)
                 self._make_present(txn, new)
             else:
                 for kind, name, _ in list(self.meta.moves(txn)):
@@ -100,6 +101,16 @@ class ClusterOps:
         log.info("shard %d: cluster map epoch %d (%s, %d → %d shards)", index, new.epoch, new.phase,
                  new.source_count, new.shards)
         return {"index": index, "view": self.routing.view_wire()}, []
+
+    def _forget_users(self, txn: Txn, previous: ClusterMap | None) -> None:
+        """Users this shard held but did not own before this resize (leftovers of the last one, not
+        cleaned up yet) go now: a user is not monotonic (its last key can be deleted), so its old
+        owner could answer ASK for it, and a leftover here must not answer in its place."""
+        if previous is None or previous.phase != "stable":
+            return
+        for user in user_names(self.meta, txn):
+            if previous.owner(user) != self.shard.index:
+                delete_user_records(self.meta, txn, user)
 
     def _make_present(self, txn: Txn, view: ClusterMap) -> None:
         """Names with data here get a record, so that no data hides behind an ASK."""
