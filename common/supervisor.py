@@ -90,6 +90,9 @@ class Child:
     stdin: bytes = b""
     #: A shard stopped after a shrink drained it: not restarted.
     retired: bool = False
+    #: When to stop a drained shard: a few seconds after the resize, so that gateways still
+    #: routing by the old map hear the new one from it (STALE_MAP) rather than find it gone.
+    retire_at: float = 0.0
 
     def start(self, selector: selectors.BaseSelector) -> None:
         self.process = subprocess.Popen(self.argv, preexec_fn=_child_setup(os.getpid()), start_new_session=True,
@@ -132,6 +135,9 @@ class Child:
 REQUEST_FILE = "cluster-request.json"
 #: The shard count a resize left, started next time (a config disagreeing is a warning).
 SIZE_FILE = "cluster-size.json"
+#: Seconds a drained shard keeps answering after a shrink before it is stopped (STALE_MAP to
+#: gateways routing by the old map; the end of blob streams it was serving).
+RETIRE_GRACE = 30.0
 
 
 def recorded_size(root: Path) -> int | None:
@@ -294,11 +300,11 @@ class Supervisor:
             child.start(self.selector)
             changed = True
         for child in shards[want:]:
-            if not child.retired and child.process is not None:
-                log.info("%s was drained by a resize: stopping it (its directory is kept)", child.name)
-                child.retired = True
-                child.process.send_signal(signal.SIGTERM)
+            if not child.retired and not child.retire_at:
+                child.retire_at = time.monotonic() + RETIRE_GRACE
                 changed = True
+        for child in shards[:want]:
+            child.retire_at = 0.0  # a grow right after a shrink: keep it
         if changed:
             tmp = self.root / (SIZE_FILE + ".tmp")
             tmp.write_text(json.dumps({"shards": want}))
@@ -317,6 +323,11 @@ class Supervisor:
                 if self.stopping:
                     break
                 proc = child.process
+                if child.retire_at and now >= child.retire_at and not child.retired:
+                    log.info("%s was drained by a resize: stopping it (its directory is kept)", child.name)
+                    child.retired = True
+                    if proc is not None and proc.poll() is None:
+                        proc.send_signal(signal.SIGTERM)
                 if child.retired:
                     if proc is not None and proc.poll() is not None:
                         self._pump(0)

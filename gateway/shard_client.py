@@ -75,6 +75,7 @@ class ShardClient:
         self.hints: dict[str, tuple[int, int]] = {}
         self.redirects: dict[str, int] = {"moved": 0, "ask": 0, "stale_map": 0, "tryagain": 0}
         self._refreshing: asyncio.Task | None = None
+        self._looked = -1.0
         for index in range(self.count):
             self._connect(index)
 
@@ -261,11 +262,20 @@ class ShardClient:
         shard = self.map.owner(name)
         if hint is not None and hint[0] == self.map.epoch:
             shard, via = hint[1], "moved"
+        checked = False
         for _ in range(MAX_REDIRECTS):
             try:
                 return await self.wait(shard, await self.send(shard, request, frames, via), timeout)
             except RegistryError as exc:
                 code = exc.code
+                if code is ErrorCode.UNAVAILABLE and not checked and via is None:
+                    # a shard that is down may have been drained and stopped by a resize this
+                    # worker has not heard of: ask the home once before answering 503
+                    checked = True
+                    if await self.newer_map():
+                        shard = self.map.owner(name)
+                        continue
+                    raise
                 if code not in (ErrorCode.STALE_MAP, ErrorCode.MOVED, ErrorCode.ASK, ErrorCode.TRYAGAIN):
                     raise
                 detail = exc.detail if isinstance(exc.detail, dict) else {}
@@ -288,6 +298,22 @@ class ShardClient:
                     shard, via = self.map.owner(name), None
         log.error("%s for %s: more than %d redirects", request.wire.op.value, name, MAX_REDIRECTS)
         raise unavailable(shard, "the cluster map is changing")
+
+    async def newer_map(self) -> bool:
+        """Whether the home has a newer map than this worker's (installed if so); at most one
+        look every second per worker, so a crashed shard does not double the load on the home."""
+        now = time.monotonic()
+        if now - self._looked < 1.0:
+            return False
+        self._looked = now
+        epoch = self.map.epoch
+        try:
+            reply = await self.wait(0, await self.send(0, messages.CLUSTER_MAP_GET({})), min(self.timeout, 2.0))
+        except RegistryError:
+            return False
+        if reply.result["view"]:
+            self.set_map(ClusterMap.from_wire(reply.result["view"]))
+        return self.map.epoch > epoch
 
     def _hint(self, name: str, shard: int) -> None:
         if len(self.hints) >= HINTS:
@@ -334,6 +360,8 @@ class ShardClient:
                     await self.refresh(exc.detail.get("view") if isinstance(exc.detail, dict) else None)
                 elif exc.code is ErrorCode.TRYAGAIN and isinstance(exc.detail, dict) and exc.detail.get("view", 0) is None:
                     await self.install(self.width - 1)
+                elif exc.code is ErrorCode.UNAVAILABLE and await self.newer_map():
+                    continue  # a shard a resize retired: ask only those of the new map
                 else:
                     raise
         raise unavailable(0, "the cluster map is changing")
