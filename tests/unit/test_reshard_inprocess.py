@@ -180,3 +180,27 @@ def test_shrink_through_the_admin_routes(registry: InProcessRegistry) -> None:
         push_image(c, moving, "again")
     assert all(registry.shards[0].routing.lists(r) for r in repos)
     assert not any(registry.shards[1].routing.lists(r) for r in repos)
+
+
+def test_abort_before_anything_switched_rolls_back(registry: InProcessRegistry) -> None:
+    """An abort noticed before any name switched: the old count comes back at a new epoch, every
+    repository where it was; a resize can begin again afterwards."""
+    repos = [f"abort/r{i}" for i in range(6)]
+    with registry.client() as c:
+        images = {repo: push_image(c, repo, "v1")[1] for repo in repos}
+    begin = {"shards": 1, "max_mbps": None, "id": "rtest"}
+    call(registry, 0, "cluster.plan.begin", begin)
+    call(registry, 0, "cluster.plan.update", {"token": -1, "changes": {"state": "aborting"}})
+    registry.app.state.driver.kick.set()  # type: ignore[attr-defined]
+    with registry.client() as c:
+        for _ in range(300):
+            status = c.get("/v2/_shardreg/cluster/status").json()
+            if status["resize"]["state"] == "aborted":
+                break
+            registry.run(asyncio.sleep(0.1))
+        assert status["resize"]["state"] == "aborted" and status["phase"] == "stable"
+        assert status["shards"] == 2 and status["epoch"] == 3
+        for repo, body in images.items():
+            r = c.get(f"/v2/{repo}/manifests/v1")
+            assert r.status_code == 200 and r.content == body
+        assert c.post("/v2/_shardreg/cluster/resize", json={"shards": 1}).status_code == 202
