@@ -71,6 +71,9 @@ class Routing:
         self.index = index
         self.upload_busy = upload_busy
         self.fences: dict[Name, Fence] = {}
+        #: Names whose switch is being committed: writes wait for the commit, even past the fence's
+        #: deadline (else a write could slip in between the switch's check and its commit).
+        self.switching: set[Name] = set()
         self.inflight: Counter[Name] = Counter()
         #: Redirects answered, by kind (status, metrics).
         self.redirects: Counter[str] = Counter()
@@ -168,11 +171,16 @@ class Routing:
         name = self.check(op, args)
         if name is None or op not in WRITES:
             return _nothing
-        while (fence := self.fences.get(name)) is not None:
-            try:
-                await asyncio.wait_for(fence.released.wait(), max(0.01, fence.deadline - time.monotonic()) + 0.05)
-            except TimeoutError:
-                self.unfence(name)
+        while (fence := self.fences.get(name)) is not None or name in self.switching:
+            if fence is None:
+                await asyncio.sleep(0.005)
+            else:
+                try:
+                    await asyncio.wait_for(fence.released.wait(),
+                                           max(0.01, fence.deadline - time.monotonic()) + 0.05)
+                except TimeoutError:
+                    if name not in self.switching:  # the source bounds the pause: lift it
+                        self.unfence(name)
             name = self.check(op, args)  # decided again: it may have switched meanwhile
             if name is None:
                 return _nothing

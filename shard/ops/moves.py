@@ -172,9 +172,11 @@ class MoveOps:
             refused = sum(1 for _, u in self.meta.uploads(txn) if u.get("repo") == name) if kind == "repo" else 0
             return SWITCHED, refused
 
+        self.routing.switching.add((kind, name))
         try:
             state, refused = await self.meta.write_async(run)
         finally:
+            self.routing.switching.discard((kind, name))
             self.routing.unfence((kind, name))
         self.routing.uploads_refused += refused
         return {"state": state}, []
