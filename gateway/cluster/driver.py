@@ -315,6 +315,7 @@ class Driver:
             if copied < 8 * FRAME_SIZE:
                 break
         for _ in range(3):
+            fenced = time.monotonic()  # from before the fence is asked: an upper bound of the writes' pause
             try:
                 await self._call(source, messages.MOVE_FENCE(self._move_args(kind, name, budget=FENCE_BUDGET)))
             except RegistryError as exc:
@@ -322,7 +323,6 @@ class Driver:
                     await asyncio.sleep(0.1)
                     continue
                 raise
-            fenced = time.monotonic()
             try:
                 await self._copy(kind, name, source, target, last)
                 await self._call(target, messages.MOVE_ACTIVATE(self._move_args(kind, name)))
