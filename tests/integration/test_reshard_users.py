@@ -30,7 +30,7 @@ def basic(user: str, password: str) -> dict[str, str]:
 def test_users_keys_sessions_and_stars_follow_their_owner(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("SHARDREG_RESHARD_WATCH", "1")
     monkeypatch.setenv("SHARDREG_RESHARD_CLEANUP_DELAY", "1")
-    users = {f"user{i}": f"pw-{i}-a8" for i in range(24)}
+    users = {f"user{i}": f"pw-{i}-a8" for i in range(12)}
     moving = [u for u in users if shard_for(u, 2) != shard_for(u, 3)]
     staying = [u for u in users if u not in moving]
     assert len(moving) >= 3 and staying
