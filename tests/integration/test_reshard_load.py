@@ -46,6 +46,8 @@ def test_grow_and_shrink_under_load(tmp_path, fast_cleanup) -> None:
         load.verify_all()
         catalog = httpx.get(f"{cluster.url}/v2/_catalog", params={"n": 1000}).json()["repositories"]
         assert catalog == sorted({repo for repo, _ in load.acked})
+        print(f"reshard load: {load.requests} requests, {len(load.acked)} pushes acknowledged, fence p99 per "
+              f"resize {[round(f, 3) for f in fences]} s, longest manifest PUT {max(load.max_pause.values()):.3f} s")
         assert max(fences) <= 1.0, fences
         assert max(load.max_pause.values()) < 10  # clients' longest manifest PUT (not a speed claim: a bound)
     owned = check_shards(data, 2)
