@@ -292,6 +292,7 @@ class ShardClient:
                     shard, via = int(detail["shard"]), "ask"
                 elif "view" in detail and detail["view"] is None:  # a shard without a map yet
                     await self.install(shard)
+                    shard, via = self.map.owner(name), None  # (this worker's map may have been the stale one)
                 else:
                     self.hints.pop(name, None)
                     await asyncio.sleep(0.05)
