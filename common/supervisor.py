@@ -305,6 +305,12 @@ class Supervisor:
                 changed = True
         for child in shards[:want]:
             child.retire_at = 0.0  # a grow right after a shrink: keep it
+        if changed and self.children[0].stdin:
+            # children (re)started from now on get the new count (a warning otherwise, nothing more)
+            config = json.loads(self.children[0].stdin)
+            config["cluster"]["shards"] = want
+            for child in self.children:
+                child.stdin = json.dumps(config).encode()
         if changed:
             tmp = self.root / (SIZE_FILE + ".tmp")
             tmp.write_text(json.dumps({"shards": want}))

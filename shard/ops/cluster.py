@@ -266,6 +266,10 @@ class Cleanup:
             await self.meta.write_async(lambda txn: self.meta.system_delete(txn, _PURGE))
 
     async def loop(self, interval: float = 5.0) -> None:
+        try:  # a purge a crash interrupted: its noted files go at once
+            await self._remove_noted_files()
+        except Exception:
+            log.exception("removing the files of an interrupted purge failed")
         while True:
             await asyncio.sleep(interval)
             try:
