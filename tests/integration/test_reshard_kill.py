@@ -59,7 +59,8 @@ def test_kill_during_a_resize(tmp_path, monkeypatch, seed: int) -> None:
         assert sum(shard_for(r, 2) != shard_for(r, 3) for r in images) >= 10
         victims = rng.sample(["shard-0", "shard-1", "shard-2", "gateway", "driver"], 2)
         with Load(cluster.url, clients=2, repos=6, seed=seed) as load:
-            began = cluster.cli("resize", "--shards", "3", "--no-wait")
+            # throttled (--max-mbps) so that the kills land while names move (~1 MiB of blobs moves)
+            began = cluster.cli("resize", "--shards", "3", "--no-wait", "--max-mbps", "0.4")
             assert began.returncode == 0, began.stderr
             for victim in victims:
                 time.sleep(rng.uniform(0.1, 1.5))
@@ -78,7 +79,7 @@ def test_kill_during_a_resize(tmp_path, monkeypatch, seed: int) -> None:
                 time.sleep(0.5)
             else:
                 pytest.fail(f"the resize did not finish after killing {victims}: {status}\n{cluster.logs()}")
-            assert status["shards"] == 3
+            assert status["shards"] == 3 and status["resize"]["maxMbps"] == 0.4
         assert all(e.split(":", 1)[1].strip().startswith("503") for e in load.errors if "404" not in e), load.errors
         assert not [e for e in load.errors if "404" in e], load.errors
         load.verify_all()
