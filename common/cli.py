@@ -7,6 +7,7 @@
     shardreg user add|remove|list ...   manage the htpasswd file (see gateway/auth/users.py)
     shardreg bench ...                  the load benchmark (see bench/; needs the ``bench`` extras)
     shardreg retention|gc --dry-run [--url U] [--user A]   the retention plan of a running cluster
+    shardreg cluster resize|status ...  change the shard count of a running cluster (common/cluster_cli.py)
 
 A configuration or start-up problem (a bad value, a missing file, a port in use, a data
 directory another process owns) is printed once, naming the key or flag, with exit code 2.
@@ -31,7 +32,8 @@ from common.startup import StartupError, check_files, check_shard_ports
 
 #: Commands with their own argument parser: ``shardreg <name> ...`` is handed to it whole.
 DELEGATED = {"user": "manage the users of an htpasswd file (add, remove, list)",
-             "bench": "run the load benchmark (needs: pip install 'shardreg[bench]')"}
+             "bench": "run the load benchmark (needs: pip install 'shardreg[bench]')",
+             "cluster": "resize a running cluster online, or show its map and the resize in progress"}
 #: Packages of the ``bench`` extras (pyproject.toml), named when one is missing.
 BENCH_EXTRAS = {"rich", "matplotlib", "httpx", "aiohttp"}
 #: Errors found before anything starts: printed once, exit code 2.
@@ -90,8 +92,11 @@ def cmd_shard(args: argparse.Namespace) -> int:
 
     config = _load(args)
     index = _shard_index(args)
-    if not 0 <= index < config.cluster.shards:
-        raise ConfigError(f"shard index {index} is outside 0..{config.cluster.shards - 1}")
+    if config.cluster.endpoints and not 0 <= index < len(config.cluster.endpoints):
+        raise ConfigError(f"shard index {index} is outside 0..{len(config.cluster.endpoints) - 1} (cluster.endpoints)")
+    if index >= config.cluster.shards:  # a shard started for a resize: it waits, empty, for a map
+        print(f"shardreg: shard {index} is beyond cluster.shards={config.cluster.shards}: it joins when "
+              "`shardreg cluster resize` makes it part of the map", file=sys.stderr)
     check_shard_ports(config, [index])
     setup_logging(config, f"shard-{index}")
     try:
@@ -212,6 +217,10 @@ def _user(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     set_umask()  # everything this process and its children create is owner-only
+    if argv and argv[0] == "cluster":
+        from common.cluster_cli import main as cluster_main
+
+        return cluster_main(argv[1:])
     if argv and argv[0] in DELEGATED:
         return (_bench if argv[0] == "bench" else _user)(argv[1:])
     args = build_parser().parse_args(argv)

@@ -41,6 +41,14 @@ class ErrorCode(Enum):
     #: The shard's disk (or its file size limit) is full: the server's fault, not the client's.
     INSUFFICIENT_STORAGE = (507, "insufficient storage")
     INTERNAL = (500, "internal server error")
+    # Resharding (issue 12). The first four are answers between shards and gateways that never
+    # reach a client (the gateway follows them); 503 if one ever did.
+    MOVED = (503, "the name has moved to another shard")
+    ASK = (503, "the name is not on this shard yet: ask its new owner")
+    STALE_MAP = (503, "the request was routed with an older cluster map")
+    TRYAGAIN = (503, "the name is being moved: try again")
+    RESIZE_RUNNING = (409, "a resize is running")
+    NO_RESIZE = (409, "no resize is running")
 
     @property
     def status(self) -> int:
@@ -101,4 +109,8 @@ _WIRE_ALIASES = {
     ErrorCode.BAD_REQUEST: "UNSUPPORTED",
     ErrorCode.UNAVAILABLE: "UNAVAILABLE",
     ErrorCode.INTERNAL: "INTERNAL_ERROR",
+    ErrorCode.MOVED: "UNAVAILABLE",
+    ErrorCode.ASK: "UNAVAILABLE",
+    ErrorCode.STALE_MAP: "UNAVAILABLE",
+    ErrorCode.TRYAGAIN: "UNAVAILABLE",
 }

@@ -10,12 +10,14 @@ the wire between gateways and shards of one cluster: resharding will version it.
 Raw frames are not part of these types: a request's trailing frames are named in its
 docstring (manifest bytes, blob bytes, trust material), as are a reply's.
 """
+# ruff: noqa: F405
 
 # No ``from __future__ import annotations`` here: TypedDict must see NotRequired[...] at run
 # time to know which keys are required (Wire.missing relies on it).
 from typing import Any, NotRequired, TypedDict
 
 from common.messages_lifecycle import CLOCK_SET, RETENTION_RUN  # storage lifecycle ops (their types there)
+from common.messages_users import *  # noqa: F403  (the per-user records' types)
 from common.protocol import Op, Wire
 from common.sync_messages import SyncBlobReadRequest, SyncBlobReply, SyncBlobRequest, SyncStatusReply
 
@@ -58,6 +60,7 @@ class StatusReply(TypedDict):
     pid: int
     #: Retention's last pass and the event sinks' figures (shard/lifecycle_status.py).
     lifecycle: NotRequired[dict[str, Any]]
+    reshard: NotRequired[dict[str, Any]]  # the map and the moves (shard.routing.Routing.status)
 
 
 # -- repositories and listings ------------------------------------------------------------
@@ -322,86 +325,6 @@ class DebugProfileReply(TypedDict):
     text: str
 
 
-# -- per-user records -----------------------------------------------------------------------
-class UserRequest(TypedDict):
-    user: str
-
-
-class ApikeyCreateRequest(TypedDict):
-    user: str
-    #: {uuid, hash, label, scopes, createdAt, expiresAt, creatorUa, generatedBy, lastUsed}
-    record: dict[str, Any]
-
-
-class UuidReply(TypedDict):
-    uuid: str
-
-
-class ApikeyListReply(TypedDict):
-    keys: list[dict[str, Any]]
-
-
-class ApikeyDeleteRequest(TypedDict):
-    user: str
-    uuid: str
-
-
-class DeletedReply(TypedDict):
-    deleted: bool
-
-
-class ApikeyLookupRequest(TypedDict):
-    #: SHA-256 (hex) of the presented key.
-    hash: str
-
-
-class ApikeyLookupReply(TypedDict):
-    #: The key's record without its hash, plus ``user``; None when unknown.
-    key: dict[str, Any] | None
-
-
-class ApikeyTouchRequest(TypedDict):
-    #: [[user, uuid, timestamp], ...]
-    uses: list[list[Any]]
-
-
-class ApikeyTouchReply(TypedDict):
-    updated: int
-
-
-class SessionCreateRequest(TypedDict):
-    user: str
-    sid: str
-    expires: float
-
-
-class SessionRequest(TypedDict):
-    sid: str
-
-
-class SidReply(TypedDict):
-    sid: str
-
-
-class SessionGetReply(TypedDict):
-    #: {user, created, expires}, or None when unknown or expired.
-    session: dict[str, Any] | None
-
-
-class UserPurgeReply(TypedDict):
-    #: API keys and sessions deleted.
-    keys: int
-    sessions: int
-
-
-class SecretGetRequest(TypedDict):
-    name: str
-
-
-class SecretGetReply(TypedDict):
-    secret: bytes
-
-
 # -- the wires -------------------------------------------------------------------------------
 PING = Wire(Op.PING, Empty, PingReply)
 STATUS = Wire(Op.STATUS, Empty, StatusReply)
@@ -455,3 +378,9 @@ SYNC_BLOB = Wire(Op.SYNC_BLOB, SyncBlobRequest, SyncBlobReply)
 SYNC_BLOB_READ = Wire(Op.SYNC_BLOB_READ, SyncBlobReadRequest, BlobReadReply)
 SYNC_STATUS = Wire(Op.SYNC_STATUS, Empty, SyncStatusReply)
 ALL.update({w.op: w for w in (SYNC_MANIFEST, SYNC_BLOB, SYNC_BLOB_READ, SYNC_STATUS)})
+
+# -- resharding (issue 12): in common/messages_cluster.py
+from common.messages_cluster import *  # noqa: E402,F403
+from common.messages_cluster import WIRES as _CLUSTER_WIRES  # noqa: E402
+
+ALL.update({w.op: w for w in _CLUSTER_WIRES})

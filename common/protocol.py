@@ -94,6 +94,27 @@ class Op(StrEnum):
     SYNC_BLOB = "sync.blob"
     SYNC_BLOB_READ = "sync.blob.read"
     SYNC_STATUS = "sync.status"
+    # resharding (issue 12): the cluster map, the resize plan and lease (home: shard 0), moves
+    CLUSTER_MAP_GET = "cluster.map.get"
+    CLUSTER_MAP_PUT = "cluster.map.put"
+    CLUSTER_PLAN_GET = "cluster.plan.get"
+    CLUSTER_PLAN_BEGIN = "cluster.plan.begin"
+    CLUSTER_PLAN_UPDATE = "cluster.plan.update"
+    CLUSTER_LEASE = "cluster.lease"
+    MOVE_LIST = "move.list"
+    MOVE_START = "move.start"
+    MOVE_STATE = "move.state"
+    MOVE_MANIFESTS = "move.manifests"
+    MOVE_BLOB_LINK = "move.blob.link"
+    MOVE_BLOB_WRITE = "move.blob.write"
+    MOVE_BLOB_COMMIT = "move.blob.commit"
+    MOVE_APPLY = "move.apply"
+    MOVE_FENCE = "move.fence"
+    MOVE_UNFENCE = "move.unfence"
+    MOVE_ACTIVATE = "move.activate"
+    MOVE_REOPEN = "move.reopen"
+    MOVE_SWITCH = "move.switch"
+    MOVE_DONE = "move.done"
 
 
 class Wire(Generic[Req, Rep]):
@@ -135,10 +156,12 @@ class Request(Generic[Req, Rep]):
 class Reply(Generic[Rep]):
     """A shard's answer: the decoded result and the raw frames that followed it."""
 
-    __slots__ = ("result", "frames")
+    __slots__ = ("result", "frames", "shard")
 
-    def __init__(self, result: Rep, frames: list[Frame]) -> None:
+    def __init__(self, result: Rep, frames: list[Frame], shard: int = -1) -> None:
         self.result, self.frames = result, frames
+        #: The shard that answered (after any redirects: where a PATCH or a blob read continues).
+        self.shard = shard
 
 
 #: What a shard handler returns: the reply and the raw frames to send after it.

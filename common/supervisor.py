@@ -88,6 +88,11 @@ class Child:
     partial: bytes = b""
     #: The config, given on stdin (``--config -``): secrets stay out of files.
     stdin: bytes = b""
+    #: A shard stopped after a shrink drained it: not restarted.
+    retired: bool = False
+    #: When to stop a drained shard: a few seconds after the resize, so that gateways still
+    #: routing by the old map hear the new one from it (STALE_MAP) rather than find it gone.
+    retire_at: float = 0.0
 
     def start(self, selector: selectors.BaseSelector) -> None:
         self.process = subprocess.Popen(self.argv, preexec_fn=_child_setup(os.getpid()), start_new_session=True,
@@ -126,10 +131,33 @@ class Child:
         return "no output"
 
 
+#: Written by a gateway's resize driver (gateway/cluster/driver.py): the shard processes to run.
+REQUEST_FILE = "cluster-request.json"
+#: The shard count a resize left, started next time (a config disagreeing is a warning).
+SIZE_FILE = "cluster-size.json"
+#: Seconds a drained shard keeps answering after a shrink before it is stopped (STALE_MAP to
+#: gateways routing by the old map; the end of blob streams it was serving).
+RETIRE_GRACE = 30.0
+
+
+def recorded_size(root: Path) -> int | None:
+    try:
+        return int(json.loads((root / SIZE_FILE).read_text())["shards"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 class Supervisor:
     def __init__(self, config: Config) -> None:
+        root = config.storage.root_directory.resolve()
+        size = recorded_size(root)
+        if size is not None and size != config.cluster.shards and not config.cluster.endpoints:
+            log.warning("cluster.shards is %d but this cluster was resized to %d shards (%s): starting %d",
+                        config.cluster.shards, size, root / SIZE_FILE, size)
+            config = replace(config, cluster=replace(config.cluster, shards=size))
         self.config = config
-        self.root = config.storage.root_directory.resolve()
+        self.root = root
+        self._request_seen = 0.0
         self.config_path = self.root / "effective-config.json"
         self.status_path = self.root / "supervisor.json"
         cli = [sys.executable, "-m", "common.cli"]
@@ -252,18 +280,66 @@ class Supervisor:
             if self.lock is not None:
                 self.lock.release()
 
+    def _resize(self) -> bool:
+        """Start or stop shard processes as a resize driver asked (embedded mode)."""
+        path = self.root / REQUEST_FILE
+        try:
+            stamp = path.stat().st_mtime
+            if stamp == self._request_seen:
+                return False
+            self._request_seen = stamp
+            want = int(json.loads(path.read_text())["shards"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        shards = [c for c in self.children if c.name.startswith("shard-")]
+        changed = False
+        for index in range(len(shards), want):
+            child = Child(f"shard-{index}", [sys.executable, "-m", "common.cli", "shard", "--config", "-",
+                                             "--index", str(index)], stdin=self.children[0].stdin)
+            self.children.insert(index, child)
+            child.start(self.selector)
+            changed = True
+        for child in shards[want:]:
+            if not child.retired and not child.retire_at:
+                child.retire_at = time.monotonic() + RETIRE_GRACE
+                changed = True
+        for child in shards[:want]:
+            child.retire_at = 0.0  # a grow right after a shrink: keep it
+        if changed and self.children[0].stdin:
+            # children (re)started from now on get the new count (a warning otherwise, nothing more)
+            config = json.loads(self.children[0].stdin)
+            config["cluster"]["shards"] = want
+            for child in self.children:
+                child.stdin = json.dumps(config).encode()
+        if changed:
+            tmp = self.root / (SIZE_FILE + ".tmp")
+            tmp.write_text(json.dumps({"shards": want}))
+            os.replace(tmp, self.root / SIZE_FILE)
+        return changed
+
     def _run(self) -> int:
         for child in self.children:
             child.start(self.selector)
         self._write_status()
         while not self.stopping:
             self._pump(0.2)
-            changed = False
+            changed = self._resize()
             now = time.monotonic()
-            for child in self.children:
+            for child in list(self.children):
                 if self.stopping:
                     break
                 proc = child.process
+                if child.retire_at and now >= child.retire_at and not child.retired:
+                    log.info("%s was drained by a resize: stopping it (its directory is kept)", child.name)
+                    child.retired = True
+                    if proc is not None and proc.poll() is None:
+                        proc.send_signal(signal.SIGTERM)
+                if child.retired:
+                    if proc is not None and proc.poll() is not None:
+                        self._pump(0)
+                        self.children.remove(child)
+                        changed = True
+                    continue
                 if proc is not None and proc.poll() is not None:
                     reason = self._reaped(child, now)
                     if reason is not None:

@@ -22,6 +22,7 @@ from common.logs import setup_logging
 from gateway.accesslog import RequestLog
 from gateway.auth.access import AccessControl
 from gateway.body_guard import call_with_body_guard
+from gateway.cluster.driver import start_driver, stop_driver
 from gateway.distribution.uploads import UploadHandler
 from gateway.extensions.common import EXTENSIONS_KEY
 from gateway.extensions.openapi import DOCUMENT_KEY
@@ -127,9 +128,11 @@ def build_quart(state: GatewayState) -> Quart:
     @app.before_serving
     async def connect() -> None:
         state.client  # noqa: B018 - connect to the shards before the first request
+        start_driver(state)  # every worker watches for a resize whose driver is gone
 
     @app.after_serving
     async def close() -> None:
+        stop_driver(state)
         state.close()
 
     return app

@@ -26,6 +26,7 @@ from typing import Any
 from common.config import ExtensionsConfig
 from gateway import health
 from gateway.auth import routes as auth
+from gateway.cluster import admin as cluster
 from gateway.distribution import base, blobs, listings, manifests
 from gateway.extensions import discover, mgmt, openapi, oras, playground, pprof, search, trust, userprefs
 from gateway.extensions import lifecycle as lifecycle_ext
@@ -147,6 +148,9 @@ ROUTES: tuple[Route, ...] = (
     Route("retention", "/v2/_shardreg/retention", ("POST",), lifecycle_ext.retention),
     Route("debug_clock", "/v2/_shardreg/debug/clock", ("PUT",), lifecycle_ext.clock, "debug"),
     *_auth_routes(),
+    Route("cluster_status", "/v2/_shardreg/cluster/status", ("GET",), cluster.cluster_status),
+    Route("cluster_resize", "/v2/_shardreg/cluster/resize", ("POST",), cluster.cluster_resize),
+    Route("cluster_abort", "/v2/_shardreg/cluster/resize/abort", ("POST",), cluster.cluster_abort),
     # the path is extensions.metrics.prometheus.path (this is its default)
     Route("metrics", "/metrics", ("GET",), extension="metrics", served_by=METRICS),
     *(Route(*entry, extension="ui") for entry in ui.TABLE),  # the web UI (gateway/ui/)

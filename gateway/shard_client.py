@@ -22,12 +22,12 @@ import zmq.asyncio
 from zmq.utils.monitor import recv_monitor_message
 
 from common import curvekeys, messages
-from common.config import Config
+from common.clustermap import ClusterMap
+from common.config import Config, ConfigError
 from common.errors import ErrorCode, RegistryError
 from common.messages import RepoScoped
 from common.protocol import FRAME_SIZE, OK, WINDOW, Rep, Reply, Req, Request, pack, unpack
 from common.requestid import to_message_id
-from common.ring import shard_for
 
 log = logging.getLogger("shardreg.gateway")
 RETRY_AFTER = "5"
@@ -37,6 +37,10 @@ RepoReq = TypeVar("RepoReq", bound=RepoScoped)
 CONNECT_GRACE = 1.0
 #: A refused CURVE handshake is logged at most this often per shard (ZeroMQ retries every second).
 HANDSHAKE_LOG_INTERVAL = 30.0
+#: More redirects than this for one request is a bug (or a resize stuck half-way): 503.
+MAX_REDIRECTS = 8
+#: Names remembered as MOVED (per map epoch), so later requests go straight to the new owner.
+HINTS = 65536
 
 
 def unavailable(shard: int, why: str) -> RegistryError:
@@ -56,7 +60,6 @@ class ShardClient:
     def __init__(self, config: Config, observer: ShardCallObserver | None = None) -> None:
         self.config = config
         self.observer = observer
-        self.count = config.cluster.shards
         self.timeout = config.cluster.request_timeout
         # its own context (one client per worker process): nothing is shared with, or left behind by,
         # another client in the same process
@@ -66,8 +69,24 @@ class ShardClient:
         self.pending: dict[bytes, asyncio.Future] = {}
         self._ids = itertools.count(1)
         self._prefix = struct.pack(">I", os.getpid() & 0xFFFFFFFF)
-        keys = curvekeys.client_keys(config)  # tcp without keys: ConfigError (unless cluster.insecure)
+        self.keys = curvekeys.client_keys(config)  # tcp without keys: ConfigError (unless cluster.insecure)
+        #: The cluster map this worker routes with; epoch 0 until the first answer says better.
+        self.map = ClusterMap.stable(0, config.cluster.shards, config.cluster.hash_seed)
+        self.hints: dict[str, tuple[int, int]] = {}
+        self.redirects: dict[str, int] = {"moved": 0, "ask": 0, "stale_map": 0, "tryagain": 0}
+        self._refreshing: asyncio.Task | None = None
+        self._looked = -1.0
         for index in range(self.count):
+            self._connect(index)
+
+    def _connect(self, index: int) -> zmq.asyncio.Socket:
+        """The socket to shard ``index`` (made when first needed: a resize adds shards)."""
+        while len(self.sockets) <= index:
+            i = len(self.sockets)
+            try:
+                endpoint = self.config.shard_endpoint(i)
+            except IndexError:
+                raise unavailable(i, "no endpoint configured for it (cluster.endpoints)") from None
             sock = self.ctx.socket(zmq.DEALER)
             sock.setsockopt(zmq.IMMEDIATE, 1)
             sock.setsockopt(zmq.LINGER, 0)
@@ -81,16 +100,27 @@ class ShardClient:
             # Socket reads arrive as ~64 KiB chunks: copying those is cheaper than zero-copy
             # bookkeeping (pyzmq's GC thread); only really large frames go without a copy.
             sock.copy_threshold = COPY_THRESHOLD
+            keys = self.keys
             if keys is not None:  # CURVE: the shard must hold this public key; it admits ours by ZAP
                 assert keys.pair.secret is not None
-                sock.curve_serverkey = keys.servers[index]
+                server = keys.servers[i] if i < len(keys.servers) else self._server_key(i)
+                sock.curve_serverkey = server
                 sock.curve_publickey = keys.pair.public
                 sock.curve_secretkey = keys.pair.secret
-            sock.connect(config.shard_endpoint(index))
+            sock.connect(endpoint)
             self.sockets.append(sock)
-        loop = asyncio.get_running_loop()
-        self.readers = [loop.create_task(self._read(i)) for i in range(self.count)]
-        self.readers += [loop.create_task(self._watch(i)) for i in range(self.count)]
+            loop = asyncio.get_running_loop()
+            self.readers += [loop.create_task(self._read(i)), loop.create_task(self._watch(i))]
+        return self.sockets[index]
+
+    def _server_key(self, index: int) -> bytes:
+        path = self.config.cluster.shard_key
+        if not path or "{index}" not in path:
+            raise unavailable(index, "no CURVE key for it (cluster.shardKey has no {index})")
+        try:
+            return curvekeys.load(path.replace("{index}", str(index))).public
+        except ConfigError as exc:
+            raise unavailable(index, str(exc)) from None
 
     async def _watch(self, index: int) -> None:
         """Fail the requests in flight to a shard as soon as its connection drops (a crash):
@@ -120,7 +150,18 @@ class ShardClient:
             monitor.close(0)
 
     def shard_of(self, repo: str) -> int:
-        return shard_for(repo, self.count, self.config.cluster.hash_seed)
+        """The first hop for a name under this worker's map (call_repo/call_user follow redirects)."""
+        return self.map.owner(repo)
+
+    @property
+    def count(self) -> int:
+        """How many shards hold data (the map's width; before the first answer, the configured count)."""
+        return self.map.width
+
+    @property
+    def width(self) -> int:
+        """How many shards a fan-out asks."""
+        return self.map.width
 
     async def _read(self, index: int) -> None:
         sock = self.sockets[index]
@@ -148,11 +189,12 @@ class ShardClient:
                 future.set_exception(RegistryError(ErrorCode.INTERNAL, f"bad reply: {exc}"))
                 continue
             if msg[1].bytes == OK:
-                future.set_result(Reply(result, msg[3:]))
+                future.set_result(Reply(result, msg[3:], index))
             else:
                 future.set_exception(RegistryError.from_wire(result))
 
-    async def send(self, shard: int, request: Request[Req, Rep], frames: Sequence[Any] = ()) -> asyncio.Future:
+    async def send(self, shard: int, request: Request[Req, Rep], frames: Sequence[Any] = (),
+                   via: str | None = None) -> asyncio.Future:
         """Send one request; the returned future resolves to its :class:`Reply`.
 
         With ZMQ_IMMEDIATE a send fails at once while the shard is not connected; we retry
@@ -161,11 +203,15 @@ class ShardClient:
         """
         rid = to_message_id(self._prefix + struct.pack(">Q", next(self._ids)))  # + the HTTP request's id
         op = request.wire.op.value
-        message = [rid, op.encode(), pack(request.args), *frames]
+        args: dict[str, Any] = {**request.args, "epoch": self.map.epoch}
+        if via:
+            args["via"] = via
+        message = [rid, op.encode(), pack(args), *frames]
+        sock = self._connect(shard)
         deadline = None
         while True:
             # zmq.asyncio resolves a NOBLOCK send at once, reporting EAGAIN in the returned future
-            sent = cast(asyncio.Future, self.sockets[shard].send_multipart(message, flags=zmq.NOBLOCK, copy=False))
+            sent = cast(asyncio.Future, sock.send_multipart(message, flags=zmq.NOBLOCK, copy=False))
             failure = sent.exception() if sent.done() else None
             if failure is None:
                 break
@@ -198,11 +244,128 @@ class ShardClient:
 
     async def call_repo(self, request: Request[RepoReq, Rep], frames: Sequence[Any] = (),
                         timeout: float | None = None) -> Reply[Rep]:
-        """Call the shard that owns the request's repository."""
-        return await self.call(self.shard_of(request.args["repo"]), request, frames, timeout)
+        """Call the shard that owns the request's repository (following the map's redirects)."""
+        return await self.call_name(request.args["repo"], request, frames, timeout)
+
+    async def call_user(self, user: str, request: Request[Req, Rep], frames: Sequence[Any] = (),
+                        timeout: float | None = None) -> Reply[Rep]:
+        """Call the shard that holds ``user``'s records (API keys, sessions)."""
+        return await self.call_name(user, request, frames, timeout)
+
+    async def call_name(self, name: str, request: Request[Req, Rep], frames: Sequence[Any] = (),
+                        timeout: float | None = None) -> Reply[Rep]:
+        """Send an op routed by ``name``; follow STALE_MAP (refresh the map), MOVED / ASK (resend to
+        the shard named, marked ``via``) and TRYAGAIN (the name is switching: retry its first hop).
+        None of these ever reaches the client."""
+        via: str | None = None
+        hint = self.hints.get(name)
+        shard = self.map.owner(name)
+        if hint is not None and hint[0] == self.map.epoch:
+            shard, via = hint[1], "moved"
+        checked = False
+        for _ in range(MAX_REDIRECTS):
+            try:
+                return await self.wait(shard, await self.send(shard, request, frames, via), timeout)
+            except RegistryError as exc:
+                code = exc.code
+                if code is ErrorCode.UNAVAILABLE and not checked and via is None:
+                    # a shard that is down may have been drained and stopped by a resize this
+                    # worker has not heard of: ask the home once before answering 503
+                    checked = True
+                    if await self.newer_map():
+                        shard = self.map.owner(name)
+                        continue
+                    raise
+                if code not in (ErrorCode.STALE_MAP, ErrorCode.MOVED, ErrorCode.ASK, ErrorCode.TRYAGAIN):
+                    raise
+                detail = exc.detail if isinstance(exc.detail, dict) else {}
+                self.redirects[code.name.lower()] += 1
+                if code is ErrorCode.STALE_MAP:
+                    await self.refresh(detail.get("view"))
+                    shard, via = self.map.owner(name), None
+                elif code is ErrorCode.MOVED:
+                    if int(detail.get("epoch", 0)) > self.map.epoch:
+                        await self.refresh(None)
+                    shard, via = int(detail["shard"]), "moved"
+                    self._hint(name, shard)
+                elif code is ErrorCode.ASK:
+                    shard, via = int(detail["shard"]), "ask"
+                elif "view" in detail and detail["view"] is None:  # a shard without a map yet
+                    await self.install(shard)
+                    shard, via = self.map.owner(name), None  # (this worker's map may have been the stale one)
+                else:
+                    self.hints.pop(name, None)
+                    await asyncio.sleep(0.05)
+                    shard, via = self.map.owner(name), None
+        log.error("%s for %s: more than %d redirects", request.wire.op.value, name, MAX_REDIRECTS)
+        raise unavailable(shard, "the cluster map is changing")
+
+    async def newer_map(self) -> bool:
+        """Whether the home has a newer map than this worker's (installed if so); at most one
+        look every second per worker, so a crashed shard does not double the load on the home."""
+        now = time.monotonic()
+        if now - self._looked < 1.0:
+            return False
+        self._looked = now
+        epoch = self.map.epoch
+        try:
+            reply = await self.wait(0, await self.send(0, messages.CLUSTER_MAP_GET({})), min(self.timeout, 2.0))
+        except RegistryError:
+            return False
+        if reply.result["view"]:
+            self.set_map(ClusterMap.from_wire(reply.result["view"]))
+        return self.map.epoch > epoch
+
+    def _hint(self, name: str, shard: int) -> None:
+        if len(self.hints) >= HINTS:
+            self.hints.pop(next(iter(self.hints)))
+        self.hints[name] = (self.map.epoch, shard)
+
+    async def refresh(self, view: dict[str, Any] | None) -> None:
+        """Install the newest map: the home's (shard 0), or ``view`` if the home cannot answer."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.get_running_loop().create_task(self._refresh(view))
+        await asyncio.shield(self._refreshing)
+
+    async def _refresh(self, view: dict[str, Any] | None) -> None:
+        try:
+            reply = await self.wait(0, await self.send(0, messages.CLUSTER_MAP_GET({})), min(self.timeout, 5.0))
+            view = reply.result["view"] or view
+        except RegistryError as exc:
+            log.warning("cluster map: the home (shard 0) did not answer (%s); using the shard's view", exc.message)
+        if view is not None:
+            self.set_map(ClusterMap.from_wire(view))
+
+    def set_map(self, new: ClusterMap) -> None:
+        if new.epoch > self.map.epoch:
+            log.info("cluster map epoch %d (%s, %d → %d shards)", new.epoch, new.phase, new.source_count, new.shards)
+            self.map = new
+            self.hints.clear()
+
+    async def install(self, shard: int) -> None:
+        """Give a shard that has no map yet (a new cluster's shard) the home's map, when it is part of it."""
+        if self.map.epoch == 0:
+            await self.refresh(None)
+        if self.map.phase == "stable" and shard < self.map.shards:
+            await self.call(shard, messages.CLUSTER_MAP_PUT({"view": self.map.to_wire()}))
+        else:
+            await asyncio.sleep(0.05)
 
     async def call_all(self, request: Request[Req, Rep], timeout: float | None = None) -> list[Reply[Rep]]:
-        return list(await asyncio.gather(*(self.call(i, request, timeout=timeout) for i in range(self.count))))
+        """Ask every shard holding data under the map; redone once the map is refreshed if it was stale."""
+        for _ in range(MAX_REDIRECTS):
+            try:
+                return list(await asyncio.gather(*(self.call(i, request, timeout=timeout) for i in range(self.width))))
+            except RegistryError as exc:
+                if exc.code is ErrorCode.STALE_MAP:
+                    await self.refresh(exc.detail.get("view") if isinstance(exc.detail, dict) else None)
+                elif exc.code is ErrorCode.TRYAGAIN and isinstance(exc.detail, dict) and exc.detail.get("view", 0) is None:
+                    await self.install(self.width - 1)
+                elif exc.code is ErrorCode.UNAVAILABLE and await self.newer_map():
+                    continue  # a shard a resize retired: ask only those of the new map
+                else:
+                    raise
+        raise unavailable(0, "the cluster map is changing")
 
     async def read_blob(self, shard: int, digest: str, start: int, end: int) -> AsyncIterator[Any]:
         """Stream bytes ``start..end`` (exclusive) of a blob, keeping WINDOW reads in flight."""

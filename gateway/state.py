@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from common.config import Config
 from gateway.auth.access import AccessControl
@@ -20,6 +21,9 @@ class GatewayState:
     #: Told of every shard round trip (the metrics series, when metrics are on).
     shard_observer: ShardCallObserver | None = None
     _client: ShardClient | None = field(default=None, repr=False)
+    #: The resize driver and its watcher task (gateway.cluster.driver), once serving.
+    driver: Any = field(default=None, repr=False)
+    watcher: Any = field(default=None, repr=False)
 
     @property
     def client(self) -> ShardClient:

@@ -46,6 +46,8 @@ def _sweep(meta: MetaStore, txn: Txn, *, repo: str, cutoff: float) -> tuple[list
     """In one transaction: unlink the repo's unreferenced links older than ``cutoff``.
 
     Returns (unlinked digests, digests no repository links any more)."""
+    if meta.move_of(txn, "repo", repo) is not None:
+        return [], []  # being moved (issue 12): an import has links before its manifests; a copy reads them
     referenced: set[str] = set()
     for record in meta.manifests(txn, repo):
         referenced.update(record.get("blobs") or [])

@@ -16,6 +16,13 @@ their keys (``\\0`` separates parts, so a cursor lists in spec order)::
     uploads         uuid                      -> {repo, offset, alg, started, updated}
     outbox          seq (8 bytes, big-endian) -> event record   lifecycle events not yet sent (shard/events)
     system          key                       -> value (cluster shape, schema version, user data)
+                    "cluster"                 -> the shard's view of the cluster map (common.clustermap)
+                                                 {index, epoch, shards, from, seed, created}; an old
+                                                 {index, shards} record reads as epoch 1, stable
+                    "cluster/plan", "cluster/lease"   (shard 0 only) the resize plan and driver lease
+    moves           kind \0 name              -> {role: "out"|"in", state, peer, at}   a name moving
+                                                 during a resize (kind "repo" or "user"); dropped
+                                                 once the map is stable again
                     "counters/blobs"          -> {count, bytes}   of the ``blobs`` database
 
 Counters: ``counters/blobs`` holds the number of blob records and the sum of their sizes. It
@@ -51,7 +58,7 @@ __all__ = ["ClusterSizeMismatch", "MetaStore", "SCHEMA_VERSION", "key"]
 SCHEMA_VERSION = 1
 _BLOB_COUNTERS = b"counters/blobs"
 _DBS = ("repos", "tags", "manifests", "manifest_bytes", "links", "blobs", "referrers", "uploads", "system",
-        "outbox")
+        "outbox", "moves")
 _OUTBOX_SEQ = b"outbox/seq"
 _OUTBOX_CURSOR = b"outbox/cursor/"
 Record = dict[str, Any]
@@ -152,6 +159,10 @@ class MetaStore(LmdbStore):
         prefix = key(repo, "")
         for k, value in self.scan(txn, "manifests", prefix):
             yield k[len(prefix):].decode(), unpack(value)
+
+    def manifest_digests(self, txn: Txn, repo: str) -> list[str]:
+        prefix = key(repo, "")
+        return [bytes(k)[len(prefix):].decode() for k, _ in self.scan(txn, "manifests", prefix)]
 
     def all_manifest_bytes(self, txn: Txn) -> Iterator[tuple[str, str, bytes]]:
         """(repo, digest, stored bytes) of every manifest on the shard."""
@@ -295,22 +306,29 @@ class MetaStore(LmdbStore):
             yield bytes(k)
 
     def check_cluster(self, shard_index: int, shard_count: int) -> None:
-        """Record (first start) or verify the cluster shape this shard belongs to."""
+        """Record (first start) or verify this shard's place in the cluster.
+
+        The shard count is no longer fixed (issue 12: the map has an epoch and changes by resizing),
+        so only the index is checked. Only the home (shard 0) of a brand-new cluster takes its map
+        from the config, ``{epoch 1, stable, shard_count}``; any other new shard records epoch 0 and
+        gets its map from a gateway (the home's) or a resize: a shard never adopts a count from its
+        own config, which may already name shards a resize has not brought in yet."""
 
         def check(txn: Txn) -> None:
             recorded = self.system_get(txn, b"cluster")
             if recorded is None:
-                self.system_put(txn, b"cluster", {"index": shard_index, "shards": shard_count,
-                                                  "created": time.time()})
+                view: Record = {"index": shard_index, "created": time.time()}
+                if shard_index == 0:
+                    view.update(epoch=1, shards=shard_count, **{"from": shard_count})
+                else:
+                    view.update(epoch=0, shards=0, **{"from": 0})
+                self.system_put(txn, b"cluster", view)
                 self.system_put(txn, b"schema", SCHEMA_VERSION)
                 return
-            if recorded["shards"] != shard_count or recorded["index"] != shard_index:
+            if recorded["index"] != shard_index:
                 raise ClusterSizeMismatch(
-                    f"this shard's data was created as shard {recorded['index']} of {recorded['shards']}, "
-                    f"but it was started as shard {shard_index} of {shard_count}. Repositories are routed "
-                    f"by jump_hash(repo, shard count): changing the count would misroute them. Start with "
-                    f"cluster.shards={recorded['shards']}, or migrate the data into a new cluster "
-                    f"(skopeo sync) before resizing."
+                    f"this shard's data was created as shard {recorded['index']}, but it was started as shard "
+                    f"{shard_index}: start it with --index {recorded['index']} (names are routed by index)."
                 )
 
         self.write(check)
@@ -362,3 +380,52 @@ class MetaStore(LmdbStore):
 
     def set_outbox_cursor(self, txn: Txn, sink: str, seq: int) -> None:
         self.system_put(txn, _OUTBOX_CURSOR + sink.encode(), seq)
+
+    # -- the cluster map and moves (issue 12) -------------------------------------------------
+    def view(self, txn: Txn) -> Record | None:
+        """The shard's cluster map record (see the layout above)."""
+        record: Record | None = self.system_get(txn, b"cluster")
+        return record
+
+    def put_view(self, txn: Txn, record: Record) -> None:
+        self.system_put(txn, b"cluster", record)
+
+    def move_of(self, txn: Txn, kind: str, name: str) -> Record | None:
+        record: Record | None = self.get(txn, "moves", key(kind, name))
+        return record
+
+    def put_move(self, txn: Txn, kind: str, name: str, record: Record) -> None:
+        self.put(txn, "moves", key(kind, name), record)
+
+    def delete_move(self, txn: Txn, kind: str, name: str) -> bool:
+        return self.delete(txn, "moves", key(kind, name))
+
+    def moves(self, txn: Txn) -> Iterator[tuple[str, str, Record]]:
+        """(kind, name, record) of every move record."""
+        for k, v in self.scan(txn, "moves", b""):
+            kind, name = k.decode().split("\0", 1)
+            yield kind, name, unpack(v)
+
+    def has_moves(self, txn: Txn) -> bool:
+        return self.entries(txn, "moves") > 0
+
+    def repo_keys(self, txn: Txn, repo: str) -> dict[str, list[bytes]]:
+        """Every key of ``repo`` in each per-repository database (for a purge)."""
+        prefix = key(repo, "")
+        return {db: [bytes(k) for k, _ in self.scan(txn, db, prefix)]
+                for db in ("tags", "manifests", "manifest_bytes", "links", "referrers")}
+
+    def delete_repo(self, txn: Txn, repo: str) -> list[str]:
+        """Remove a repository that moved away: its records, links and uploads; returns the
+        digests no repository links any more (their files may go)."""
+        unused = [digest for digest, _ in list(self.links(txn, repo)) if self.unlink(txn, repo, digest)]
+        for db, keys in self.repo_keys(txn, repo).items():
+            if db == "links":
+                continue
+            for k in keys:
+                self.delete(txn, db, k)
+        for uuid, record in list(self.uploads(txn)):
+            if record.get("repo") == repo:
+                self.delete_upload(txn, uuid)
+        self.delete(txn, "repos", repo.encode())
+        return unused

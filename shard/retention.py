@@ -27,6 +27,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from common.clustermap import ClusterMap
 from common.config.lifecycle import LifecycleConfig, retention_policy
 from shard import clock, faults
 from shard.hooks import Deleted, Hooks
@@ -45,9 +46,16 @@ MAX_PER_PASS = 20000
 def retention_allowed(meta: MetaStore, txn: Txn, repo: str) -> bool:
     """May retention delete in ``repo`` now? Checked in every deleting transaction.
 
-    Online resharding will refuse repositories with a ``moves`` record here (the check
-    ``MetaStore.move_of`` makes for gc); until then every repository may be cleaned."""
-    return True
+    Not while the repository is being moved by a resize (a ``moves`` record on either side, the
+    check gc makes), and never on a shard that does not own it under its map (a leftover that a
+    finished move's cleanup has not purged yet)."""
+    if meta.move_of(txn, "repo", repo) is not None:
+        return False
+    record = meta.view(txn)
+    if record is None or int(record.get("epoch", 1)) <= 1:
+        return True  # never resized: every repository on a shard is its own
+    view = ClusterMap.from_wire(record)
+    return view.phase == "stable" and view.owner(repo) == int(record.get("index", -1))
 
 
 class RetentionRunner:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 import lmdb
@@ -69,6 +70,8 @@ class SearchMeta:
         self.pending: dict[tuple[str, str], list[float]] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
         self._static: dict[tuple[str, str], Facts | None] = {}
+        #: Whether this shard lists a repository (a resize leaves names it no longer owns).
+        self.owns: Callable[[str], bool] = lambda name: True
 
     # -- recording (hook listeners) ------------------------------------------------------
     async def record_push(self, event: Pushed) -> None:
@@ -303,8 +306,8 @@ class SearchMeta:
 
     def _repos(self, txn: Txn, names: list[str] | None) -> list[str]:
         if names is not None:
-            return [n for n in names if self.meta.repo_exists(txn, n)]
-        return list(self.meta.repo_names(txn))
+            return [n for n in names if self.meta.repo_exists(txn, n) and self.owns(n)]
+        return [n for n in self.meta.repo_names(txn) if self.owns(n)]
 
     # -- ops -----------------------------------------------------------------------------
     @handles(messages.SEARCH_IMAGES)

@@ -22,6 +22,8 @@ from typing import Any, Literal
 from shard.lmdbstore import LmdbStore, Txn, key
 
 _DBS = ("pushes", "tagtimes", "stats", "stars", "bookmarks", "trust")
+#: The databases keyed by repository (they move with it in a resize).
+_REPO_DBS = ("pushes", "tagtimes", "stats", "stars", "bookmarks")
 #: A per-user mark on a repository.
 Mark = Literal["stars", "bookmarks"]
 
@@ -76,6 +78,27 @@ class SearchStore(LmdbStore):
 
     def mark_count(self, txn: Txn, mark: Mark, repo: str) -> int:
         return sum(1 for _ in self.scan(txn, mark, key(repo, "")))
+
+    # -- a repository's records, as a resize moves them (issue 12) ---------------------------
+    def repo_records(self, txn: Txn, repo: str) -> dict[str, dict[str, bytes]]:
+        """Every record of ``repo`` (raw values) by database and the key's part after the name."""
+        prefix = key(repo, "")
+        return {db: {bytes(k)[len(prefix):].decode("latin-1"): bytes(v) for k, v in self.scan(txn, db, prefix)}
+                for db in _REPO_DBS}
+
+    def put_repo_records(self, txn: Txn, repo: str, records: dict[str, dict[str, bytes]]) -> None:
+        """Make ``repo``'s records exactly ``records`` (from :meth:`repo_records` on another shard)."""
+        prefix = key(repo, "")
+        for db in _REPO_DBS:
+            wanted = records.get(db) or {}
+            for k, _ in list(self.scan(txn, db, prefix)):
+                if bytes(k)[len(prefix):].decode("latin-1") not in wanted:
+                    txn.delete(k, db=self.db[db])
+            for suffix, value in wanted.items():
+                txn.put(prefix + suffix.encode("latin-1"), bytes(value), db=self.db[db])
+
+    def delete_repo_records(self, txn: Txn, repo: str) -> None:
+        self.put_repo_records(txn, repo, {})
 
     # -- trust material ------------------------------------------------------------------
     def put_cosign_key(self, txn: Txn, pem: bytes) -> None:

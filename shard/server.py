@@ -40,11 +40,14 @@ from shard.hooks import Hooks
 from shard.lifecycle import Lifecycle
 from shard.maintenance import collect_garbage, scrub
 from shard.ops.blobs import BlobOps
+from shard.ops.cluster import Cleanup, ClusterOps
 from shard.ops.manifests import ManifestOps
+from shard.ops.moves import MoveOps
 from shard.ops.registry import Handler, Respond, bind
 from shard.ops.repositories import RepositoryOps
 from shard.ops.uploads import UploadOps
 from shard.profiling import Profiler
+from shard.routing import Routing
 from shard.search_meta import SearchMeta
 from shard.searchstore import SearchStore
 from shard.service import ShardService
@@ -80,14 +83,27 @@ class ShardServer:
         self.hooks.on_push.append(self.search.record_push)
         self.hooks.on_pull.append(self.search.record_pull)
         self.hooks.on_delete.append(self.search.record_delete)
+        self.routing = Routing(self.service.meta, index, self.service.uploads.repo_busy)
+        view = self.routing.view
+        if view is not None and view.phase == "stable" and view.shards != config.cluster.shards:
+            log.warning("cluster.shards is %d but the cluster map (epoch %d) has %d shards: the map decides; "
+                        "change the count with `shardreg cluster resize --shards N`", config.cluster.shards,
+                        view.epoch, view.shards)
+        self.cleanup = Cleanup(self.service, self.routing, self.search)
+        self.moves = MoveOps(self.service, self.routing, self.search)
+        self.search.owns = self.routing.lists
+        self.service.reshard_status = self.routing.status
+        self.service.lists = self.routing.lists
         # retention, immutable tags, lint, the event outbox (shard/lifecycle.py)
         self.lifecycle = Lifecycle(config, self.service, self.hooks, self.search)
         self.service.lifecycle_status = self.lifecycle.status
         self.sync = SyncService(config, self.service, self.hooks)  # extensions.sync (issue 13)
+        self.sync.mirror.owns = self.routing.owns_stably
         bound = bind(
             RepositoryOps(self.service), ManifestOps(self.service, self.hooks, self.lifecycle.policy),
             BlobOps(self.service), UploadOps(self.service), UserData(self.service.meta), self.search, trust,
-            UserPrefs(self.service.meta, store), Profiler(), self.lifecycle, self.sync)
+            UserPrefs(self.service.meta, store), Profiler(), ClusterOps(self.service, self.routing), self.moves,
+            self.lifecycle, self.sync)
         self.handlers = bound.handlers
         self.ordered = bound.ordered
         self.op_latency = OpLatency(index)
@@ -131,7 +147,11 @@ class ShardServer:
         if handler is None:
             raise RegistryError(ErrorCode.BAD_REQUEST, f"unknown op {op}")
         _check_request(op, args)
-        return await handler(args, frames)
+        release = await self.routing.admit(Op(op), args)
+        try:
+            return await handler(args, frames)
+        finally:
+            release()
 
     async def _handle(self, ident: bytes, rid: bytes, op: str, args: Any, frames: list[Any]) -> None:
         started = time.perf_counter()
@@ -168,6 +188,7 @@ class ShardServer:
         log.info("shard %d serving on %s%s (data %s)", self.index, endpoint, " with CURVE" if self.keys else "",
                  self.config.shard_dir(self.index))
         self.maintenance = asyncio.get_running_loop().create_task(self._maintenance())
+        self.cleaner = asyncio.get_running_loop().create_task(self.cleanup.loop())
         self.lifecycle.start()
         self.sync.start()  # periodic mirroring, if configured
         scrubbing = self.config.extensions.scrub
@@ -191,6 +212,7 @@ class ShardServer:
             if ordered is not None:
                 try:
                     _check_request(op, args)
+                    self.routing.check(Op(op), args)
                 except RegistryError as exc:
                     await self._send(ident, rid, ERR, exc.to_wire(), [])
                     continue
@@ -278,7 +300,8 @@ def run_shard(config: Config, index: int) -> None:
             server.close()
             raise serve.exception()  # type: ignore[misc]
         serve.cancel()
-        for background in (getattr(server, "maintenance", None), getattr(server, "scrubber", None)):
+        for background in (getattr(server, "maintenance", None), getattr(server, "scrubber", None),
+                           getattr(server, "cleaner", None)):
             if background is not None:
                 background.cancel()
         # let in-flight writes finish so that nothing acknowledged is lost

@@ -45,6 +45,11 @@ class ShardService:
         self.disk = DiskState()
         #: Retention and event figures for ``status`` (set by the server: shard/lifecycle.py).
         self.lifecycle_status: Callable[[], dict[str, Any]] | None = None
+        #: Whether a listing (catalog, search) shows a name: during and after a resize a shard
+        #: holds names it does not own (shard.routing.Routing.lists).
+        self.lists: Callable[[str], bool] = lambda name: True
+        #: The shard's map and moves for ``status`` (and the gateway's /metrics).
+        self.reshard_status: Callable[[], dict[str, Any]] = dict
 
     def close(self) -> None:
         self.uploads.close()

@@ -120,6 +120,10 @@ class UploadSessions:
                 del self.per_user[user]
         return self.sessions.pop(uuid, None)
 
+    def repo_busy(self, repo: str) -> bool:
+        """Whether a PATCH of ``repo`` is in progress (a move's fence waits for it to end)."""
+        return any(s.busy for s in self.sessions.values() if s.repo == repo)
+
     def close(self) -> None:
         for session in self.sessions.values():
             session.file.close()

@@ -11,6 +11,7 @@ start with ``userdata/``; this module owns those names::
                                           generatedBy, lastUsed}
     userdata/apikeyhash/<sha256 hex>  -> {user, uuid}       lookup of a presented key
     userdata/session/<sha256 hex of sid> -> {user, created, expires}
+    userdata/sessionof/<user>\0<sha256 hex of sid> -> 1   which sessions a user has (for a move)
     userdata/secret/<name>            -> 32 random bytes
 
 ``user.purge`` deletes a user's keys and sessions when a gateway sees them leave htpasswd.
@@ -38,6 +39,7 @@ _APIKEY = b"userdata/apikey/"
 _APIKEY_HASH = b"userdata/apikeyhash/"
 _SESSION = b"userdata/session/"
 _SECRET = b"userdata/secret/"
+_SESSION_OF = b"userdata/sessionof/"
 #: At most this many API keys per user (a runaway script must not fill the shard).
 MAX_KEYS_PER_USER = 1000
 
@@ -55,6 +57,77 @@ def _session_key(sid: str) -> bytes:
 
 def _key_prefix(user: str) -> bytes:
     return _APIKEY + user.encode() + b"\0"
+
+
+def _session_of(user: str, session_key: bytes = b"") -> bytes:
+    return _SESSION_OF + user.encode() + b"\0" + session_key[len(_SESSION):]
+
+
+def user_present(meta: MetaStore, txn: Txn, user: str) -> bool:
+    """Whether this shard holds any record of ``user`` (an API key or a session)."""
+    for prefix in (_key_prefix(user), _session_of(user)):
+        for _ in meta.system_names(txn, prefix):
+            return True
+    return False
+
+
+def user_names(meta: MetaStore, txn: Txn) -> list[str]:
+    """Every user with a record on this shard."""
+    names: set[str] = set()
+    for prefix in (_APIKEY, _SESSION_OF):
+        for k in meta.system_names(txn, prefix):
+            names.add(bytes(k)[len(prefix):].split(b"\0", 1)[0].decode())
+    return sorted(names)
+
+
+def index_sessions(meta: MetaStore, txn: Txn) -> int:
+    """Build the ``sessionof`` index for sessions stored before it existed (once, when a resize
+    begins); returns how many were added."""
+    added = 0
+    for k in list(meta.system_names(txn, _SESSION)):
+        record = meta.system_get(txn, k)
+        if isinstance(record, dict) and isinstance(record.get("user"), str):
+            index = _session_of(record["user"], bytes(k))
+            if meta.system_get(txn, index) is None:
+                meta.system_put(txn, index, 1)
+                added += 1
+    return added
+
+
+def user_records(meta: MetaStore, txn: Txn, user: str) -> dict[str, Any]:
+    """Every record of ``user`` (API keys with their hash index, sessions, the index), by record
+    name (latin-1 text): what moves with the user."""
+    out: dict[str, Any] = {}
+    for k in list(meta.system_names(txn, _key_prefix(user))):
+        record = meta.system_get(txn, k)
+        out[bytes(k).decode("latin-1")] = record
+        if isinstance(record, dict) and isinstance(record.get("hash"), str):
+            hk = _APIKEY_HASH + record["hash"].encode()
+            out[hk.decode("latin-1")] = meta.system_get(txn, hk)
+    for k in list(meta.system_names(txn, _session_of(user))):
+        session = _SESSION + bytes(k)[len(_session_of(user)):]
+        record = meta.system_get(txn, session)
+        if record is not None:
+            out[bytes(k).decode("latin-1")] = 1
+            out[session.decode("latin-1")] = record
+    return out
+
+
+def put_user_records(meta: MetaStore, txn: Txn, user: str, records: dict[str, Any]) -> None:
+    """Make ``user``'s records here exactly ``records`` (the source's, at the fence)."""
+    for name in set(user_records(meta, txn, user)) - set(records):
+        meta.system_delete(txn, name.encode("latin-1"))
+    for name, record in records.items():
+        if not name.encode("latin-1").startswith(b"userdata/"):
+            raise RegistryError(ErrorCode.BAD_REQUEST, "not a user record")
+        meta.system_put(txn, name.encode("latin-1"), record)
+
+
+def delete_user_records(meta: MetaStore, txn: Txn, user: str) -> int:
+    records = user_records(meta, txn, user)
+    for name in records:
+        meta.system_delete(txn, name.encode("latin-1"))
+    return len(records)
 
 
 class UserData:
@@ -145,6 +218,7 @@ class UserData:
         def run(txn: Txn) -> None:
             self.meta.system_put(txn, _session_key(sid),
                           {"user": user, "created": time.time(), "expires": expires})
+            self.meta.system_put(txn, _session_of(user, _session_key(sid)), 1)
 
         self.meta.write(run)
         return {"sid": sid}, []
@@ -154,14 +228,20 @@ class UserData:
         sid = _text(args, "sid", 128)
         record = self.meta.read(lambda txn: self.meta.system_get(txn, _session_key(sid)))
         if record is not None and record["expires"] and record["expires"] < time.time():
-            self.meta.write(lambda txn: self.meta.system_delete(txn, _session_key(sid)))
+            self.meta.write(lambda txn: self._delete_session(txn, sid))
             record = None
         return {"session": record}, []
+
+    def _delete_session(self, txn: Txn, sid: str) -> bool:
+        record = self.meta.system_get(txn, _session_key(sid))
+        if isinstance(record, dict) and isinstance(record.get("user"), str):
+            self.meta.system_delete(txn, _session_of(record["user"], _session_key(sid)))
+        return self.meta.system_delete(txn, _session_key(sid))
 
     @handles(m.SESSION_DELETE)
     async def op_session_delete(self, args: m.SessionRequest, frames: Frames) -> Answer[m.DeletedReply]:
         sid = _text(args, "sid", 128)
-        deleted = self.meta.write(lambda txn: self.meta.system_delete(txn, _session_key(sid)))
+        deleted = self.meta.write(lambda txn: self._delete_session(txn, sid))
         return {"deleted": bool(deleted)}, []
 
     # -- removed users ------------------------------------------------------------------------
@@ -182,6 +262,7 @@ class UserData:
                         if (self.meta.system_get(txn, k) or {}).get("user") == user]
             for k in sessions:
                 self.meta.system_delete(txn, k)
+                self.meta.system_delete(txn, _session_of(user, bytes(k)))
             return len(keys), len(sessions)
 
         keys, sessions = self.meta.write(run)

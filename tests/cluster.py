@@ -112,6 +112,24 @@ class Cluster:
         self._log.close()
         return self.process.returncode
 
+    # -- resharding (issue 12) ---------------------------------------------------------------------
+    def cli(self, *argv: str, timeout: float = 300, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """``shardreg cluster ...`` against this cluster (the real CLI, as a process)."""
+        return subprocess.run([sys.executable, "-m", "common.cli", "cluster", *argv, "--url", self.url], cwd=ROOT,
+                              capture_output=True, text=True, timeout=timeout, input=stdin)
+
+    def resize(self, shards: int, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Resize with the CLI and wait for the end; fails the test if it does not exit 0."""
+        done = self.cli("resize", "--shards", str(shards), *extra, timeout=timeout)
+        assert done.returncode == 0, f"resize to {shards}: exit {done.returncode}\n{done.stdout}\n{done.stderr}\n{self.logs()}"
+        return done
+
+    def status(self, **kwargs: Any) -> dict[str, Any]:
+        """The cluster status document (GET /v2/_shardreg/cluster/status)."""
+        r = httpx.get(f"{self.url}/v2/_shardreg/cluster/status", timeout=30, **kwargs)
+        assert r.status_code == 200, r.text
+        return r.json()
+
     def __enter__(self) -> Cluster:
         return self.start()
 

@@ -95,11 +95,11 @@ class ApiKeys:
                   "generatedBy": "manual", "lastUsed": None, "origin": origin}
         if groups:
             record["groups"] = sorted(groups)
-        await self.client().call(self._shard(user), messages.APIKEY_CREATE({"user": user, "record": record}))
+        await self.client().call_user(user, messages.APIKEY_CREATE({"user": user, "record": record}))
         return {**public_view(record), "apiKey": key}
 
     async def list(self, user: str) -> list[dict[str, Any]]:
-        reply = await self.client().call(self._shard(user), messages.APIKEY_LIST({"user": user}))
+        reply = await self.client().call_user(user, messages.APIKEY_LIST({"user": user}))
         keys = reply.result["keys"]
         for record in keys:  # show lastUsed not yet flushed by this worker
             pending = self._touched.get((user, record["uuid"]))
@@ -108,14 +108,14 @@ class ApiKeys:
         return [public_view(r) for r in sorted(keys, key=lambda r: r.get("createdAt") or 0)]
 
     async def delete(self, user: str, key_id: str) -> bool:
-        reply = await self.client().call(self._shard(user), messages.APIKEY_DELETE({"user": user, "uuid": key_id}))
+        reply = await self.client().call_user(user, messages.APIKEY_DELETE({"user": user, "uuid": key_id}))
         return bool(reply.result["deleted"])
 
     async def verify(self, user: str, key: str) -> dict[str, Any] | None:
         """The key's record if ``key`` is a live key of ``user``; None otherwise."""
         if not key.startswith(PREFIX) or len(key) > 100:
             return None
-        reply = await self.client().call(self._shard(user), messages.APIKEY_LOOKUP({"hash": key_hash(key)}))
+        reply = await self.client().call_user(user, messages.APIKEY_LOOKUP({"hash": key_hash(key), "user": user}))
         record = reply.result["key"]
         if record is None or record["user"] != user:
             return None

@@ -56,7 +56,7 @@ class RemovedUsers:
             if not self.htpasswd.loaded or self.htpasswd.has_user(user):
                 return
             client = self.client()
-            reply = await client.call(client.shard_of(user), messages.USER_PURGE({"user": user}))
+            reply = await client.call_user(user, messages.USER_PURGE({"user": user}))
             if reply.result["keys"] or reply.result["sessions"]:
                 log.info("user %r is no longer in htpasswd: deleted %d API keys and %d sessions",
                          user[:64], reply.result["keys"], reply.result["sessions"])

@@ -268,7 +268,7 @@ async def openid_login() -> Response:
     except IssuerUnavailable as exc:
         raise _unavailable(exc) from None
     client = access._shard_client()
-    await client.call(client.shard_of(STATE_USER), messages.SESSION_CREATE(
+    await client.call_user(STATE_USER, messages.SESSION_CREATE(
         {"user": STATE_USER, "sid": state_sid(state), "expires": time.time() + STATE_TTL}))
     response = _redirect(location)
     secure = "; Secure" if access.settings.secure_session else ""
@@ -292,7 +292,8 @@ async def openid_callback(provider: str) -> Response:
     try:
         data = openid.read_state(_cookie(STATE_COOKIE), provider, state, await access.sessions.key())
         client = access._shard_client()
-        reply = await client.call(client.shard_of(STATE_USER), messages.SESSION_DELETE({"sid": state_sid(state)}))
+        reply = await client.call_user(STATE_USER, messages.SESSION_DELETE(
+            {"sid": state_sid(state), "user": STATE_USER}))
         if not reply.result["deleted"]:
             raise LoginError("this login was already completed (replayed callback)")
         result = await openid.complete(provider, data, code, base)

@@ -83,8 +83,7 @@ class Sessions:
         if origin != "htpasswd":
             sid = f"{origin}~{sid}"
         expires = time.time() + self.settings.session_timeout
-        await self.client().call(self.client().shard_of(user), messages.SESSION_CREATE(
-            {"user": user, "sid": sid, "expires": expires}))
+        await self.client().call_user(user, messages.SESSION_CREATE({"user": user, "sid": sid, "expires": expires}))
         name = user.encode()
         kept: list[str] = []
         for group in sorted(groups):  # bounded: the cookie must stay well under 4 KiB
@@ -124,7 +123,7 @@ class Sessions:
             groups = frozenset(str(g) for g in json.loads(extra)) if extra else frozenset()
         except (ValueError, TypeError):
             return None
-        reply = await self.client().call(self.client().shard_of(user), messages.SESSION_GET({"sid": sid}))
+        reply = await self.client().call_user(user, messages.SESSION_GET({"sid": sid, "user": user}))
         record = reply.result["session"]
         if not record or record["user"] != user:
             return None
@@ -136,7 +135,7 @@ class Sessions:
         if parsed is None:
             return False
         user, sid = parsed
-        reply = await self.client().call(self.client().shard_of(user), messages.SESSION_DELETE({"sid": sid}))
+        reply = await self.client().call_user(user, messages.SESSION_DELETE({"sid": sid, "user": user}))
         return bool(reply.result["deleted"])
 
     def cookie_header(self, value: str, max_age: int | None = None) -> str:

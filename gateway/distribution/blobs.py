@@ -53,14 +53,14 @@ async def get_blob(name: str, digest: str) -> Response:
     parse_digest(digest)
     await authorize(name, "read")
     st = current_state()
-    shard = st.client.shard_of(name)
     fetching = False
     try:
-        info = (await st.client.call(shard, messages.BLOB_STAT({"repo": name, "digest": digest}))).result
+        stated = await st.client.call_repo(messages.BLOB_STAT({"repo": name, "digest": digest}))
+        info, shard = stated.result, stated.shard
     except RegistryError as exc:  # the miss point of a pull-through repository (extensions.sync)
         if exc.code is not ErrorCode.BLOB_UNKNOWN or not pullthrough.applies(st.config, name):
             raise
-        synced = await pullthrough.blob_on_miss(st, shard, name, digest, request.method == "HEAD")
+        shard, synced = await pullthrough.blob_on_miss(st, name, digest, request.method == "HEAD")
         info, fetching = {"size": synced["size"], "path": synced["path"]}, synced["fetching"]
     size = info["size"]
     ranges = parse_ranges(request.headers.get("Range"), size) if request.method == "GET" else None

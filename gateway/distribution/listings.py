@@ -7,6 +7,7 @@ to ``n`` names after ``last``; the merge keeps the first ``n``.
 from __future__ import annotations
 
 import heapq
+import itertools
 from urllib.parse import urlencode
 
 from quart import Response, request
@@ -59,7 +60,8 @@ async def catalog() -> Response:
     # Access filtering may drop names: keep merging pages until this one is full or shards run dry.
     while more and len(names) < page:
         replies = await st.client.call_all(messages.CATALOG({"n": page, "last": cursor}))
-        everything = list(heapq.merge(*(r.result["repos"] for r in replies)))
+        # during a resize a repository switching owner may be listed by both shards for a moment
+        everything = [r for r, _ in itertools.groupby(heapq.merge(*(r.result["repos"] for r in replies)))]
         merged = everything[:page]
         shard_more = any(r.result["more"] for r in replies)
         more = shard_more or len(everything) > len(merged)

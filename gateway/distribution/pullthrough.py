@@ -39,12 +39,13 @@ async def get_manifest(state: GatewayState, repo: str, reference: str, head: boo
     return await state.client.call_repo(messages.SYNC_MANIFEST(args))
 
 
-async def blob_on_miss(state: GatewayState, shard: int, repo: str, digest: str, head: bool) -> SyncBlobReply:
+async def blob_on_miss(state: GatewayState, repo: str, digest: str, head: bool) -> tuple[int, SyncBlobReply]:
     """After ``blob.stat`` missed in a pull-through repository: the blob's size, fetching it if need be
     (a HEAD is answered once the blob is verified and stored: it streams nothing that could be cut).
 
     The client waits while the download waits for a request slot of its registry (``reqConcurrent``):
-    the shard answers size -1 at its bound and is asked again, up to the registry's ``syncTimeout``."""
+    the shard answers size -1 at its bound and is asked again, up to the registry's ``syncTimeout``.
+    Returns the shard that answered (the owner, after any resharding redirect) with its reply."""
     await ensure_room_for(state, repo)
     found = on_demand(state.config.extensions.sync, repo)
     budget = state.config.extensions.sync.registries[found[0]].sync_timeout if found else 0.0
@@ -52,9 +53,10 @@ async def blob_on_miss(state: GatewayState, shard: int, repo: str, digest: str, 
     again = False
     while True:
         request = messages.SYNC_BLOB({"repo": repo, "digest": digest, "whole": head, "poll": True, "again": again})
-        reply = (await state.client.call(shard, request)).result
+        answer = await state.client.call_repo(request)
+        reply = answer.result
         if reply["size"] >= 0:
-            return reply
+            return answer.shard, reply
         if asyncio.get_running_loop().time() >= deadline:
             raise RegistryError(ErrorCode.UNAVAILABLE, "the upstream registry has not sent the blob within "
                                 "its syncTimeout; retry", detail={"digest": digest}, headers={"Retry-After": "5"})

@@ -256,9 +256,8 @@ class UploadHandler:
         if algorithm not in DIGEST_ALGORITHMS:
             raise RegistryError(ErrorCode.DIGEST_INVALID, f"unsupported digest algorithm {algorithm[:20]}",
                                 status=400)
-        shard = client.shard_of(name)
-        uuid = (await client.call(shard, messages.UPLOAD_START({"repo": name, "algorithm": algorithm, "user": user}))
-                ).result["uuid"]
+        started = await client.call_repo(messages.UPLOAD_START({"repo": name, "algorithm": algorithm, "user": user}))
+        shard, uuid = started.shard, started.result["uuid"]
         if digest is None:
             headers = _session_headers(name, uuid, 0)
             headers[Header.OCI_CHUNK_MIN_LENGTH] = str(CHUNK_MIN_LENGTH)
@@ -266,8 +265,8 @@ class UploadHandler:
         try:
             if await request.has_body():
                 await self.stream_body(request, shard, name, uuid, None)
-            await client.call(shard, messages.UPLOAD_COMMIT({"repo": name, "uuid": uuid, "digest": digest}),
-                              timeout=COMMIT_TIMEOUT)
+            await client.call_repo(messages.UPLOAD_COMMIT({"repo": name, "uuid": uuid, "digest": digest}),
+                                   timeout=COMMIT_TIMEOUT)
         except BaseException:
             await self._cancel_quietly(shard, name, uuid)
             raise
@@ -278,33 +277,34 @@ class UploadHandler:
     async def mount(self, name: str, source: str, digest: str, user: str) -> bool:
         """Link ``digest`` from ``source`` into ``name``; across shards the bytes are copied."""
         client = self.state.client
-        src, dst = client.shard_of(source), client.shard_of(name)
         try:
-            stat = (await client.call(src, messages.BLOB_STAT({"repo": source, "digest": digest}))).result
+            stated = await client.call_repo(messages.BLOB_STAT({"repo": source, "digest": digest}))
         except RegistryError as exc:
             if exc.code in (ErrorCode.BLOB_UNKNOWN, ErrorCode.NAME_UNKNOWN):
                 return False
             raise
+        stat, src = stated.result, stated.shard
         try:
-            await client.call(dst, messages.BLOB_LINK({"repo": name, "digest": digest}))
+            await client.call_repo(messages.BLOB_LINK({"repo": name, "digest": digest}))
             return True
         except RegistryError as exc:
-            if exc.code != ErrorCode.BLOB_UNKNOWN or src == dst:
+            if exc.code != ErrorCode.BLOB_UNKNOWN or src == client.shard_of(name):
                 if exc.code == ErrorCode.BLOB_UNKNOWN:
                     return False
                 raise
         # The target shard does not hold the bytes: copy them shard to shard.
-        uuid = (await client.call(dst, messages.UPLOAD_START(
-            {"repo": name, "algorithm": digest_algorithm(digest), "user": user}))).result["uuid"]
+        started = await client.call_repo(messages.UPLOAD_START(
+            {"repo": name, "algorithm": digest_algorithm(digest), "user": user}))
+        dst, uuid = started.shard, started.result["uuid"]
         try:
-            await client.call(dst, messages.UPLOAD_BEGIN({"repo": name, "uuid": uuid, "start": 0}))
+            dst = (await client.call_repo(messages.UPLOAD_BEGIN({"repo": name, "uuid": uuid, "start": 0}))).shard
             writer = _ChunkWriter(client, dst, name, uuid, 0)
             async for frame in client.read_blob(src, digest, 0, stat["size"]):
                 await writer.write([frame.buffer])
             await writer.flush()
             await client.call(dst, messages.UPLOAD_END({"repo": name, "uuid": uuid, "length": stat["size"]}))
-            await client.call(dst, messages.UPLOAD_COMMIT({"repo": name, "uuid": uuid, "digest": digest}),
-                              timeout=COMMIT_TIMEOUT)
+            await client.call_repo(messages.UPLOAD_COMMIT({"repo": name, "uuid": uuid, "digest": digest}),
+                                   timeout=COMMIT_TIMEOUT)
         except BaseException:
             await self._cancel_quietly(dst, name, uuid)
             raise
@@ -313,11 +313,13 @@ class UploadHandler:
     # -- PATCH / PUT: bytes ----------------------------------------------------------------
     async def stream_body(self, request: Request, shard: int, name: str, uuid: str,
                           content_range: tuple[int, int] | None) -> int:
-        """Append the request body to the upload; returns the new upload size."""
+        """Append the request body to the upload; returns the new upload size. The PATCH goes to
+        the shard that accepted its ``upload.begin`` (``shard`` is the first guess: during a resize
+        the owner may redirect)."""
         client = self.state.client
         start = content_range[0] if content_range else None
-        offset = (await client.call(shard, messages.UPLOAD_BEGIN({"repo": name, "uuid": uuid, "start": start}))
-                  ).result["offset"]
+        begun = await client.call_repo(messages.UPLOAD_BEGIN({"repo": name, "uuid": uuid, "start": start}))
+        offset, shard = begun.result["offset"], begun.shard
         writer = _ChunkWriter(client, shard, name, uuid, offset)
         try:
             more = True
@@ -343,8 +345,7 @@ class UploadHandler:
 
     async def patch(self, request: Request, name: str, uuid: str) -> tuple[int, dict[str, str]]:
         content_range = parse_content_range(request.headers.get("content-range"))
-        shard = self.state.client.shard_of(name)
-        offset = await self.stream_body(request, shard, name, uuid, content_range)
+        offset = await self.stream_body(request, self.state.client.shard_of(name), name, uuid, content_range)
         return 202, _session_headers(name, uuid, offset)
 
     async def put(self, request: Request, name: str, uuid: str) -> tuple[int, dict[str, str]]:
@@ -353,12 +354,11 @@ class UploadHandler:
             raise RegistryError(ErrorCode.DIGEST_INVALID, "digest parameter is required", status=400)
         parse_digest(digest)
         client = self.state.client
-        shard = client.shard_of(name)
         if await request.has_body():
             content_range = parse_content_range(request.headers.get("content-range"))
-            await self.stream_body(request, shard, name, uuid, content_range)
-        await client.call(shard, messages.UPLOAD_COMMIT({"repo": name, "uuid": uuid, "digest": digest}),
-                          timeout=COMMIT_TIMEOUT)
+            await self.stream_body(request, client.shard_of(name), name, uuid, content_range)
+        await client.call_repo(messages.UPLOAD_COMMIT({"repo": name, "uuid": uuid, "digest": digest}),
+                               timeout=COMMIT_TIMEOUT)
         return 201, _blob_created(name, digest)
 
     async def status(self, request: Request, name: str, uuid: str) -> tuple[int, dict[str, str]]:
@@ -371,7 +371,7 @@ class UploadHandler:
 
     async def _cancel_quietly(self, shard: int, name: str, uuid: str) -> None:
         try:
-            await self.state.client.call(shard, messages.UPLOAD_CANCEL({"repo": name, "uuid": uuid}))
+            await self.state.client.call_repo(messages.UPLOAD_CANCEL({"repo": name, "uuid": uuid}))
         except Exception:  # noqa: BLE001 - expiry will remove it
             pass
 

@@ -69,11 +69,17 @@ async def _scatter_repos(args: messages.SearchReposRequest) -> list[dict]:
 async def _owners(repos: list[str], request: Callable[[list[str]], Request[Any, Any]], field: str) -> list[dict]:
     """``field`` of the replies of the shards owning ``repos``, each asked only for its own, all at once."""
     client = current_state().client
-    by_shard: dict[int, list[str]] = {}
-    for repo in repos:
-        by_shard.setdefault(client.shard_of(repo), []).append(repo)
-    replies = await asyncio.gather(*(client.call(shard, request(names)) for shard, names in by_shard.items()))
-    return [item for reply in replies for item in reply.result[field]]
+    if client.map.phase == "stable" and client.map.epoch > 0:
+        by_shard: dict[int, list[str]] = {}
+        for repo in repos:
+            by_shard.setdefault(client.shard_of(repo), []).append(repo)
+        try:
+            replies = await asyncio.gather(*(client.call(shard, request(names)) for shard, names in by_shard.items()))
+            return [item for reply in replies for item in reply.result[field]]
+        except RegistryError as exc:  # the map changed: ask every shard (each answers for what it owns)
+            if exc.code is not ErrorCode.STALE_MAP:
+                raise
+    return [item for reply in await client.call_all(request(repos)) for item in reply.result[field]]
 
 
 async def _images(info: Any, repos: list[str] | None = None, digest: str | None = None) -> list[dict]:

@@ -79,9 +79,39 @@ class ShardCollector:
             for metric, key in gauges:
                 if key in status:
                     metric.add_sample(metric.name, labels, status[key])
+        reshard = list(self._reshard())
         if not self.storage:
-            return [up, ready]
-        return [up, ready, damaged, *(metric for metric, _ in gauges)]
+            return [up, ready, *reshard]
+        return [up, ready, damaged, *(metric for metric, _ in gauges), *reshard]
+
+    def _reshard(self) -> Iterable[Metric]:
+        """Resharding (issue 12): each shard's map epoch, its move records by state, the redirects
+        it answered, the fences it held (histogram) and the uploads refused by a switch."""
+        epoch = Metric("shardreg_cluster_epoch", "The cluster map version the shard routes by", "gauge")
+        names = Metric("shardreg_reshard_names", "Move records on the shard, by role and state", "gauge")
+        redirects = Metric("shardreg_reshard_redirects", "Redirects the shard answered (MOVED, ASK, STALE_MAP)",
+                           "counter")
+        fence = Metric("shardreg_reshard_fence_seconds", "How long a switching name's writes were held", "histogram")
+        refused = Metric("shardreg_reshard_uploads_refused", "Uploads in progress refused by a switch", "counter")
+        for index, status in enumerate(self.statuses):
+            info = (status or {}).get("reshard")
+            if not info:
+                continue
+            labels = {"shard": str(index)}
+            epoch.add_sample("shardreg_cluster_epoch", labels, info["epoch"])
+            for key, count in sorted(info.get("moves", {}).items()):
+                role, state = key.split(":", 1)
+                names.add_sample("shardreg_reshard_names", {**labels, "role": role, "state": state}, count)
+            for kind, count in sorted(info.get("redirects", {}).items()):
+                redirects.add_sample("shardreg_reshard_redirects_total", {**labels, "kind": kind}, count)
+            buckets = info.get("fence") or {}
+            for bound, count in buckets.get("buckets", []):
+                fence.add_sample("shardreg_reshard_fence_seconds_bucket", {**labels, "le": str(bound)}, count)
+            fence.add_sample("shardreg_reshard_fence_seconds_bucket", {**labels, "le": "+Inf"}, buckets.get("count", 0))
+            fence.add_sample("shardreg_reshard_fence_seconds_sum", labels, buckets.get("sum", 0.0))
+            fence.add_sample("shardreg_reshard_fence_seconds_count", labels, buckets.get("count", 0))
+            refused.add_sample("shardreg_reshard_uploads_refused_total", labels, info.get("uploadsRefused", 0))
+        return [epoch, names, redirects, fence, refused]
 
 
 class ProcessesCollector:

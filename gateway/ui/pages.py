@@ -114,11 +114,11 @@ async def image_config(repo: str, digest: str) -> dict[str, Any]:
 
     The caller was checked for ``read`` on ``repo`` by the search resolvers that named the digest."""
     client = current_state().client
-    shard = client.shard_of(repo)
     try:
-        info = (await client.call(shard, messages.BLOB_STAT({"repo": repo, "digest": digest}))).result
+        stated = await client.call_repo(messages.BLOB_STAT({"repo": repo, "digest": digest}))
     except RegistryError:
         return {}
+    info, shard = stated.result, stated.shard  # the owner that answered (after any resharding redirect)
     if info["size"] > MAX_CONFIG:
         return {}
     raw = b"".join([bytes(frame.bytes) async for frame in client.read_blob(shard, digest, 0, info["size"])])

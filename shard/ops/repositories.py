@@ -48,6 +48,9 @@ class RepositoryOps:
             "disk_free": disk_free(self.shard), "ready": ready, "why": why, "pid": os.getpid()}
         if self.shard.lifecycle_status is not None:
             reply["lifecycle"] = self.shard.lifecycle_status()
+        reshard = self.shard.reshard_status()
+        if reshard:
+            reply["reshard"] = reshard
         return reply, []
 
     @handles(m.REPO_COUNT)
@@ -66,7 +69,7 @@ class RepositoryOps:
         n, last = int(args.get("n") or 0), args.get("last")
 
         def run(txn: Txn) -> Answer[m.CatalogReply]:
-            names, more = page(self.meta.repo_names(txn, last), n)
+            names, more = page((r for r in self.meta.repo_names(txn, last) if self.shard.lists(r)), n)
             return {"repos": names, "more": more}, []
 
         return self.meta.read(run)

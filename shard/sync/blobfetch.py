@@ -219,7 +219,8 @@ class BlobFetches:
 
             def link(txn: Txn) -> None:
                 for repo in fetch.repos:
-                    self.meta.link(txn, repo, fetch.digest, size)
+                    if self.shard.lists(repo):  # not a repository a resize switched away meanwhile
+                        self.meta.link(txn, repo, fetch.digest, size)
 
             await self.meta.write_async(link)
         async with fetch.changed:

@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from common.config.sync import SyncContent
@@ -42,6 +43,9 @@ class Mirror:
         self.blobs = blobs
         self.meta = manifests.meta
         self.index, self.shards, self.seed = index, shards, seed
+        #: Whether this shard owns a local repository name now: the configured count until the
+        #: server installs its cluster map's answer (resharding: shard.routing.Routing.owns_stably).
+        self.owns: Callable[[str], bool] = lambda name: shard_for(name, self.shards, self.seed) == self.index
 
     async def run(self, upstream: Upstream) -> None:
         """Mirror ``upstream`` every ``pollInterval`` until cancelled."""
@@ -65,7 +69,7 @@ class Mirror:
         for content in contents:  # the first rule that matches, as zot
             if matches(content, remote):
                 local = destination(content, remote)
-                if local and shard_for(local, self.shards, self.seed) == self.index:
+                if local and self.owns(local):
                     return local, content
                 return None
         return None

@@ -63,12 +63,20 @@ def test_metastore_scan_and_map_growth(tmp_path, monkeypatch):
 
 def test_cluster_shape_is_recorded(tmp_path):
     meta = MetaStore(tmp_path / "meta", sync=False)
-    meta.check_cluster(1, 4)
-    meta.check_cluster(1, 4)
-    with pytest.raises(ClusterSizeMismatch):
-        meta.check_cluster(1, 5)
+    meta.check_cluster(0, 4)
+    meta.check_cluster(0, 4)
+    # issue 12: the count is the cluster map's (it changes by `shardreg cluster resize`), not the
+    # config's: another configured count starts, and routing keeps following the recorded map
+    meta.check_cluster(0, 5)
+    assert meta.read(meta.view)["shards"] == 4 and meta.read(meta.view)["epoch"] == 1
     with pytest.raises(ClusterSizeMismatch):
         meta.check_cluster(2, 4)
+    other = MetaStore(tmp_path / "meta2", sync=False)
+    other.check_cluster(1, 4)  # not the home: its map comes from the home (through a gateway)
+    assert other.read(other.view)["epoch"] == 0
+    other.check_cluster(1, 4)
+    with pytest.raises(ClusterSizeMismatch):
+        other.check_cluster(3, 4)
 
 
 def run(coro):
