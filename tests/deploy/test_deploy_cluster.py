@@ -345,20 +345,3 @@ def stop_cleanly(pods: list[Pod], workload: dict[str, Any]) -> None:
     for pod in pods:
         code = pod.stop(period)
         assert code == 0, f"{pod.name} did not stop cleanly on SIGTERM (exit {code})\n{pod.logs()}"
-
-
-def test_shard_refuses_a_changed_shard_count(cluster: Cluster) -> None:
-    """docs/kubernetes.md: changing shard.count on an existing cluster must refuse to start."""
-    first = cluster.start_shard(0)
-    wait_http(f"http://127.0.0.1:{cluster.health_ports[0]}/readyz", cluster.pods)
-    stop_cleanly([first], cluster.shard_obj)
-    cluster.zmq_ports.append(free_port())
-    cluster.health_ports.append(free_port())
-    resized = cluster.start_shard(0, shards=3)
-    try:
-        code = resized.proc.wait(START_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        pytest.fail("a shard started with a different shard count kept running\n" + resized.logs())
-    output = resized.logs()
-    assert code != 0, output
-    assert "of 2" in output and "of 3" in output, output

@@ -186,3 +186,16 @@ def test_chart_source_keeps_lookup_out_of_the_resize_template() -> None:
     """Only _deployed.tpl asks the cluster, so the offline renderings above test everything else."""
     assert "lookup" not in (CHART / "templates" / "resize-hook.yaml").read_text()
     assert "lookup" in (CHART / "templates" / "_deployed.tpl").read_text()
+
+
+def test_docs_describe_the_resize_procedure(helm: Path, tmp_path: Path) -> None:
+    """docs/kubernetes.md quotes the chart's refusal and no longer tells users to fix the count."""
+    docs = (CHART.parents[1] / "docs" / "kubernetes.md").read_text()
+    assert "Choose `shard.count` now" not in docs
+    for text in ("post-upgrade hook Job", "pre-upgrade hook Job", "resize.hook.credentialsSecret",
+                 "kubectl -n registry delete pvc data-shardreg-shard-2", "resize.drainedTo=2"):
+        assert text in docs, text
+    err = helm_template_error(helm, chart_deployed_with(3, tmp_path),
+                              {"shard": {"count": 2}, "resize": {"hook": {"enabled": False}}}, "--is-upgrade")
+    quoted = " ".join(docs.split("shard.count 3→2 removes", 1)[1].split("```", 1)[0].split())
+    assert "shard.count 3→2 removes " + quoted in " ".join(err.split())
