@@ -8,7 +8,6 @@ which the request handlers import, so that the handlers never depend on the appl
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +20,6 @@ SENT_BYTES = Counter("shardreg_http_zerocopy_sent_bytes", "Response body bytes s
                      registry=None)
 SENDS = Counter("shardreg_http_zerocopy_sends", "Response body regions sent with sendfile (zero-copy)",
                 registry=None)
-
-
-#: A connection about to sendfile this much gets a fixed send buffer of SEND_BUFFER bytes (the kernel
-#: doubles it) instead of the autotuned one: half the sendfile calls and about 0.04 ms less kernel CPU
-#: per MB on loopback (docs/performance.md). Memory is only used while a slow reader leaves data queued.
-LARGE_REGION = 16 << 20
-SEND_BUFFER = 4 << 20
 
 
 def create_app() -> ZeroCopyApp:
@@ -119,20 +111,12 @@ def install() -> None:
         """Writes :class:`RawFile` events with ``loop.sendfile`` (``os.sendfile`` on a plain socket)."""
 
         _shardreg_zero_copy = True
-        _large_buffer = False
 
         async def protocol_send(self, event: Any) -> None:
             if not isinstance(event, RawFile):
                 await super().protocol_send(event)
                 return
             region = event.region
-            if region.count >= LARGE_REGION and not self._large_buffer:
-                self._large_buffer = True
-                sock = self.writer.get_extra_info("socket")
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
-                except (OSError, AttributeError):
-                    pass  # only an optimisation
             async with self.send_lock:
                 try:
                     await self.writer.drain()
