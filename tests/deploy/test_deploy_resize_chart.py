@@ -125,14 +125,23 @@ def test_shrink_runs_a_pre_upgrade_resize_job_with_the_admin_credential(helm: Pa
     assert seen == {"argv": [*want, "--user", "admin", "--password-stdin"], "stdin": "pa ss"}
 
 
-def test_no_resize_job_unless_the_count_changes(helm: Path, tmp_path: Path) -> None:
-    assert jobs(helm_upgrade_template(helm, 2, {"shard": {"count": 2}}, tmp_path)) == []
+def test_an_unchanged_count_converges_and_needs_no_credential(helm: Path, tmp_path: Path) -> None:
+    """Same count: the post-upgrade Job still runs (a no-op resize, or the end of a grow whose earlier
+    upgrade failed after the StatefulSet grew); with auth on and no credential it is left out, not failed."""
+    (tmp_path / "a").mkdir()
+    (job,) = jobs(helm_upgrade_template(helm, 3, {"shard": {"count": 3}}, tmp_path / "a"))
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-upgrade"
+    assert run_job_command(job, tmp_path / "a", {})["argv"][:4] == ["cluster", "resize", "--shards", "3"]
+    (tmp_path / "b").mkdir()
+    assert jobs(helm_upgrade_template(helm, 3, {"auth": AUTH["auth"], "shard": {"count": 3}}, tmp_path / "b")) == []
+    (tmp_path / "c").mkdir()
+    assert len(jobs(helm_upgrade_template(helm, 3, {**AUTH, "shard": {"count": 3}}, tmp_path / "c"))) == 1
     # Install, and any rendering that cannot see the cluster (helm template, client-side dry run).
     assert jobs(helm_template(helm, {"shard": {"count": 3}})) == []
     assert jobs(helm_template(helm, {"shard": {"count": 3}}, extra=["--is-upgrade"])) == []
     # The hook disabled: a grow renders no Job (run `shardreg cluster resize` yourself afterwards).
-    off = {"shard": {"count": 3}, "resize": {"hook": {"enabled": False}}}
     (tmp_path / "off").mkdir()
+    off = {"shard": {"count": 3}, "resize": {"hook": {"enabled": False}}}
     assert jobs(helm_upgrade_template(helm, 2, off, tmp_path / "off")) == []
 
 
