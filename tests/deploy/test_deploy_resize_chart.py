@@ -115,10 +115,10 @@ def test_shrink_runs_a_pre_upgrade_resize_job_with_the_admin_credential(helm: Pa
     script = container(job)["command"][2]
     assert "s3cret-key" not in script and "registry-admin" not in script
     want = ["cluster", "resize", "--shards", "2", "--url", GATEWAY_URL, "--max-mbps", "40"]
-    # An admin's API key in the Secret ...
+    # An API key of the admin user in the Secret ...
     (tmp_path / "key").mkdir()
-    seen = run_job_command(job, tmp_path / "key", {"api-key": "zak_s3cret-key"})
-    assert seen == {"argv": [*want, "--api-key-stdin"], "stdin": "zak_s3cret-key"}
+    seen = run_job_command(job, tmp_path / "key", {"username": "admin", "api-key": "zak_s3cret-key"})
+    assert seen == {"argv": [*want, "--user", "admin", "--api-key-stdin"], "stdin": "zak_s3cret-key"}
     # ... or an admin's user name and password.
     (tmp_path / "pw").mkdir()
     seen = run_job_command(job, tmp_path / "pw", {"username": "admin", "password": "pa ss"})
