@@ -63,20 +63,22 @@ def run_job_command(job: dict[str, Any], tmp: Path, secret: dict[str, str]) -> d
 
 def test_shard_pod_template_is_the_same_for_every_count(helm: Path) -> None:
     """Growing must not restart existing shards: nothing of the shard pods depends on shard.count."""
-    for extra in ({}, AUTH):
-        renders = {n: helm_template(helm, {**extra, "shard": {"count": n}}) for n in (2, 3, 5)}
-        templates = {n: one(objs, "StatefulSet")["spec"]["template"] for n, objs in renders.items()}
-        assert templates[2] == templates[3] == templates[5]
-        claims = {n: one(objs, "StatefulSet")["spec"]["volumeClaimTemplates"] for n, objs in renders.items()}
-        assert claims[2] == claims[3] == claims[5]
-        assert [one(o, "StatefulSet")["spec"]["replicas"] for o in renders.values()] == [2, 3, 5]
+    renders = {(auth, n): helm_template(helm, {**(AUTH if auth else {}), "shard": {"count": n}})
+               for auth in (False, True) for n in (2, 3)}
+    for auth in (False, True):
+        two, three = (one(renders[auth, n], "StatefulSet")["spec"] for n in (2, 3))
+        assert two["template"] == three["template"]
+        assert two["volumeClaimTemplates"] == three["volumeClaimTemplates"]
+        assert (two["replicas"], three["replicas"]) == (2, 3)
     # ... while another config change still rolls them, and the gateways still roll on a count change.
-    base = one(helm_template(helm, {"shard": {"count": 2}}), "StatefulSet")["spec"]["template"]
+    checksum = "checksum/config"
+    base = one(renders[False, 2], "StatefulSet")["spec"]["template"]["metadata"]["annotations"][checksum]
     debug = one(helm_template(helm, {"shard": {"count": 2}, "config": {"log": {"level": "debug"}}}),
-                "StatefulSet")["spec"]["template"]
-    assert base["metadata"]["annotations"]["checksum/config"] != debug["metadata"]["annotations"]["checksum/config"]
-    gw = {n: one(helm_template(helm, {"shard": {"count": n}}), "Deployment")["spec"]["template"] for n in (2, 3)}
-    assert gw[2]["metadata"]["annotations"]["checksum/config"] != gw[3]["metadata"]["annotations"]["checksum/config"]
+                "StatefulSet")["spec"]["template"]["metadata"]["annotations"][checksum]
+    assert base != debug
+    gw = {n: one(renders[False, n], "Deployment")["spec"]["template"]["metadata"]["annotations"][checksum]
+          for n in (2, 3)}
+    assert gw[2] != gw[3]
 
 
 def test_grow_runs_a_post_upgrade_resize_job(helm: Path, tmp_path: Path) -> None:
