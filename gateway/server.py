@@ -52,7 +52,7 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     host = config.http.address
     hc.bind = [f"[{host}]:{config.http.port}" if ":" in host else f"{host}:{config.http.port}"]
     hc.workers = config.cluster.gateway_workers
-    hc.application_path = "gateway.app:create_app()"
+    hc.application_path = "gateway.zerocopy_server:create_app()"  # the gateway app, sending blob files zero-copy
     hc.graceful_timeout = GRACEFUL_TIMEOUT
     hc.keep_alive_timeout = 75
     hc.backlog = DEFAULT_BACKLOG
@@ -97,6 +97,7 @@ def _worker(config: HypercornConfig, shutdown_event: Event, sockets: Sockets, pa
 
     from gateway.auth.tls import install as expose_client_certificates
     from gateway.connections import install as close_ended_connections
+    from gateway.zerocopy_server import install as send_files_zero_copy
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the parent stops workers (shutdown_event)
     try:  # a worker must not outlive its parent (it would keep the port): killed if the parent dies
@@ -106,6 +107,7 @@ def _worker(config: HypercornConfig, shutdown_event: Event, sockets: Sockets, pa
     if os.getppid() != parent:  # the parent died while this worker was starting: too late for the signal
         os._exit(0)
     close_ended_connections()  # a client that half-closes is not held for the keep-alive timeout
+    send_files_zero_copy()  # plain HTTP/1.1: blob files go to the socket with sendfile (gateway/zerocopy_server.py)
     if config.ssl_enabled:
         expose_client_certificates()  # client certificates → scope["extensions"]["tls"] (mTLS identities)
     asyncio_worker(config, sockets, shutdown_event)

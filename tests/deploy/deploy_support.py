@@ -99,9 +99,9 @@ def load_documents(text: str) -> list[dict[str, Any]]:
 
 
 def helm_template(helm: Path, values: dict[str, Any] | None = None, *, release: str = RELEASE,
-                  namespace: str = NAMESPACE, extra: Iterable[str] = ()) -> list[dict[str, Any]]:
+                  namespace: str = NAMESPACE, extra: Iterable[str] = (), chart: Path = CHART) -> list[dict[str, Any]]:
     """The objects ``helm template`` renders for these values."""
-    cmd: list[str | Path] = [helm, "template", release, CHART, "--namespace", namespace, *extra]
+    cmd: list[str | Path] = [helm, "template", release, chart, "--namespace", namespace, *extra]
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         json.dump(values or {}, f)
     try:
@@ -109,6 +109,40 @@ def helm_template(helm: Path, values: dict[str, Any] | None = None, *, release: 
         return load_documents(run(cmd).stdout)
     finally:
         os.unlink(f.name)
+
+
+def chart_deployed_with(shards: int, dest: Path) -> Path:
+    """A copy of the chart that sees a deployed shard StatefulSet of ``shards`` replicas.
+
+    ``helm template`` has no cluster for ``lookup`` to ask; ``templates/_deployed.tpl`` holds the one
+    lookup the resize templates depend on, so only that file is replaced by a fixed answer.
+    """
+    copy = dest / f"chart-deployed-{shards}"
+    shutil.copytree(CHART, copy)
+    deployed = copy / "templates" / "_deployed.tpl"
+    assert "lookup" in deployed.read_text()
+    deployed.write_text('{{- define "shardreg.deployedShardCount" -}}' + str(shards) + "{{- end }}\n")
+    return copy
+
+
+def helm_upgrade_template(helm: Path, deployed: int, values: dict[str, Any], dest: Path, *,
+                          show_only: str | None = None) -> list[dict[str, Any]]:
+    """What ``helm upgrade`` renders (hooks included) for a release whose StatefulSet has ``deployed`` pods."""
+    extra = ["--is-upgrade", *(["--show-only", show_only] if show_only else [])]
+    return helm_template(helm, values, chart=chart_deployed_with(deployed, dest), extra=extra)
+
+
+def helm_template_error(helm: Path, chart: Path, values: dict[str, Any], *extra: str) -> str:
+    """The error ``helm template`` stops with (it must fail)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(values, f)
+    try:
+        proc = subprocess.run([str(helm), "template", RELEASE, str(chart), "--namespace", NAMESPACE,
+                               "--values", f.name, *extra], capture_output=True, text=True, timeout=120)
+    finally:
+        os.unlink(f.name)
+    assert proc.returncode != 0, f"helm template succeeded:\n{proc.stdout[:2000]}"
+    return proc.stderr
 
 
 def kustomize(kubectl: Path, directory: Path = K8S) -> list[dict[str, Any]]:

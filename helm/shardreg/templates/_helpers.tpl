@@ -95,9 +95,13 @@ app.kubernetes.io/component: {{ .component }}
 {{/*
 The registry configuration as a JSON document: zot's format plus the `cluster` section. Gateways
 reach shard i at its stable StatefulSet DNS name; shards bind every interface on the same port.
+Call with (dict "ctx" $ "shards" N): "shardreg.config" renders it for shard.count, and the shard pods'
+checksum renders it for no shard at all, so that a change of shard.count never restarts a shard.
 */}}
-{{- define "shardreg.config" -}}
-{{- $c := .Values.config }}
+{{- define "shardreg.configFor" -}}
+{{- $ctx := .ctx }}
+{{- $count := int .shards }}
+{{- $c := $ctx.Values.config }}
 {{- $storage := dict
     "rootDirectory" $c.storage.rootDirectory
     "commit" $c.storage.commit
@@ -106,42 +110,42 @@ reach shard i at its stable StatefulSet DNS name; shards bind every interface on
     "gcInterval" $c.storage.gcInterval
     "allowDelete" $c.storage.allowDelete
     "uploadExpiry" $c.storage.uploadExpiry }}
-{{- $http := dict "address" "0.0.0.0" "port" (int .Values.gateway.port) "realm" $c.http.realm }}
+{{- $http := dict "address" "0.0.0.0" "port" (int $ctx.Values.gateway.port) "realm" $c.http.realm }}
 {{- with $c.http.externalUrl }}{{ $_ := set $http "externalUrl" . }}{{ end }}
 {{- with $c.http.accessControl }}{{ $_ := set $http "accessControl" . }}{{ end }}
 {{- with $c.http.ratelimit }}{{ $_ := set $http "ratelimit" . }}{{ end }}
-{{- if include "shardreg.authEnabled" . }}
-{{- $auth := dict "sessionKeysFile" (printf "%s/session-keys.json" (include "shardreg.secretsDir" .)) }}
-{{- if .Values.auth.htpasswd.enabled }}
-{{- $_ := set $auth "htpasswd" (dict "path" (printf "%s/htpasswd" (include "shardreg.secretsDir" .))) }}
+{{- if include "shardreg.authEnabled" $ctx }}
+{{- $auth := dict "sessionKeysFile" (printf "%s/session-keys.json" (include "shardreg.secretsDir" $ctx)) }}
+{{- if $ctx.Values.auth.htpasswd.enabled }}
+{{- $_ := set $auth "htpasswd" (dict "path" (printf "%s/htpasswd" (include "shardreg.secretsDir" $ctx))) }}
 {{- end }}
-{{- if .Values.auth.bearer.enabled }}
-{{- $_ := set $auth "bearer" (dict "realm" .Values.auth.bearer.realm "service" .Values.auth.bearer.service "cert" (printf "%s/bearer.crt" (include "shardreg.secretsDir" .))) }}
+{{- if $ctx.Values.auth.bearer.enabled }}
+{{- $_ := set $auth "bearer" (dict "realm" $ctx.Values.auth.bearer.realm "service" $ctx.Values.auth.bearer.service "cert" (printf "%s/bearer.crt" (include "shardreg.secretsDir" $ctx))) }}
 {{- end }}
-{{- if .Values.auth.apikey }}{{ $_ := set $auth "apikey" true }}{{ end }}
+{{- if $ctx.Values.auth.apikey }}{{ $_ := set $auth "apikey" true }}{{ end }}
 {{- $_ := set $http "auth" $auth }}
 {{- end }}
 {{- $endpoints := list }}
-{{- range $i := until (int .Values.shard.count) }}
-{{- $endpoints = append $endpoints (printf "tcp://%s-%d.%s:%d" (include "shardreg.shardName" $) $i (include "shardreg.shardHeadlessName" $) (int $.Values.shard.zmqPort)) }}
+{{- range $i := until $count }}
+{{- $endpoints = append $endpoints (printf "tcp://%s-%d.%s:%d" (include "shardreg.shardName" $ctx) $i (include "shardreg.shardHeadlessName" $ctx) (int $ctx.Values.shard.zmqPort)) }}
 {{- end }}
 {{- $cluster := dict
-    "shards" (int .Values.shard.count)
+    "shards" $count
     "endpoints" $endpoints
     "bind" "tcp://0.0.0.0:{port}"
-    "gatewayWorkers" (int .Values.gateway.workers)
+    "gatewayWorkers" (int $ctx.Values.gateway.workers)
     "hashSeed" (int $c.hashSeed)
     "sharedStorage" false
     "requestTimeout" $c.requestTimeout
-    "shardMetricsPort" (int .Values.shard.metricsPort) }}
-{{- if .Values.curve.insecure }}
+    "shardMetricsPort" (int $ctx.Values.shard.metricsPort) }}
+{{- if $ctx.Values.curve.insecure }}
 {{- $_ := set $cluster "insecure" true }}
 {{- else }}
-{{- $_ := set $cluster "shardKey" (printf "%s/shard-{index}.key_secret" (include "shardreg.curveDir" .)) }}
-{{- $_ := set $cluster "gatewayKey" (printf "%s/gateway.key_secret" (include "shardreg.curveDir" .)) }}
-{{- with .Values.curve.authorizedGatewayKeys }}
+{{- $_ := set $cluster "shardKey" (printf "%s/shard-{index}.key_secret" (include "shardreg.curveDir" $ctx)) }}
+{{- $_ := set $cluster "gatewayKey" (printf "%s/gateway.key_secret" (include "shardreg.curveDir" $ctx)) }}
+{{- with $ctx.Values.curve.authorizedGatewayKeys }}
 {{- $paths := list }}
-{{- range . }}{{ $paths = append $paths (printf "%s/%s" (include "shardreg.curveDir" $) .) }}{{ end }}
+{{- range . }}{{ $paths = append $paths (printf "%s/%s" (include "shardreg.curveDir" $ctx) .) }}{{ end }}
 {{- $_ := set $cluster "authorizedGatewayKeys" $paths }}
 {{- end }}
 {{- end }}
@@ -153,6 +157,10 @@ reach shard i at its stable StatefulSet DNS name; shards bind every interface on
     "extensions" ($c.extensions | default dict)
     "cluster" $cluster }}
 {{- toPrettyJson $config }}
+{{- end }}
+
+{{- define "shardreg.config" -}}
+{{- include "shardreg.configFor" (dict "ctx" . "shards" (int .Values.shard.count)) }}
 {{- end }}
 
 {{/* Volumes and mounts every pod has: config, secrets, a writable /tmp. */}}
@@ -202,6 +210,18 @@ the values it is made from: generated session keys are kept across upgrades, so 
 */}}
 {{- define "shardreg.checksums" -}}
 checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
+{{- if and (include "shardreg.authEnabled" .) (not .Values.auth.existingSecret) }}
+checksum/secret: {{ toJson .Values.auth | sha256sum }}
+{{- end }}
+{{- end }}
+
+{{/*
+The shard pods' checksums: the same as above except that the config is hashed without its shard count
+and endpoints. Shards learn the cluster's shape from the shard map, not from the config; a pod template
+that changed with shard.count would restart every existing shard on a grow.
+*/}}
+{{- define "shardreg.shardChecksums" -}}
+checksum/config: {{ include "shardreg.configFor" (dict "ctx" . "shards" 0) | sha256sum }}
 {{- if and (include "shardreg.authEnabled" .) (not .Values.auth.existingSecret) }}
 checksum/secret: {{ toJson .Values.auth | sha256sum }}
 {{- end }}
