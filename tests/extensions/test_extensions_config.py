@@ -45,8 +45,8 @@ def test_zot_semantics():
 def test_warnings():
     assert warnings_of({"metrics": {"enable": True, "prometheus": {"path": "/metrics"}}}) == ()
     assert warnings_of({"debug": {"enable": True}}) == ()
-    warnings = warnings_of({"lint": {}, "bogus": {}, "search": {"enable": True, "cve": {}, "x": 1}})
-    assert any("extensions.lint" in w and "not supported" in w for w in warnings)
+    warnings = warnings_of({"apikey": {}, "bogus": {}, "search": {"enable": True, "cve": {}, "x": 1}})
+    assert any("extensions.apikey" in w and "not supported" in w for w in warnings)
     assert any("extensions.bogus" in w and "unknown" in w for w in warnings)
     assert any("extensions.search.cve" in w for w in warnings)
     assert any("extensions.search.x" in w for w in warnings)
