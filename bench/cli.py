@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.reshard import main as reshard_main
 
         return reshard_main(args[1:])
+    if args[:1] == ["pull-through"]:  # a scenario of its own (issue 13): bench/pullthrough.py
+        from bench.pullthrough import main as pullthrough_main
+
+        return pullthrough_main(args[1:])
     from bench.command import main as command_main
 
     return command_main(argv)

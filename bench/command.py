@@ -3,6 +3,8 @@
 With no URL a local shardreg cluster is started on a temporary data directory (``--shards``,
 ``--workers``) and stopped afterwards; ``--compare distribution`` does the same with CNCF
 Distribution, and the two are measured alternately, level by level, in the same run.
+Two scenarios have arguments of their own: ``shardreg bench reshard --help`` and
+``shardreg bench pull-through --help``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ MAX_CONCURRENCY = 256
 MAX_BLOB = 1 << 30
 #: Results go next to where the bench runs, not into the source tree (``.gitignore`` lists it).
 DEFAULT_OUT = "bench-results"
+#: Scenarios with their own arguments and report: ``shardreg bench NAME`` (bench/cli.py dispatches them).
+SCENARIOS = ("reshard", "pull-through")
 
 
 def parse_size(text: str) -> int:
@@ -58,6 +62,9 @@ def parse_workloads(text: str) -> list[str]:
         return list(WORKLOADS)
     names = [x.strip() for x in text.split(",") if x.strip()]
     unknown = [n for n in names if n not in WORKLOADS]
+    scenarios = [n for n in unknown if n in SCENARIOS]
+    if scenarios:
+        raise argparse.ArgumentTypeError(f"{scenarios[0]} is a scenario of its own: shardreg bench {scenarios[0]} --help")
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"unknown workload(s) {unknown}; choose from {', '.join(WORKLOADS)}")
     return names

@@ -149,7 +149,7 @@ version: 0.1
 log:
   level: error
   accesslog:
-    disabled: true
+    disabled: {no_access_log}
 storage:
   filesystem:
     rootdirectory: {root}
@@ -162,8 +162,9 @@ http:
 """
 
 
-def start_distribution(port: int | None = None, label: str = "distribution") -> Target:
-    """Start CNCF Distribution (Debian's ``docker-registry``) with its own temporary config."""
+def start_distribution(port: int | None = None, label: str = "distribution", access_log: bool = False) -> Target:
+    """Start CNCF Distribution (Debian's ``docker-registry``) with its own temporary config; with
+    ``access_log`` its log (``log_path``) has a line per request, which pull-through counts."""
     binary = shutil.which("docker-registry") or DISTRIBUTION_BINARY
     if not os.path.exists(binary):
         raise TargetError("docker-registry not found: apt-get install -y docker-registry")
@@ -173,7 +174,7 @@ def start_distribution(port: int | None = None, label: str = "distribution") -> 
     os.makedirs(root)
     config = os.path.join(tmp, "config.yml")
     with open(config, "w") as f:
-        f.write(DISTRIBUTION_CONFIG.format(root=root, port=port))
+        f.write(DISTRIBUTION_CONFIG.format(root=root, port=port, no_access_log=str(not access_log).lower()))
     log_path = os.path.join(tmp, "registry.log")
     version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
     with open(log_path, "wb") as log:
