@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from common import messages
+from gateway.auth.identity import Identity
 from gateway.shard_client import ShardClient
 
 log = logging.getLogger("shardreg.auth")
@@ -145,3 +146,11 @@ class ApiKeys:
                 await self.client().call(shard, messages.APIKEY_TOUCH({"uses": uses}))
                 continue
             log.warning("could not record lastUsed of %d API keys on shard %d", len(uses), shard)
+
+
+def provenance(identity: Identity, groups_of: Callable[[str], frozenset[str]]) -> tuple[str, frozenset[str]]:
+    """(origin, groups) to record with a key ``identity`` creates: where the user is known, and an
+    OpenID user's groups from the ID token (nothing else can give them again at each use)."""
+    assert identity.name is not None
+    origin = identity.origin or "htpasswd"
+    return origin, identity.groups - groups_of(identity.name) if origin == "openid" else frozenset()

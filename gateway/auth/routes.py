@@ -20,6 +20,7 @@ POST form with ``grant_type=password``), and answers ``{"token", "access_token",
 
 from __future__ import annotations
 
+import html
 import logging
 import time
 from datetime import UTC, datetime
@@ -31,7 +32,7 @@ from quart import Response, request
 from common import boundedjson, messages
 from common.errors import ErrorCode, RegistryError
 from gateway.auth.access import AccessControl
-from gateway.auth.apikeys import parse_time
+from gateway.auth.apikeys import parse_time, provenance
 from gateway.auth.external import IssuerUnavailable
 from gateway.auth.identity import Identity
 
@@ -148,8 +149,7 @@ async def create_apikey() -> Response:
     if expires_at is not None and expires_at <= time.time():
         raise _bad("expirationDate is in the past")
     assert identity.name is not None
-    origin = identity.origin or "htpasswd"
-    groups = identity.groups - access.policy.groups_of(identity.name) if origin == "openid" else frozenset()
+    origin, groups = provenance(identity, access.policy.groups_of)
     created = await keys.create(identity.name, label, scopes or None, expires_at,
                                 request.headers.get("user-agent", ""), origin, groups)
     return _json(created, status=201)
@@ -250,6 +250,23 @@ def _redirect(location: str) -> Response:
     return response
 
 
+def _continue(location: str) -> Response:
+    """Where a login ends. A browser coming from the provider's site (another site) would not send
+    the new SameSite=Strict session cookie along a redirect (the navigation started there): it is
+    given a page that moves on by itself, a navigation of this site, which sends the cookie."""
+    if request.headers.get("sec-fetch-site") != "cross-site" or request.headers.get("sec-fetch-mode") != "navigate":
+        return _redirect(location)
+    target = html.escape(location, quote=True)
+    response = Response(f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Logged in</title>'
+                        f'<meta http-equiv="refresh" content="0;url={target}"></head><body>'
+                        f'<p>Logged in. <a href="{target}">Continue</a></p></body></html>',
+                        status=200, content_type="text/html; charset=utf-8")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'none'"
+    response.headers["Referrer-Policy"] = "no-referrer"  # the URL carried the code and state
+    return response
+
+
 async def openid_login() -> Response:
     from gateway.auth.oidc_login import STATE_COOKIE, STATE_TTL, LoginError, state_sid  # only with openid
 
@@ -302,7 +319,7 @@ async def openid_callback(provider: str) -> Response:
     except IssuerUnavailable as exc:
         raise _unavailable(exc) from None
     cookie = await access.sessions.open(result.username, "openid", result.groups)
-    response = _redirect(result.callback_ui)
+    response = _continue(result.callback_ui)
     response.headers.add("Set-Cookie", access.sessions.cookie_header(cookie))
     response.headers.add("Set-Cookie", f"{STATE_COOKIE}=; Path=/zot/auth/callback; Max-Age=0; HttpOnly; SameSite=Lax")
     return response

@@ -12,6 +12,7 @@ from typing import Any
 from quart import Response, request
 
 from common.errors import ErrorCode, RegistryError
+from gateway.auth.apikeys import provenance
 from gateway.auth.identity import ANONYMOUS
 from gateway.auth.sessions import COOKIE as SESSION_COOKIE
 from gateway.context import current_state
@@ -70,7 +71,10 @@ async def login() -> Response:
         return _login_page(next_path, message, status=429 if exc.code == ErrorCode.TOOMANYREQUESTS else 401,
                            csrf=await csrf_token(session=""))
     assert identity.name is not None
-    cookie = await access.sessions.open(identity.name)
+    if identity.via == "workload":  # a CI job's ID token never becomes a session (as /zot/auth/login)
+        return _login_page(next_path, "Invalid username or password.", status=401, csrf=await csrf_token(session=""))
+    # the origin (htpasswd, ldap) is part of the session: an LDAP user's is re-checked with LDAP
+    cookie = await access.sessions.open(identity.name, identity.origin or "htpasswd")
     response = redirect(next_path)
     response.headers.add("Set-Cookie", access.sessions.cookie_header(cookie))
     return response
@@ -93,7 +97,7 @@ async def logout() -> Response:
 # -- the user page: API keys --------------------------------------------------------------------
 def _keys_allowed(me: Viewer) -> bool:
     """Keys are managed with a password or a session, never with a key or token (as the API)."""
-    return me.apikeys and me.identity.via in ("session", "htpasswd")
+    return me.apikeys and me.identity.via in ("session", "htpasswd", "ldap")
 
 
 async def _user_page(me: Viewer, *, created: dict[str, Any] | None = None, error: str = "",
@@ -143,7 +147,9 @@ async def create_apikey() -> Response:
         return await _user_page(me, error="The expiry date is in the past.", status=400)
     keys = current_state().access.apikeys
     assert me.name is not None and keys is not None
-    created = await keys.create(me.name, label, scopes or None, expires_at, request.headers.get("user-agent", ""))
+    origin, groups = provenance(me.identity, current_state().access.policy.groups_of)
+    created = await keys.create(me.name, label, scopes or None, expires_at, request.headers.get("user-agent", ""),
+                                origin, groups)
     return await _user_page(me, created=created, status=201)
 
 

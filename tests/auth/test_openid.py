@@ -223,6 +223,17 @@ def test_providers_listed_for_the_web_ui(browser: httpx.Client, provider: OidcPr
     assert stripped_auth(config)["openid"] == {"providers": {"oidc": {"name": "Test SSO"}}}
 
 
+def test_a_cross_site_browser_continues_on_this_site(browser: httpx.Client, idp: httpx.Client) -> None:
+    """Coming back from the provider's site, a browser would not send the SameSite=Strict session
+    cookie along a redirect: it gets a page that navigates on (same site), with the session set."""
+    location = browser_login(idp, start(browser, "/ui/explore?q=a&b=1"), "olga")
+    r = browser.get(location[len(BASE_URL):], headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"})
+    assert r.status_code == 200 and "session" in r.cookies
+    assert '<meta http-equiv="refresh" content="0;url=/ui/explore?q=a&amp;b=1">' in r.text
+    assert r.headers["Referrer-Policy"] == "no-referrer" and r.headers["Cache-Control"] == "no-store"
+    assert browser.get("/v2/").status_code == 200
+
+
 def test_login_starts_are_rate_limited_per_client(browser: httpx.Client) -> None:
     """Each start writes a state record: a client cannot start logins without bound (last test here:
     it empties this client's bucket)."""

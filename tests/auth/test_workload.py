@@ -25,6 +25,7 @@ from tests.auth.conftest import basic, write_ec_key, write_htpasswd
 from tests.auth.helpers import try_push
 from tests.auth.oidc_provider import OidcProvider, browser_login, rsa_jwk
 from tests.inprocess import InProcessRegistry
+from tests.ui.support import csrf_of
 
 CI_SUB = "repo:acme/app:ref:refs/heads/main"
 CLIENT = {"client_id": "shardreg", "client_secret": "wl-client-secret-7f2a", "grant_types": ["authorization_code"],
@@ -174,3 +175,16 @@ def test_keys_refreshed_on_unknown_kid_after_rotation(
             assert r.status_code == 503
     finally:
         rotating.stop()
+
+
+def test_the_ui_login_form_opens_no_session_for_an_id_token(provider: OidcProvider, tmp_path: Path) -> None:
+    """As ``/zot/auth/login``: a CI job's short-lived ID token as the password of the web UI's form
+    does not turn into a long-lived session."""
+    config = {**workload_config(provider, tmp_path), "extensions": {"search": {"enable": True}, "ui": {"enable": True}}}
+    with InProcessRegistry(config=config) as registry, registry.client() as c:
+        form = c.get("/ui/login")
+        r = c.post("/ui/login", data={"csrf": csrf_of(form.text), "username": "ci", "password": provider.mint(),
+                                      "next": "/"})
+        assert r.status_code == 401 and "Invalid username or password." in r.text
+        assert "session" not in c.cookies
+        assert c.get("/v2/", headers=password(provider.mint())).status_code == 200  # the token itself still works
