@@ -11,6 +11,7 @@ deleted only after that commit, under the digest's lock.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import logging
@@ -39,6 +40,30 @@ async def collect_garbage(service: ShardService, delay: float, now: float | None
         removed += [(repo, digest) for digest in doomed]
     if removed:
         log.info("gc: unlinked %d unreferenced blobs", len(removed))
+    return removed
+
+
+async def remove_orphan_files(service: ShardService, batch: int = 256) -> int:
+    """Delete blob files that no ``blobs`` record names; returns how many went.
+
+    A kill -9 between a file's rename into ``blobs/`` and the commit that records it (an upload, a
+    pull-through, a resize's copy) leaves such a file; nothing else ever reads it. Every writer
+    holds the digest's lock from before the rename until after its commit, and
+    :meth:`ShardService.remove_file_if_unused` takes that lock and checks the record again, so a
+    commit in progress is never disturbed. Runs in the background (at start and after each gc),
+    yielding every ``batch`` files, so a shard's start-up never waits for it."""
+    root = service.blobs.root / "blobs"
+    removed = seen = 0
+    for alg in sorted(p.name for p in root.iterdir() if p.is_dir()):
+        for path in sorted((root / alg).glob("*/*")):
+            seen += 1
+            if seen % batch == 0:
+                await asyncio.sleep(0)
+            digest = f"{alg}:{path.name}"
+            if path.is_file() and not service.blob_exists(digest) and await service.remove_file_if_unused(digest):
+                removed += 1
+    if removed:
+        log.warning("removed %d blob files that no record named (left by a crash before their commit)", removed)
     return removed
 
 

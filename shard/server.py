@@ -38,7 +38,7 @@ from shard.diskfull import is_storage_full, storage_full
 from shard.health import OpLatency, serve_health
 from shard.hooks import Hooks
 from shard.lifecycle import Lifecycle
-from shard.maintenance import collect_garbage, scrub
+from shard.maintenance import collect_garbage, remove_orphan_files, scrub
 from shard.ops.blobs import BlobOps
 from shard.ops.cluster import Cleanup, ClusterOps
 from shard.ops.manifests import ManifestOps
@@ -238,6 +238,10 @@ class ShardServer:
         storage = self.config.storage
         interval = min(MAINTENANCE_INTERVAL, max(1.0, storage.upload_expiry / 4), max(1.0, storage.gc_interval))
         last_gc = time.monotonic()
+        try:  # files a crash left between their rename and their commit (none, usually)
+            await remove_orphan_files(self.service)
+        except Exception:
+            log.exception("removing orphaned blob files failed")
         while True:
             await asyncio.sleep(interval)
             try:
@@ -246,6 +250,7 @@ class ShardServer:
                     last_gc = time.monotonic()
                     await self.lifecycle.every_gc_interval()
                     await collect_garbage(self.service, storage.gc_delay)
+                    await remove_orphan_files(self.service)
             except Exception:
                 log.exception("maintenance failed")
 

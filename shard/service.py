@@ -77,8 +77,11 @@ class ShardService:
     def blob_exists(self, digest: str) -> bool:
         return self.meta.read(lambda txn: self.meta.blob_exists(txn, digest))
 
-    async def remove_file_if_unused(self, digest: str) -> None:
-        """Delete a blob file whose last link is gone, unless a commit has brought it back meanwhile."""
+    async def remove_file_if_unused(self, digest: str) -> bool:
+        """Delete a blob file whose last link is gone, unless a commit has brought it back meanwhile;
+        whether it was deleted."""
         async with self.digest_locks[digest]:
-            if not self.blob_exists(digest):
-                await self.io(self.blobs.remove, digest)
+            if self.blob_exists(digest):
+                return False
+            await self.io(self.blobs.remove, digest)
+            return True

@@ -233,3 +233,32 @@ def test_scrub_finds_damaged_blobs_and_manifests(tmp_path):
         s.close()
 
     run(scenario())
+
+
+def test_blob_files_a_crash_left_without_a_record_are_removed(tmp_path):
+    """A kill -9 between an upload's rename into blobs/ and its commit leaves a file no record names:
+    the shard's background sweep removes it, and never a file that is recorded or being committed."""
+    from shard.maintenance import remove_orphan_files
+
+    async def scenario():
+        s = ShardService(tmp_path, 0, 1, durable=False)
+        await _upload(s, "a", b"kept")
+        kept = sha(b"kept")
+        orphan = sha(b"orphan")
+        s.blobs.install_bytes(b"orphan", orphan)  # as if the commit after the rename never ran
+        committing = sha(b"committing")
+        lock = s.digest_locks[committing]
+        await lock.acquire()  # a commit in progress holds its digest's lock across rename and commit
+        s.blobs.install_bytes(b"committing", committing)
+        sweep = asyncio.ensure_future(remove_orphan_files(s))
+        await asyncio.sleep(0.05)
+        assert not sweep.done()  # waits for the commit instead of deleting its file
+        s.meta.write(lambda txn: s.meta.link(txn, "a", committing, len(b"committing")))
+        lock.release()
+        assert await sweep == 1
+        assert not s.blobs.path(orphan).exists()
+        assert s.blobs.path(kept).exists() and s.blobs.path(committing).exists()
+        assert await remove_orphan_files(s) == 0
+        s.close()
+
+    run(scenario())
