@@ -194,22 +194,80 @@ class SearchMeta:
                 for d in self.meta.referrers(txn, repo, digest)]
 
     # -- summaries -----------------------------------------------------------------------
+    def _manifest_time(self, stxn: Txn, repo: str, info: Facts) -> tuple[float, str | None]:
+        """(_updated, LastUpdated) of one manifest: its config's creation, else its first push."""
+        push = self.store.push(stxn, repo, info["digest"])
+        updated = parse_time(info.get("configCreated")) or push.get("at") or info.get("created")
+        updated = float(updated or 0.0)
+        return updated, info.get("configCreated") or fmt_time(updated)
+
+    def _image_keys(self, txn: Txn, stxn: Txn, repo: str, digest: str) -> Summary | None:
+        """What a repository listing sorts and filters on, of one tagged image, without the
+        signatures, referrers and sizes of a full summary (same values as :meth:`image_summary`)."""
+        info = self._manifest_static(txn, repo, digest)
+        if info is None:
+            return None
+        downloads, _last = self._stats(stxn, repo, digest)
+        if info["kind"] == "index":
+            times: list[tuple[float, str | None]] = []
+            platforms = []
+            for child in info["children"]:
+                child_info = self._manifest_static(txn, repo, child.get("digest", ""))
+                if child_info is None:
+                    continue
+                times.append(self._manifest_time(stxn, repo, child_info))
+                platforms.append(_platform(child_info, child.get("platform")))
+            push = self.store.push(stxn, repo, digest)
+            updated = max([t for t, _ in times] or [push.get("at") or info["created"] or 0.0])
+            last_updated = fmt_time(updated)
+            for t, text in times:
+                if t == updated:
+                    last_updated = text
+        else:
+            updated, last_updated = self._manifest_time(stxn, repo, info)
+            platforms = [_platform(info)]
+        return {"_updated": updated or 0.0, "LastUpdated": last_updated, "DownloadCount": downloads,
+                "_platforms": platforms}
+
+    def repo_keys(self, txn: Txn, stxn: Txn, repo: str, user: str | None) -> Summary | None:
+        """The fields of :meth:`repo_summary` a sorted listing needs (``None``: no image), cheap
+        enough to compute for every repository: the gateway sorts and pages these, then asks
+        for the full summaries of the page only."""
+        newest: Summary | None = None
+        downloads = 0
+        platforms: list[dict[str, Any]] = []
+        for tag, digest in self.meta.tags(txn, repo):
+            if _SIG_TAG_RE.match(tag):
+                continue
+            keys = self._image_keys(txn, stxn, repo, digest)
+            if keys is None:
+                continue
+            downloads += keys["DownloadCount"]
+            for plat in keys["_platforms"]:
+                if plat.get("Os") and plat not in platforms:
+                    platforms.append(plat)
+            if newest is None or keys["_updated"] > newest["_updated"]:
+                newest = keys
+        if newest is None:
+            return None
+        starred = bookmarked = False
+        if user:
+            starred = self.store.marked(stxn, "stars", repo, user)
+            bookmarked = self.store.marked(stxn, "bookmarks", repo, user)
+        return {"Name": repo, "LastUpdated": newest["LastUpdated"], "_updated": newest["_updated"],
+                "DownloadCount": downloads, "StarCount": self.store.mark_count(stxn, "stars", repo),
+                "Platforms": platforms, "IsStarred": starred, "IsBookmarked": bookmarked, "Rank": 0}
+
     def _manifest_summary(self, txn: Txn, stxn: Txn, repo: str, info: Facts, tags: dict[str, str],
                           platform: dict[str, Any] | None = None) -> Summary:
         digest = info["digest"]
         downloads, _last = self._stats(stxn, repo, digest)
-        push = self.store.push(stxn, repo, digest)
-        updated = parse_time(info.get("configCreated")) or push.get("at") or info.get("created")
+        updated, last_updated = self._manifest_time(stxn, repo, info)
         signatures = self._signatures(txn, repo, digest, tags)
-        plat = info.get("platform") or {"Os": "", "Arch": ""}
-        if platform and not plat.get("Os"):
-            arch = platform.get("architecture") or ""
-            if platform.get("variant"):
-                arch = f"{arch}/{platform['variant']}"
-            plat = {"Os": platform.get("os") or "", "Arch": arch}
+        plat = _platform(info, platform)
         return {
             "Digest": digest, "ConfigDigest": info.get("configDigest", ""),
-            "LastUpdated": info.get("configCreated") or fmt_time(updated), "_updated": updated or 0.0,
+            "LastUpdated": last_updated, "_updated": updated,
             "Size": str(info["size"]), "IsSigned": bool(signatures), "SignatureInfo": signatures,
             "Platform": plat, "DownloadCount": downloads,
             "Layers": info.get("layers", []), "History": info.get("history", []),
@@ -330,9 +388,10 @@ class SearchMeta:
 
     @handles(messages.SEARCH_REPOS)
     async def op_repos(self, args: messages.SearchReposRequest, frames: Frames) -> Answer[messages.SearchReposReply]:
-        """Repository summaries; ``query`` keeps names containing it, ``only`` = starred|bookmarked."""
+        """Repository summaries; ``query`` keeps names containing it, ``only`` = starred|bookmarked;
+        ``keys``: only the sort and filter fields of the repositories with an image (:meth:`repo_keys`)."""
         user, query, only = args.get("user"), (args.get("query") or "").lower(), args.get("only")
-        with_images = bool(args.get("images"))
+        with_images, keys_only = bool(args.get("images")), bool(args.get("keys"))
 
         def run(txn: Txn) -> list[Summary]:
             with self.store.begin_read() as stxn:
@@ -345,6 +404,11 @@ class SearchMeta:
                             continue
                         if not self.store.marked(stxn, "stars" if only == "starred" else "bookmarks", repo, user):
                             continue
+                    if keys_only:
+                        keys = self.repo_keys(txn, stxn, repo, user)
+                        if keys is not None:
+                            out.append(keys)
+                        continue
                     images = self.repo_images(txn, stxn, repo)
                     summary = self.repo_summary(txn, stxn, repo, user, images)
                     if with_images:
@@ -366,3 +430,14 @@ class SearchMeta:
                 return {"images": images, "summary": self.repo_summary(txn, stxn, repo, user, images)}
 
         return self.meta.read(run), []
+
+
+def _platform(info: Facts, platform: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A manifest's platform; an index's descriptor ``platform`` when the config names none."""
+    plat: dict[str, Any] = info.get("platform") or {"Os": "", "Arch": ""}
+    if platform and not plat.get("Os"):
+        arch = platform.get("architecture") or ""
+        if platform.get("variant"):
+            arch = f"{arch}/{platform['variant']}"
+        plat = {"Os": platform.get("os") or "", "Arch": arch}
+    return plat

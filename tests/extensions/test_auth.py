@@ -130,3 +130,18 @@ def test_admin_only_endpoints(auth_cluster, tmp_path):
         assert admin.post("/v2/_zot/ext/cosign", content=pem).status_code == 200
         mgmt = anon.get("/v2/_zot/ext/mgmt")
         assert mgmt.status_code == 200 and mgmt.json()["http"] == {"auth": {"htpasswd": {}}}
+
+
+def test_sorted_pages_are_filtered_by_access(auth_cluster):
+    """A page is cut from the caller's readable repositories only (issue 17: shards sort, the
+    gateway pages): alice's pages hold exactly her three repositories, in order."""
+    with client_for(auth_cluster, "alice") as alice:
+        names, total = [], set()
+        for offset in range(4):
+            out = gql(alice, '{ RepoListWithNewestImage(requestedPage: {sortBy: ALPHABETIC_ASC, limit: 1, '
+                             f'offset: {offset}}}) {{ Page {{ TotalCount }} Results {{ Name Size NewestImage {{ Tag }} }} }} }}')
+            page = out["data"]["RepoListWithNewestImage"]
+            total.add(page["Page"]["TotalCount"])
+            names += [r["Name"] for r in page["Results"]]
+        assert names == ["public/base", "team-a/app", "team-a/lib"]
+        assert total == {3}
