@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -33,10 +32,11 @@ from shard import clock
 from shard.blobstore import BlobStore
 from shard.diskfull import is_storage_full
 from shard.hooks import Deleted, Pushed
-from shard.imageinfo import Facts, fmt_time, has_digest, manifest_facts, parse_time
+from shard.imageinfo import Facts, fmt_time, has_digest, manifest_facts
 from shard.lmdbstore import Txn
 from shard.metastore import MetaStore
 from shard.ops.registry import handles
+from shard.search_keys import SIG_TAG_RE, SearchKeys, platform_of
 from shard.searchstore import SearchStore
 from shard.trust import Trust
 
@@ -46,7 +46,6 @@ FLUSH_INTERVAL = 2.0
 FLUSH_PENDING = 5000
 #: Config blobs and signature payloads larger than this are not read for search.
 MAX_SMALL_BLOB = 4 * 1024 * 1024
-_SIG_TAG_RE = re.compile(r"^(sha256|sha512)-([a-f0-9]+)\.(sig|att|sbom)$")
 Summary = dict[str, Any]
 
 ANNOTATIONS = {
@@ -61,7 +60,7 @@ ANNOTATIONS = {
 }
 
 
-class SearchMeta:
+class SearchMeta(SearchKeys):
     def __init__(self, meta: MetaStore, blobs: BlobStore, store: SearchStore, trust: Trust) -> None:
         self.meta = meta
         self.blobs = blobs
@@ -70,6 +69,9 @@ class SearchMeta:
         self.pending: dict[tuple[str, str], list[float]] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
         self._static: dict[tuple[str, str], Facts | None] = {}
+        #: Per repository, the user-independent part of :meth:`repo_keys` (None: no image), kept
+        #: until a hook, a star or a resize changes the repository (:meth:`forget`).
+        self._keys: dict[str, Summary | None] = {}
         #: Whether this shard lists a repository (a resize leaves names it no longer owns).
         self.owns: Callable[[str], bool] = lambda name: True
 
@@ -77,11 +79,15 @@ class SearchMeta:
     async def record_push(self, event: Pushed) -> None:
         """Push time, pusher, tag times."""
         now = clock.now()  # the lifecycle clock (tests move it; retention reads these times)
-        await self.store.write_async(
-            lambda txn: self.store.record_push(txn, event.repo, event.digest, event.tags, now, event.pushed_by))
+        try:
+            await self.store.write_async(
+                lambda txn: self.store.record_push(txn, event.repo, event.digest, event.tags, now, event.pushed_by))
+        finally:  # after the push time is written (or not): what a listing computed before is gone
+            self.forget(event.repo)
 
     def record_pull(self, repo: str, digest: str) -> None:
         """Count a served manifest (in memory; flushed in batches)."""
+        self._keys.pop(repo, None)  # its download count moved
         entry = self.pending.get((repo, digest))
         if entry is None:
             self.pending[(repo, digest)] = [1, clock.now()]
@@ -100,6 +106,7 @@ class SearchMeta:
         """Forget the cached facts of a deleted manifest (a later push of it is a new record)."""
         if event.digest is not None:
             self._static.pop((event.repo, event.digest), None)
+        self.forget(event.repo)
 
     def flush(self) -> None:
         if self._flush_handle is not None:
@@ -194,77 +201,13 @@ class SearchMeta:
                 for d in self.meta.referrers(txn, repo, digest)]
 
     # -- summaries -----------------------------------------------------------------------
-    def _manifest_time(self, stxn: Txn, repo: str, info: Facts) -> tuple[float, str | None]:
-        """(_updated, LastUpdated) of one manifest: its config's creation, else its first push."""
-        push = self.store.push(stxn, repo, info["digest"])
-        updated = parse_time(info.get("configCreated")) or push.get("at") or info.get("created")
-        updated = float(updated or 0.0)
-        return updated, info.get("configCreated") or fmt_time(updated)
-
-    def _image_keys(self, txn: Txn, stxn: Txn, repo: str, digest: str) -> Summary | None:
-        """What a repository listing sorts and filters on, of one tagged image, without the
-        signatures, referrers and sizes of a full summary (same values as :meth:`image_summary`)."""
-        info = self._manifest_static(txn, repo, digest)
-        if info is None:
-            return None
-        downloads, _last = self._stats(stxn, repo, digest)
-        if info["kind"] == "index":
-            times: list[tuple[float, str | None]] = []
-            platforms = []
-            for child in info["children"]:
-                child_info = self._manifest_static(txn, repo, child.get("digest", ""))
-                if child_info is None:
-                    continue
-                times.append(self._manifest_time(stxn, repo, child_info))
-                platforms.append(_platform(child_info, child.get("platform")))
-            push = self.store.push(stxn, repo, digest)
-            updated = max([t for t, _ in times] or [push.get("at") or info["created"] or 0.0])
-            last_updated = fmt_time(updated)
-            for t, text in times:
-                if t == updated:
-                    last_updated = text
-        else:
-            updated, last_updated = self._manifest_time(stxn, repo, info)
-            platforms = [_platform(info)]
-        return {"_updated": updated or 0.0, "LastUpdated": last_updated, "DownloadCount": downloads,
-                "_platforms": platforms}
-
-    def repo_keys(self, txn: Txn, stxn: Txn, repo: str, user: str | None) -> Summary | None:
-        """The fields of :meth:`repo_summary` a sorted listing needs (``None``: no image), cheap
-        enough to compute for every repository: the gateway sorts and pages these, then asks
-        for the full summaries of the page only."""
-        newest: Summary | None = None
-        downloads = 0
-        platforms: list[dict[str, Any]] = []
-        for tag, digest in self.meta.tags(txn, repo):
-            if _SIG_TAG_RE.match(tag):
-                continue
-            keys = self._image_keys(txn, stxn, repo, digest)
-            if keys is None:
-                continue
-            downloads += keys["DownloadCount"]
-            for plat in keys["_platforms"]:
-                if plat.get("Os") and plat not in platforms:
-                    platforms.append(plat)
-            if newest is None or keys["_updated"] > newest["_updated"]:
-                newest = keys
-        if newest is None:
-            return None
-        starred = bookmarked = False
-        if user:
-            starred = self.store.marked(stxn, "stars", repo, user)
-            bookmarked = self.store.marked(stxn, "bookmarks", repo, user)
-        return {"Name": repo, "LastUpdated": newest["LastUpdated"], "_updated": newest["_updated"],
-                "DownloadCount": downloads, "StarCount": self.store.mark_count(stxn, "stars", repo),
-                "Platforms": platforms, "IsStarred": starred, "IsBookmarked": bookmarked, "Rank": 0}
-
     def _manifest_summary(self, txn: Txn, stxn: Txn, repo: str, info: Facts, tags: dict[str, str],
                           platform: dict[str, Any] | None = None) -> Summary:
         digest = info["digest"]
         downloads, _last = self._stats(stxn, repo, digest)
         updated, last_updated = self._manifest_time(stxn, repo, info)
         signatures = self._signatures(txn, repo, digest, tags)
-        plat = _platform(info, platform)
+        plat = platform_of(info, platform)
         return {
             "Digest": digest, "ConfigDigest": info.get("configDigest", ""),
             "LastUpdated": last_updated, "_updated": updated,
@@ -330,7 +273,7 @@ class SearchMeta:
         tags = dict(self.meta.tags(txn, repo))
         images = []
         for tag, digest in tags.items():
-            if _SIG_TAG_RE.match(tag):
+            if SIG_TAG_RE.match(tag):
                 continue
             summary = self.image_summary(txn, stxn, repo, tag, digest, tags)
             if summary is not None:
@@ -431,13 +374,3 @@ class SearchMeta:
 
         return self.meta.read(run), []
 
-
-def _platform(info: Facts, platform: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A manifest's platform; an index's descriptor ``platform`` when the config names none."""
-    plat: dict[str, Any] = info.get("platform") or {"Os": "", "Arch": ""}
-    if platform and not plat.get("Os"):
-        arch = platform.get("architecture") or ""
-        if platform.get("variant"):
-            arch = f"{arch}/{platform['variant']}"
-        plat = {"Os": platform.get("os") or "", "Arch": arch}
-    return plat

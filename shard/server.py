@@ -102,7 +102,7 @@ class ShardServer:
         bound = bind(
             RepositoryOps(self.service), ManifestOps(self.service, self.hooks, self.lifecycle.policy),
             BlobOps(self.service), UploadOps(self.service), UserData(self.service.meta), self.search, trust,
-            UserPrefs(self.service.meta, store), Profiler(), ClusterOps(self.service, self.routing), self.moves,
+            UserPrefs(self.service.meta, store, self.search.forget), Profiler(), ClusterOps(self.service, self.routing), self.moves,
             self.lifecycle, self.sync)
         self.handlers = bound.handlers
         self.ordered = bound.ordered
