@@ -9,14 +9,22 @@ manifests, push times, downloads or stars (the hooks, star toggles, a resize's i
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import logging
 import re
 from typing import Any
+
+import lmdb
 
 from shard.imageinfo import Facts, fmt_time, parse_time
 from shard.lmdbstore import Txn
 from shard.metastore import MetaStore
 from shard.searchstore import SearchStore
 
+log = logging.getLogger("shardreg.shard.search")
+#: Repositories whose keys are kept at most (past that, the oldest entry is recomputed when asked).
+MAX_KEPT = 500_000
 SIG_TAG_RE = re.compile(r"^(sha256|sha512)-([a-f0-9]+)\.(sig|att|sbom)$")
 Summary = dict[str, Any]
 
@@ -78,13 +86,7 @@ class SearchKeys:
         """The fields of :meth:`repo_summary` a sorted listing needs (``None``: no image), cheap
         enough to compute for every repository: the gateway sorts and pages these, then asks
         for the full summaries of the page only."""
-        if repo in self._keys:
-            shared = self._keys[repo]
-        else:
-            shared = self._shared_keys(txn, stxn, repo)
-            if len(self._keys) >= 500_000:
-                self._keys.pop(next(iter(self._keys)))
-            self._keys[repo] = shared
+        shared = self._keys[repo] if repo in self._keys else self._remember(txn, stxn, repo)
         if shared is None:
             return None
         starred = bookmarked = False
@@ -92,6 +94,37 @@ class SearchKeys:
             starred = self.store.marked(stxn, "stars", repo, user)
             bookmarked = self.store.marked(stxn, "bookmarks", repo, user)
         return {**shared, "IsStarred": starred, "IsBookmarked": bookmarked}
+
+    def _remember(self, txn: Txn, stxn: Txn, repo: str) -> Summary | None:
+        shared = self._shared_keys(txn, stxn, repo)
+        if len(self._keys) >= MAX_KEPT:
+            self._keys.pop(next(iter(self._keys)))
+        self._keys[repo] = shared
+        return shared
+
+    async def warm(self, batch: int = 200) -> None:
+        """Compute every repository's keys once after start, ``batch`` repositories per turn of
+        the event loop: start-up and requests never wait for the whole walk, and the first
+        listing finds them ready. Each batch reads one snapshot synchronously (see :meth:`forget`)."""
+        after: str | None = None
+        while True:
+            def run(txn: Txn, after: str | None = after) -> list[str]:
+                names = list(itertools.islice(self.meta.repo_names(txn, after), batch))
+                with self.store.begin_read() as stxn:
+                    for name in names:
+                        if name not in self._keys and len(self._keys) < MAX_KEPT:
+                            self._remember(txn, stxn, name)
+                return names
+
+            try:
+                names = self.meta.read(run)
+            except lmdb.Error:  # closed while stopping
+                return
+            if not names:
+                log.info("listing keys of %d repositories ready", len(self._keys))
+                return
+            after = names[-1]
+            await asyncio.sleep(0.005)
 
     def _shared_keys(self, txn: Txn, stxn: Txn, repo: str) -> Summary | None:
         newest: Summary | None = None

@@ -88,3 +88,28 @@ def test_global_search_pages_with_a_filter(ext_client, pushed):
     assert [r["Name"] for r in repos] == ["multi/arch"]
     assert out["data"]["GlobalSearch"]["Page"] == {"TotalCount": 1, "ItemCount": 1}
     assert repos[0]["NewestImage"]["Tag"] == "v2"
+
+
+def test_the_keys_are_computed_after_start_in_the_background(ext_registry, ext_client, pushed):
+    """Each shard computes its repositories' listing keys once after start, in batches, without
+    start-up waiting for it; what it computes is what a listing would."""
+    for shard in ext_registry.shards:
+        search = shard.search
+        names = search.meta.read(lambda txn, search=search: [n for n in search.meta.repo_names(txn)])
+        search._keys.clear()
+        ext_registry.run(search.warm(batch=2))
+        assert sorted(search._keys) == sorted(names)
+        for name in names:
+            kept = search._keys[name]
+            search._keys.pop(name)
+            fresh = search.meta.read(lambda txn, search=search, name=name: _keys_now(search, txn, name))
+            assert (kept is None) == (fresh is None)
+            if kept is not None:
+                assert {**kept, "IsStarred": False, "IsBookmarked": False} == fresh
+    assert sum(len(shard.search._keys) for shard in ext_registry.shards) >= 6
+
+
+def _keys_now(search: Any, txn: Any, name: str) -> dict | None:
+    with search.store.begin_read() as stxn:
+        found: dict | None = search.repo_keys(txn, stxn, name, None)
+        return found
