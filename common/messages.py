@@ -275,6 +275,8 @@ class SearchReposRequest(TypedDict):
     #: Include each repository's image summaries (as ``_images``).
     images: NotRequired[bool]
     repos: NotRequired[list[str]]
+    #: Only the sort/filter fields of the repositories that have an image (issue 17).
+    keys: NotRequired[bool]
 
 
 class SearchReposReply(TypedDict):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -33,10 +32,11 @@ from shard import clock
 from shard.blobstore import BlobStore
 from shard.diskfull import is_storage_full
 from shard.hooks import Deleted, Pushed
-from shard.imageinfo import Facts, fmt_time, has_digest, manifest_facts, parse_time
+from shard.imageinfo import Facts, fmt_time, has_digest, manifest_facts
 from shard.lmdbstore import Txn
 from shard.metastore import MetaStore
 from shard.ops.registry import handles
+from shard.search_keys import SIG_TAG_RE, SearchKeys, platform_of
 from shard.searchstore import SearchStore
 from shard.trust import Trust
 
@@ -46,7 +46,6 @@ FLUSH_INTERVAL = 2.0
 FLUSH_PENDING = 5000
 #: Config blobs and signature payloads larger than this are not read for search.
 MAX_SMALL_BLOB = 4 * 1024 * 1024
-_SIG_TAG_RE = re.compile(r"^(sha256|sha512)-([a-f0-9]+)\.(sig|att|sbom)$")
 Summary = dict[str, Any]
 
 ANNOTATIONS = {
@@ -61,7 +60,7 @@ ANNOTATIONS = {
 }
 
 
-class SearchMeta:
+class SearchMeta(SearchKeys):
     def __init__(self, meta: MetaStore, blobs: BlobStore, store: SearchStore, trust: Trust) -> None:
         self.meta = meta
         self.blobs = blobs
@@ -70,6 +69,9 @@ class SearchMeta:
         self.pending: dict[tuple[str, str], list[float]] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
         self._static: dict[tuple[str, str], Facts | None] = {}
+        #: Per repository, the user-independent part of :meth:`repo_keys` (None: no image), kept
+        #: until a hook, a star or a resize changes the repository (:meth:`forget`).
+        self._keys: dict[str, Summary | None] = {}
         #: Whether this shard lists a repository (a resize leaves names it no longer owns).
         self.owns: Callable[[str], bool] = lambda name: True
 
@@ -77,11 +79,15 @@ class SearchMeta:
     async def record_push(self, event: Pushed) -> None:
         """Push time, pusher, tag times."""
         now = clock.now()  # the lifecycle clock (tests move it; retention reads these times)
-        await self.store.write_async(
-            lambda txn: self.store.record_push(txn, event.repo, event.digest, event.tags, now, event.pushed_by))
+        try:
+            await self.store.write_async(
+                lambda txn: self.store.record_push(txn, event.repo, event.digest, event.tags, now, event.pushed_by))
+        finally:  # after the push time is written (or not): what a listing computed before is gone
+            self.forget(event.repo)
 
     def record_pull(self, repo: str, digest: str) -> None:
         """Count a served manifest (in memory; flushed in batches)."""
+        self._keys.pop(repo, None)  # its download count moved
         entry = self.pending.get((repo, digest))
         if entry is None:
             self.pending[(repo, digest)] = [1, clock.now()]
@@ -100,6 +106,7 @@ class SearchMeta:
         """Forget the cached facts of a deleted manifest (a later push of it is a new record)."""
         if event.digest is not None:
             self._static.pop((event.repo, event.digest), None)
+        self.forget(event.repo)
 
     def flush(self) -> None:
         if self._flush_handle is not None:
@@ -198,18 +205,12 @@ class SearchMeta:
                           platform: dict[str, Any] | None = None) -> Summary:
         digest = info["digest"]
         downloads, _last = self._stats(stxn, repo, digest)
-        push = self.store.push(stxn, repo, digest)
-        updated = parse_time(info.get("configCreated")) or push.get("at") or info.get("created")
+        updated, last_updated = self._manifest_time(stxn, repo, info)
         signatures = self._signatures(txn, repo, digest, tags)
-        plat = info.get("platform") or {"Os": "", "Arch": ""}
-        if platform and not plat.get("Os"):
-            arch = platform.get("architecture") or ""
-            if platform.get("variant"):
-                arch = f"{arch}/{platform['variant']}"
-            plat = {"Os": platform.get("os") or "", "Arch": arch}
+        plat = platform_of(info, platform)
         return {
             "Digest": digest, "ConfigDigest": info.get("configDigest", ""),
-            "LastUpdated": info.get("configCreated") or fmt_time(updated), "_updated": updated or 0.0,
+            "LastUpdated": last_updated, "_updated": updated,
             "Size": str(info["size"]), "IsSigned": bool(signatures), "SignatureInfo": signatures,
             "Platform": plat, "DownloadCount": downloads,
             "Layers": info.get("layers", []), "History": info.get("history", []),
@@ -272,7 +273,7 @@ class SearchMeta:
         tags = dict(self.meta.tags(txn, repo))
         images = []
         for tag, digest in tags.items():
-            if _SIG_TAG_RE.match(tag):
+            if SIG_TAG_RE.match(tag):
                 continue
             summary = self.image_summary(txn, stxn, repo, tag, digest, tags)
             if summary is not None:
@@ -330,9 +331,10 @@ class SearchMeta:
 
     @handles(messages.SEARCH_REPOS)
     async def op_repos(self, args: messages.SearchReposRequest, frames: Frames) -> Answer[messages.SearchReposReply]:
-        """Repository summaries; ``query`` keeps names containing it, ``only`` = starred|bookmarked."""
+        """Repository summaries; ``query`` keeps names containing it, ``only`` = starred|bookmarked;
+        ``keys``: only the sort and filter fields of the repositories with an image (:meth:`repo_keys`)."""
         user, query, only = args.get("user"), (args.get("query") or "").lower(), args.get("only")
-        with_images = bool(args.get("images"))
+        with_images, keys_only = bool(args.get("images")), bool(args.get("keys"))
 
         def run(txn: Txn) -> list[Summary]:
             with self.store.begin_read() as stxn:
@@ -345,6 +347,11 @@ class SearchMeta:
                             continue
                         if not self.store.marked(stxn, "stars" if only == "starred" else "bookmarks", repo, user):
                             continue
+                    if keys_only:
+                        keys = self.repo_keys(txn, stxn, repo, user)
+                        if keys is not None:
+                            out.append(keys)
+                        continue
                     images = self.repo_images(txn, stxn, repo)
                     summary = self.repo_summary(txn, stxn, repo, user, images)
                     if with_images:
@@ -366,3 +373,4 @@ class SearchMeta:
                 return {"images": images, "summary": self.repo_summary(txn, stxn, repo, user, images)}
 
         return self.meta.read(run), []
+

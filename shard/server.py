@@ -102,7 +102,7 @@ class ShardServer:
         bound = bind(
             RepositoryOps(self.service), ManifestOps(self.service, self.hooks, self.lifecycle.policy),
             BlobOps(self.service), UploadOps(self.service), UserData(self.service.meta), self.search, trust,
-            UserPrefs(self.service.meta, store), Profiler(), ClusterOps(self.service, self.routing), self.moves,
+            UserPrefs(self.service.meta, store, self.search.forget), Profiler(), ClusterOps(self.service, self.routing), self.moves,
             self.lifecycle, self.sync)
         self.handlers = bound.handlers
         self.ordered = bound.ordered
@@ -191,6 +191,7 @@ class ShardServer:
         self.cleaner = asyncio.get_running_loop().create_task(self.cleanup.loop())
         self.lifecycle.start()
         self.sync.start()  # periodic mirroring, if configured
+        self.warming = asyncio.get_running_loop().create_task(self.search.warm())  # listing keys (issue 17)
         scrubbing = self.config.extensions.scrub
         if scrubbing.enable:
             self.scrubber = asyncio.get_running_loop().create_task(self._scrub_every(scrubbing.interval))
@@ -306,7 +307,7 @@ def run_shard(config: Config, index: int) -> None:
             raise serve.exception()  # type: ignore[misc]
         serve.cancel()
         for background in (getattr(server, "maintenance", None), getattr(server, "scrubber", None),
-                           getattr(server, "cleaner", None)):
+                           getattr(server, "cleaner", None), getattr(server, "warming", None)):
             if background is not None:
                 background.cancel()
         # let in-flight writes finish so that nothing acknowledged is lost

@@ -6,6 +6,8 @@ them from there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from common import messages as m
 from common.errors import ErrorCode, RegistryError
 from common.protocol import Answer, Frames
@@ -17,9 +19,11 @@ _ACTIONS: dict[str, Mark] = {"toggleStar": "stars", "toggleBookmark": "bookmarks
 
 
 class UserPrefs:
-    def __init__(self, meta: MetaStore, store: SearchStore) -> None:
+    def __init__(self, meta: MetaStore, store: SearchStore, changed: Callable[[str], None] = lambda repo: None) -> None:
         self.meta = meta
         self.store = store
+        #: Told the repository whose marks changed (the search listing's star counts).
+        self.changed = changed
 
     @handles(m.USERPREFS_TOGGLE)
     async def op_toggle(self, args: m.UserprefsToggleRequest, frames: Frames) -> Answer[m.UserprefsToggleReply]:
@@ -31,4 +35,6 @@ class UserPrefs:
             raise RegistryError(ErrorCode.BAD_REQUEST, f"unknown action {action}")
         if not self.meta.read(lambda txn: self.meta.repo_exists(txn, repo)):
             raise RegistryError(ErrorCode.NAME_UNKNOWN, detail={"name": repo})
-        return {"value": self.store.write(lambda txn: self.store.toggle_mark(txn, mark, repo, user))}, []
+        value = self.store.write(lambda txn: self.store.toggle_mark(txn, mark, repo, user))
+        self.changed(repo)
+        return {"value": value}, []

@@ -28,6 +28,7 @@ from common.protocol import Request
 from gateway.context import authorize, current_state
 from gateway.extensions.common import json_response
 from gateway.extensions.graphql_limits import MAX_JSON_DEPTH, VALIDATION_RULES, ErrorLog, parse_query
+from gateway.extensions.search_page import full_page, keys_suffice
 from gateway.httputil import read_body
 
 SCHEMA_PATH = Path(__file__).with_name("schema.graphql")
@@ -116,6 +117,21 @@ def _paginate(items: list[dict], page: dict | None) -> dict:
     limit, offset, _ = _page_input(page)
     selected = items[offset:] if limit <= 0 else items[offset:offset + limit]
     return {"Page": {"TotalCount": len(items), "ItemCount": len(selected)}, "Results": selected}
+
+
+async def _sorted_repos(info: Any, results: str, flt: dict | None, page: dict | None, text: str | None = None) -> dict:
+    """A sorted page of the readable repositories with an image: sorted on the shards' keys, then
+    the full summaries of the page only (:mod:`gateway.extensions.search_page`)."""
+    args = {"keys": True} if text is None else {"keys": True, "query": text}
+    found = await _repos(info, **args)
+    if text is not None:
+        for keys in found:
+            keys["Rank"] = rank(keys["Name"], text)
+    selected = _paginate(_sort_repos([r for r in found if _repo_passes(r, flt)], _page_input(page)[2]), page)
+    if not keys_suffice(info, results):
+        selected["Results"] = await full_page(selected["Results"], lambda names: _repos(info, repos=names))
+        selected["Page"]["ItemCount"] = len(selected["Results"])
+    return selected
 
 
 def _sort_images(images: list[dict], sort_by: str) -> list[dict]:
@@ -231,8 +247,7 @@ async def resolve_image_list_for_digest(_: Any, info: Any, id: str, requestedPag
 
 @query.field("RepoListWithNewestImage")
 async def resolve_repo_list(_: Any, info: Any, requestedPage: dict | None = None) -> dict:
-    repos = [r for r in await _repos(info) if r.get("NewestImage")]
-    return _paginate(_sort_repos(repos, _page_input(requestedPage)[2]), requestedPage)
+    return await _sorted_repos(info, "Results", None, requestedPage)
 
 
 @query.field("ExpandedRepoInfo")
@@ -264,11 +279,14 @@ async def resolve_global_search(_: Any, info: Any, query: str, filter: dict | No
         page = _paginate(_sort_images(images, sort_by if sort_by != "RELEVANCE" else "ALPHABETIC_ASC"),
                          requestedPage)
         return {"Page": page["Page"], "Images": page["Results"], "Repos": [], "Layers": []}
-    repos = await _repos(info, query=text)
-    for found in repos:
-        found["Rank"] = rank(found["Name"], text)
-    repos = [r for r in repos if r.get("NewestImage") and _repo_passes(r, filter)]
-    page = _paginate(_sort_repos(repos, sort_by), requestedPage)
+    if filter and filter.get("HasToBeSigned"):  # the newest image's signatures: full summaries
+        repos = await _repos(info, query=text)
+        for found in repos:
+            found["Rank"] = rank(found["Name"], text)
+        repos = [r for r in repos if r.get("NewestImage") and _repo_passes(r, filter)]
+        page = _paginate(_sort_repos(repos, sort_by), requestedPage)
+    else:
+        page = await _sorted_repos(info, "Repos", filter, requestedPage, text)
     return {"Page": page["Page"], "Images": [], "Repos": page["Results"], "Layers": []}
 
 

@@ -246,6 +246,7 @@ class Cleanup:
             if self.search is not None:
                 store = self.search.store
                 await store.write_async(lambda stxn, repo=repo, store=store: store.delete_repo_records(stxn, repo))
+                self.search.forget(repo)
             await self._remove_noted_files()
             for uuid in [u for u, s in list(self.shard.uploads.sessions.items()) if s.repo == repo]:
                 await self.shard.uploads.forget(uuid)

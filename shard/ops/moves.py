@@ -332,6 +332,8 @@ class MoveOps:
         if kind == "repo" and self.search is not None and "search" in args:
             store, records = self.search.store, args["search"]
             await store.write_async(lambda stxn: store.put_repo_records(stxn, name, records))
+        if kind == "repo" and self.search is not None:
+            self.search.forget(name)
         return {"state": IMPORTING}, []
 
     def _apply_repo(self, txn: Txn, repo: str, args: m.MoveApplyRequest, added: list[tuple[Any, Any]]) -> list[str]:

@@ -130,3 +130,45 @@ def test_admin_only_endpoints(auth_cluster, tmp_path):
         assert admin.post("/v2/_zot/ext/cosign", content=pem).status_code == 200
         mgmt = anon.get("/v2/_zot/ext/mgmt")
         assert mgmt.status_code == 200 and mgmt.json()["http"] == {"auth": {"htpasswd": {}}}
+
+
+def test_sorted_pages_are_filtered_by_access(auth_cluster):
+    """A page is cut from the caller's readable repositories only (issue 17: shards sort, the
+    gateway pages): alice's pages hold exactly her three repositories, in order."""
+    with client_for(auth_cluster, "alice") as alice:
+        names, total = [], set()
+        for offset in range(4):
+            out = gql(alice, '{ RepoListWithNewestImage(requestedPage: {sortBy: ALPHABETIC_ASC, limit: 1, '
+                             f'offset: {offset}}}) {{ Page {{ TotalCount }} Results {{ Name Size NewestImage {{ Tag }} }} }} }}')
+            page = out["data"]["RepoListWithNewestImage"]
+            total.add(page["Page"]["TotalCount"])
+            names += [r["Name"] for r in page["Results"]]
+        assert names == ["public/base", "team-a/app", "team-a/lib"]
+        assert total == {3}
+
+
+def test_listing_follows_every_change(auth_cluster):
+    """What shards keep per repository for listings (issue 17) follows pushes, pulls, stars and
+    deletions: each change shows in the next sorted page."""
+    query = ('{ RepoListWithNewestImage(requestedPage: {sortBy: UPDATE_TIME, limit: 1}) '
+             '{ Page { TotalCount } Results { Name LastUpdated DownloadCount StarCount } } }')
+
+    def first(client: httpx.Client) -> tuple[int, dict]:
+        page = gql(client, query)["data"]["RepoListWithNewestImage"]
+        return page["Page"]["TotalCount"], page["Results"][0]
+
+    with client_for(auth_cluster, "alice") as alice, client_for(auth_cluster, "admin") as admin:
+        total, _ = first(alice)  # kept by the shards from here
+        digest, _ = push_image(alice, "team-a/new", "v1", created="2030-01-01T00:00:00Z")
+        assert first(alice) == (total + 1, {"Name": "team-a/new", "LastUpdated": "2030-01-01T00:00:00Z",
+                                            "DownloadCount": 0, "StarCount": 0})
+        assert alice.get("/v2/team-a/new/manifests/v1").status_code == 200
+        assert first(alice)[1]["DownloadCount"] == 1
+        assert alice.put("/v2/_zot/ext/userprefs", params={"action": "toggleStar", "repo": "team-a/new"}).status_code == 200
+        assert first(alice)[1]["StarCount"] == 1
+        push_image(alice, "team-a/new", "v2", created="2031-01-01T00:00:00Z")
+        assert first(alice)[1]["LastUpdated"] == "2031-01-01T00:00:00Z"
+        for tag in ("v2", "v1"):
+            assert admin.delete(f"/v2/team-a/new/manifests/{tag}").status_code == 202
+        total_after, top = first(alice)
+        assert (total_after, top["Name"] != "team-a/new") == (total, True)
