@@ -57,6 +57,22 @@ def _nothing() -> None:
     return None
 
 
+def check_upload_start(meta: MetaStore, txn: Txn, repo: str, index: int) -> None:
+    """In ``upload.start``'s write: refuse (TRYAGAIN) an upload admitted under the stable map whose
+    record would land after the transition view did, for a moving repository that holds nothing
+    here. Installing the view makes such repositories present (``cluster.map.put``) so that their
+    uploads move with them; one recorded after it would be left behind, unlisted, and every later
+    request of it would be ASKed to the target, which does not know it (the bench's closing-PUT 404).
+    The gateway retries the first hop, which now ASKs: the upload begins on the target."""
+    record = meta.view(txn)
+    if record is None or int(record.get("epoch", 1)) <= 1:
+        return
+    view = ClusterMap.from_wire(record)
+    if view.phase == "transition" and view.source(repo) == index and view.is_moving(repo) and not meta.repo_exists(txn, repo):
+        raise RegistryError(ErrorCode.TRYAGAIN, "the cluster map changed while this upload began",
+                            detail={"shard": view.target(repo)})
+
+
 @dataclass
 class Fence:
     deadline: float

@@ -165,14 +165,14 @@ class Driver:
         if self.aborting:
             await self._abort(plan, transition, targets, sources)
             return
-        refused = 0
+        stable = transition.finished()
+        for group in (targets, sources, [i for i in range(width) if i not in targets and i not in sources]):
+            await self._install(group, stable)
+        refused = 0  # after the sources left the transition: they refuse no more uploads
         for source in sources:  # (counted by the sources since they started: a figure, not a ledger)
             counts = (await self._call(source, messages.CLUSTER_MAP_GET({}), timeout=10)).get("counts") or {}
             refused += int(counts.get("uploadsRefused", 0))
         self.progress["uploadsRefused"] = refused
-        stable = transition.finished()
-        for group in (targets, sources, [i for i in range(width) if i not in targets and i not in sources]):
-            await self._install(group, stable)
         await self._update(state="done", finished=time.time(), error=None, progress=self._progress(started))
         self._request_shards(new)
         log.info("resize %s %d→%d done: epoch %d, %d names moved", plan["id"], old, new, stable.epoch,
