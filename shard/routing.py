@@ -222,7 +222,29 @@ class Routing:
                 "moves": dict(states), "redirects": dict(self.redirects),
                 "fence": {"buckets": list(zip(FENCE_BUCKETS, self.fence_buckets, strict=False)),
                           "sum": self.fence_sum, "count": self.fence_buckets[-1]},
-                "uploadsRefused": self.uploads_refused}
+                "uploadsRefused": self.uploads_refused, "backlog": self.backlog()}
+
+    def backlog(self) -> dict[str, int]:
+        """In a transition, what this shard still has to move out (repositories and their linked
+        bytes) and the linked bytes of those it switched; zeros otherwise (status, /metrics)."""
+        view, out = self.view, {"names": 0, "left": 0, "moved": 0}
+        if view is None or view.phase != "transition" or view.source_count <= self.index:
+            return out
+
+        def run(txn: Txn) -> None:
+            for name in self.meta.repo_names(txn):
+                if view.source(name) != self.index or not view.is_moving(name):
+                    continue
+                size = sum(int(link["size"]) for _, link in self.meta.links(txn, name))
+                record = self.meta.move_of(txn, "repo", name)
+                if record is not None and record.get("role") == "out" and record["state"] == SWITCHED:
+                    out["moved"] += size
+                else:
+                    out["names"] += 1
+                    out["left"] += size
+
+        self.meta.read(run)
+        return out
 
     def owns_stably(self, name: str) -> bool:
         """Whether this shard owns repository ``name`` and it is not moving: what a shard's own

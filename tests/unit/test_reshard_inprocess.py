@@ -5,6 +5,7 @@ on real shard servers and the real gateway app in one process (tests/inprocess.p
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -269,3 +270,31 @@ def test_upload_begun_before_the_transition_on_a_new_repository(registry: InProc
                   headers={"Content-Type": "application/octet-stream"})
         assert r.status_code == 201, r.text
         assert ["repo", repo] in [e[:2] for e in call(registry, 1, "move.list", {"after": None, "n": 100, "token": 1})["names"]]
+
+
+def test_bytes_left_per_shard(registry: InProcessRegistry) -> None:
+    """The status document's per-shard ``bytesLeft`` (and the top-level ``bytes.left`` in a
+    transition) is the linked bytes of the repositories a source still has to move out; they
+    become ``moved`` in the shard's backlog (``shardreg_reshard_bytes{state}``) once switched."""
+    repo, other = name_on(1, 2, 1, prefix="bytes/"), name_on(1, 2, 1, prefix="bytes2/")
+    with registry.client() as c:
+        _, body = push_image(c, repo, "v1", layers=2, layer_size=3000)
+        push_image(c, other, "v1", layers=1, layer_size=500)
+        manifest = json.loads(body)
+        size = manifest["config"]["size"] + sum(layer["size"] for layer in manifest["layers"])
+        other_size = sum(s for s in call(registry, 1, "move.state", {"kind": "repo", "name": other,
+                                                                       "token": 1})["links"].values())
+        assert c.get("/v2/_shardreg/cluster/status").json()["shardStates"][1]["bytesLeft"] == 0  # stable
+        view = ClusterMap.stable(1, 2).after(1)
+        for shard in (0, 1):
+            call(registry, shard, "cluster.map.put", {"view": view.to_wire()})
+        status = c.get("/v2/_shardreg/cluster/status").json()
+        assert [s["bytesLeft"] for s in status["shardStates"]] == [0, size + other_size]
+        assert status["progress"]["bytes"]["left"] == size + other_size
+        assert registry.shards[1].routing.backlog() == {"names": 2, "left": size + other_size, "moved": 0}
+        move = {"kind": "repo", "name": other, "token": 1}
+        call(registry, 1, "move.start", {**move, "peer": 0})
+        call(registry, 1, "move.fence", {**move, "budget": 0.8})
+        call(registry, 1, "move.switch", move)
+        assert registry.shards[1].routing.backlog() == {"names": 1, "left": size, "moved": other_size}
+        assert c.get("/v2/_shardreg/cluster/status").json()["shardStates"][1]["bytesLeft"] == size
