@@ -179,11 +179,22 @@ MOVE_REOPEN = Wire(Op.MOVE_REOPEN, MoveRequest, MoveReply)
 MOVE_SWITCH = Wire(Op.MOVE_SWITCH, MoveRequest, MoveReply)
 MOVE_DONE = Wire(Op.MOVE_DONE, MoveRequest, MoveReply)
 
+
+class TrustListReply(TypedDict):
+    """Followed by one frame per entry: the key or certificate, as ``trust.put`` took it."""
+
+    #: [kind, notation trust store type ("" for cosign)], in the frames' order.
+    entries: list[list[str]]
+
+
+#: The trust material a shard holds: the driver copies it to new shards before they are targets.
+TRUST_LIST = Wire(Op.TRUST_LIST, NoArgs, TrustListReply)
+
 #: Every resharding op's wire.
 WIRES = (
     CLUSTER_MAP_GET, CLUSTER_MAP_PUT, CLUSTER_PLAN_GET, CLUSTER_PLAN_BEGIN, CLUSTER_PLAN_UPDATE, CLUSTER_LEASE,
     MOVE_LIST, MOVE_START, MOVE_STATE, MOVE_MANIFESTS, MOVE_BLOB_LINK, MOVE_BLOB_WRITE, MOVE_BLOB_COMMIT,
-    MOVE_APPLY, MOVE_FENCE, MOVE_UNFENCE, MOVE_ACTIVATE, MOVE_REOPEN, MOVE_SWITCH, MOVE_DONE)
+    MOVE_APPLY, MOVE_FENCE, MOVE_UNFENCE, MOVE_ACTIVATE, MOVE_REOPEN, MOVE_SWITCH, MOVE_DONE, TRUST_LIST)
 
 #: How a shard decides whether an op is its own (shard.routing): by the repository, by the user,
 #: or not at all (fan-outs, which list only what the shard owns; fixed ops; cluster and move ops).

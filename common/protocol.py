@@ -115,6 +115,7 @@ class Op(StrEnum):
     MOVE_REOPEN = "move.reopen"
     MOVE_SWITCH = "move.switch"
     MOVE_DONE = "move.done"
+    TRUST_LIST = "trust.list"
 
 
 class Wire(Generic[Req, Rep]):

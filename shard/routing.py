@@ -57,6 +57,22 @@ def _nothing() -> None:
     return None
 
 
+def check_upload_start(meta: MetaStore, txn: Txn, repo: str, index: int) -> None:
+    """In ``upload.start``'s write: refuse (TRYAGAIN) an upload admitted under the stable map whose
+    record would land after the transition view did, for a moving repository that holds nothing
+    here. Installing the view makes such repositories present (``cluster.map.put``) so that their
+    uploads move with them; one recorded after it would be left behind, unlisted, and every later
+    request of it would be ASKed to the target, which does not know it (the bench's closing-PUT 404).
+    The gateway retries the first hop, which now ASKs: the upload begins on the target."""
+    record = meta.view(txn)
+    if record is None or int(record.get("epoch", 1)) <= 1:
+        return
+    view = ClusterMap.from_wire(record)
+    if view.phase == "transition" and view.source(repo) == index and view.is_moving(repo) and not meta.repo_exists(txn, repo):
+        raise RegistryError(ErrorCode.TRYAGAIN, "the cluster map changed while this upload began",
+                            detail={"shard": view.target(repo)})
+
+
 @dataclass
 class Fence:
     deadline: float
@@ -206,7 +222,29 @@ class Routing:
                 "moves": dict(states), "redirects": dict(self.redirects),
                 "fence": {"buckets": list(zip(FENCE_BUCKETS, self.fence_buckets, strict=False)),
                           "sum": self.fence_sum, "count": self.fence_buckets[-1]},
-                "uploadsRefused": self.uploads_refused}
+                "uploadsRefused": self.uploads_refused, "backlog": self.backlog()}
+
+    def backlog(self) -> dict[str, int]:
+        """In a transition, what this shard still has to move out (repositories and their linked
+        bytes) and the linked bytes of those it switched; zeros otherwise (status, /metrics)."""
+        view, out = self.view, {"names": 0, "left": 0, "moved": 0}
+        if view is None or view.phase != "transition" or view.source_count <= self.index:
+            return out
+
+        def run(txn: Txn) -> None:
+            for name in self.meta.repo_names(txn):
+                if view.source(name) != self.index or not view.is_moving(name):
+                    continue
+                size = sum(int(link["size"]) for _, link in self.meta.links(txn, name))
+                record = self.meta.move_of(txn, "repo", name)
+                if record is not None and record.get("role") == "out" and record["state"] == SWITCHED:
+                    out["moved"] += size
+                else:
+                    out["names"] += 1
+                    out["left"] += size
+
+        self.meta.read(run)
+        return out
 
     def owns_stably(self, name: str) -> bool:
         """Whether this shard owns repository ``name`` and it is not moving: what a shard's own

@@ -72,6 +72,16 @@ class Trust:
             raise RegistryError(ErrorCode.BAD_REQUEST, str(exc)) from None
         return {"version": self.version}, []
 
+    @handles(m.TRUST_LIST)
+    async def op_trust_list(self, args: m.NoArgs, frames: Frames) -> Answer[m.TrustListReply]:
+        """Every entry as ``trust.put`` takes it back: a resize copies them to new shards."""
+        entries, data = [], []
+        for k, kind, value in self.store.read(self.store.trust_entries):
+            parts = k.split(b"\0")
+            entries.append([kind, parts[1].decode() if kind == "notation" and len(parts) > 2 else ""])
+            data.append(value)
+        return {"entries": entries}, data
+
     # -- verdicts ----------------------------------------------------------------------------
     def verdicts(self, tool: str, signature_body: bytes, sig_digest: str, subject: str,
                  read_blob: ReadBlob) -> list[imagetrust.Verdict]:

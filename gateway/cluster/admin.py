@@ -56,13 +56,17 @@ async def status_document() -> dict[str, Any]:
             role = "stable"
         return {"index": index, "up": True, "epoch": own.epoch if own else 0, "role": role,
                 "owned": counts.get("owned", 0), "moving": counts.get("moving", 0),
-                "switched": counts.get("switched", 0), "bytesLeft": 0,
+                "switched": counts.get("switched", 0), "bytesLeft": counts.get("bytesLeft", 0),
                 "uploadsRefused": counts.get("uploadsRefused", 0)}
 
     shards = list(await asyncio.gather(*(shard(i) for i in range(width))))
     progress = dict((plan or {}).get("progress") or {})
     if view.phase == "transition":  # durable figures: the sources' move records (a new driver starts at 0)
         progress["names"] = {"done": sum(s["switched"] for s in shards), "left": sum(s["moving"] for s in shards)}
+        done = int((progress.get("bytes") or {}).get("done", 0))
+        progress["bytes"] = {"done": done, "left": sum(s["bytesLeft"] for s in shards)}
+        rate = float(progress.get("bytesPerSecond") or 0.0)
+        progress["etaSeconds"] = progress["bytes"]["left"] / rate if rate > 0 else progress.get("etaSeconds")
     resize = None
     if plan is not None:
         resize = {"id": plan["id"], "state": plan["state"], "started": plan["started"], "finished": plan["finished"],

@@ -149,6 +149,8 @@ class Driver:
                          "uploadsRefused": 0, "errors": [], "started": time.time()}
         self._request_shards(width)
         await self._wait_up(width)
+        if new > old:
+            await self._copy_trust(list(range(old)), targets)
         for group in (targets, sources):
             await self._install(group, transition)
         if plan["state"] == "aborting":
@@ -163,14 +165,14 @@ class Driver:
         if self.aborting:
             await self._abort(plan, transition, targets, sources)
             return
-        refused = 0
+        stable = transition.finished()
+        for group in (targets, sources, [i for i in range(width) if i not in targets and i not in sources]):
+            await self._install(group, stable)
+        refused = 0  # after the sources left the transition: they refuse no more uploads
         for source in sources:  # (counted by the sources since they started: a figure, not a ledger)
             counts = (await self._call(source, messages.CLUSTER_MAP_GET({}), timeout=10)).get("counts") or {}
             refused += int(counts.get("uploadsRefused", 0))
         self.progress["uploadsRefused"] = refused
-        stable = transition.finished()
-        for group in (targets, sources, [i for i in range(width) if i not in targets and i not in sources]):
-            await self._install(group, stable)
         await self._update(state="done", finished=time.time(), error=None, progress=self._progress(started))
         self._request_shards(new)
         log.info("resize %s %d→%d done: epoch %d, %d names moved", plan["id"], old, new, stable.epoch,
@@ -218,6 +220,22 @@ class Driver:
                     if time.monotonic() > deadline:
                         raise RegistryError(ErrorCode.UNAVAILABLE, f"shard {index} did not come up") from None
                     await asyncio.sleep(0.2)
+
+    async def _copy_trust(self, sources: list[int], targets: list[int]) -> None:
+        """Give new shards the trust material (cosign keys, notation certificates) before any
+        image moves there, so that its signatures verify as before. ``trust.put`` keeps one entry
+        per content: copying again (a resumed resize) changes nothing. Read from every old shard,
+        in case one missed an upload (it went to all that answered)."""
+        entries: dict[tuple[str, str, bytes], None] = {}
+        for index in sources:
+            reply = await self.client().call(index, messages.TRUST_LIST({}), timeout=30)
+            for (kind, store_type), frame in zip(reply.result["entries"], reply.frames, strict=True):
+                entries[(kind, store_type, frame.bytes)] = None
+        for index in targets:
+            for kind, store_type, data in entries:
+                await self._call(index, messages.TRUST_PUT({"kind": kind, "type": store_type}), [data], timeout=30)
+        if entries:
+            log.info("resize: %d trust entries copied to shards %s", len(entries), targets)
 
     async def _install(self, shards: list[int], view: ClusterMap) -> None:
         for index in shards:

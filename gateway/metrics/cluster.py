@@ -93,6 +93,10 @@ class ShardCollector:
                            "counter")
         fence = Metric("shardreg_reshard_fence_seconds", "How long a switching name's writes were held", "histogram")
         refused = Metric("shardreg_reshard_uploads_refused", "Uploads in progress refused by a switch", "counter")
+        nbytes = Metric("shardreg_reshard_bytes", "In a resize, the linked bytes of the repositories the shard "
+                        "still has to move out (state=left) and of those it switched (state=moved)", "gauge")
+        pending = Metric("shardreg_reshard_pending_names", "In a resize, repositories the shard still has to move out",
+                         "gauge")
         for index, status in enumerate(self.statuses):
             info = (status or {}).get("reshard")
             if not info:
@@ -111,7 +115,11 @@ class ShardCollector:
             fence.add_sample("shardreg_reshard_fence_seconds_sum", labels, buckets.get("sum", 0.0))
             fence.add_sample("shardreg_reshard_fence_seconds_count", labels, buckets.get("count", 0))
             refused.add_sample("shardreg_reshard_uploads_refused_total", labels, info.get("uploadsRefused", 0))
-        return [epoch, names, redirects, fence, refused]
+            backlog = info.get("backlog") or {}
+            for state in ("left", "moved"):
+                nbytes.add_sample("shardreg_reshard_bytes", {**labels, "state": state}, backlog.get(state, 0))
+            pending.add_sample("shardreg_reshard_pending_names", labels, backlog.get("names", 0))
+        return [epoch, names, redirects, fence, refused, nbytes, pending]
 
 
 class ProcessesCollector:

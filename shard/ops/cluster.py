@@ -57,7 +57,7 @@ class ClusterOps:
 
         def run(txn: Txn) -> dict[str, int]:
             out = {"owned": 0, "moving": 0, "switched": 0, "imported": 0, "held": self.meta.repo_count(txn),
-                   "uploadsRefused": self.routing.uploads_refused}
+                   "uploadsRefused": self.routing.uploads_refused, "bytesLeft": self.routing.backlog()["left"]}
             for _kind, _name, record in self.meta.moves(txn):
                 if record.get("role") == "out" and record["state"] == SWITCHED:
                     out["switched"] += 1

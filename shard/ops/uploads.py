@@ -17,6 +17,7 @@ from common.grammar import digest_algorithm
 from common.protocol import Answer, Frames
 from shard.lmdbstore import Txn
 from shard.ops.registry import Respond, handles, handles_in_order
+from shard.routing import check_upload_start
 from shard.service import ShardService
 from shard.uploads import UploadSession, no_upload, write_failed
 
@@ -42,8 +43,13 @@ class UploadOps:
         try:
             file = await self.shard.io(self.shard.blobs.open_upload, uuid, alg, 0)
             now = time.time()
-            await self.meta.write_async(lambda txn: self.meta.put_upload(txn, uuid, {
-                "repo": repo, "offset": 0, "alg": alg, "started": now, "updated": now, "user": user}))
+
+            def record(txn: Txn) -> None:
+                check_upload_start(self.meta, txn, repo, self.shard.index)
+                self.meta.put_upload(txn, uuid, {
+                    "repo": repo, "offset": 0, "alg": alg, "started": now, "updated": now, "user": user})
+
+            await self.meta.write_async(record)
         except BaseException:
             self.uploads.pop(uuid)
             await self.shard.io(self.shard.blobs.remove_upload, uuid)

@@ -345,6 +345,9 @@ def test_promtool_rules_fire(helm: Path, tmp_path: Path) -> None:
         (f'zot_http_method_latency_seconds_bucket{{{GW}, {manifest}, le="+Inf"}}', "0+60x100"),
         (f'shardreg_shard_request_timeouts_total{{{GW}, op="manifest.get"}}', "0+5x100"),
         (f'shardreg_shard_request_timeouts_total{{{GW}, op="tags.list"}}', "0x100"),
+        # a resize: shard 0 stops moving names at 40 repositories left; shard 1 has none left
+        (f'shardreg_reshard_pending_names{{{GW}, shard="0"}}', "100-10x6 40x100"),
+        (f'shardreg_reshard_pending_names{{{GW}, shard="1"}}', "0x100"),
     ]
     common = {"namespace": "registry", "team": "platform"}
 
@@ -361,10 +364,13 @@ def test_promtool_rules_fire(helm: Path, tmp_path: Path) -> None:
         alert("ShardregHighErrorRate", "warning"),
         alert("ShardregHighManifestLatency", "warning"),
         alert("ShardregShardRequestTimeouts", "warning", op="manifest.get"),
+        alert("ShardregResizeStalled", "warning"),
     ]
     early = [{"alertname": name, "exp_alerts": []} for name in (
         "ShardregShardDown", "ShardregShardsMissing", "ShardregDiskFillingUp", "ShardregDiskAlmostFull",
         "ShardregHighErrorRate", "ShardregHighManifestLatency", "ShardregShardRequestTimeouts")]
+    # moving (names left fall every minute until 6m): quiet; 10 minutes without a switch: firing
+    early += [{"alertname": "ShardregResizeStalled", "eval_time": "12m", "exp_alerts": []}]
     tests = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": [{
         "interval": "1m",
         "input_series": [{"series": s, "values": v} for s, v in series],

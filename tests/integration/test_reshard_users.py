@@ -2,7 +2,9 @@
 
 Users whose owner (``shard_for(user)``) changes in 2→3 keep, after the resize: every API key
 (it authenticates, ``GET /zot/auth/apikey`` lists the same keys), every login session cookie,
-and their stars and bookmarks of repositories that moved too, with the download counts. The
+and their stars and bookmarks of repositories that moved too, with the download counts. A
+cosign-signed image that moves to the new shard still reads as trusted (the trust material is
+copied to new shards before they become targets). The
 resize is run by the CLI with an admin's credentials (``--user --password-stdin``); the admin
 routes refuse anyone else.
 """
@@ -17,7 +19,9 @@ import pytest
 
 from common.ring import shard_for
 from tests.cluster import Cluster
-from tests.oci import push_image
+from tests.extensions import signing
+from tests.extensions.fixtures import put_manifest
+from tests.oci import push_blob, push_image
 
 pytestmark = pytest.mark.timeout(300)
 ADMIN = ("root", "root-Pw-31c9")
@@ -25,6 +29,15 @@ ADMIN = ("root", "root-Pw-31c9")
 
 def basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def signature_info(c: httpx.Client, repo: str, headers: dict[str, str] | None = None) -> list[dict]:
+    query = f'{{ Image(image: "{repo}:v1") {{ IsSigned SignatureInfo {{ Tool IsTrusted }} }} }}'
+    r = c.post("/v2/_zot/ext/search", json={"query": query}, headers=headers)
+    assert r.status_code == 200, r.text
+    image = r.json()["data"]["Image"]
+    assert image["IsSigned"] is True, image
+    return list(image["SignatureInfo"])
 
 
 def test_users_keys_sessions_and_stars_follow_their_owner(tmp_path, monkeypatch) -> None:
@@ -42,13 +55,25 @@ def test_users_keys_sessions_and_stars_follow_their_owner(tmp_path, monkeypatch)
     config = {"http": {"auth": {"htpasswd": {"path": str(htpasswd)}, "apikey": True},
                        "accessControl": {"repositories": {"**": {"defaultPolicy": ["read", "create"]}},
                                          "adminPolicy": {"users": [ADMIN[0]], "actions": ["read", "create"]}}},
-              "extensions": {"search": {"enable": True}, "ui": {"enable": True}}}
+              "extensions": {"search": {"enable": True}, "ui": {"enable": True},
+                             "trust": {"enable": True, "cosign": True, "notation": True}}}
+    signed = next(r for r in repos if shard_for(r, 2) != shard_for(r, 3))
     with Cluster(tmp_path / "data", shards=2, workers=2, config=config) as cluster:
         c = httpx.Client(base_url=cluster.url, timeout=60)
         admin = basic(*ADMIN)
         for repo in repos:
             c.headers.update(admin)
             push_image(c, repo, "v1")
+        # a cosign-signed image on a repository that moves to the new shard, its key uploaded before
+        key, pem = signing.cosign_keypair()
+        c.headers.update(admin)
+        image = c.get(f"/v2/{signed}/manifests/v1").headers["Docker-Content-Digest"]
+        sig, blobs = signing.cosign_signature_manifest(key, signing.cosign_payload(signed, image))
+        for blob in blobs:
+            push_blob(c, signed, blob)
+        put_manifest(c, signed, image.replace(":", "-") + ".sig", sig)
+        assert c.post("/v2/_zot/ext/cosign", content=pem).status_code == 200
+        assert signature_info(c, signed) == [{"Tool": "cosign", "IsTrusted": True}]
         c.headers.clear()
         keys, cookies = {}, {}
         for user, password in users.items():
@@ -97,6 +122,7 @@ def test_users_keys_sessions_and_stars_follow_their_owner(tmp_path, monkeypatch)
             assert sorted(x["Name"] for x in data["StarredRepos"]["Results"]) == sorted(repos[:4]), user
             assert {x["StarCount"] for x in data["StarredRepos"]["Results"]} == {len(users)}
             assert [x["Name"] for x in data["BookmarkedRepos"]["Results"]] == [repos[-1]]
+        assert signature_info(c, signed, admin) == [{"Tool": "cosign", "IsTrusted": True}]
         query = '{ ImageList(repo: "%s") { Results { DownloadCount } } }'
         for repo in repos:
             r = c.post("/v2/_zot/ext/search", json={"query": query % repo}, headers=admin)

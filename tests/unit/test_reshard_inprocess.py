@@ -5,6 +5,8 @@ on real shard servers and the real gateway app in one process (tests/inprocess.p
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from typing import Any
 
 import pytest
@@ -13,7 +15,8 @@ from common.clustermap import ClusterMap
 from common.errors import ErrorCode, RegistryError
 from common.ring import shard_for
 from tests.inprocess import InProcessRegistry
-from tests.oci import push_image
+from tests.oci import digest as sha256_of
+from tests.oci import push_blob, push_image
 
 pytestmark = pytest.mark.inprocess
 
@@ -204,3 +207,94 @@ def test_abort_before_anything_switched_rolls_back(registry: InProcessRegistry) 
             r = c.get(f"/v2/{repo}/manifests/v1")
             assert r.status_code == 200 and r.content == body
         assert c.post("/v2/_shardreg/cluster/resize", json={"shards": 1}).status_code == 202
+
+
+
+def test_upload_started_while_the_transition_view_arrives(registry: InProcessRegistry, monkeypatch) -> None:
+    """The bench's closing-PUT 404 with ``uploadsRefused`` 0: an upload of a new (absent) moving
+    repository, admitted by the source under the stable map, whose record was written after the
+    transition view was installed. Installing the view makes the repositories of the uploads it
+    finds present (so they move with them); this one was left out, unlisted, and its PUT was ASKed
+    to the target, which answered 404. Now its start is refused (TRYAGAIN: the gateway retries and
+    is ASKed to the target) and the upload, begun through the gateway at that moment, completes."""
+    repo = name_on(1, 2, 1, prefix="race/")  # shrink 2→1: shard 1 drains into shard 0
+    blobs = registry.shards[1].service.blobs
+    opened = blobs.open_upload
+
+    def slow_open(*args: Any) -> Any:  # the start is admitted, then the view arrives before its record
+        time.sleep(0.3)
+        return opened(*args)
+
+    for shard in (0, 1):  # the cluster's first map (a gateway's first request installs it)
+        call(registry, shard, "cluster.map.put", {"view": ClusterMap.stable(1, 2).to_wire()})
+    monkeypatch.setattr(blobs, "open_upload", slow_open)
+    view = ClusterMap.stable(1, 2).after(1)
+
+    async def race() -> Any:
+        start = asyncio.ensure_future(registry.shards[1].dispatch(
+            "upload.start", {"repo": repo, "algorithm": "sha256", "user": "", "epoch": 1}, []))
+        await asyncio.sleep(0.05)
+        for shard in (0, 1):  # targets first, then sources (as the driver does)
+            await registry.shards[shard].dispatch("cluster.map.put", {"view": view.to_wire()}, [])
+        try:
+            return (await start)[0]
+        except RegistryError as exc:
+            return exc
+
+    outcome = registry.run(race())
+    source = registry.shards[1].service.meta
+    present = source.read(lambda txn: source.repo_exists(txn, repo))
+    # either refused (the client's retry goes to the target), or left where the move finds it
+    assert isinstance(outcome, RegistryError) and outcome.code is ErrorCode.TRYAGAIN or present, outcome
+    assert not source.read(lambda txn: [u for _, u in source.uploads(txn) if u["repo"] == repo])
+    blob = b"a blob pushed while the map changes"
+    with registry.client() as c:
+        assert push_blob(c, repo, blob) == sha256_of(blob)  # (the gateway's map is still the old one)
+        assert c.head(f"/v2/{repo}/blobs/{sha256_of(blob)}").status_code == 200
+
+
+
+def test_upload_begun_before_the_transition_on_a_new_repository(registry: InProcessRegistry) -> None:
+    """An upload begun (and recorded) on the source under the old map, for a repository that holds
+    nothing yet: installing the transition view makes that repository present there, so the
+    upload's PUT is served by the source (no ASK to a target that does not know it)."""
+    repo = name_on(1, 2, 1, prefix="fresh/")  # shrink 2→1: shard 1 drains into shard 0
+    blob = b"a blob begun before the resize"
+    with registry.client() as c:
+        r = c.post(f"/v2/{repo}/blobs/uploads/")
+        assert r.status_code == 202, r.text
+        view = ClusterMap.stable(1, 2).after(1)
+        for shard in (0, 1):  # targets first, then sources (as the driver does)
+            call(registry, shard, "cluster.map.put", {"view": view.to_wire()})
+        r = c.put(r.headers["Location"], params={"digest": sha256_of(blob)}, content=blob,
+                  headers={"Content-Type": "application/octet-stream"})
+        assert r.status_code == 201, r.text
+        assert ["repo", repo] in [e[:2] for e in call(registry, 1, "move.list", {"after": None, "n": 100, "token": 1})["names"]]
+
+
+def test_bytes_left_per_shard(registry: InProcessRegistry) -> None:
+    """The status document's per-shard ``bytesLeft`` (and the top-level ``bytes.left`` in a
+    transition) is the linked bytes of the repositories a source still has to move out; they
+    become ``moved`` in the shard's backlog (``shardreg_reshard_bytes{state}``) once switched."""
+    repo, other = name_on(1, 2, 1, prefix="bytes/"), name_on(1, 2, 1, prefix="bytes2/")
+    with registry.client() as c:
+        _, body = push_image(c, repo, "v1", layers=2, layer_size=3000)
+        push_image(c, other, "v1", layers=1, layer_size=500)
+        manifest = json.loads(body)
+        size = manifest["config"]["size"] + sum(layer["size"] for layer in manifest["layers"])
+        other_size = sum(s for s in call(registry, 1, "move.state", {"kind": "repo", "name": other,
+                                                                       "token": 1})["links"].values())
+        assert c.get("/v2/_shardreg/cluster/status").json()["shardStates"][1]["bytesLeft"] == 0  # stable
+        view = ClusterMap.stable(1, 2).after(1)
+        for shard in (0, 1):
+            call(registry, shard, "cluster.map.put", {"view": view.to_wire()})
+        status = c.get("/v2/_shardreg/cluster/status").json()
+        assert [s["bytesLeft"] for s in status["shardStates"]] == [0, size + other_size]
+        assert status["progress"]["bytes"]["left"] == size + other_size
+        assert registry.shards[1].routing.backlog() == {"names": 2, "left": size + other_size, "moved": 0}
+        move = {"kind": "repo", "name": other, "token": 1}
+        call(registry, 1, "move.start", {**move, "peer": 0})
+        call(registry, 1, "move.fence", {**move, "budget": 0.8})
+        call(registry, 1, "move.switch", move)
+        assert registry.shards[1].routing.backlog() == {"names": 1, "left": size, "moved": other_size}
+        assert c.get("/v2/_shardreg/cluster/status").json()["shardStates"][1]["bytesLeft"] == size
