@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import threading
 from pathlib import Path
 
 import httpx
@@ -81,14 +82,17 @@ def test_skopeo_pulls_a_multi_arch_index_through(upstream: Distribution, pulled:
     assert upstream_gets(upstream, mark, "library/multi") == {}
 
 
-def pull_image(url: str, repo: str, tag: str) -> dict[str, bytes]:
-    """What a client does: the manifest by tag, then every blob it names; returns digest → bytes."""
+def pull_image(url: str, repo: str, tag: str, together: threading.Barrier | None = None) -> dict[str, bytes]:
+    """What a client does: the manifest by tag, then every blob it names; returns digest → bytes.
+    With ``together``, the clients ask for the blobs at the same moment (their misses overlap)."""
     got: dict[str, bytes] = {}
     with httpx.Client(base_url=url, timeout=60) as client:
         r = client.get(f"/v2/{repo}/manifests/{tag}", headers={"Accept": ACCEPT})
         assert r.status_code == 200, r.text
         got[r.headers["Docker-Content-Digest"]] = r.content
         manifest = r.json()
+        if together is not None:
+            together.wait(timeout=60)
         for descriptor in [manifest["config"], *manifest["layers"]]:
             r = client.get(f"/v2/{repo}/blobs/{descriptor['digest']}")
             assert r.status_code == 200, r.text
@@ -102,7 +106,8 @@ def test_32_clients_through_2_gateways_fetch_each_digest_once(upstream: Distribu
     mark = upstream.mark()
     urls = [pulled.urls[i % 2] for i in range(32)]
     with concurrent.futures.ThreadPoolExecutor(32) as pool:
-        results = list(pool.map(lambda url: pull_image(url, "team/app", "v1"), urls))
+        together = threading.Barrier(len(urls))  # every client misses the blobs at once
+        results = list(pool.map(lambda url: pull_image(url, "team/app", "v1", together), urls))
     assert all(r == results[0] for r in results)
     assert all(oci.digest(data) == d for d, data in results[0].items())
     gets = upstream_gets(upstream, mark, "team/app")
