@@ -39,6 +39,17 @@ DOCKER_TO_ACTIONS = {"pull": {"read"}, "push": {"create", "update"}, "delete": {
                      "*": {"read", "create", "update", "delete"}}
 
 
+def token_error(exc: jwt.PyJWTError) -> TokenError:
+    """The client-facing reason a JWT was refused (the same words for every kind of token)."""
+    for kind, reason in ((jwt.ExpiredSignatureError, "token expired"),
+                         (jwt.ImmatureSignatureError, "token not yet valid"),
+                         (jwt.InvalidAudienceError, "token audience is not this registry"),
+                         (jwt.InvalidIssuerError, "token issuer not trusted")):
+        if isinstance(exc, kind):
+            return TokenError(reason)
+    return TokenError("invalid token")
+
+
 class TokenError(Exception):
     """The token is not acceptable; the message is safe to show (it never contains the token)."""
 
@@ -113,16 +124,8 @@ class TokenVerifier:
                 raise TokenError("token issuer not trusted")
         try:
             claims, issued_here = self._decode(token)
-        except jwt.ExpiredSignatureError:
-            raise TokenError("token expired") from None
-        except jwt.ImmatureSignatureError:
-            raise TokenError("token not yet valid") from None
-        except jwt.InvalidAudienceError:
-            raise TokenError("token audience is not this registry") from None
-        except jwt.InvalidIssuerError:
-            raise TokenError("token issuer not trusted") from None
-        except jwt.PyJWTError:
-            raise TokenError("invalid token") from None
+        except jwt.PyJWTError as exc:
+            raise token_error(exc) from None
         repos: dict[str, frozenset[str]] = {}
         catalog = False
         access = claims.get("access") or []

@@ -23,7 +23,7 @@ import jwt
 
 from common.config.identity import WorkloadIssuer, compile_cel
 from common.errors import ErrorCode, RegistryError
-from gateway.auth.bearer import LEEWAY, TokenError
+from gateway.auth.bearer import LEEWAY, TokenError, token_error
 from gateway.auth.identity import Identity
 from gateway.auth.jwks import ALGORITHMS, Issuer, IssuerUnavailable
 
@@ -123,16 +123,8 @@ class WorkloadVerifier:
             claims = jwt.decode(token, key, algorithms=[alg], audience=list(settings.audiences),
                                 issuer=None if settings.skip_issuer_verification else settings.issuer,
                                 leeway=LEEWAY, options={"require": ["exp", "aud", "iss"]})
-        except jwt.ExpiredSignatureError:
-            raise TokenError("token expired") from None
-        except jwt.ImmatureSignatureError:
-            raise TokenError("token not yet valid") from None
-        except jwt.InvalidAudienceError:
-            raise TokenError("token audience is not this registry") from None
-        except jwt.InvalidIssuerError:
-            raise TokenError("token issuer not trusted") from None
-        except jwt.PyJWTError:
-            raise TokenError("invalid token") from None
+        except jwt.PyJWTError as exc:
+            raise token_error(exc) from None
         name, groups = mapping.apply(claims)
         return Identity(name=name, groups=self.groups_of(name) | groups, via="workload", origin="workload")
 

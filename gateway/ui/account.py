@@ -125,14 +125,23 @@ def _expiry(value: str) -> float | None:
     return (day + timedelta(days=1)).timestamp()
 
 
-@ui_handler
-async def create_apikey() -> Response:
+async def _key_form() -> tuple[Any, Viewer] | Response:
+    """The form and the viewer of an API-key action, or the refusal (bad CSRF token)."""
     form = await request.form
     if not await csrf_ok(form.get("csrf")):
         return refused()
     me = await viewer(required=True)
     if not _keys_allowed(me):
         raise RegistryError(ErrorCode.DENIED, "log in with a password to manage API keys")
+    return form, me
+
+
+@ui_handler
+async def create_apikey() -> Response:
+    checked = await _key_form()
+    if isinstance(checked, Response):
+        return checked
+    form, me = checked
     label = (form.get("label") or "").strip()
     scopes = [s for s in re.split(r"[\s,]+", form.get("scopes") or "") if s]
     try:
@@ -155,12 +164,10 @@ async def create_apikey() -> Response:
 
 @ui_handler
 async def revoke_apikey() -> Response:
-    form = await request.form
-    if not await csrf_ok(form.get("csrf")):
-        return refused()
-    me = await viewer(required=True)
-    if not _keys_allowed(me):
-        raise RegistryError(ErrorCode.DENIED, "log in with a password to manage API keys")
+    checked = await _key_form()
+    if isinstance(checked, Response):
+        return checked
+    form, me = checked
     key_id = form.get("id") or ""
     keys = current_state().access.apikeys
     assert me.name is not None and keys is not None

@@ -76,6 +76,12 @@ class OidcProvider:
                 raise RuntimeError(f"oidc-provider did not start: {(self.dir / 'oidc-provider.log').read_text()}")
             time.sleep(0.1)
 
+    def __enter__(self) -> OidcProvider:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()

@@ -51,11 +51,8 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
 
 @pytest.fixture(scope="module")
 def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
-    p = OidcProvider(tmp_path_factory.mktemp("oidc-clients"), [CLIENT]).start()
-    try:
+    with OidcProvider(tmp_path_factory.mktemp("oidc-clients"), [CLIENT]) as p:
         yield p
-    finally:
-        p.stop()
 
 
 @pytest.fixture(scope="module")

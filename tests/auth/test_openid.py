@@ -53,11 +53,8 @@ def openid_config(provider: OidcProvider, d: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
-    p = OidcProvider(tmp_path_factory.mktemp("oidc-login"), [CLIENT], code_ttl=CODE_TTL).start()
-    try:
+    with OidcProvider(tmp_path_factory.mktemp("oidc-login"), [CLIENT], code_ttl=CODE_TTL) as p:
         yield p
-    finally:
-        p.stop()
 
 
 @pytest.fixture(scope="module")

@@ -51,11 +51,8 @@ def workload_config(provider: OidcProvider, d: Path, *, key: bool = True) -> dic
 
 @pytest.fixture(scope="module")
 def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
-    p = OidcProvider(tmp_path_factory.mktemp("oidc-wl"), [CLIENT]).start()
-    try:
+    with OidcProvider(tmp_path_factory.mktemp("oidc-wl"), [CLIENT]) as p:
         yield p
-    finally:
-        p.stop()
 
 
 @pytest.fixture(scope="module")
