@@ -35,6 +35,9 @@ MAX_IPC_PATH = 100
 #: Config keys whose values are secrets: written as ``"***"`` in ``effective-config.json``.
 SECRET_KEYS = frozenset({"sessionSecret", "bindPassword", "clientSecret", "password", "secret", "token",
                          "Authorization", "clientsecret"})
+#: Config keys whose values are maps of HTTP headers (event sinks, Distribution notification
+#: endpoints): every value is written as ``"***"``.
+HEADER_MAPS = frozenset({"headers"})
 
 
 @dataclass(frozen=True)
@@ -342,10 +345,18 @@ def _cluster(c: Reader) -> ClusterConfig:
     return cluster
 
 
+def _redact_headers(headers: Any) -> Any:
+    """Every value of a header map: a sink's custom header is as likely to carry a token as not."""
+    if isinstance(headers, dict):
+        return {name: "***" if value not in (None, "", []) else value for name, value in headers.items()}
+    return redact(headers)
+
+
 def redact(doc: Any) -> Any:
     """A copy of a config document with every secret value replaced by ``"***"``."""
     if isinstance(doc, dict):
-        return {k: "***" if k in SECRET_KEYS and v not in (None, "") else redact(v) for k, v in doc.items()}
+        return {k: _redact_headers(v) if k in HEADER_MAPS else
+                "***" if k in SECRET_KEYS and v not in (None, "") else redact(v) for k, v in doc.items()}
     if isinstance(doc, list):
         return [redact(v) for v in doc]
     return doc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import stat
 from pathlib import Path
@@ -91,6 +92,18 @@ def test_redact_hides_every_secret() -> None:
            "ldap": [{"bindPassword": "pw"}], "empty": {"sessionSecret": ""}}
     assert redact(doc) == {"http": {"auth": {"sessionSecret": "***", "htpasswd": {"path": "/x"}}},
                            "ldap": [{"bindPassword": "***"}], "empty": {"sessionSecret": ""}}
+
+
+def test_redact_hides_every_header_of_a_sink() -> None:
+    """Custom headers of event sinks and notification endpoints (X-Api-Key, a Bearer token) are secrets."""
+    doc = {"extensions": {"events": {"sinks": [{"type": "http", "address": "http://h",
+                                                "headers": {"X-Api-Key": "k-123", "Empty": ""}}]}},
+           "notifications": {"endpoints": [{"url": "http://n", "headers": {"Authorization": ["Bearer t-9"]}}]}}
+    out = redact(doc)
+    assert out["extensions"]["events"]["sinks"][0] == {"type": "http", "address": "http://h",
+                                                        "headers": {"X-Api-Key": "***", "Empty": ""}}
+    assert out["notifications"]["endpoints"][0]["headers"] == {"Authorization": "***"}
+    assert "k-123" not in json.dumps(out) and "t-9" not in json.dumps(out)
 
 
 def test_session_ids_are_stored_hashed(tmp_path: Path) -> None:
