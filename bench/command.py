@@ -4,7 +4,7 @@ With no URL a local shardreg cluster is started on a temporary data directory (`
 ``--workers``) and stopped afterwards; ``--compare distribution`` does the same with CNCF
 Distribution, and the two are measured alternately, level by level, in the same run.
 Two scenarios have arguments of their own: ``shardreg bench reshard --help`` and
-``shardreg bench pull-through --help``.
+``shardreg bench pull-through --help`` (and ``shardreg bench scale --help``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ MAX_BLOB = 1 << 30
 #: Results go next to where the bench runs, not into the source tree (``.gitignore`` lists it).
 DEFAULT_OUT = "bench-results"
 #: Scenarios with their own arguments and report: ``shardreg bench NAME`` (bench/cli.py dispatches them).
-SCENARIOS = ("reshard", "pull-through")
+SCENARIOS = ("reshard", "pull-through", "scale")
 
 
 def parse_size(text: str) -> int:
