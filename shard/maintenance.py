@@ -71,7 +71,7 @@ async def remove_orphan_files(service: ShardService, batch: int = 256) -> int:
             names = await service.io(_entries, root / alg / sub, False)
             for i in range(0, len(names), batch):
                 chunk = [f"{alg}:{name}" for name in names[i:i + batch]]
-                unknown = meta.read(lambda txn, chunk=chunk: [d for d in chunk if not meta.blob_exists(txn, d)])
+                unknown = meta.read(functools.partial(_unknown, meta, chunk))
                 for digest in unknown:
                     if await service.remove_file_if_unused(digest):
                         removed += 1
@@ -79,6 +79,10 @@ async def remove_orphan_files(service: ShardService, batch: int = 256) -> int:
     if removed:
         log.warning("removed %d blob files that no record named (left by a crash before their commit)", removed)
     return removed
+
+
+def _unknown(meta: MetaStore, digests: list[str], txn: Txn) -> list[str]:
+    return [d for d in digests if not meta.blob_exists(txn, d)]
 
 
 def _entries(path: Path, dirs: bool) -> list[str]:
