@@ -111,7 +111,7 @@ def fractions(doc: dict[str, Any]) -> list[dict[str, Any]]:
         if w.startswith("push") and disk:
             out.append({"workload": w, "concurrency": c, "figure": "MB/s", "value": r["mb_per_s"],
                         "ceiling": "disk fsync", "limit": disk, "share": round(r["mb_per_s"] / disk, 3)})
-        cpu = r.get("server_cpu_ms_per_mb")
+        cpu = (r.get("cpu_ms_per_mb") or {}).get("server")
         if w.startswith("push") and sha and cpu:
             out.append({"workload": w, "concurrency": c, "figure": "server CPU ms/MB", "value": cpu,
                         "ceiling": "SHA-256 ms/MB", "limit": sha, "share": round(cpu / sha, 2)})

@@ -63,7 +63,7 @@ def test_ceilings_are_measured_and_figures_read_as_shares() -> None:
                {"target": "shardreg", "workload": "pull-large", "concurrency": 8, "valid": True, "bytes": 1,
                 "mb_per_s": 500.0},
                {"target": "shardreg", "workload": "push-large", "concurrency": 8, "valid": True, "bytes": 1,
-                "mb_per_s": 200.0, "server_cpu_ms_per_mb": 3.0},
+                "mb_per_s": 200.0, "cpu_ms_per_mb": {"server": 3.0}},
                {"target": "other", "workload": "pull-large", "concurrency": 8, "valid": True, "bytes": 1,
                 "mb_per_s": 900.0}]}
     shares = {(f["workload"], f["ceiling"]): f["share"] for f in ceilings.fractions(doc)}
@@ -98,3 +98,27 @@ def test_a_tiny_real_run(tmp_path) -> None:
     assert doc["growth"] and doc["ceilings"]["loopback"]["mb_per_s"] > 0
     md = (tmp_path / "tiny.md").read_text()
     assert "machine ceilings: loopback TCP" in md and "| catalog-deep |" in md and "## Growth from 1x to 2x" in md
+
+
+def test_the_main_bench_prints_its_figures_as_shares_of_the_ceilings() -> None:
+    """A stored main-bench document with ceilings: the summary and the Markdown name them, and
+    each pull/push figure as a share of its limit, within 80 columns."""
+    import io
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from bench import report
+
+    doc = json.loads((Path(__file__).resolve().parents[2] / "bench" / "results" / "full-4.json").read_text())
+    doc["ceilings"] = {"loopback": {"mb_per_s": 2000.0}, "sha256": {"mb_per_s": 500.0, "ms_per_mb": 2.0},
+                       "disk_fsync": {"mb_per_s": doc["disk"]["mb_per_s"]}}
+    doc["fractions"] = ceilings.fractions(doc)
+    kinds = {(f["workload"], f["ceiling"]) for f in doc["fractions"]}
+    assert {("pull-large", "loopback"), ("push-large", "disk fsync"), ("push-large", "SHA-256 ms/MB")} <= kinds
+    out = io.StringIO()
+    report.print_tables(doc, Console(file=out, width=200, color_system=None))
+    text = out.getvalue()
+    assert "machine ceilings: loopback TCP 2000 MB/s" in text and "of loopback (2000.0)" in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "machine ceilings" in report.markdown(doc) and "x SHA-256 ms/MB" in report.markdown(doc)
