@@ -21,7 +21,7 @@ def test_arguments() -> None:
     args = parse_args(["--levels", "10,1", "--repos", "5", "--tags", "7", "--blobs", "9", "--name", "scale-1"])
     assert (args.levels, args.repos, args.tags, args.blobs, args.name) == ([1, 10], 5, 7, 9, "scale-1")
     for bad in (["--levels", "0"], ["--levels", "x"], ["--levels", ""], ["--repos", "0"], ["--concurrency", "300"],
-                ["--restarts", "-1"], ["--name", "../x"], ["--shards", "300"]):
+                ["--restarts", "-1"], ["--name", "../x"], ["--shards", "300"], ["--disk-mb", "-1"]):
         with pytest.raises(SystemExit) as exc:
             parse_args(bad)
         assert exc.value.code == 2, bad
@@ -77,7 +77,7 @@ def test_ceilings_are_measured_and_figures_read_as_shares() -> None:
 def test_a_tiny_real_run(tmp_path) -> None:
     """Two levels of a real cluster: every request answered and checked, counters as built."""
     code = scale_main(["--levels", "1,2", "--repos", "12", "--tags", "8", "--blobs", "130", "--samples", "3",
-                       "--concurrency", "8", "--workers", "1", "--out", str(tmp_path), "--name", "tiny"])
+                       "--concurrency", "8", "--workers", "1", "--disk-mb", "0", "--out", str(tmp_path), "--name", "tiny"])
     doc = json.loads((tmp_path / "tiny.json").read_text())
     assert doc["error"] is None and code == 0
     one, two = doc["levels"]
