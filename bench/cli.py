@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.pullthrough import main as pullthrough_main
 
         return pullthrough_main(args[1:])
+    if args[:1] == ["scale"]:  # how the costs grow with the registry's size (issue 17): bench/scale.py
+        from bench.scale import main as scale_main
+
+        return scale_main(args[1:])
     from bench.command import main as command_main
 
     return command_main(argv)

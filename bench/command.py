@@ -4,7 +4,7 @@ With no URL a local shardreg cluster is started on a temporary data directory (`
 ``--workers``) and stopped afterwards; ``--compare distribution`` does the same with CNCF
 Distribution, and the two are measured alternately, level by level, in the same run.
 Two scenarios have arguments of their own: ``shardreg bench reshard --help`` and
-``shardreg bench pull-through --help``.
+``shardreg bench pull-through --help`` (and ``shardreg bench scale --help``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import aiohttp
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from bench import machine, report
+from bench import ceilings, machine, report
 from bench.client import BlobFactory
 from bench.runner import LevelResult, run_level
 from bench.targets import Target, TargetError, external, is_loopback, start_distribution, start_shardreg
@@ -36,7 +36,7 @@ MAX_BLOB = 1 << 30
 #: Results go next to where the bench runs, not into the source tree (``.gitignore`` lists it).
 DEFAULT_OUT = "bench-results"
 #: Scenarios with their own arguments and report: ``shardreg bench NAME`` (bench/cli.py dispatches them).
-SCENARIOS = ("reshard", "pull-through")
+SCENARIOS = ("reshard", "pull-through", "scale")
 
 
 def parse_size(text: str) -> int:
@@ -279,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
             disk = machine.disk_write_speed(targets[0].data_dir, args.disk_mb, min(64, args.blob_size >> 20 or 1))
             console.print(f"disk sequential write with fsync: {disk['mb_per_s']:.0f} MB/s, median of "
                           f"{disk['rounds_mb_per_s']} (physical limit of push-large)")
+        limits = ceilings.measure(disk)  # loopback TCP, SHA-256 per core (issue 17)
+        console.print(ceilings.summary_line(limits))
         results = asyncio.run(_run_all(args, targets, opts, console))
     finally:
         for t in targets:
@@ -293,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "shardreg bench " + shlex.join(sys.argv[1:] if argv is None else argv),
         "machine": machine.describe() | {"loadavg_start": load_at_start},
         "disk": disk,
+        "ceilings": limits,
         "options": {"workloads": args.workloads, "concurrency": args.concurrency, "duration_s": args.duration,
                     "count": args.count, "rounds": args.rounds, "blob_size": args.blob_size, "chunk_size": args.chunk_size,
                     "small_repos": args.small_repos, "list_repos": args.list_repos, "list_tags": args.list_tags,
@@ -303,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         "comparisons": report.comparisons(results, targets[0].label, targets[1].label) if len(targets) > 1 else [],
     }
     doc["goals"] = goals(doc)
+    doc["fractions"] = ceilings.fractions(doc)
     json_path = os.path.join(args.out, name + ".json")
     png_path = os.path.join(args.out, name + ".png")
     report.write_json(doc, json_path)

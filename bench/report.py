@@ -177,6 +177,12 @@ def print_tables(doc: dict, console: Console | None = None, wide: bool = False) 
                  f"MiB files under {disk['directory']})" if wide else "")
         console.print(f"[bold]disk[/]: sequential write with fsync {disk['mb_per_s']:.0f} MB/s{where} "
                       "- the physical limit for push-large", width=width)
+    if doc.get("ceilings"):  # issue 17: the machine's limits, and the figures as shares of them
+        from bench.ceilings import fraction_text, summary_line
+
+        console.print(f"[bold]{summary_line(doc['ceilings'])}[/]", width=width)
+        for f in doc.get("fractions") or ():
+            console.print("  " + fraction_text(f), width=width)
     for table in (results_table(doc, wide), parts_table(doc, wide), ratio_table(doc, wide)):
         if table is not None:
             console.print(table, width=width)
@@ -273,4 +279,8 @@ def markdown(doc: dict) -> str:
             q = c["ratio"]
             lines.append(f"| {c['workload']} | {c['concurrency']} | {_fmt(q['ops_per_s'], 2)} | {_fmt(q['mb_per_s'], 2)} | "
                          f"{_fmt(q['p50_ms'], 2)} | {_fmt(q['p99_ms'], 2)} | {_fmt(q['server_cpu_ms_per_op'], 2)} |")
+    if doc.get("ceilings"):
+        from bench.ceilings import fraction_text, summary_line
+
+        lines += ["", summary_line(doc["ceilings"]), ""] + [f"- {fraction_text(f)}" for f in doc.get("fractions") or ()]
     return "\n".join(lines) + "\n"

@@ -15,6 +15,7 @@ import asyncio
 import functools
 import hashlib
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -26,6 +27,9 @@ from shard.service import ShardService
 
 log = logging.getLogger("shardreg.gc")
 
+#: Repositories swept per group commit by :func:`collect_garbage`.
+GC_BATCH = 32
+
 
 async def collect_garbage(service: ShardService, delay: float, now: float | None = None) -> list[tuple[str, str]]:
     """Unlink unreferenced blobs older than ``delay`` seconds; returns the (repo, digest) pairs removed."""
@@ -33,11 +37,16 @@ async def collect_garbage(service: ShardService, delay: float, now: float | None
     meta = service.meta
     repos = meta.read(lambda txn: list(meta.repo_names(txn)))
     removed: list[tuple[str, str]] = []
-    for repo in repos:
-        doomed, unused = meta.write(functools.partial(_sweep, meta, repo=repo, cutoff=cutoff))
-        for digest in unused:
-            await service.remove_file_if_unused(digest)
-        removed += [(repo, digest) for digest in doomed]
+    # through the writer thread (group commit), GC_BATCH repositories at once: a pass over many
+    # repositories never holds the event loop, and their sweeps share a commit (issue 17)
+    for i in range(0, len(repos), GC_BATCH):
+        chunk = repos[i:i + GC_BATCH]
+        swept = await asyncio.gather(*(meta.write_async(functools.partial(_sweep, meta, repo=repo, cutoff=cutoff))
+                                       for repo in chunk))
+        for repo, (doomed, unused) in zip(chunk, swept, strict=True):
+            for digest in unused:
+                await service.remove_file_if_unused(digest)
+            removed += [(repo, digest) for digest in doomed]
     if removed:
         log.info("gc: unlinked %d unreferenced blobs", len(removed))
     return removed
@@ -50,21 +59,39 @@ async def remove_orphan_files(service: ShardService, batch: int = 256) -> int:
     pull-through, a resize's copy) leaves such a file; nothing else ever reads it. Every writer
     holds the digest's lock from before the rename until after its commit, and
     :meth:`ShardService.remove_file_if_unused` takes that lock and checks the record again, so a
-    commit in progress is never disturbed. Runs in the background (at start and after each gc),
-    yielding every ``batch`` files, so a shard's start-up never waits for it."""
+    commit in progress is never disturbed. Runs in the background (at start and after each gc) and
+    never holds the event loop for more than one fan-out directory (1/256 of the files): each is
+    listed in the I/O pool and checked against the records in one read transaction per ``batch``
+    names, so a shard's start-up and its requests never wait for the walk (issue 17)."""
     root = service.blobs.root / "blobs"
-    removed = seen = 0
-    for alg in sorted(p.name for p in root.iterdir() if p.is_dir()):
-        for path in sorted((root / alg).glob("*/*")):
-            seen += 1
-            if seen % batch == 0:
+    removed = 0
+    meta = service.meta
+    for alg in sorted(await service.io(_entries, root, True)):
+        for sub in sorted(await service.io(_entries, root / alg, True)):
+            names = await service.io(_entries, root / alg / sub, False)
+            for i in range(0, len(names), batch):
+                chunk = [f"{alg}:{name}" for name in names[i:i + batch]]
+                unknown = meta.read(functools.partial(_unknown, meta, chunk))
+                for digest in unknown:
+                    if await service.remove_file_if_unused(digest):
+                        removed += 1
                 await asyncio.sleep(0)
-            digest = f"{alg}:{path.name}"
-            if path.is_file() and not service.blob_exists(digest) and await service.remove_file_if_unused(digest):
-                removed += 1
     if removed:
         log.warning("removed %d blob files that no record named (left by a crash before their commit)", removed)
     return removed
+
+
+def _unknown(meta: MetaStore, digests: list[str], txn: Txn) -> list[str]:
+    return [d for d in digests if not meta.blob_exists(txn, d)]
+
+
+def _entries(path: Path, dirs: bool) -> list[str]:
+    """Names of the subdirectories (``dirs``) or regular files in ``path`` (runs in the I/O pool)."""
+    try:
+        with os.scandir(path) as it:
+            return [e.name for e in it if (e.is_dir(follow_symlinks=False) if dirs else e.is_file(follow_symlinks=False))]
+    except FileNotFoundError:
+        return []
 
 
 def _sweep(meta: MetaStore, txn: Txn, *, repo: str, cutoff: float) -> tuple[list[str], list[str]]:

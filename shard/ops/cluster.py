@@ -37,6 +37,8 @@ log = logging.getLogger("shardreg.cluster")
 _PLAN = b"cluster/plan"
 _LEASE = b"cluster/lease"
 _PURGE = b"cluster/purge-files"
+#: The epoch whose cleanup finished: nothing foreign is left, so later passes skip the scan (issue 17).
+_CLEANED = b"cluster/cleaned-epoch"
 #: How long a shard keeps what moved away before deleting it (readers in flight, shared-storage paths).
 CLEANUP_DELAY = float(os.environ.get("SHARDREG_RESHARD_CLEANUP_DELAY", "60"))
 
@@ -222,6 +224,8 @@ class Cleanup:
             return 0
         if time.time() - float(record.get("since", 0)) < delay:
             return 0
+        if self.meta.read(lambda txn: self.meta.system_get(txn, _CLEANED)) == view.epoch:
+            return 0  # done for this map: a stable map brings no foreign names, so no scan every 5 s
         index, seed = self.shard.index, view.seed
 
         def foreign(txn: Txn) -> tuple[list[str], list[str]]:
@@ -256,6 +260,11 @@ class Cleanup:
             await self.meta.write_async(forget)
         if repos or users:
             log.info("shard %d: removed %d repositories and %d users that moved away", index, len(repos), len(users))
+
+        def cleaned(txn: Txn) -> None:
+            if unchanged(txn):
+                self.meta.system_put(txn, _CLEANED, epoch)
+        await self.meta.write_async(cleaned)
         self.purged += len(repos) + len(users)
         return len(repos) + len(users)
 
