@@ -29,6 +29,8 @@ class SearchPageRequest(TypedDict):
     filter: NotRequired[dict[str, Any] | None]
     #: Also answer ``total``: how many repositories on this shard pass (first page only).
     count: NotRequired[bool]
+    #: ``total`` counts their images instead (ImageList without a repository).
+    images: NotRequired[bool]
 
 
 class SearchPageReply(TypedDict):

@@ -81,7 +81,7 @@ class SearchIndex:
         if keys is None:
             return None
         return {"u": keys["_updated"], "l": keys["LastUpdated"], "d": keys["DownloadCount"],
-                "s": keys["StarCount"], "p": keys["Platforms"]}
+                "s": keys["StarCount"], "p": keys["Platforms"], "n": keys["_images"]}
 
     async def warm(self, batch: int = BUILD_BATCH) -> None:
         """Build the index once if it is missing or the last run did not close the store, in
@@ -165,7 +165,7 @@ class SearchIndex:
 
     def _shared_keys(self, txn: Txn, stxn: Txn, repo: str) -> Summary | None:
         newest: Summary | None = None
-        downloads = 0
+        downloads = images = 0
         platforms: list[dict[str, Any]] = []
         for tag, digest in self.meta.tags(txn, repo):
             if SIG_TAG_RE.match(tag):
@@ -174,6 +174,7 @@ class SearchIndex:
             if keys is None:
                 continue
             downloads += keys["DownloadCount"]
+            images += 1
             for plat in keys["_platforms"]:
                 if plat.get("Os") and plat not in platforms:
                     platforms.append(plat)
@@ -182,7 +183,7 @@ class SearchIndex:
         if newest is None:
             return None
         return {"Name": repo, "LastUpdated": newest["LastUpdated"], "_updated": newest["_updated"],
-                "DownloadCount": downloads, "StarCount": self.store.mark_count(stxn, "stars", repo),
+                "DownloadCount": downloads, "StarCount": self.store.mark_count(stxn, "stars", repo), "_images": images,
                 "Platforms": platforms, "Rank": 0}
 
 

@@ -142,22 +142,24 @@ class SearchWalk:
                     break
         reply: messages.SearchPageReply = {"items": items, "next": nxt, "scanned": counter[0]}
         if args.get("count"):
-            reply["total"] = self._count(source, stxn, listed, item, bool(needle or flt or not reader.everything))
+            reply["total"] = self._count(source, stxn, listed, item, bool(needle or flt or not reader.everything),
+                                         bool(args.get("images")))
         return reply
 
     def _count(self, source: _Source, stxn: Txn, listed: Callable[[str], bool],
-               item: Callable[[bytes, str, Rec], dict[str, Any] | None], narrowed: bool) -> int:
-        """How many repositories on this shard the listing has: the kept count when nothing
-        narrows it, else a walk of the names (and records only when a filter needs them)."""
+               item: Callable[[bytes, str, Rec], dict[str, Any] | None], narrowed: bool, images: bool) -> int:
+        """How many repositories (``images``: their images) on this shard the listing has: the kept
+        count when nothing narrows it, else a walk of the names and their records."""
         if not narrowed and source.computed is None and self.lists_all():
-            return self.search.store.index_count(stxn)
+            store = self.search.store
+            return store.index_images(stxn) if images else store.index_count(stxn)
         total = 0
         for k in source.walk("ALPHABETIC_ASC", None):
             name = order_name(k)
             if listed(name):
                 rec = source.rec(name)
                 if rec is not None and item(k, name, rec) is not None:
-                    total += 1
+                    total += rec.get("n", 0) if images else 1
         return total
 
     def _signed(self, txn: Txn, stxn: Txn, name: str) -> bool:

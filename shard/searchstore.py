@@ -15,13 +15,14 @@ The ordered listing index (issue 17, :mod:`shard.search_index`), written in the 
 transaction as the records it derives from (push times, download counts, stars) and, for a
 change of the main store, by the hook that follows its commit::
 
-    rkeys      repo                 -> {u: updated, l: LastUpdated, d: downloads, s: stars, p: platforms}
-                                       of a repository with an image (none: no entry anywhere)
+    rkeys      repo                 -> {u: updated, l: LastUpdated, d: downloads, s: stars, p: platforms,
+                                        n: images} of a repository with an image (none: no entry anywhere)
     order      "a" repo             -> b""      by name (ALPHABETIC_ASC; ALPHABETIC_DSC walks it backwards)
                "u" desc8(u) repo    -> b""      newest update first (UPDATE_TIME), then by name
                "d" desc8(d) repo    -> b""      most downloads first (DOWNLOADS), then by name
                "s" desc8(s) repo    -> b""      most stars first (STARS), then by name
     indexmeta  "count"              -> repositories with an entry (kept in the same transactions)
+               "images"             -> the sum of their ``n`` (kept alike)
                "complete"           -> True once every repository was indexed (a build sets it last)
                "open"               -> set while a shard has the store open: found at start, the last
                                        run did not stop cleanly and the index is rebuilt
@@ -98,11 +99,18 @@ class ListingIndex(LmdbStore):
                 txn.put(k, b"", db=order)
         if (old is None) != (rec is None):
             self.put(txn, "indexmeta", b"count", self.index_count(txn) + (1 if old is None else -1))
+        images = (rec or {}).get("n", 0) - (old or {}).get("n", 0)
+        if images:
+            self.put(txn, "indexmeta", b"images", self.index_images(txn) + images)
         return True
 
     def index_count(self, txn: Txn) -> int:
         """Repositories with an entry (kept, O(1))."""
         return int(self.get(txn, "indexmeta", b"count") or 0)
+
+    def index_images(self, txn: Txn) -> int:
+        """Images of the repositories with an entry (kept, O(1))."""
+        return int(self.get(txn, "indexmeta", b"images") or 0)
 
     def index_flag(self, txn: Txn, name: str) -> bool:
         return bool(self.get(txn, "indexmeta", name.encode()))
@@ -118,6 +126,7 @@ class ListingIndex(LmdbStore):
         txn.drop(self.db["rkeys"], delete=False)
         txn.drop(self.db["order"], delete=False)
         self.put(txn, "indexmeta", b"count", 0)
+        self.put(txn, "indexmeta", b"images", 0)
 
     def index_walk(self, txn: Txn, order: str, after: bytes | None, counter: list[int]) -> Iterator[bytes]:
         """``order`` keys in the listing's order, after ``after``; ``counter[0]`` counts the reads."""

@@ -30,6 +30,7 @@ from gateway.auth.readgrant import read_filter
 from gateway.context import authorize, current_state
 from gateway.extensions.common import json_response
 from gateway.extensions.graphql_limits import MAX_JSON_DEPTH, VALIDATION_RULES, ErrorLog, parse_query
+from gateway.extensions.search_images import image_page
 from gateway.extensions.search_merge import merged_page
 from gateway.extensions.search_page import full_page, keys_suffice
 from gateway.httputil import read_body
@@ -199,10 +200,15 @@ def _check_repo(info: Any, repo: str) -> None:
 # -- queries ------------------------------------------------------------------------------------
 @query.field("ImageList")
 async def resolve_image_list(_: Any, info: Any, repo: str, requestedPage: dict | None = None) -> dict:
-    if repo:
-        _check_repo(info, repo)
-    images = await _images(info, [repo] if repo else None)
-    return _paginate(_sort_images(images, _page_input(requestedPage)[2]), requestedPage)
+    limit, offset, sort_by = _page_input(requestedPage)
+    if not repo:  # every repository's images: a page from the shards' indexes
+        state = current_state()
+        args: messages.SearchPageRequest = {"order": "ALPHABETIC_ASC", "limit": limit, "user": _user(info),
+                                            "access": read_filter(state.access, _ctx(info)["identity"])}
+        return await image_page(state.client, args, sort_by, offset, limit, lambda names: _images(info, names),
+                                _sort_images)
+    _check_repo(info, repo)
+    return _paginate(_sort_images(await _images(info, [repo]), sort_by), requestedPage)
 
 
 @query.field("ImageListForDigest")

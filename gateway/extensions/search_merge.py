@@ -3,10 +3,10 @@
 Every shard answers ``search.page`` (:mod:`shard.search_walk`): the first repositories of its
 index in the order asked, after a cursor, that the caller may read and that pass the query and
 filter. The gateway asks all shards at once for ``offset + limit`` each, merges their sorted
-pages k-way on the order keys, and asks a shard for more (all such shards at once) only when its
-page ran out before the merged page is full. So a page of 10 reads about 10 × shards index
-entries, whatever the number of repositories. ``TotalCount`` is the sum of the shards' counts
-(their kept counts when the caller reads everything and nothing narrows the listing).
+pages k-way on the order keys (:class:`Merged`), and asks a shard for more (all such shards at
+once) only when its page ran out before the merged page is full. So a page of 10 reads about
+10 × shards index entries, whatever the number of repositories. ``TotalCount`` is the sum of the
+shards' counts (their kept counts when the caller reads everything and nothing narrows it).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class _Stream:
         self.next: bytes | None = reply["next"]
 
 
-def _ask(args: messages.SearchPageRequest, **more: Any) -> messages.SearchPageRequest:
+def ask_args(args: messages.SearchPageRequest, **more: Any) -> messages.SearchPageRequest:
     return cast(messages.SearchPageRequest, {**args, **more})
 
 
@@ -41,47 +41,70 @@ def _order_key(order: str) -> Any:
     return lambda item: item["_k"]
 
 
+class Merged:
+    """The shards' sorted streams merged: :meth:`take` the next items, :meth:`peek` the next one."""
+
+    def __init__(self, client: Any, args: messages.SearchPageRequest) -> None:
+        self.client, self.args = client, args
+        self.key = _order_key(args["order"])
+        self.streams: list[_Stream] | None = None
+        self.total = 0
+        self.seen: set[str] = set()  # during a resize's switch two shards may list a name: once is enough
+
+    async def start(self, ask: int, count: bool = True) -> None:
+        first = await self.client.call_all(messages.SEARCH_PAGE(ask_args(self.args, limit=min(ask, MAX_ASK), count=count)))
+        self.total = sum(int(reply.result.get("total") or 0) for reply in first)
+        self.streams = [_Stream(shard, reply.result) for shard, reply in enumerate(first)]
+
+    async def peek(self, want: int = MAX_ASK) -> dict[str, Any] | None:
+        """The next item (None: none left), asking the shards whose pages ran out for ``want`` more."""
+        assert self.streams is not None
+        while True:
+            starving = [s for s in self.streams if not s.items and s.next is not None]
+            if starving:
+                ask = min(MAX_ASK, max(1, want))
+                replies = await asyncio.gather(*(self.client.call(s.shard, messages.SEARCH_PAGE(
+                    ask_args(self.args, limit=ask, after=s.next))) for s in starving))
+                for stream, reply in zip(starving, replies, strict=True):
+                    stream.items.extend(reply.result["items"])
+                    stream.next = reply.result["next"]
+                continue
+            heads = [s for s in self.streams if s.items]
+            if not heads:
+                return None
+            best = min(heads, key=lambda s: self.key(s.items[0]))
+            if best.items[0]["Name"] in self.seen:
+                best.items.popleft()
+                continue
+            return best.items[0]
+
+    async def take(self, n: int | None) -> list[dict[str, Any]]:
+        """The next ``n`` items (None: all)."""
+        assert self.streams is not None
+        out: list[dict[str, Any]] = []
+        while n is None or len(out) < n:
+            item = await self.peek(MAX_ASK if n is None else n - len(out))
+            if item is None:
+                break
+            best = next(s for s in self.streams if s.items and s.items[0] is item)
+            best.items.popleft()
+            self.seen.add(item["Name"])
+            item.pop("_k", None)
+            out.append(item)
+        return out
+
+
 async def merged_page(client: Any, args: messages.SearchPageRequest, offset: int, limit: int
                       ) -> tuple[list[dict[str, Any]], int]:
     """The items ``offset`` to ``offset + limit`` (``limit`` ≤ 0: all) of the merged listing, and
     how many it has in all; redone once if the cluster map changed under a continuation."""
+    need = offset + limit if limit > 0 else None
     for attempt in range(2):
         try:
-            return await _merge(client, args, offset, limit)
+            merged = Merged(client, args)
+            await merged.start(need or MAX_ASK)
+            return (await merged.take(need))[offset:], merged.total
         except RegistryError as exc:
             if exc.code is not ErrorCode.STALE_MAP or attempt:
                 raise
     raise AssertionError("unreachable")
-
-
-async def _merge(client: Any, args: messages.SearchPageRequest, offset: int, limit: int
-                 ) -> tuple[list[dict[str, Any]], int]:
-    need = offset + limit if limit > 0 else None
-    ask = min(need or MAX_ASK, MAX_ASK)
-    first = await client.call_all(messages.SEARCH_PAGE(_ask(args, limit=ask, count=True)))
-    total = sum(int(reply.result.get("total") or 0) for reply in first)
-    streams = [_Stream(shard, reply.result) for shard, reply in enumerate(first)]
-    key = _order_key(args["order"])
-    out: list[dict[str, Any]] = []
-    seen: set[str] = set()  # during a resize's switch two shards may list a name: once is enough
-    while need is None or len(out) < need:
-        starving = [s for s in streams if not s.items and s.next is not None]
-        if starving:
-            ask = min(MAX_ASK, max(1, need - len(out)) if need is not None else MAX_ASK)
-            replies = await asyncio.gather(*(client.call(s.shard, messages.SEARCH_PAGE(
-                _ask(args, limit=ask, after=s.next))) for s in starving))
-            for stream, reply in zip(starving, replies, strict=True):
-                stream.items.extend(reply.result["items"])
-                stream.next = reply.result["next"]
-            continue
-        heads = [s for s in streams if s.items]
-        if not heads:
-            break
-        best = min(heads, key=lambda s: key(s.items[0]))
-        item = best.items.popleft()
-        if item["Name"] not in seen:
-            seen.add(item["Name"])
-            out.append(item)
-    for item in out:
-        item.pop("_k", None)
-    return out[offset:], total

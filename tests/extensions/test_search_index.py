@@ -293,3 +293,96 @@ def test_an_aborted_write_leaves_records_and_index_together(reg):
                                             search.store.marked(stxn, "stars", "public/lib-0", "zed")))
     assert after == before and after[1] is False
     index_is_fresh(reg)
+
+
+def test_a_page_reads_about_limit_times_shards_entries_of_2000_repositories():
+    """Bounded work: with 2,000 repositories on 2 shards, a page of 10 reads about 10 × 2 index
+    entries (keys and records, counted by the walk), not 2,000; TotalCount is the kept counts."""
+    with InProcessRegistry(shards=2, config={"extensions": FULL_EXTENSIONS}) as big, big.client(timeout=30) as c:
+        for shard in big.shards:
+            while not shard.search.store.read(shard.search.index_complete):  # the start-up build (empty)
+                big.run(__import__("asyncio").sleep(0.01))
+        for index, shard in enumerate(big.shards):
+            def fill(stxn: Any, index: int = index, shard: Any = shard) -> None:
+                for i in range(index, 2000, 2):
+                    shard.search.store.index_put(stxn, f"team-{i % 4}/r-{i:04d}", {
+                        "u": float(i % 500), "l": f"t{i % 500}", "d": i % 7, "s": i % 3,
+                        "p": [{"Os": "linux", "Arch": "amd64" if i % 5 else "arm64"}]})
+            shard.search.store.write(fill)
+        gateway = big.app.state.client  # type: ignore[attr-defined]
+        original = gateway.call
+        scanned: list[int] = []
+
+        async def call(shard: int, request: Any, *args: Any, **kwargs: Any) -> Any:
+            reply = await original(shard, request, *args, **kwargs)
+            if request.wire.op.value == "search.page":
+                scanned.append(reply.result["scanned"])
+            return reply
+
+        gateway.call = call
+        try:
+            for order in ORDERS:
+                scanned.clear()
+                out = gql(c, f"{{ RepoListWithNewestImage(requestedPage: {{limit: 10, sortBy: {order}}}) "
+                             "{ Page { TotalCount ItemCount } Results { Name DownloadCount } } }")
+                page = out["data"]["RepoListWithNewestImage"]
+                assert page["Page"] == {"TotalCount": 2000, "ItemCount": 10}
+                assert 10 <= sum(scanned) <= 2 * 10 * 2 + 4, (order, scanned)  # a key and a record per item
+            scanned.clear()
+            out = gql(c, "{ RepoListWithNewestImage(requestedPage: {limit: 10, offset: 50, sortBy: DOWNLOADS}) "
+                         "{ Results { Name DownloadCount } } }")
+            assert len(out["data"]["RepoListWithNewestImage"]["Results"]) == 10
+            assert sum(scanned) <= 2 * 60 * 2 + 4  # offset means walking: bounded by offset + limit per shard
+        finally:
+            del gateway.call
+        # partial access at the shard: half of its names readable, a page still reads ~2 × 10
+        shard = big.shards[0]
+        access = {"grants": None, "policy": {"rules": [["team-2/**", True]], "otherwise": False}}
+        reply, _ = big.run(shard.walk.op_page({"order": "UPDATE_TIME", "limit": 10, "access": access,
+                                               "user": None}, []))
+        assert len(reply["items"]) == 10 and all(i["Name"].startswith("team-2/") for i in reply["items"])
+        assert reply["scanned"] <= 4 * 10 * 2 + 10
+        # a filter nothing passes stops at the cap and says where to continue
+        reply, _ = big.run(shard.walk.op_page({"order": "UPDATE_TIME", "limit": 10, "access": {"all": True},
+                                               "user": None, "filter": {"Arch": ["s390x"]}}, []))
+        assert reply["items"] == [] and reply["next"] is not None and reply["scanned"] <= 2 * 2000
+
+
+def image_oracle(reg: InProcessRegistry, user: str | None, sort_by: str) -> list[dict]:
+    from gateway.extensions.search import _sort_images
+    access = reg.app.state.access  # type: ignore[attr-defined]
+    identity = Identity(name=user, groups=frozenset(), via="htpasswd" if user else "anonymous")
+    images: list[dict] = []
+    for shard in reg.shards:
+        search = shard.search
+
+        def all_images(txn: Any, search: Any = search) -> list[dict]:
+            with search.store.begin_read() as stxn:
+                return [i for name in search.meta.repo_names(txn) if access.can_read(identity, name)
+                        for i in search.repo_images(txn, stxn, name)]
+
+        images += search.meta.read(all_images)
+    return _sort_images(images, sort_by)
+
+
+@pytest.mark.parametrize("user", ("admin", "alice"))
+def test_image_list_of_every_repository_pages_from_the_index(reg, user):
+    with client(reg, "admin") as admin:  # more images than repositories, a repository's images apart in time
+        if admin.get("/v2/team-a/app-2/manifests/v9").status_code == 404:
+            push_image(admin, "team-a/app-2", "v9", layers=[os.urandom(16)], created="2027-01-01T00:00:00Z")
+            push_image(admin, "team-a/app-2", "v0", layers=[os.urandom(16)], created="2020-01-01T00:00:00Z")
+            for _ in range(30):
+                assert admin.get("/v2/team-a/app-2/manifests/v0").status_code == 200
+    with client(reg, user) as c:
+        for sort_by in ORDERS:
+            expected = image_oracle(reg, user, sort_by)
+            joined: list[dict] = []
+            for offset in range(0, len(expected) + 5, 5):
+                out = gql(c, f'{{ ImageList(repo: "", requestedPage: {{limit: 5, offset: {offset}, sortBy: {sort_by}}}) '
+                             "{ Page { TotalCount ItemCount } Results { RepoName Tag Digest DownloadCount } } }")
+                assert "errors" not in out, out
+                page = out["data"]["ImageList"]
+                assert page["Page"]["TotalCount"] == len(expected)
+                joined += page["Results"]
+            assert [(i["RepoName"], i["Tag"], i["Digest"], i["DownloadCount"]) for i in joined] == \
+                [(i["RepoName"], i["Tag"], i["Digest"], i["DownloadCount"]) for i in expected], sort_by
