@@ -19,7 +19,7 @@ from common.errors import ErrorCode, RegistryError
 from common.protocol import Answer, Frames
 from common.readfilter import Reader
 from common.searchorder import keys_pass, rank
-from shard.lmdbstore import Txn
+from shard.lmdbstore import Txn, unpack
 from shard.ops.registry import handles
 from shard.search_meta import SearchMeta
 from shard.searchstore import ORDER_PREFIX, order_keys, order_name
@@ -56,6 +56,16 @@ class _Source:
             if after is None or (k < after if order == "ALPHABETIC_DSC" else k > after):
                 self.counter[0] += 1
                 yield k
+
+    def entries(self) -> Iterator[tuple[str, Any]]:
+        """(name, entry) of every repository by name; the entry raw (unpack it with :meth:`value`)."""
+        if self.computed is not None:
+            yield from sorted(self.computed.items())
+            return
+        yield from self.search.store.index_names(self.stxn)
+
+    def value(self, raw: Any) -> Rec:
+        return raw if self.computed is not None else unpack(raw)
 
     def rec(self, name: str) -> Rec | None:
         if self.computed is not None:
@@ -95,15 +105,18 @@ class SearchWalk:
         limit = max(1, min(int(args["limit"]), MAX_LIMIT))
         after = args.get("after")
 
-        def listed(name: str) -> bool:
-            return (not needle or needle in name.lower()) and reader(name) and owns(name)
+        everyone, all_owned = reader.everything, self.lists_all()
 
-        def item(k: bytes, name: str, rec: Rec) -> dict[str, Any] | None:
+        def listed(name: str) -> bool:
+            return ((not needle or needle in name.lower()) and (everyone or reader(name))
+                    and (all_owned or owns(name)))
+
+        def item(k: bytes, name: str, rec: Rec, marks: bool = True) -> dict[str, Any] | None:
             keys: dict[str, Any] = {"Name": name, "LastUpdated": rec["l"], "_updated": rec["u"],
                                     "DownloadCount": rec["d"], "StarCount": rec["s"], "Platforms": rec["p"],
                                     "Rank": rank(name, text) if text else 0, "IsStarred": False,
                                     "IsBookmarked": False, "_k": k}
-            if user:
+            if user and (marks or "IsStarred" in flt or "IsBookmarked" in flt):
                 keys["IsStarred"] = search.store.marked(stxn, "stars", name, user)
                 keys["IsBookmarked"] = search.store.marked(stxn, "bookmarks", name, user)
             signed = self._signed(txn, stxn, name) if flt.get("HasToBeSigned") else None
@@ -111,9 +124,13 @@ class SearchWalk:
 
         items: list[dict[str, Any]] = []
         nxt: bytes | None = None
+        total: int | None = None
         if args["order"] == "RELEVANCE" and needle:
             ranked = sorted((b"r" + rank(name, text).to_bytes(4, "big") + name.encode(), name)
-                            for k in source.walk("ALPHABETIC_ASC", None) if listed(name := order_name(k)))
+                            for name, _ in source.entries() if listed(name))
+            counter[0] += len(ranked)
+            if not flt and not args.get("images"):
+                total = len(ranked)
             for k, name in ranked:
                 if after is not None and k <= after:
                     continue
@@ -142,24 +159,28 @@ class SearchWalk:
                     break
         reply: messages.SearchPageReply = {"items": items, "next": nxt, "scanned": counter[0]}
         if args.get("count"):
-            reply["total"] = self._count(source, stxn, listed, item, bool(needle or flt or not reader.everything),
-                                         bool(args.get("images")))
+            reply["total"] = total if total is not None else self._count(
+                source, stxn, listed, item, bool(needle or flt or not everyone), bool(flt), bool(args.get("images")))
         return reply
 
     def _count(self, source: _Source, stxn: Txn, listed: Callable[[str], bool],
-               item: Callable[[bytes, str, Rec], dict[str, Any] | None], narrowed: bool, images: bool) -> int:
+               item: Callable[..., dict[str, Any] | None], narrowed: bool, filtered: bool, images: bool) -> int:
         """How many repositories (``images``: their images) on this shard the listing has: the kept
-        count when nothing narrows it, else a walk of the names and their records."""
+        count when nothing narrows it, else one pass over the entries by name (decoded only when a
+        filter or the image count needs them)."""
         if not narrowed and source.computed is None and self.lists_all():
             store = self.search.store
             return store.index_images(stxn) if images else store.index_count(stxn)
         total = 0
-        for k in source.walk("ALPHABETIC_ASC", None):
-            name = order_name(k)
-            if listed(name):
-                rec = source.rec(name)
-                if rec is not None and item(k, name, rec) is not None:
-                    total += rec.get("n", 0) if images else 1
+        for name, raw in source.entries():
+            if not listed(name):
+                continue
+            if not filtered and not images:
+                total += 1
+                continue
+            rec = source.value(raw)
+            if not filtered or item(b"", name, rec, marks=False) is not None:
+                total += rec.get("n", 0) if images else 1
         return total
 
     def _signed(self, txn: Txn, stxn: Txn, name: str) -> bool:

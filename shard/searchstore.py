@@ -128,6 +128,14 @@ class ListingIndex(LmdbStore):
         self.put(txn, "indexmeta", b"count", 0)
         self.put(txn, "indexmeta", b"images", 0)
 
+    def index_names(self, txn: Txn) -> Iterator[tuple[str, bytes]]:
+        """(repository, raw entry) of every entry, by name: one sequential pass (counts)."""
+        cursor = txn.cursor(db=self.db["rkeys"])
+        if not cursor.first():
+            return
+        for k, v in cursor.iternext():
+            yield bytes(k).decode(), v
+
     def index_walk(self, txn: Txn, order: str, after: bytes | None, counter: list[int]) -> Iterator[bytes]:
         """``order`` keys in the listing's order, after ``after``; ``counter[0]`` counts the reads."""
         prefix = ORDER_PREFIX[order]

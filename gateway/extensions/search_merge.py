@@ -12,6 +12,7 @@ shards' counts (their kept counts when the caller reads everything and nothing n
 from __future__ import annotations
 
 import asyncio
+import heapq
 from collections import deque
 from typing import Any, cast
 
@@ -81,6 +82,8 @@ class Merged:
     async def take(self, n: int | None) -> list[dict[str, Any]]:
         """The next ``n`` items (None: all)."""
         assert self.streams is not None
+        if n is None:
+            return await self._take_all()
         out: list[dict[str, Any]] = []
         while n is None or len(out) < n:
             item = await self.peek(MAX_ASK if n is None else n - len(out))
@@ -91,6 +94,26 @@ class Merged:
             self.seen.add(item["Name"])
             item.pop("_k", None)
             out.append(item)
+        return out
+
+
+    async def _take_all(self) -> list[dict[str, Any]]:
+        """Everything left: each shard read to its end (all at once), then one k-way merge."""
+        assert self.streams is not None
+        while pending := [s for s in self.streams if s.next is not None]:
+            replies = await asyncio.gather(*(self.client.call(s.shard, messages.SEARCH_PAGE(
+                ask_args(self.args, limit=MAX_ASK, after=s.next))) for s in pending))
+            for stream, reply in zip(pending, replies, strict=True):
+                stream.items.extend(reply.result["items"])
+                stream.next = reply.result["next"]
+        out = []
+        for item in heapq.merge(*(s.items for s in self.streams), key=self.key):
+            if item["Name"] not in self.seen:
+                self.seen.add(item["Name"])
+                item.pop("_k", None)
+                out.append(item)
+        for stream in self.streams:
+            stream.items.clear()
         return out
 
 

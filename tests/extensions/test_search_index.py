@@ -333,6 +333,12 @@ def test_a_page_reads_about_limit_times_shards_entries_of_2000_repositories():
                          "{ Results { Name DownloadCount } } }")
             assert len(out["data"]["RepoListWithNewestImage"]["Results"]) == 10
             assert sum(scanned) <= 2 * 60 * 2 + 4  # offset means walking: bounded by offset + limit per shard
+            names = [f"team-{i % 4}/r-{i:04d}" for i in range(2000)]
+            out = gql(c, "{ RepoListWithNewestImage(requestedPage: {sortBy: ALPHABETIC_DSC}) { Results { Name } } }")
+            assert [r["Name"] for r in out["data"]["RepoListWithNewestImage"]["Results"]] == sorted(names, reverse=True)
+            out = gql(c, "{ RepoListWithNewestImage(requestedPage: {sortBy: UPDATE_TIME}) { Results { Name } } }")
+            newest = sorted(names, key=lambda n: (-(int(n[-4:]) % 500), n))
+            assert [r["Name"] for r in out["data"]["RepoListWithNewestImage"]["Results"]] == newest
         finally:
             del gateway.call
         # partial access at the shard: half of its names readable, a page still reads ~2 × 10
