@@ -141,7 +141,7 @@ class SearchIndex:
         info = self._manifest_static(txn, repo, digest)
         if info is None:
             return None
-        downloads, _last = self._stats(stxn, repo, digest)
+        downloads, _last = self.store.stats(stxn, repo, digest)  # as stored: a flush adds the pending ones
         if info["kind"] == "index":
             times: list[tuple[float, str | None]] = []
             platforms = []

@@ -119,10 +119,16 @@ class SearchMeta(SearchIndex):
         pending, self.pending = self.pending, {}
 
         def run(txn: Txn) -> None:
-            for (repo, digest), (count, last) in pending.items():
-                self.store.add_downloads(txn, repo, digest, int(count), last)
-            for repo in {repo for repo, _ in pending}:  # the index moves with the counts, same txn
-                self.reindex(txn, repo)
+            moved: dict[str, int] = {}
+            with self.meta.begin_read() as mtxn:
+                for (repo, digest), (count, last) in pending.items():
+                    self.store.add_downloads(txn, repo, digest, int(count), last)
+                    # a repository's downloads are the sum over its tags: a digest counts once per tag
+                    tags = sum(1 for t in self.meta.tags_pointing_to(mtxn, repo, digest) if not SIG_TAG_RE.match(t))
+                    moved[repo] = moved.get(repo, 0) + int(count) * tags
+            for repo, delta in moved.items():  # the index moves with the counts, in the same txn
+                if delta:
+                    self.store.index_add_downloads(txn, repo, delta)
 
         try:
             self.store.write(run)

@@ -65,7 +65,8 @@ class _Source:
         yield from self.search.store.index_names(self.stxn)
 
     def value(self, raw: Any) -> Rec:
-        return raw if self.computed is not None else unpack(raw)
+        rec: Rec = raw if self.computed is not None else unpack(raw)
+        return rec
 
     def rec(self, name: str) -> Rec | None:
         if self.computed is not None:

@@ -104,6 +104,17 @@ class ListingIndex(LmdbStore):
             self.put(txn, "indexmeta", b"images", self.index_images(txn) + images)
         return True
 
+    def index_add_downloads(self, txn: Txn, repo: str, delta: int) -> None:
+        """Pulls counted: the entry's downloads and its one ``"d"`` key move (a delete and a put)."""
+        rec = self.index_get(txn, repo)
+        if rec is None:
+            return
+        order, name = self.db["order"], repo.encode()
+        txn.delete(b"d" + _desc_int(rec["d"]) + name, db=order)
+        rec["d"] += delta
+        txn.put(b"d" + _desc_int(rec["d"]) + name, b"", db=order)
+        self.put(txn, "rkeys", name, rec)
+
     def index_count(self, txn: Txn) -> int:
         """Repositories with an entry (kept, O(1))."""
         return int(self.get(txn, "indexmeta", b"count") or 0)

@@ -17,7 +17,7 @@ import pytest
 from common.searchorder import platform_match, rank
 from gateway.auth.identity import Identity
 from tests.extensions.conftest import gql
-from tests.extensions.fixtures import FULL_EXTENSIONS, push_image
+from tests.extensions.fixtures import FULL_EXTENSIONS, push_image, put_manifest
 from tests.inprocess import InProcessRegistry
 
 pytestmark = pytest.mark.inprocess
@@ -191,6 +191,13 @@ def test_after_push_pull_star_and_delete(reg):
             assert admin.get("/v2/public/lib-4/manifests/v1").status_code == 200
         assert admin.put("/v2/_zot/ext/userprefs", params={"action": "toggleStar", "repo": "secret/s-4"}).status_code == 200
         assert admin.put("/v2/_zot/ext/userprefs", params={"action": "toggleStar", "repo": "team-a/app-0"}).status_code == 200
+        # a digest under two tags counts twice in its repository's downloads (the sum over tags)
+        twice, body = push_image(admin, "team-a/lib", "twice-a", layers=[os.urandom(16)])
+        put_manifest(admin, "team-a/lib", "twice-b", body)
+        before = _downloads(admin, "team-a/lib")
+        for _ in range(3):
+            assert admin.get(f"/v2/team-a/lib/manifests/{twice}").status_code == 200
+        assert _downloads(admin, "team-a/lib") == before + 6
         digest = admin.head("/v2/team-a/app-6/manifests/v1").headers["Docker-Content-Digest"]
         assert admin.delete(f"/v2/team-a/app-6/manifests/{digest}").status_code == 202
         first = gql(admin, "{ RepoListWithNewestImage(requestedPage: {limit: 1, sortBy: UPDATE_TIME}) { Results { Name } } }")
@@ -202,6 +209,11 @@ def test_after_push_pull_star_and_delete(reg):
         for order in ("UPDATE_TIME", "DOWNLOADS", "STARS", "ALPHABETIC_DSC"):
             check(reg, user, order)
     assert check(reg, "admin", "ALPHABETIC_ASC") == 18  # team-a/app-6 has no image any more
+
+
+def _downloads(c: httpx.Client, name: str) -> int:
+    out = gql(c, f'{{ GlobalSearch(query: "{name}") {{ Repos {{ Name DownloadCount }} }} }}')
+    return next(r["DownloadCount"] for r in out["data"]["GlobalSearch"]["Repos"] if r["Name"] == name)
 
 
 def test_after_retention_deletes_tags(reg):
@@ -310,6 +322,7 @@ def test_a_page_reads_about_limit_times_shards_entries_of_2000_repositories():
                         "p": [{"Os": "linux", "Arch": "amd64" if i % 5 else "arm64"}]})
             shard.search.store.write(fill)
         gateway = big.app.state.client  # type: ignore[attr-defined]
+        gql(c, "{ RepoListWithNewestImage(requestedPage: {limit: 1}) { Results { Name } } }")  # the map known
         original = gateway.call
         scanned: list[int] = []
 
