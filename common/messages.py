@@ -275,8 +275,6 @@ class SearchReposRequest(TypedDict):
     #: Include each repository's image summaries (as ``_images``).
     images: NotRequired[bool]
     repos: NotRequired[list[str]]
-    #: Only the sort/filter fields of the repositories that have an image (issue 17).
-    keys: NotRequired[bool]
 
 
 class SearchReposReply(TypedDict):
@@ -386,3 +384,9 @@ from common.messages_cluster import *  # noqa: E402,F403
 from common.messages_cluster import WIRES as _CLUSTER_WIRES  # noqa: E402
 
 ALL.update({w.op: w for w in _CLUSTER_WIRES})
+
+# -- sorted search listings (issue 17): in common/messages_search.py
+from common.messages_search import *  # noqa: E402,F403
+from common.messages_search import SEARCH_WIRES as _SEARCH_WIRES  # noqa: E402
+
+ALL.update({w.op: w for w in _SEARCH_WIRES})

@@ -116,6 +116,8 @@ class Op(StrEnum):
     MOVE_SWITCH = "move.switch"
     MOVE_DONE = "move.done"
     TRUST_LIST = "trust.list"
+    # sorted search listings from the shards' ordered indexes (issue 17)
+    SEARCH_PAGE = "search.page"
 
 
 class Wire(Generic[Req, Rep]):

@@ -45,7 +45,7 @@ IMPORTING, ACTIVE, DONE = "IMPORTING", "ACTIVE", "DONE"
 #: Ops whose shard is fixed by an earlier routed op (the PATCH's begin): never redirected.
 PINNED = frozenset({Op.UPLOAD_WRITE, Op.UPLOAD_END, Op.UPLOAD_ABORT})
 #: Fan-outs: asked of every shard; each lists only what it owns, so they must agree on the map.
-FANOUT = frozenset({Op.CATALOG, Op.REPO_COUNT, Op.SEARCH_IMAGES, Op.SEARCH_REPOS})
+FANOUT = frozenset({Op.CATALOG, Op.REPO_COUNT, Op.SEARCH_IMAGES, Op.SEARCH_REPOS, Op.SEARCH_PAGE})
 #: Histogram buckets of the fence's duration (seconds), /metrics.
 FENCE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 #: Longest a fence may hold writes: the source refuses the switch after it.

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +37,7 @@ from shard.imageinfo import Facts, fmt_time, has_digest, manifest_facts
 from shard.lmdbstore import Txn
 from shard.metastore import MetaStore
 from shard.ops.registry import handles
-from shard.search_keys import SIG_TAG_RE, SearchKeys, platform_of
+from shard.search_index import SIG_TAG_RE, SearchIndex, platform_of
 from shard.searchstore import SearchStore
 from shard.trust import Trust
 
@@ -60,7 +61,7 @@ ANNOTATIONS = {
 }
 
 
-class SearchMeta(SearchKeys):
+class SearchMeta(SearchIndex):
     def __init__(self, meta: MetaStore, blobs: BlobStore, store: SearchStore, trust: Trust) -> None:
         self.meta = meta
         self.blobs = blobs
@@ -69,25 +70,24 @@ class SearchMeta(SearchKeys):
         self.pending: dict[tuple[str, str], list[float]] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
         self._static: dict[tuple[str, str], Facts | None] = {}
-        #: Per repository, the user-independent part of :meth:`repo_keys` (None: no image), kept
-        #: until a hook, a star or a resize changes the repository (:meth:`forget`).
-        self._keys: dict[str, Summary | None] = {}
+        #: ``_static`` is also used by the writer thread (an index entry is computed in its txn).
+        self._static_lock = threading.Lock()
         #: Whether this shard lists a repository (a resize leaves names it no longer owns).
         self.owns: Callable[[str], bool] = lambda name: True
 
     # -- recording (hook listeners) ------------------------------------------------------
     async def record_push(self, event: Pushed) -> None:
-        """Push time, pusher, tag times."""
+        """Push time, pusher, tag times, and the repository's index entry, in one transaction."""
         now = clock.now()  # the lifecycle clock (tests move it; retention reads these times)
-        try:
-            await self.store.write_async(
-                lambda txn: self.store.record_push(txn, event.repo, event.digest, event.tags, now, event.pushed_by))
-        finally:  # after the push time is written (or not): what a listing computed before is gone
-            self.forget(event.repo)
+
+        def run(stxn: Txn) -> None:
+            self.store.record_push(stxn, event.repo, event.digest, event.tags, now, event.pushed_by)
+            self.reindex(stxn, event.repo)
+
+        await self.store.write_async(run)
 
     def record_pull(self, repo: str, digest: str) -> None:
-        """Count a served manifest (in memory; flushed in batches)."""
-        self._keys.pop(repo, None)  # its download count moved
+        """Count a served manifest (in memory; flushed in batches with the index entries)."""
         entry = self.pending.get((repo, digest))
         if entry is None:
             self.pending[(repo, digest)] = [1, clock.now()]
@@ -103,10 +103,12 @@ class SearchMeta(SearchKeys):
                 self.flush()
 
     async def record_delete(self, event: Deleted) -> None:
-        """Forget the cached facts of a deleted manifest (a later push of it is a new record)."""
+        """Forget the cached facts of a deleted manifest (a later push of it is a new record);
+        rewrite the repository's index entry."""
         if event.digest is not None:
-            self._static.pop((event.repo, event.digest), None)
-        self.forget(event.repo)
+            with self._static_lock:
+                self._static.pop((event.repo, event.digest), None)
+        await self.store.write_async(lambda stxn: self.reindex(stxn, event.repo))
 
     def flush(self) -> None:
         if self._flush_handle is not None:
@@ -117,8 +119,16 @@ class SearchMeta(SearchKeys):
         pending, self.pending = self.pending, {}
 
         def run(txn: Txn) -> None:
-            for (repo, digest), (count, last) in pending.items():
-                self.store.add_downloads(txn, repo, digest, int(count), last)
+            moved: dict[str, int] = {}
+            with self.meta.begin_read() as mtxn:
+                for (repo, digest), (count, last) in pending.items():
+                    self.store.add_downloads(txn, repo, digest, int(count), last)
+                    # a repository's downloads are the sum over its tags: a digest counts once per tag
+                    tags = sum(1 for t in self.meta.tags_pointing_to(mtxn, repo, digest) if not SIG_TAG_RE.match(t))
+                    moved[repo] = moved.get(repo, 0) + int(count) * tags
+            for repo, delta in moved.items():  # the index moves with the counts, in the same txn
+                if delta:
+                    self.store.index_add_downloads(txn, repo, delta)
 
         try:
             self.store.write(run)
@@ -130,6 +140,10 @@ class SearchMeta(SearchKeys):
 
     def close(self) -> None:
         self.flush()
+        try:
+            self.close_index()
+        except lmdb.Error:
+            log.exception("closing the listing index failed: it is rebuilt at the next start")
         self.store.close()
 
     # -- reading helpers -----------------------------------------------------------------
@@ -156,16 +170,18 @@ class SearchMeta(SearchKeys):
     def _manifest_static(self, txn: Txn, repo: str, digest: str) -> Facts | None:
         """What never changes about a stored manifest (cached): sizes, layers, config facts."""
         ck = (repo, digest)
-        if ck in self._static:
-            return self._static[ck]
+        with self._static_lock:
+            if ck in self._static:
+                return self._static[ck]
         record = self.meta.get_manifest(txn, repo, digest)
         body = self.meta.manifest_bytes(txn, repo, digest)
         if record is None or body is None:
             return None
         info = manifest_facts(digest, record, bytes(body), self._read_blob)
-        self._static[ck] = info
-        if len(self._static) > 50_000:
-            self._static.pop(next(iter(self._static)))
+        with self._static_lock:
+            self._static[ck] = info
+            if len(self._static) > 50_000:
+                self._static.pop(next(iter(self._static)))
         return info
 
     # -- signatures and referrers --------------------------------------------------------
@@ -331,10 +347,10 @@ class SearchMeta(SearchKeys):
 
     @handles(messages.SEARCH_REPOS)
     async def op_repos(self, args: messages.SearchReposRequest, frames: Frames) -> Answer[messages.SearchReposReply]:
-        """Repository summaries; ``query`` keeps names containing it, ``only`` = starred|bookmarked;
-        ``keys``: only the sort and filter fields of the repositories with an image (:meth:`repo_keys`)."""
+        """Repository summaries; ``query`` keeps names containing it, ``only`` = starred|bookmarked
+        (sorted listings: ``search.page``, :mod:`shard.search_walk`)."""
         user, query, only = args.get("user"), (args.get("query") or "").lower(), args.get("only")
-        with_images, keys_only = bool(args.get("images")), bool(args.get("keys"))
+        with_images = bool(args.get("images"))
 
         def run(txn: Txn) -> list[Summary]:
             with self.store.begin_read() as stxn:
@@ -347,11 +363,6 @@ class SearchMeta(SearchKeys):
                             continue
                         if not self.store.marked(stxn, "stars" if only == "starred" else "bookmarks", repo, user):
                             continue
-                    if keys_only:
-                        keys = self.repo_keys(txn, stxn, repo, user)
-                        if keys is not None:
-                            out.append(keys)
-                        continue
                     images = self.repo_images(txn, stxn, repo)
                     summary = self.repo_summary(txn, stxn, repo, user, images)
                     if with_images:

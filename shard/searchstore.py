@@ -10,25 +10,169 @@ Kept beside the shard's main metadata; everything here can be lost without harmi
     bookmarks  repo \\0 user         -> b"1"
     trust      cosign \\0 sha256(key)             -> PEM public key
                notation \\0 type \\0 sha256(cert)  -> DER certificate
+
+The ordered listing index (issue 17, :mod:`shard.search_index`), written in the same
+transaction as the records it derives from (push times, download counts, stars) and, for a
+change of the main store, by the hook that follows its commit::
+
+    rkeys      repo                 -> {u: updated, l: LastUpdated, d: downloads, s: stars, p: platforms,
+                                        n: images} of a repository with an image (none: no entry anywhere)
+    order      "a" repo             -> b""      by name (ALPHABETIC_ASC; ALPHABETIC_DSC walks it backwards)
+               "u" desc8(u) repo    -> b""      newest update first (UPDATE_TIME), then by name
+               "d" desc8(d) repo    -> b""      most downloads first (DOWNLOADS), then by name
+               "s" desc8(s) repo    -> b""      most stars first (STARS), then by name
+    indexmeta  "count"              -> repositories with an entry (kept in the same transactions)
+               "images"             -> the sum of their ``n`` (kept alike)
+               "complete"           -> True once every repository was indexed (a build sets it last)
+               "open"               -> set while a shard has the store open: found at start, the last
+                                       run did not stop cleanly and the index is rebuilt
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import struct
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 from shard.lmdbstore import LmdbStore, Txn, key
 
-_DBS = ("pushes", "tagtimes", "stats", "stars", "bookmarks", "trust")
+_DBS = ("pushes", "tagtimes", "stats", "stars", "bookmarks", "trust", "rkeys", "order", "indexmeta")
 #: The databases keyed by repository (they move with it in a resize).
 _REPO_DBS = ("pushes", "tagtimes", "stats", "stars", "bookmarks")
 #: A per-user mark on a repository.
 Mark = Literal["stars", "bookmarks"]
 
 
-class SearchStore(LmdbStore):
+# -- the ordered listing index (issue 17) ---------------------------------------------------
+#: The index's key prefix of each order (ALPHABETIC_DSC walks "a" backwards).
+ORDER_PREFIX = {"ALPHABETIC_ASC": b"a", "ALPHABETIC_DSC": b"a", "UPDATE_TIME": b"u", "DOWNLOADS": b"d",
+                "STARS": b"s"}
+_MAX64 = (1 << 64) - 1
+
+
+def _desc_float(value: float) -> bytes:
+    """8 bytes that sort the greater float first (IEEE 754 made byte-comparable, then inverted)."""
+    n = int.from_bytes(struct.pack(">d", float(value) + 0.0), "big")
+    n = (~n & _MAX64) if n >> 63 else (n | (1 << 63))
+    return (_MAX64 - n).to_bytes(8, "big")
+
+
+def _desc_int(value: int) -> bytes:
+    return (_MAX64 - max(0, min(int(value), _MAX64))).to_bytes(8, "big")
+
+
+def order_keys(repo: str, rec: dict[str, Any]) -> list[bytes]:
+    """The ``order`` keys of one repository's index record."""
+    name = repo.encode()
+    return [b"a" + name, b"u" + _desc_float(rec["u"]) + name, b"d" + _desc_int(rec["d"]) + name,
+            b"s" + _desc_int(rec["s"]) + name]
+
+
+def order_name(k: bytes) -> str:
+    """The repository of an ``order`` key."""
+    return (k[1:] if k[:1] == b"a" else k[9:]).decode()
+
+
+class ListingIndex(LmdbStore):
+    """Accessors of ``rkeys``, ``order`` and ``indexmeta`` (the base of :class:`SearchStore`)."""
+
+    def index_get(self, txn: Txn, repo: str) -> dict[str, Any] | None:
+        record: dict[str, Any] | None = self.get(txn, "rkeys", repo.encode())
+        return record
+
+    def index_put(self, txn: Txn, repo: str, rec: dict[str, Any] | None) -> bool:
+        """Make ``repo``'s entry ``rec`` (None: no image, no entry); True when it changed."""
+        old = self.index_get(txn, repo)
+        if old == rec:
+            return False
+        order = self.db["order"]
+        if old is not None:
+            for k in order_keys(repo, old):
+                txn.delete(k, db=order)
+        if rec is None:
+            txn.delete(repo.encode(), db=self.db["rkeys"])
+        else:
+            self.put(txn, "rkeys", repo.encode(), rec)
+            for k in order_keys(repo, rec):
+                txn.put(k, b"", db=order)
+        if (old is None) != (rec is None):
+            self.put(txn, "indexmeta", b"count", self.index_count(txn) + (1 if old is None else -1))
+        images = (rec or {}).get("n", 0) - (old or {}).get("n", 0)
+        if images:
+            self.put(txn, "indexmeta", b"images", self.index_images(txn) + images)
+        return True
+
+    def index_add_downloads(self, txn: Txn, repo: str, delta: int) -> None:
+        """Pulls counted: the entry's downloads and its one ``"d"`` key move (a delete and a put)."""
+        rec = self.index_get(txn, repo)
+        if rec is None:
+            return
+        order, name = self.db["order"], repo.encode()
+        txn.delete(b"d" + _desc_int(rec["d"]) + name, db=order)
+        rec["d"] += delta
+        txn.put(b"d" + _desc_int(rec["d"]) + name, b"", db=order)
+        self.put(txn, "rkeys", name, rec)
+
+    def index_count(self, txn: Txn) -> int:
+        """Repositories with an entry (kept, O(1))."""
+        return int(self.get(txn, "indexmeta", b"count") or 0)
+
+    def index_images(self, txn: Txn) -> int:
+        """Images of the repositories with an entry (kept, O(1))."""
+        return int(self.get(txn, "indexmeta", b"images") or 0)
+
+    def index_flag(self, txn: Txn, name: str) -> bool:
+        return bool(self.get(txn, "indexmeta", name.encode()))
+
+    def set_index_flag(self, txn: Txn, name: str, value: bool) -> None:
+        if value:
+            self.put(txn, "indexmeta", name.encode(), True)
+        else:
+            txn.delete(name.encode(), db=self.db["indexmeta"])
+
+    def index_clear(self, txn: Txn) -> None:
+        """Drop every entry (a rebuild starts here)."""
+        txn.drop(self.db["rkeys"], delete=False)
+        txn.drop(self.db["order"], delete=False)
+        self.put(txn, "indexmeta", b"count", 0)
+        self.put(txn, "indexmeta", b"images", 0)
+
+    def index_names(self, txn: Txn) -> Iterator[tuple[str, bytes]]:
+        """(repository, raw entry) of every entry, by name: one sequential pass (counts)."""
+        cursor = txn.cursor(db=self.db["rkeys"])
+        if not cursor.first():
+            return
+        for k, v in cursor.iternext():
+            yield bytes(k).decode(), v
+
+    def index_walk(self, txn: Txn, order: str, after: bytes | None, counter: list[int]) -> Iterator[bytes]:
+        """``order`` keys in the listing's order, after ``after``; ``counter[0]`` counts the reads."""
+        prefix = ORDER_PREFIX[order]
+        cursor = txn.cursor(db=self.db["order"])
+        if order == "ALPHABETIC_DSC":  # backwards from just before ``after`` (or the end of "a")
+            found = cursor.set_range(after if after is not None else b"b")
+            found = cursor.prev() if found else cursor.last()
+            while found:
+                k = cursor.key()
+                if not k.startswith(prefix):
+                    return
+                counter[0] += 1
+                yield bytes(k)
+                found = cursor.prev()
+            return
+        start = prefix if after is None else after + b"\0"
+        if not cursor.set_range(start):
+            return
+        for k in cursor.iternext(values=False):
+            if not k.startswith(prefix):
+                return
+            counter[0] += 1
+            yield bytes(k)
+
+
+class SearchStore(ListingIndex):
     def __init__(self, path: Path, *, sync: bool = True) -> None:
         super().__init__(path, dbs=_DBS, sync=sync, map_size=64 << 20)
 
@@ -98,7 +242,9 @@ class SearchStore(LmdbStore):
                 txn.put(prefix + suffix.encode("latin-1"), bytes(value), db=self.db[db])
 
     def delete_repo_records(self, txn: Txn, repo: str) -> None:
+        """Every record of ``repo``, its listing index entry included."""
         self.put_repo_records(txn, repo, {})
+        self.index_put(txn, repo, None)
 
     # -- trust material ------------------------------------------------------------------
     def put_cosign_key(self, txn: Txn, pem: bytes) -> None:

@@ -49,6 +49,7 @@ from shard.ops.uploads import UploadOps
 from shard.profiling import Profiler
 from shard.routing import Routing
 from shard.search_meta import SearchMeta
+from shard.search_walk import SearchWalk
 from shard.searchstore import SearchStore
 from shard.service import ShardService
 from shard.sync.service import SyncService
@@ -92,6 +93,8 @@ class ShardServer:
         self.cleanup = Cleanup(self.service, self.routing, self.search)
         self.moves = MoveOps(self.service, self.routing, self.search)
         self.search.owns = self.routing.lists
+        self.walk = SearchWalk(self.search)  # search.page: sorted listings from the ordered index (issue 17)
+        self.walk.lists_all = lambda: self.routing.view is None or self.routing.view.epoch <= 1
         self.service.reshard_status = self.routing.status
         self.service.lists = self.routing.lists
         # retention, immutable tags, lint, the event outbox (shard/lifecycle.py)
@@ -102,8 +105,8 @@ class ShardServer:
         bound = bind(
             RepositoryOps(self.service), ManifestOps(self.service, self.hooks, self.lifecycle.policy),
             BlobOps(self.service), UploadOps(self.service), UserData(self.service.meta), self.search, trust,
-            UserPrefs(self.service.meta, store, self.search.forget), Profiler(), ClusterOps(self.service, self.routing), self.moves,
-            self.lifecycle, self.sync)
+            UserPrefs(self.service.meta, store, self.search.reindex), Profiler(), ClusterOps(self.service, self.routing), self.moves,
+            self.lifecycle, self.sync, self.walk)
         self.handlers = bound.handlers
         self.ordered = bound.ordered
         self.op_latency = OpLatency(index)

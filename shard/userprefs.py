@@ -11,6 +11,7 @@ from collections.abc import Callable
 from common import messages as m
 from common.errors import ErrorCode, RegistryError
 from common.protocol import Answer, Frames
+from shard.lmdbstore import Txn
 from shard.metastore import MetaStore
 from shard.ops.registry import handles
 from shard.searchstore import Mark, SearchStore
@@ -19,10 +20,11 @@ _ACTIONS: dict[str, Mark] = {"toggleStar": "stars", "toggleBookmark": "bookmarks
 
 
 class UserPrefs:
-    def __init__(self, meta: MetaStore, store: SearchStore, changed: Callable[[str], None] = lambda repo: None) -> None:
+    def __init__(self, meta: MetaStore, store: SearchStore,
+                 changed: Callable[[Txn, str], object] = lambda txn, repo: None) -> None:
         self.meta = meta
         self.store = store
-        #: Told the repository whose marks changed (the search listing's star counts).
+        #: Told the repository whose marks changed, in the same transaction (the listing index's stars).
         self.changed = changed
 
     @handles(m.USERPREFS_TOGGLE)
@@ -35,6 +37,10 @@ class UserPrefs:
             raise RegistryError(ErrorCode.BAD_REQUEST, f"unknown action {action}")
         if not self.meta.read(lambda txn: self.meta.repo_exists(txn, repo)):
             raise RegistryError(ErrorCode.NAME_UNKNOWN, detail={"name": repo})
-        value = self.store.write(lambda txn: self.store.toggle_mark(txn, mark, repo, user))
-        self.changed(repo)
+        def run(txn: Txn) -> bool:
+            value = self.store.toggle_mark(txn, mark, repo, user)
+            self.changed(txn, repo)
+            return value
+
+        value = self.store.write(run)
         return {"value": value}, []

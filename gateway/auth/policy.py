@@ -16,41 +16,11 @@ may do everything.
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache
-
 from common.config import ACTIONS, AccessSettings, RepoRules
+from common.readfilter import ReadFilter, glob_match
 
 ALL_ACTIONS = frozenset(ACTIONS)
 NONE: frozenset[str] = frozenset()
-
-
-@lru_cache(maxsize=1024)
-def _glob_re(pattern: str) -> re.Pattern[str]:
-    out, i = [], 0
-    while i < len(pattern):
-        if pattern.startswith("**", i):
-            # "a/**" also matches "a/b/c"; "**/x" matches "x" and "a/b/x"
-            if pattern.startswith("**/", i):
-                out.append(r"(?:.*/)?")
-                i += 3
-                continue
-            out.append(r".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append(r"[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append(r"[^/]")
-            i += 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out))
-
-
-def glob_match(pattern: str, name: str) -> bool:
-    return _glob_re(pattern).fullmatch(name) is not None
 
 
 def _specificity(pattern: str) -> tuple[int, int]:
@@ -104,6 +74,29 @@ class PolicyEngine:
             if user in policy.users or groups & policy.groups:
                 allowed = allowed | policy.actions
         return allowed
+
+    def read_rules(self, user: str | None, groups: frozenset[str]) -> ReadFilter | None:
+        """The ``policy`` part of a :data:`common.readfilter.ReadFilter`: for each pattern, most
+        specific first, whether it lets ``user`` read (what :meth:`actions` decides per name);
+        None when the policy lets this caller read everything."""
+        if not self.configured:
+            return None if (not self.auth_enabled or user is not None) else {"rules": [], "otherwise": False}
+        admin = self.is_admin(user, groups) and "read" in self.settings.admin.actions
+        rules: list[tuple[str, bool]] = []
+        for repo_rules in self.ordered:
+            if user is None:
+                reads = "read" in repo_rules.anonymous_policy
+            else:
+                reads = "read" in repo_rules.default_policy or any(
+                    "read" in p.actions for p in repo_rules.policies if user in p.users or groups & p.groups)
+            rules.append((repo_rules.pattern, admin or reads))
+            if repo_rules.pattern.strip("*") == "":  # "*"-only matches every name at its level or all
+                if repo_rules.pattern.count("*") >= 2:
+                    break
+        if all(reads for _, reads in rules) and (admin or (rules and rules[-1][0].strip("*") == ""
+                                                           and rules[-1][0].count("*") >= 2)):
+            return None
+        return {"rules": [list(rule) for rule in rules], "otherwise": admin}
 
     def anonymous_anywhere(self) -> bool:
         """Whether an anonymous caller can do anything at all (then ``/v2/`` answers it 200)."""

@@ -25,9 +25,13 @@ from common import boundedjson, messages
 from common.errors import ErrorCode, RegistryError
 from common.grammar import NAME_RE
 from common.protocol import Request
+from common.searchorder import platform_match
+from gateway.auth.readgrant import read_filter
 from gateway.context import authorize, current_state
 from gateway.extensions.common import json_response
 from gateway.extensions.graphql_limits import MAX_JSON_DEPTH, VALIDATION_RULES, ErrorLog, parse_query
+from gateway.extensions.search_images import image_page
+from gateway.extensions.search_merge import merged_page
 from gateway.extensions.search_page import full_page, keys_suffice
 from gateway.httputil import read_body
 
@@ -120,16 +124,17 @@ def _paginate(items: list[dict], page: dict | None) -> dict:
 
 
 async def _sorted_repos(info: Any, results: str, flt: dict | None, page: dict | None, text: str | None = None) -> dict:
-    """A sorted page of the readable repositories with an image: sorted on the shards' keys, then
-    the full summaries of the page only (:mod:`gateway.extensions.search_page`)."""
-    args = {"keys": True} if text is None else {"keys": True, "query": text}
-    found = await _repos(info, **args)
-    if text is not None:
-        for keys in found:
-            keys["Rank"] = rank(keys["Name"], text)
-    selected = _paginate(_sort_repos([r for r in found if _repo_passes(r, flt)], _page_input(page)[2]), page)
+    """A sorted page of the readable repositories with an image: merged from the shards' ordered
+    indexes (:mod:`gateway.extensions.search_merge`), then the full summaries of the page only
+    (:mod:`gateway.extensions.search_page`)."""
+    limit, offset, sort_by = _page_input(page)
+    state = current_state()
+    args: messages.SearchPageRequest = {"order": sort_by, "limit": limit, "access": read_filter(state.access, _ctx(info)["identity"]),
+                                        "user": _user(info), "query": text, "filter": flt}
+    items, total = await merged_page(state.client, args, offset, limit)
+    selected: dict[str, Any] = {"Page": {"TotalCount": total, "ItemCount": len(items)}, "Results": items}
     if not keys_suffice(info, results):
-        selected["Results"] = await full_page(selected["Results"], lambda names: _repos(info, repos=names))
+        selected["Results"] = await full_page(items, lambda names: _repos(info, repos=names))
         selected["Page"]["ItemCount"] = len(selected["Results"])
     return selected
 
@@ -160,46 +165,11 @@ def _sort_repos(repos: list[dict], sort_by: str) -> list[dict]:
     return alpha
 
 
-def rank(name: str, text: str) -> int:
-    """Lower is better: exact name, then last path component, then where and how much matches."""
-    name_l, text_l = name.lower(), text.lower()
-    if not text_l or name_l == text_l:
-        return 0
-    last = name_l.rsplit("/", 1)[-1]
-    if last == text_l:
-        return 1
-    if last.startswith(text_l):
-        return 2 + len(last) - len(text_l)
-    position = name_l.find(text_l)
-    return 100 + position + (len(name_l) - len(text_l))
-
-
-def _platform_match(platforms: list[dict], wanted: list[str] | None, field: str) -> bool:
-    if not wanted:
-        return True
-    wanted_l = {w.lower() for w in wanted if w}
-    return not wanted_l or any((p.get(field) or "").lower() in wanted_l for p in platforms)
-
-
-def _repo_passes(repo: dict, flt: dict | None) -> bool:
-    if not flt:
-        return True
-    platforms = repo.get("Platforms") or []
-    if not _platform_match(platforms, flt.get("Os"), "Os") or not _platform_match(platforms, flt.get("Arch"), "Arch"):
-        return False
-    if flt.get("HasToBeSigned") and not (repo.get("NewestImage") or {}).get("IsSigned"):
-        return False
-    for key, field in (("IsBookmarked", "IsBookmarked"), ("IsStarred", "IsStarred")):
-        if flt.get(key) is not None and bool(repo.get(field)) != flt[key]:
-            return False
-    return True
-
-
 def _image_passes(image: dict, flt: dict | None, repo: dict | None = None) -> bool:
     if not flt:
         return True
     platforms = [m["Platform"] for m in image.get("Manifests") or []]
-    if not _platform_match(platforms, flt.get("Os"), "Os") or not _platform_match(platforms, flt.get("Arch"), "Arch"):
+    if not platform_match(platforms, flt.get("Os"), "Os") or not platform_match(platforms, flt.get("Arch"), "Arch"):
         return False
     if flt.get("HasToBeSigned") and not image.get("IsSigned"):
         return False
@@ -230,10 +200,15 @@ def _check_repo(info: Any, repo: str) -> None:
 # -- queries ------------------------------------------------------------------------------------
 @query.field("ImageList")
 async def resolve_image_list(_: Any, info: Any, repo: str, requestedPage: dict | None = None) -> dict:
-    if repo:
-        _check_repo(info, repo)
-    images = await _images(info, [repo] if repo else None)
-    return _paginate(_sort_images(images, _page_input(requestedPage)[2]), requestedPage)
+    limit, offset, sort_by = _page_input(requestedPage)
+    if not repo:  # every repository's images: a page from the shards' indexes
+        state = current_state()
+        args: messages.SearchPageRequest = {"order": "ALPHABETIC_ASC", "limit": limit, "user": _user(info),
+                                            "access": read_filter(state.access, _ctx(info)["identity"])}
+        return await image_page(state.client, args, sort_by, offset, limit, lambda names: _images(info, names),
+                                _sort_images)
+    _check_repo(info, repo)
+    return _paginate(_sort_images(await _images(info, [repo]), sort_by), requestedPage)
 
 
 @query.field("ImageListForDigest")
@@ -279,14 +254,7 @@ async def resolve_global_search(_: Any, info: Any, query: str, filter: dict | No
         page = _paginate(_sort_images(images, sort_by if sort_by != "RELEVANCE" else "ALPHABETIC_ASC"),
                          requestedPage)
         return {"Page": page["Page"], "Images": page["Results"], "Repos": [], "Layers": []}
-    if filter and filter.get("HasToBeSigned"):  # the newest image's signatures: full summaries
-        repos = await _repos(info, query=text)
-        for found in repos:
-            found["Rank"] = rank(found["Name"], text)
-        repos = [r for r in repos if r.get("NewestImage") and _repo_passes(r, filter)]
-        page = _paginate(_sort_repos(repos, sort_by), requestedPage)
-    else:
-        page = await _sorted_repos(info, "Repos", filter, requestedPage, text)
+    page = await _sorted_repos(info, "Repos", filter, requestedPage, text)
     return {"Page": page["Page"], "Images": [], "Repos": page["Results"], "Layers": []}
 
 

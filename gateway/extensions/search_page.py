@@ -1,10 +1,9 @@
-"""A sorted page of repositories without building every repository's summary (issue 17).
+"""The full summaries of a sorted page only (issue 17).
 
-Shards answer the sort and filter fields of each repository they own (``search.repos`` with
-``keys``: no signatures, referrers nor sizes); the gateway drops what the caller may not read,
-filters, sorts and pages those exactly as it would the full summaries, and then asks the owning
-shards for the full summaries of the page only. When the query selects nothing beyond those
-fields (the UI's home page counts and sorts every repository), the keys are the answer.
+A sorted page is merged from the shards' ordered indexes (:mod:`gateway.extensions.search_merge`)
+as listing keys (no signatures, referrers nor sizes); the gateway then asks the owning shards for
+the full summaries of the page only. When the query selects nothing beyond those fields (the
+UI's home page), the keys are the answer.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from typing import Any
 
 from graphql import FieldNode
 
-#: The fields of a repository summary that ``search.repos`` with ``keys`` answers.
+#: The fields of a repository summary that ``search.page`` answers.
 KEY_FIELDS = frozenset({"Name", "LastUpdated", "DownloadCount", "StarCount", "Platforms", "IsStarred",
                         "IsBookmarked", "Rank", "__typename"})
 

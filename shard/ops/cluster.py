@@ -247,10 +247,8 @@ class Cleanup:
                 noted = self.meta.system_get(txn, _PURGE) or []
                 self.meta.system_put(txn, _PURGE, sorted(set(noted) | set(unused)))
             await self.meta.write_async(purge)
-            if self.search is not None:
-                store = self.search.store
-                await store.write_async(lambda stxn, repo=repo, store=store: store.delete_repo_records(stxn, repo))
-                self.search.forget(repo)
+            if self.search is not None:  # its search records and index entry, in one transaction
+                await self.search.purge_repo(repo)
             await self._remove_noted_files()
             for uuid in [u for u, s in list(self.shard.uploads.sessions.items()) if s.repo == repo]:
                 await self.shard.uploads.forget(uuid)

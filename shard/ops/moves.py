@@ -329,11 +329,8 @@ class MoveOps:
         unused = await self.meta.write_async(run)
         for digest in unused:
             await self.shard.remove_file_if_unused(digest)
-        if kind == "repo" and self.search is not None and "search" in args:
-            store, records = self.search.store, args["search"]
-            await store.write_async(lambda stxn: store.put_repo_records(stxn, name, records))
-        if kind == "repo" and self.search is not None:
-            self.search.forget(name)
+        if kind == "repo" and self.search is not None:  # search records and index entry, one transaction
+            await self.search.import_repo(name, args["search"] if "search" in args else None)
         return {"state": IMPORTING}, []
 
     def _apply_repo(self, txn: Txn, repo: str, args: m.MoveApplyRequest, added: list[tuple[Any, Any]]) -> list[str]:

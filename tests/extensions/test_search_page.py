@@ -73,10 +73,8 @@ def test_a_page_asks_for_the_full_summaries_of_the_page_only(ext_client, ext_reg
     finally:
         del client.call
     assert page["Page"]["ItemCount"] == 2
-    full = [a for a in asked if not a.get("keys")]
-    assert full and all("repos" in a for a in full)  # never every repository's full summary
-    assert {name for a in full for name in a["repos"]} == {r["Name"] for r in page["Results"]}
-    assert all(a.get("keys") and "repos" not in a for a in asked if a not in full)
+    assert asked and all("repos" in a for a in asked)  # never every repository's full summary
+    assert {name for a in asked for name in a["repos"]} == {r["Name"] for r in page["Results"]}
 
 
 def test_global_search_pages_with_a_filter(ext_client, pushed):
@@ -90,26 +88,29 @@ def test_global_search_pages_with_a_filter(ext_client, pushed):
     assert repos[0]["NewestImage"]["Tag"] == "v2"
 
 
-def test_the_keys_are_computed_after_start_in_the_background(ext_registry, ext_client, pushed):
-    """Each shard computes its repositories' listing keys once after start, in batches, without
-    start-up waiting for it; what it computes is what a listing would."""
+def test_the_index_is_built_after_start_in_the_background(ext_registry, ext_client, pushed):
+    """A store without the index (or not closed cleanly) gets it built once after start, in
+    batches, without start-up waiting for it; what it builds is what each repository's keys are."""
     for shard in ext_registry.shards:
         search = shard.search
         names = search.meta.read(lambda txn, search=search: [n for n in search.meta.repo_names(txn)])
-        search._keys.clear()
+        kept = {name: search.store.read(lambda stxn, name=name, search=search: search.store.index_get(stxn, name))
+                for name in names}
+        search.store.write(lambda stxn, search=search: search.store.set_index_flag(stxn, "open", True))  # unclean
         ext_registry.run(search.warm(batch=2))
-        assert sorted(search._keys) == sorted(names)
+        assert search.store.read(search.index_complete)
+        rebuilt = {name: search.store.read(lambda stxn, name=name, search=search: search.store.index_get(stxn, name))
+                   for name in names}
+        assert rebuilt == kept
         for name in names:
-            kept = search._keys[name]
-            search._keys.pop(name)
             fresh = search.meta.read(lambda txn, search=search, name=name: _keys_now(search, txn, name))
-            assert (kept is None) == (fresh is None)
-            if kept is not None:
-                assert {**kept, "IsStarred": False, "IsBookmarked": False} == fresh
-    assert sum(len(shard.search._keys) for shard in ext_registry.shards) >= 6
+            assert rebuilt[name] == fresh
+        count = search.store.read(search.store.index_count)
+        assert count == sum(1 for rec in rebuilt.values() if rec is not None)
+    assert sum(shard.search.store.read(shard.search.store.index_count) for shard in ext_registry.shards) >= 6
 
 
 def _keys_now(search: Any, txn: Any, name: str) -> dict | None:
     with search.store.begin_read() as stxn:
-        found: dict | None = search.repo_keys(txn, stxn, name, None)
+        found: dict | None = search.index_record(txn, stxn, name)
         return found

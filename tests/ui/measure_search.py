@@ -11,6 +11,7 @@ import json
 import statistics
 import sys
 import time
+from urllib.parse import urlencode
 
 import httpx
 
@@ -30,6 +31,18 @@ def fill(client: httpx.Client, count: int) -> None:
         push_blob(client, repo, LAYER)
         r = client.put(f"/v2/{repo}/manifests/v1", content=body, headers={"Content-Type": OCI_MANIFEST})
         assert r.status_code == 201, r.text
+
+
+GRAPHQL = {
+    "graphql: RepoList page of 10, UPDATE_TIME": "{ RepoListWithNewestImage(requestedPage: {limit: 10, "
+    "sortBy: UPDATE_TIME}) { Page { TotalCount } Results { Name LastUpdated } } }",
+    "graphql: RepoList page 40 of 10, DOWNLOADS": "{ RepoListWithNewestImage(requestedPage: {limit: 10, "
+    "offset: 400, sortBy: DOWNLOADS}) { Page { TotalCount } Results { Name } } }",
+    "graphql: GlobalSearch 'app-12', RELEVANCE": '{ GlobalSearch(query: "app-12", requestedPage: {limit: 10, '
+    'sortBy: RELEVANCE}) { Page { TotalCount } Repos { Name } } }',
+    "graphql: GlobalSearch arch filter, UPDATE_TIME": '{ GlobalSearch(query: "", filter: {Arch: ["amd64"]}, '
+    'requestedPage: {limit: 10, sortBy: UPDATE_TIME}) { Page { TotalCount } Repos { Name } } }',
+}
 
 
 def timed(client: httpx.Client, path: str, runs: int = 10) -> tuple[float, float]:
@@ -53,6 +66,11 @@ def main() -> None:
                      "/ui/repo/team7/app-7/tag/v1"):
             median, worst = timed(client, path)
             print(f"{path:50} median {median:6.0f} ms   worst {worst:6.0f} ms")
+        for name, query in GRAPHQL.items():
+            median, worst = timed(client, "/v2/_zot/ext/search?" + urlencode({"query": query}))
+            print(f"{name:50} median {median:6.1f} ms   worst {worst:6.1f} ms")
+        median, worst = timed(client, "/v2/team7/app-7/manifests/v1", runs=300)
+        print(f"{'manifest GET (a pull, counted)':50} median {median:6.2f} ms   worst {worst:6.1f} ms")
 
 
 if __name__ == "__main__":

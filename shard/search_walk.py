@@ -1,0 +1,191 @@
+"""``search.page``: a page of a sorted repository listing, walked from the ordered index (issue 17).
+
+The shard walks its ``order`` index (:mod:`shard.searchstore`) in the order asked, from the
+gateway's cursor, and keeps what the caller may read (:func:`common.readfilter.may_read`, the
+gateway's own rules), what it owns (a resize), what contains the query and passes the filter,
+until ``limit`` items or :data:`MAX_SCAN` entries: the work is bounded by the page, not by the
+number of repositories. RELEVANCE with a query text ranks every name containing it (a walk of
+names only, O(repositories on the shard)), as does a ``total`` count that cannot be the kept
+count (a filter, a query, partial access): see docs/architecture.md, "Search listings".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from common import messages
+from common.errors import ErrorCode, RegistryError
+from common.protocol import Answer, Frames
+from common.readfilter import Reader
+from common.searchorder import keys_pass, rank
+from shard.lmdbstore import Txn, unpack
+from shard.ops.registry import handles
+from shard.search_meta import SearchMeta
+from shard.searchstore import ORDER_PREFIX, order_keys, order_name
+
+#: Index entries one request reads at most before answering with a cursor to continue.
+MAX_SCAN = 2000
+MAX_LIMIT = 1000
+ORDERS = frozenset(ORDER_PREFIX) | {"RELEVANCE"}
+Rec = dict[str, Any]
+
+
+class _Source:
+    """The index, or — while it is being built — the same keys computed from the repositories."""
+
+    def __init__(self, search: SearchMeta, txn: Txn, stxn: Txn, counter: list[int]) -> None:
+        self.search, self.txn, self.stxn, self.counter = search, txn, stxn, counter
+        self.computed: dict[str, Rec] | None = None
+        if not search.index_complete(stxn):
+            self.computed = {}
+            for name in search.meta.repo_names(txn):
+                rec = search.index_record(txn, stxn, name)
+                if rec is not None:
+                    self.computed[name] = rec
+
+    def walk(self, order: str, after: bytes | None) -> Iterator[bytes]:
+        if self.computed is None:
+            yield from self.search.store.index_walk(self.stxn, order, after, self.counter)
+            return
+        prefix = ORDER_PREFIX[order]
+        keys = sorted(k for name, rec in self.computed.items() for k in order_keys(name, rec) if k[:1] == prefix)
+        if order == "ALPHABETIC_DSC":
+            keys.reverse()
+        for k in keys:
+            if after is None or (k < after if order == "ALPHABETIC_DSC" else k > after):
+                self.counter[0] += 1
+                yield k
+
+    def entries(self) -> Iterator[tuple[str, Any]]:
+        """(name, entry) of every repository by name; the entry raw (unpack it with :meth:`value`)."""
+        if self.computed is not None:
+            yield from sorted(self.computed.items())
+            return
+        yield from self.search.store.index_names(self.stxn)
+
+    def value(self, raw: Any) -> Rec:
+        rec: Rec = raw if self.computed is not None else unpack(raw)
+        return rec
+
+    def rec(self, name: str) -> Rec | None:
+        if self.computed is not None:
+            return self.computed.get(name)
+        self.counter[0] += 1
+        return self.search.store.index_get(self.stxn, name)
+
+
+class SearchWalk:
+    def __init__(self, search: SearchMeta) -> None:
+        self.search = search
+        #: Whether the kept count is this shard's listing count (no names left by a resize).
+        self.lists_all: Callable[[], bool] = lambda: True
+
+    @handles(messages.SEARCH_PAGE)
+    async def op_page(self, args: messages.SearchPageRequest, frames: Frames) -> Answer[messages.SearchPageReply]:
+        if args["order"] not in ORDERS:
+            raise RegistryError(ErrorCode.BAD_REQUEST, f"unknown order {args['order']!r}")
+        if self.search.pending:  # download counts move the index: write them first (one txn)
+            self.search.flush()
+
+        def run(txn: Txn) -> messages.SearchPageReply:
+            with self.search.store.begin_read() as stxn:
+                return self.page(txn, stxn, args)
+
+        return self.search.meta.read(run), []
+
+    def page(self, txn: Txn, stxn: Txn, args: messages.SearchPageRequest) -> messages.SearchPageReply:
+        search, user = self.search, args.get("user")
+        counter = [0]
+        source = _Source(search, txn, stxn, counter)
+        reader, owns = Reader(args["access"]), search.owns
+        text = (args.get("query") or "").strip()
+        needle = text.lower()
+        flt = {k: v for k, v in (args.get("filter") or {}).items() if v not in (None, [], False) or
+               (k in ("IsStarred", "IsBookmarked") and v is False)}
+        limit = max(1, min(int(args["limit"]), MAX_LIMIT))
+        after = args.get("after")
+
+        everyone, all_owned = reader.everything, self.lists_all()
+
+        def listed(name: str) -> bool:
+            return ((not needle or needle in name.lower()) and (everyone or reader(name))
+                    and (all_owned or owns(name)))
+
+        def item(k: bytes, name: str, rec: Rec, marks: bool = True) -> dict[str, Any] | None:
+            keys: dict[str, Any] = {"Name": name, "LastUpdated": rec["l"], "_updated": rec["u"],
+                                    "DownloadCount": rec["d"], "StarCount": rec["s"], "Platforms": rec["p"],
+                                    "Rank": rank(name, text) if text else 0, "IsStarred": False,
+                                    "IsBookmarked": False, "_k": k}
+            if user and (marks or "IsStarred" in flt or "IsBookmarked" in flt):
+                keys["IsStarred"] = search.store.marked(stxn, "stars", name, user)
+                keys["IsBookmarked"] = search.store.marked(stxn, "bookmarks", name, user)
+            signed = self._signed(txn, stxn, name) if flt.get("HasToBeSigned") else None
+            return keys if keys_pass(keys, flt, signed) else None
+
+        items: list[dict[str, Any]] = []
+        nxt: bytes | None = None
+        total: int | None = None
+        if args["order"] == "RELEVANCE" and needle:
+            ranked = sorted((b"r" + rank(name, text).to_bytes(4, "big") + name.encode(), name)
+                            for name, _ in source.entries() if listed(name))
+            counter[0] += len(ranked)
+            if not flt and not args.get("images"):
+                total = len(ranked)
+            for k, name in ranked:
+                if after is not None and k <= after:
+                    continue
+                rec = source.rec(name)
+                found = item(k, name, rec) if rec is not None else None
+                if found is not None:
+                    items.append(found)
+                    if len(items) >= limit:
+                        nxt = k
+                        break
+        else:
+            order = "ALPHABETIC_ASC" if args["order"] == "RELEVANCE" else args["order"]
+            start = counter[0]
+            for k in source.walk(order, after):
+                name = order_name(k)
+                if listed(name):
+                    rec = source.rec(name)
+                    found = item(k, name, rec) if rec is not None else None
+                    if found is not None:
+                        items.append(found)
+                        if len(items) >= limit:
+                            nxt = k
+                            break
+                if counter[0] - start >= MAX_SCAN:
+                    nxt = k
+                    break
+        reply: messages.SearchPageReply = {"items": items, "next": nxt, "scanned": counter[0]}
+        if args.get("count"):
+            reply["total"] = total if total is not None else self._count(
+                source, stxn, listed, item, bool(needle or flt or not everyone), bool(flt), bool(args.get("images")))
+        return reply
+
+    def _count(self, source: _Source, stxn: Txn, listed: Callable[[str], bool],
+               item: Callable[..., dict[str, Any] | None], narrowed: bool, filtered: bool, images: bool) -> int:
+        """How many repositories (``images``: their images) on this shard the listing has: the kept
+        count when nothing narrows it, else one pass over the entries by name (decoded only when a
+        filter or the image count needs them)."""
+        if not narrowed and source.computed is None and self.lists_all():
+            store = self.search.store
+            return store.index_images(stxn) if images else store.index_count(stxn)
+        total = 0
+        for name, raw in source.entries():
+            if not listed(name):
+                continue
+            if not filtered and not images:
+                total += 1
+                continue
+            rec = source.value(raw)
+            if not filtered or item(b"", name, rec, marks=False) is not None:
+                total += rec.get("n", 0) if images else 1
+        return total
+
+    def _signed(self, txn: Txn, stxn: Txn, name: str) -> bool:
+        """Whether the repository's newest image is signed (the full summary's NewestImage)."""
+        images = self.search.repo_images(txn, stxn, name)
+        newest = max(images, key=lambda i: i["_updated"], default=None)
+        return bool(newest and newest.get("IsSigned"))

@@ -1,0 +1,407 @@
+"""Sorted listings answered from the shards' ordered indexes (issue 17): every page, for every
+order, under partial access, with filters and a query, after pushes, pulls, stars, deletions,
+retention and a resize's import and purge, is exactly the list an independent oracle computes
+(every repository's keys computed afresh, the gateway's own access decision, the old sort)."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import bcrypt
+import httpx
+import pytest
+
+from common.searchorder import platform_match, rank
+from gateway.auth.identity import Identity
+from tests.extensions.conftest import gql
+from tests.extensions.fixtures import FULL_EXTENSIONS, push_image, put_manifest
+from tests.inprocess import InProcessRegistry
+
+pytestmark = pytest.mark.inprocess
+
+USERS = {"admin": "admin-pw-1", "alice": "alice-pw-2", "bob": "bob-pw-3"}
+ACCESS = {
+    "repositories": {
+        "**": {"defaultPolicy": []},
+        "team-a/**": {"policies": [{"users": ["alice"], "actions": ["read", "create"]}]},
+        "public/**": {"defaultPolicy": ["read"], "anonymousPolicy": ["read"]},
+        "old/**": {"defaultPolicy": ["read"]},
+    },
+    "adminPolicy": {"users": ["admin"], "actions": ["read", "create", "update", "delete"]},
+}
+RETENTION = {"delay": "0s", "policies": [{"repositories": ["old/**"], "keepTags": [{"patterns": ["^keep"]}]}]}
+ORDERS = ("UPDATE_TIME", "DOWNLOADS", "STARS", "ALPHABETIC_ASC", "ALPHABETIC_DSC", "RELEVANCE")
+FIELDS = "Name LastUpdated DownloadCount StarCount IsStarred IsBookmarked Platforms { Os Arch }"
+CALLERS = ("admin", "alice", "bob")  # bob: only what every user reads (public/**)
+
+
+def basic(user: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{USERS[user]}".encode()).decode()}
+
+
+@pytest.fixture(scope="module")
+def reg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessRegistry]:
+    tmp = tmp_path_factory.mktemp("search-index")
+    htpasswd = tmp / "htpasswd"
+    htpasswd.write_text("".join(f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(4)).decode()}\n"
+                                for u, p in USERS.items()))
+    config = {"http": {"auth": {"htpasswd": {"path": str(htpasswd)}}, "accessControl": ACCESS},
+              "storage": {"retention": RETENTION}, "extensions": FULL_EXTENSIONS}
+    with InProcessRegistry(shards=2, config=config) as registry:
+        with registry.client(timeout=30, headers=basic("admin")) as admin:
+            names = ([f"team-a/app-{i}" for i in range(7)] + [f"public/lib-{i}" for i in range(5)]
+                     + [f"secret/s-{i}" for i in range(5)] + ["public/alib", "team-a/lib"])
+            for i, name in enumerate(names):
+                push_image(admin, name, "v1", arch="arm64" if i % 3 == 0 else "amd64", layers=[os.urandom(16)],
+                           created=f"2024-01-0{1 + i % 4}T00:00:00Z")  # ties: the name decides
+            for i, name in enumerate(names[:9]):
+                for _ in range(i % 4):
+                    assert admin.get(f"/v2/{name}/manifests/v1").status_code == 200
+            for name in names[::3]:
+                assert admin.put("/v2/_zot/ext/userprefs", params={"action": "toggleStar", "repo": name}).status_code == 200
+        with registry.client(timeout=30, headers=basic("alice")) as alice:
+            for name in ("team-a/app-1", "public/lib-2", "team-a/lib"):
+                assert alice.put("/v2/_zot/ext/userprefs", params={"action": "toggleStar", "repo": name}).status_code == 200
+            assert alice.put("/v2/_zot/ext/userprefs", params={"action": "toggleBookmark",
+                                                              "repo": "team-a/app-2"}).status_code == 200
+        yield registry
+
+
+def client(reg: InProcessRegistry, user: str | None) -> httpx.Client:
+    return reg.client(timeout=30, headers=basic(user) if user else {})
+
+
+# -- the oracle: every repository's keys afresh, the gateway's access decision, the old sort --------
+def oracle(reg: InProcessRegistry, user: str | None, order: str, text: str = "", flt: dict | None = None) -> list[dict]:
+    access = reg.app.state.access  # type: ignore[attr-defined]
+    identity = Identity(name=user, groups=frozenset(), via="htpasswd" if user else "anonymous")
+    rows = []
+    for shard in reg.shards:
+        search = shard.search
+
+        def fresh(txn: Any, search: Any = search) -> list[dict]:
+            out = []
+            with search.store.begin_read() as stxn:
+                for name in search.meta.repo_names(txn):
+                    rec = search.index_record(txn, stxn, name)
+                    if rec is None or not access.can_read(identity, name) or text.lower() not in name.lower():
+                        continue
+                    out.append({"Name": name, "LastUpdated": rec["l"], "DownloadCount": rec["d"],
+                                "StarCount": rec["s"], "Platforms": rec["p"], "_updated": rec["u"],
+                                "IsStarred": bool(user) and search.store.marked(stxn, "stars", name, user),
+                                "IsBookmarked": bool(user) and search.store.marked(stxn, "bookmarks", name, user),
+                                "Rank": rank(name, text)})
+            return out
+
+        rows += search.meta.read(fresh)
+    flt = flt or {}
+    rows = [r for r in rows if platform_match(r["Platforms"], flt.get("Arch"), "Arch")
+            and all(flt.get(k) is None or r[k] == flt[k] for k in ("IsStarred", "IsBookmarked"))]
+    alpha = sorted(rows, key=lambda r: r["Name"])
+    by = {"UPDATE_TIME": lambda r: -r["_updated"], "DOWNLOADS": lambda r: -r["DownloadCount"],
+          "STARS": lambda r: -r["StarCount"], "RELEVANCE": lambda r: r["Rank"]}
+    if order == "ALPHABETIC_DSC":
+        return list(reversed(alpha))
+    return sorted(alpha, key=by[order]) if order in by else alpha
+
+
+def _query(order: str, text: str | None, flt: str, page: str) -> tuple[str, str]:
+    if text is None and not flt:
+        return "RepoListWithNewestImage", (f"{{ RepoListWithNewestImage(requestedPage: {{sortBy: {order}{page}}}) "
+                                           f"{{ Page {{ TotalCount ItemCount }} Results {{ {FIELDS} }} }} }}")
+    filt = f", filter: {{{flt}}}" if flt else ""
+    return "GlobalSearch", (f'{{ GlobalSearch(query: "{text or ""}"{filt}, requestedPage: {{sortBy: {order}{page}}}) '
+                            f"{{ Page {{ TotalCount ItemCount }} Repos {{ {FIELDS} }} }} }}")
+
+
+def pages(c: httpx.Client, order: str, text: str | None = None, flt: str = "", limit: int = 4) -> tuple[list[dict], int]:
+    """Every page of ``limit`` joined, and the TotalCount each page said (all the same)."""
+    joined: list[dict] = []
+    totals = set()
+    offset = 0
+    while True:
+        field, query = _query(order, text, flt, f", limit: {limit}, offset: {offset}")
+        out = gql(c, query)
+        assert "errors" not in out, out
+        data = out["data"][field]
+        results = data["Results" if field == "RepoListWithNewestImage" else "Repos"]
+        assert data["Page"]["ItemCount"] == len(results) <= limit
+        totals.add(data["Page"]["TotalCount"])
+        joined += results
+        if len(results) < limit:
+            break
+        offset += limit
+    assert len(totals) == 1, totals
+    return joined, totals.pop()
+
+
+def _same(got: list[dict], expected: list[dict]) -> None:
+    keys = ("Name", "LastUpdated", "DownloadCount", "StarCount", "IsStarred", "IsBookmarked", "Platforms")
+    assert [r["Name"] for r in got] == [r["Name"] for r in expected]
+    assert [{k: r[k] for k in keys} for r in got] == [{k: r[k] for k in keys} for r in expected]
+
+
+def check(reg: InProcessRegistry, user: str | None, order: str, text: str | None = None, flt: str = "",
+          flt_dict: dict | None = None) -> int:
+    with client(reg, user) as c:
+        got, total = pages(c, order, text, flt)
+    expected = oracle(reg, user, order, text or "", flt_dict)
+    _same(got, expected)
+    assert total == len(expected)
+    return total
+
+
+def index_is_fresh(reg: InProcessRegistry) -> None:
+    """Every entry of every shard's index is what the repository's keys are now; the kept count too."""
+    for shard in reg.shards:
+        search = shard.search
+
+        def both(txn: Any, search: Any = search) -> None:
+            with search.store.begin_read() as stxn:
+                names = list(search.meta.repo_names(txn))
+                entries = 0
+                for name in names:
+                    kept = search.store.index_get(stxn, name)
+                    assert kept == search.index_record(txn, stxn, name), name
+                    entries += kept is not None
+                assert search.store.index_count(stxn) == entries
+                assert search.index_complete(stxn)
+
+        search.meta.read(both)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("user", CALLERS)
+def test_pages_joined_are_the_whole_ordered_list(reg, user, order):
+    total = check(reg, user, order)
+    assert total == {"admin": 19, "alice": 14, "bob": 6}[user]
+    check(reg, user, order, text="lib")
+    check(reg, user, order, text="", flt='Arch: ["arm64"]', flt_dict={"Arch": ["arm64"]})
+    check(reg, user, order, text="a", flt="IsStarred: true", flt_dict={"IsStarred": True})
+    check(reg, user, order, text="", flt="IsBookmarked: false", flt_dict={"IsBookmarked": False})
+
+
+def test_after_push_pull_star_and_delete(reg):
+    with client(reg, "admin") as admin:
+        push_image(admin, "team-a/app-3", "v2", layers=[os.urandom(16)], created="2025-06-01T00:00:00Z")
+        for _ in range(9):
+            assert admin.get("/v2/public/lib-4/manifests/v1").status_code == 200
+        assert admin.put("/v2/_zot/ext/userprefs", params={"action": "toggleStar", "repo": "secret/s-4"}).status_code == 200
+        assert admin.put("/v2/_zot/ext/userprefs", params={"action": "toggleStar", "repo": "team-a/app-0"}).status_code == 200
+        # a digest under two tags counts twice in its repository's downloads (the sum over tags)
+        twice, body = push_image(admin, "team-a/lib", "twice-a", layers=[os.urandom(16)])
+        put_manifest(admin, "team-a/lib", "twice-b", body)
+        before = _downloads(admin, "team-a/lib")
+        for _ in range(3):
+            assert admin.get(f"/v2/team-a/lib/manifests/{twice}").status_code == 200
+        assert _downloads(admin, "team-a/lib") == before + 6
+        digest = admin.head("/v2/team-a/app-6/manifests/v1").headers["Docker-Content-Digest"]
+        assert admin.delete(f"/v2/team-a/app-6/manifests/{digest}").status_code == 202
+        first = gql(admin, "{ RepoListWithNewestImage(requestedPage: {limit: 1, sortBy: UPDATE_TIME}) { Results { Name } } }")
+        assert first["data"]["RepoListWithNewestImage"]["Results"] == [{"Name": "team-a/app-3"}]
+        most = gql(admin, "{ RepoListWithNewestImage(requestedPage: {limit: 1, sortBy: DOWNLOADS}) { Results { Name DownloadCount } } }")
+        assert most["data"]["RepoListWithNewestImage"]["Results"] == [{"Name": "public/lib-4", "DownloadCount": 9}]
+    index_is_fresh(reg)
+    for user in CALLERS:
+        for order in ("UPDATE_TIME", "DOWNLOADS", "STARS", "ALPHABETIC_DSC"):
+            check(reg, user, order)
+    assert check(reg, "admin", "ALPHABETIC_ASC") == 18  # team-a/app-6 has no image any more
+
+
+def _downloads(c: httpx.Client, name: str) -> int:
+    out = gql(c, f'{{ GlobalSearch(query: "{name}") {{ Repos {{ Name DownloadCount }} }} }}')
+    return next(r["DownloadCount"] for r in out["data"]["GlobalSearch"]["Repos"] if r["Name"] == name)
+
+
+def test_after_retention_deletes_tags(reg):
+    with client(reg, "admin") as admin:
+        push_image(admin, "old/app", "drop-1", layers=[os.urandom(16)], created="2026-01-01T00:00:00Z")
+        push_image(admin, "old/keep", "keep-1", layers=[os.urandom(16)], created="2023-01-01T00:00:00Z")
+        assert check(reg, "admin", "UPDATE_TIME") >= 2
+        r = admin.post("/v2/_shardreg/retention", params={"dryRun": "false"})
+        assert r.status_code == 200, r.text
+        assert admin.get("/v2/old/app/tags/list").json().get("tags") in (None, [])
+    names = [r["Name"] for r in oracle(reg, "admin", "ALPHABETIC_ASC")]
+    assert "old/keep" in names and "old/app" not in names
+    index_is_fresh(reg)
+    check(reg, "admin", "UPDATE_TIME")
+    check(reg, "alice", "UPDATE_TIME")
+
+
+def test_anonymous_callers_under_partial_access():
+    """Without authentication but with access control, anonymous callers read what
+    ``anonymousPolicy`` grants: every page of every order is the oracle's."""
+    config = {"http": {"accessControl": {"repositories": {
+        "open/**": {"anonymousPolicy": ["read", "create"]}, "closed/**": {"anonymousPolicy": ["create"]}}}},
+        "extensions": FULL_EXTENSIONS}
+    with InProcessRegistry(shards=2, config=config) as anon_reg, anon_reg.client(timeout=30) as anon:
+        for i in range(10):
+            push_image(anon, f"{'open' if i % 2 else 'closed'}/r-{i}", "v1", layers=[os.urandom(16)],
+                       arch="arm64" if i % 3 else "amd64", created=f"2024-02-0{1 + i % 3}T00:00:00Z")
+        for i in range(5):
+            assert anon.get(f"/v2/open/r-{2 * i + 1}/manifests/v1").status_code == 200
+        for order in ORDERS:
+            assert check(anon_reg, None, order) == 5
+            check(anon_reg, None, order, text="r-", flt='Arch: ["amd64"]', flt_dict={"Arch": ["amd64"]})
+
+
+def _owner(reg: InProcessRegistry, name: str) -> Any:
+    return next(s.search for s in reg.shards if s.search.meta.read(lambda txn, s=s: s.search.meta.repo_exists(txn, name)))
+
+
+def test_a_resize_purge_and_import_move_the_index_entry(reg):
+    """At the shard level: a purge drops the records and the entry in one transaction, an import
+    writes both in one transaction, with the kept count."""
+    search = _owner(reg, "public/lib-1")
+    records = search.store.read(lambda stxn: search.store.repo_records(stxn, "public/lib-1"))
+    count = search.store.read(search.store.index_count)
+    reg.run(search.purge_repo("public/lib-1"))
+    assert search.store.read(lambda stxn: search.store.index_get(stxn, "public/lib-1")) is None
+    assert search.store.read(search.store.index_count) == count - 1
+    assert "public/lib-1" not in [r["Name"] for r in pages(client(reg, "bob"), "ALPHABETIC_ASC")[0]]
+    reg.run(search.import_repo("public/lib-1", records))
+    assert search.store.read(search.store.index_count) == count
+    index_is_fresh(reg)
+    check(reg, "bob", "ALPHABETIC_ASC")
+    check(reg, "admin", "DOWNLOADS")
+
+
+def test_a_store_without_the_index_answers_the_same_while_it_is_built(reg):
+    expected = {order: pages(client(reg, "alice"), order)[0] for order in ORDERS}
+    for shard in reg.shards:
+        shard.search.store.write(lambda stxn, s=shard.search: (s.store.index_clear(stxn),
+                                                              s.store.set_index_flag(stxn, "complete", False)))
+    for order in ORDERS:  # computed from the repositories: same answer
+        assert pages(client(reg, "alice"), order)[0] == expected[order]
+    for shard in reg.shards:
+        reg.run(shard.search.warm(batch=3))
+    index_is_fresh(reg)
+    for order in ORDERS:
+        assert pages(client(reg, "alice"), order)[0] == expected[order]
+
+
+def test_an_aborted_write_leaves_records_and_index_together(reg):
+    """The index entry is written in the transaction that writes what it derives from: a
+    transaction aborted half-way (here after the star and the entry were written) leaves both as
+    they were."""
+    search = _owner(reg, "public/lib-0")
+    before = search.store.read(lambda stxn: (search.store.index_get(stxn, "public/lib-0"),
+                                             search.store.marked(stxn, "stars", "public/lib-0", "zed")))
+
+    class Crash(Exception):
+        pass
+
+    def half(stxn: Any) -> None:
+        search.store.toggle_mark(stxn, "stars", "public/lib-0", "zed")
+        assert search.reindex(stxn, "public/lib-0")  # the entry changed (one star more) ...
+        raise Crash  # ... and the process dies before the commit
+
+    with pytest.raises(Crash):
+        search.store.write(half)
+    after = search.store.read(lambda stxn: (search.store.index_get(stxn, "public/lib-0"),
+                                            search.store.marked(stxn, "stars", "public/lib-0", "zed")))
+    assert after == before and after[1] is False
+    index_is_fresh(reg)
+
+
+def test_a_page_reads_about_limit_times_shards_entries_of_2000_repositories():
+    """Bounded work: with 2,000 repositories on 2 shards, a page of 10 reads about 10 × 2 index
+    entries (keys and records, counted by the walk), not 2,000; TotalCount is the kept counts."""
+    with InProcessRegistry(shards=2, config={"extensions": FULL_EXTENSIONS}) as big, big.client(timeout=30) as c:
+        for shard in big.shards:
+            while not shard.search.store.read(shard.search.index_complete):  # the start-up build (empty)
+                big.run(__import__("asyncio").sleep(0.01))
+        for index, shard in enumerate(big.shards):
+            def fill(stxn: Any, index: int = index, shard: Any = shard) -> None:
+                for i in range(index, 2000, 2):
+                    shard.search.store.index_put(stxn, f"team-{i % 4}/r-{i:04d}", {
+                        "u": float(i % 500), "l": f"t{i % 500}", "d": i % 7, "s": i % 3,
+                        "p": [{"Os": "linux", "Arch": "amd64" if i % 5 else "arm64"}]})
+            shard.search.store.write(fill)
+        gateway = big.app.state.client  # type: ignore[attr-defined]
+        gql(c, "{ RepoListWithNewestImage(requestedPage: {limit: 1}) { Results { Name } } }")  # the map known
+        original = gateway.call
+        scanned: list[int] = []
+
+        async def call(shard: int, request: Any, *args: Any, **kwargs: Any) -> Any:
+            reply = await original(shard, request, *args, **kwargs)
+            if request.wire.op.value == "search.page":
+                scanned.append(reply.result["scanned"])
+            return reply
+
+        gateway.call = call
+        try:
+            for order in ORDERS:
+                scanned.clear()
+                out = gql(c, f"{{ RepoListWithNewestImage(requestedPage: {{limit: 10, sortBy: {order}}}) "
+                             "{ Page { TotalCount ItemCount } Results { Name DownloadCount } } }")
+                page = out["data"]["RepoListWithNewestImage"]
+                assert page["Page"] == {"TotalCount": 2000, "ItemCount": 10}
+                assert 10 <= sum(scanned) <= 2 * 10 * 2 + 4, (order, scanned)  # a key and a record per item
+            scanned.clear()
+            out = gql(c, "{ RepoListWithNewestImage(requestedPage: {limit: 10, offset: 50, sortBy: DOWNLOADS}) "
+                         "{ Results { Name DownloadCount } } }")
+            assert len(out["data"]["RepoListWithNewestImage"]["Results"]) == 10
+            assert sum(scanned) <= 2 * 60 * 2 + 4  # offset means walking: bounded by offset + limit per shard
+            names = [f"team-{i % 4}/r-{i:04d}" for i in range(2000)]
+            out = gql(c, "{ RepoListWithNewestImage(requestedPage: {sortBy: ALPHABETIC_DSC}) { Results { Name } } }")
+            assert [r["Name"] for r in out["data"]["RepoListWithNewestImage"]["Results"]] == sorted(names, reverse=True)
+            out = gql(c, "{ RepoListWithNewestImage(requestedPage: {sortBy: UPDATE_TIME}) { Results { Name } } }")
+            newest = sorted(names, key=lambda n: (-(int(n[-4:]) % 500), n))
+            assert [r["Name"] for r in out["data"]["RepoListWithNewestImage"]["Results"]] == newest
+        finally:
+            del gateway.call
+        # partial access at the shard: half of its names readable, a page still reads ~2 × 10
+        shard = big.shards[0]
+        access = {"grants": None, "policy": {"rules": [["team-2/**", True]], "otherwise": False}}
+        reply, _ = big.run(shard.walk.op_page({"order": "UPDATE_TIME", "limit": 10, "access": access,
+                                               "user": None}, []))
+        assert len(reply["items"]) == 10 and all(i["Name"].startswith("team-2/") for i in reply["items"])
+        assert reply["scanned"] <= 4 * 10 * 2 + 10
+        # a filter nothing passes stops at the cap and says where to continue
+        reply, _ = big.run(shard.walk.op_page({"order": "UPDATE_TIME", "limit": 10, "access": {"all": True},
+                                               "user": None, "filter": {"Arch": ["s390x"]}}, []))
+        assert reply["items"] == [] and reply["next"] is not None and reply["scanned"] <= 2 * 2000
+
+
+def image_oracle(reg: InProcessRegistry, user: str | None, sort_by: str) -> list[dict]:
+    from gateway.extensions.search import _sort_images
+    access = reg.app.state.access  # type: ignore[attr-defined]
+    identity = Identity(name=user, groups=frozenset(), via="htpasswd" if user else "anonymous")
+    images: list[dict] = []
+    for shard in reg.shards:
+        search = shard.search
+
+        def all_images(txn: Any, search: Any = search) -> list[dict]:
+            with search.store.begin_read() as stxn:
+                return [i for name in search.meta.repo_names(txn) if access.can_read(identity, name)
+                        for i in search.repo_images(txn, stxn, name)]
+
+        images += search.meta.read(all_images)
+    return _sort_images(images, sort_by)
+
+
+@pytest.mark.parametrize("user", ("admin", "alice"))
+def test_image_list_of_every_repository_pages_from_the_index(reg, user):
+    with client(reg, "admin") as admin:  # more images than repositories, a repository's images apart in time
+        if admin.get("/v2/team-a/app-2/manifests/v9").status_code == 404:
+            push_image(admin, "team-a/app-2", "v9", layers=[os.urandom(16)], created="2027-01-01T00:00:00Z")
+            push_image(admin, "team-a/app-2", "v0", layers=[os.urandom(16)], created="2020-01-01T00:00:00Z")
+            for _ in range(30):
+                assert admin.get("/v2/team-a/app-2/manifests/v0").status_code == 200
+    with client(reg, user) as c:
+        for sort_by in ORDERS:
+            expected = image_oracle(reg, user, sort_by)
+            joined: list[dict] = []
+            for offset in range(0, len(expected) + 5, 5):
+                out = gql(c, f'{{ ImageList(repo: "", requestedPage: {{limit: 5, offset: {offset}, sortBy: {sort_by}}}) '
+                             "{ Page { TotalCount ItemCount } Results { RepoName Tag Digest DownloadCount } } }")
+                assert "errors" not in out, out
+                page = out["data"]["ImageList"]
+                assert page["Page"]["TotalCount"] == len(expected)
+                joined += page["Results"]
+            assert [(i["RepoName"], i["Tag"], i["Digest"], i["DownloadCount"]) for i in joined] == \
+                [(i["RepoName"], i["Tag"], i["Digest"], i["DownloadCount"]) for i in expected], sort_by
