@@ -53,7 +53,7 @@ def install(counts: Any, slot: int) -> None:
     counts[slot] = 0
     if len(counts) < 2:
         return
-    loop_class = selector_events.BaseSelectorEventLoop
+    loop_class: Any = selector_events.BaseSelectorEventLoop  # _accept_connection is private: not in the stubs
     original = loop_class._accept_connection
     waiting_since: dict[int, float] = {}
 
@@ -92,7 +92,7 @@ def install(counts: Any, slot: int) -> None:
         # one connection per wake-up: the next one is decided again, by whichever worker is least loaded
         original(self, counted(protocol_factory), sock, sslcontext, server, 1, *rest)
 
-    loop_class._accept_connection = accept_connection  # type: ignore[method-assign]
+    loop_class._accept_connection = accept_connection
 
 
 __all__ = ["ABSENT", "DEFER", "MAX_DEFER", "install", "new_counts", "should_defer"]
