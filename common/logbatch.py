@@ -1,10 +1,11 @@
-"""Log lines to stderr in batches: one ``write`` per event-loop turn instead of one per line.
+"""Log lines to stderr in batches: one ``write`` for the lines of several requests instead of one per line.
 
 Every request writes an access-log line. Written one by one, each line is a ``write`` to the pipe
 the supervisor reads, which wakes the supervisor to relay it: two system calls and a context switch
 per request, about a tenth of a gateway worker's time serving HEADs (py-spy, docs/performance.md).
-Here a line logged while an event loop runs is kept until the end of the loop's current turn and
-written together with the others of that turn. Lines stay whole: each ``write`` is at most
+Here a line logged while an event loop runs waits up to :data:`LINGER` (or until ``PIPE_BUF`` bytes
+are pending) and is written together with the others logged meanwhile, even when requests come one
+at a time. Lines stay whole: each ``write`` is at most
 ``PIPE_BUF`` bytes cut at line ends (atomic on a pipe, so the lines of processes sharing the pipe
 never interleave). Warnings and errors are written at once (after what is pending, in order), and
 so is everything logged outside an event loop; :meth:`flush` runs at exit (``logging.shutdown``).
@@ -20,15 +21,18 @@ from typing import IO
 
 #: Bytes the kernel writes to a pipe atomically (POSIX guarantees at least 512; Linux: 4096).
 PIPE_BUF = getattr(select, "PIPE_BUF", 512)
+#: Longest a line logged in an event loop waits for others to share its ``write`` (seconds).
+LINGER = 0.01
 
 
 class BatchingStreamHandler(logging.Handler):
-    """A stream handler writing the lines of one event-loop turn with as few ``write`` calls as possible."""
+    """A stream handler writing the lines logged within :data:`LINGER` with as few ``write`` calls as possible."""
 
     def __init__(self, stream: IO[str]) -> None:
         super().__init__()
         self.stream = stream
         self.pending: list[bytes] = []
+        self.pending_bytes = 0
         self.scheduled: asyncio.AbstractEventLoop | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -46,9 +50,12 @@ class BatchingStreamHandler(logging.Handler):
         except RuntimeError:
             self._write()
             return
-        if self.scheduled is not loop:
+        self.pending_bytes += len(line)
+        if self.pending_bytes >= PIPE_BUF:
+            self._write()
+        elif self.scheduled is not loop:
             self.scheduled = loop
-            loop.call_soon(self.flush)
+            loop.call_later(LINGER, self.flush)
 
     def flush(self) -> None:
         self.acquire()
@@ -59,7 +66,7 @@ class BatchingStreamHandler(logging.Handler):
             self.release()
 
     def _write(self) -> None:
-        lines, self.pending = self.pending, []
+        lines, self.pending, self.pending_bytes = self.pending, [], 0
         if not lines:
             return
         try:

@@ -78,7 +78,7 @@ def setup_logging(config: Config, role: str) -> None:
     if config.log.output:
         handler = logging.FileHandler(config.log.output)
     else:
-        handler = BatchingStreamHandler(sys.stderr)  # one write per event-loop turn (common/logbatch.py)
+        handler = BatchingStreamHandler(sys.stderr)  # lines written in batches (common/logbatch.py)
     handler.setFormatter(formatter(config, role))
     root = logging.getLogger()
     root.handlers[:] = [handler]
