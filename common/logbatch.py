@@ -73,8 +73,11 @@ class BatchingStreamHandler(logging.Handler):
             fd = self.stream.fileno()
             self.stream.flush()  # anything written to the stream directly goes first
         except (AttributeError, OSError, ValueError):  # not a real file (a test's StringIO)
-            self.stream.write(b"".join(lines).decode("utf-8", "replace"))
-            self.stream.flush()
+            try:
+                self.stream.write(b"".join(lines).decode("utf-8", "replace"))
+                self.stream.flush()
+            except Exception:  # noqa: BLE001 - a closed stream: logging never raises (it may run in a loop callback)
+                pass
             return
         batch: list[bytes] = []
         size = 0

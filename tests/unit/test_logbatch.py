@@ -90,3 +90,25 @@ def test_writes_are_whole_lines_of_at_most_pipe_buf(pipe_logger):
     assert data.count(b"\n") == 200 and data.splitlines()[199].startswith(b"INFO 199")
     assert len(writes) > 1
     assert all(len(w) <= PIPE_BUF and w.endswith(b"\n") for w in writes)
+
+
+def test_a_closed_stream_never_raises_into_the_event_loop():
+    import io
+
+    stream = io.StringIO()
+    handler = BatchingStreamHandler(stream)
+    logger = logging.getLogger("test.logbatch.closed")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    errors = []
+
+    async def scenario() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: errors.append(context))
+        logger.info("pending")
+        stream.close()  # as pytest closes a captured stderr between tests
+        await asyncio.sleep(LINGER * 3)  # the scheduled flush runs against the closed stream
+        logger.error("and an error")
+
+    asyncio.run(scenario())
+    assert errors == []
