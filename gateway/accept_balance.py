@@ -55,7 +55,7 @@ def install(counts: Any, slot: int) -> None:
         return
     loop_class: Any = selector_events.BaseSelectorEventLoop  # _accept_connection is private: not in the stubs
     original = loop_class._accept_connection
-    waiting_since: dict[int, float] = {}
+    deferring: dict[int, tuple[float, float]] = {}  # fd → (start, latest) of the current streak of deferrals
 
     def counted(protocol_factory: Callable[[], Any]) -> Callable[[], Any]:
         def factory() -> Any:
@@ -77,7 +77,10 @@ def install(counts: Any, slot: int) -> None:
         fd = sock.fileno()
         if should_defer(counts, slot):
             now = time.monotonic()
-            since = waiting_since.setdefault(fd, now)
+            since, last = deferring.get(fd, (now, now))
+            if now - last > MAX_DEFER:  # not one streak: the connection we left went to another worker
+                since = now
+            deferring[fd] = (since, now)
             if now - since < MAX_DEFER:
                 self._remove_reader(fd)  # type: ignore[attr-defined]
 
@@ -88,7 +91,7 @@ def install(counts: Any, slot: int) -> None:
 
                 self.call_later(DEFER, resume)
                 return
-        waiting_since.pop(fd, None)
+        deferring.pop(fd, None)
         # one connection per wake-up: the next one is decided again, by whichever worker is least loaded
         original(self, counted(protocol_factory), sock, sslcontext, server, 1, *rest)
 
