@@ -3,8 +3,8 @@ served as plain ASGI, without building a Quart request.
 
 These are most of a registry's requests (a CI pull is a manifest GET, then config and layer GETs,
 and every ``docker pull`` of a cached image is HEADs). Through Quart each paid for a request object
-and context, werkzeug routing and a response object — about a third of a gateway worker's time
-serving HEADs (py-spy, docs/performance.md). Here the path is matched once and the same answer
+and context, werkzeug routing and a response object: beyond the shard round trip, most of what a
+gateway worker spent on a HEAD (py-spy, docs/performance.md). Here the path is matched once and the same answer
 functions the Quart views use (:func:`~gateway.distribution.blobs.blob_answer`,
 :func:`~gateway.distribution.manifests.manifest_answer`) produce the status, headers and body, sent
 as ASGI messages; errors are rendered as the Quart app renders them. Anything that is not exactly
