@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from common.config import Config
+from common.logbatch import BatchingStreamHandler
 from common.requestid import REQUEST_ID
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "warning": logging.WARNING,
@@ -77,7 +78,7 @@ def setup_logging(config: Config, role: str) -> None:
     if config.log.output:
         handler = logging.FileHandler(config.log.output)
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = BatchingStreamHandler(sys.stderr)  # lines written in batches (common/logbatch.py)
     handler.setFormatter(formatter(config, role))
     root = logging.getLogger()
     root.handlers[:] = [handler]

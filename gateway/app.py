@@ -23,6 +23,7 @@ from gateway.accesslog import RequestLog
 from gateway.auth.access import AccessControl
 from gateway.body_guard import call_with_body_guard
 from gateway.cluster.driver import start_driver, stop_driver
+from gateway.distribution import reads
 from gateway.distribution.uploads import UploadHandler
 from gateway.extensions.common import EXTENSIONS_KEY
 from gateway.extensions.openapi import DOCUMENT_KEY
@@ -168,6 +169,12 @@ class GatewayApp:
                 if match:
                     await self.uploads(scope, receive, send, match.group("name"), match.groupdict().get("uuid"))
                     return
+        if scope["type"] == "http":
+            found = reads.match(scope)  # blob and manifest GET/HEAD: served without Quart
+            if found is not None:
+                await reads.serve(self.state, found, scope, receive, send,
+                                  lambda: call_with_body_guard(self.quart, scope, receive, send))  # type: ignore[arg-type]
+                return
         await call_with_body_guard(self.quart, scope, receive, send)  # type: ignore[arg-type]
 
 

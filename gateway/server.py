@@ -35,6 +35,7 @@ from common.config import Config
 from common.listen import DEFAULT_BACKLOG, inherited_socket, listen_tcp
 from common.logs import listening_line
 from common.signals import stop_signals
+from gateway import accept_balance
 from gateway.app import CONFIG_ENV
 from gateway.metrics.multiprocess import multiprocess_dir
 
@@ -91,7 +92,8 @@ def run_gateway(config: Config) -> int:
         os.unlink(config_path)
 
 
-def _worker(config: HypercornConfig, shutdown_event: Event, sockets: Sockets, parent: int) -> None:
+def _worker(config: HypercornConfig, shutdown_event: Event, sockets: Sockets, parent: int, counts: Any = None,
+            slot: int = 0) -> None:
     """One worker process: dies with the gateway parent, stops when ``shutdown_event`` is set."""
     from hypercorn.asyncio.run import asyncio_worker
 
@@ -108,6 +110,8 @@ def _worker(config: HypercornConfig, shutdown_event: Event, sockets: Sockets, pa
         os._exit(0)
     close_ended_connections()  # a client that half-closes is not held for the keep-alive timeout
     send_files_zero_copy()  # plain HTTP/1.1: blob files go to the socket with sendfile (gateway/zerocopy_server.py)
+    if counts is not None:  # the least-loaded worker accepts the next connection (gateway/accept_balance.py)
+        accept_balance.install(counts, slot)
     if config.ssl_enabled:
         expose_client_certificates()  # client certificates → scope["extensions"]["tls"] (mTLS identities)
     asyncio_worker(config, sockets, shutdown_event)
@@ -120,13 +124,16 @@ class _StopNow(Exception):
 class _Workers:
     """This gateway's worker processes: started, replaced when they die, stopped on a signal."""
 
-    def __init__(self, hc: HypercornConfig, sock: socket.socket) -> None:
+    def __init__(self, hc: HypercornConfig, sock: socket.socket, workers: int = 1) -> None:
         self.hc = hc
         self.ctx = get_context("spawn")
+        # each worker's open connections, so that the least-loaded one accepts (gateway/accept_balance.py)
+        self.counts = accept_balance.new_counts(self.ctx, workers) if workers > 1 else None
         self.sockets = Sockets([sock] if hc.ssl_enabled else [], [] if hc.ssl_enabled else [sock], [])
         self.shutdown_event = self.ctx.Event()
         self.stopping = False
         self.processes: dict[Any, float] = {}
+        self.slots: dict[Any, int] = {}
 
     def on_signal(self, signum: int, frame: Any) -> None:
         if self.stopping:
@@ -137,11 +144,13 @@ class _Workers:
         self.stopping = True
         self.shutdown_event.set()
 
-    def spawn(self) -> None:
+    def spawn(self, slot: int) -> None:
         process = self.ctx.Process(target=_worker, kwargs={"config": self.hc, "shutdown_event": self.shutdown_event,
-                                                           "parent": os.getpid(), "sockets": self.sockets})
+                                                           "parent": os.getpid(), "sockets": self.sockets,
+                                                           "counts": self.counts, "slot": slot})
         process.start()
         self.processes[process] = time.monotonic()
+        self.slots[process] = slot
 
     def supervise(self) -> int:
         """Replace workers that die until told to stop; then let them drain."""
@@ -152,6 +161,9 @@ class _Workers:
                 if process.is_alive() or self.stopping:
                     continue
                 del self.processes[process]
+                slot = self.slots.pop(process)
+                if self.counts is not None:
+                    self.counts[slot] = accept_balance.ABSENT  # its connections died with it
                 quick_deaths = quick_deaths + 1 if time.monotonic() - started < QUICK_DEATH else 0
                 if quick_deaths >= MAX_QUICK_DEATHS:
                     log.error("gateway workers keep failing at start; giving up")
@@ -159,7 +171,7 @@ class _Workers:
                     exitcode = 1
                     break
                 log.warning("gateway worker %s exited with %s; starting another", process.pid, process.exitcode)
-                self.spawn()
+                self.spawn(slot)
         deadline = time.monotonic() + self.hc.graceful_timeout + 5
         for process in self.processes:
             process.join(max(0.0, deadline - time.monotonic()))
@@ -178,13 +190,13 @@ def serve_workers(hc: HypercornConfig, workers: int, sock: socket.socket, announ
 
     ``announce`` is logged once the workers start, and again (as "stopped ...") at the end."""
     signals = stop_signals()
-    pool = _Workers(hc, sock)
+    pool = _Workers(hc, sock, workers)
     if announce:
         log.info("%s", announce)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # children inherit this: only the parent decides
     try:
-        for _ in range(workers):
-            pool.spawn()
+        for slot in range(workers):
+            pool.spawn(slot)
         for signum in signals:
             signal.signal(signum, pool.on_signal)
         return pool.supervise()

@@ -97,8 +97,10 @@ class ShardClient:
             # tcp: notice a shard whose host vanished without closing the connection
             sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
             sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
-            # Socket reads arrive as ~64 KiB chunks: copying those is cheaper than zero-copy
-            # bookkeeping (pyzmq's GC thread); only really large frames go without a copy.
+            # Meant: copy frames below COPY_THRESHOLD rather than pay zero-copy bookkeeping (pyzmq's GC
+            # thread). As built it does not apply: zmq.asyncio sends through a shadow socket that keeps
+            # pyzmq's 64 KiB default, so the 256 KiB upload chunks go zero-copy. Applying it to the shadow
+            # too measured within noise (docs/performance.md, "Hot paths"), so it was left as is.
             sock.copy_threshold = COPY_THRESHOLD
             keys = self.keys
             if keys is not None:  # CURVE: the shard must hold this public key; it admits ours by ZAP

@@ -18,18 +18,20 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from quart import Response, request
+from quart import Response
 
 from common import messages
 from common.errors import ErrorCode, RegistryError
 from common.grammar import Header, MediaType, parse_digest, validate_name
 from common.protocol import FRAME_SIZE
 from gateway import zerocopy
-from gateway.context import authorize, current_state
+from gateway.context import current_state
 from gateway.distribution import pullthrough
+from gateway.distribution.answer import Answer, ReadRequest, quart_response
 from gateway.distribution.common import delete_in_repo
 from gateway.httputil import parse_ranges
 from gateway.shard_client import ShardClient
+from gateway.state import GatewayState
 
 
 async def _file_chunks(path: Path, start: int, end: int) -> AsyncIterator[bytes]:
@@ -54,11 +56,11 @@ async def _shard_chunks(client: ShardClient, shard: int, digest: str, start: int
         yield frame.bytes
 
 
-async def get_blob(name: str, digest: str) -> Response:
+async def blob_answer(st: GatewayState, req: ReadRequest, name: str, digest: str) -> Answer:
+    """GET/HEAD of a blob, for the Quart view and the read fast path (:mod:`gateway.distribution.reads`)."""
     validate_name(name)
     parse_digest(digest)
-    await authorize(name, "read")
-    st = current_state()
+    await st.access.authorize(req.headers, name, "read", req.remote_addr, method=req.method)
     fetching = False
     try:
         stated = await st.client.call_repo(messages.BLOB_STAT({"repo": name, "digest": digest}))
@@ -66,12 +68,12 @@ async def get_blob(name: str, digest: str) -> Response:
     except RegistryError as exc:  # the miss point of a pull-through repository (extensions.sync)
         if exc.code is not ErrorCode.BLOB_UNKNOWN or not pullthrough.applies(st.config, name):
             raise
-        shard, synced = await pullthrough.blob_on_miss(st, name, digest, request.method == "HEAD")
+        shard, synced = await pullthrough.blob_on_miss(st, name, digest, req.method == "HEAD")
         info, fetching = {"size": synced["size"], "path": synced["path"]}, synced["fetching"]
     size = info["size"]
-    ranges = parse_ranges(request.headers.get("Range"), size) if request.method == "GET" else None
+    ranges = parse_ranges(req.range, size) if req.method == "GET" else None
     path = st.blob_file(shard, info["path"])
-    zero_copy = zerocopy.offered(request.scope)  # decided here: the body runs after the handler returned
+    zero_copy = zerocopy.offered(req.scope)  # decided here: the body runs after the handler returned
 
     def chunks(start: int, end: int) -> AsyncIterator[bytes] | AsyncIterator[zerocopy.FileRegion]:
         if fetching:
@@ -96,18 +98,18 @@ async def get_blob(name: str, digest: str) -> Response:
                 yield b"\r\n"
             yield closing
 
-        response = Response(multipart(), status=206, content_type=f"multipart/byteranges; boundary={boundary}")
-        response.headers.update(headers)
-        response.headers["Content-Length"] = str(length)
-        return response
+        headers["Content-Length"] = str(length)
+        return Answer(206, f"multipart/byteranges; boundary={boundary}", headers, multipart())
     start, end = ranges[0] if ranges else (0, size)
-    body: Any = b"" if request.method == "HEAD" else chunks(start, end)
-    response = Response(body, status=206 if ranges else 200, content_type=MediaType.OCTET_STREAM)
-    response.headers.update(headers)
+    body: Any = b"" if req.method == "HEAD" else chunks(start, end)
     if ranges:
-        response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    response.headers["Content-Length"] = str(end - start)
-    return response
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    headers["Content-Length"] = str(end - start)
+    return Answer(206 if ranges else 200, MediaType.OCTET_STREAM, headers, body)
+
+
+async def get_blob(name: str, digest: str) -> Response:
+    return quart_response(await blob_answer(current_state(), ReadRequest.from_quart(), name, digest))
 
 
 async def delete_blob(name: str, digest: str) -> Response:

@@ -18,11 +18,13 @@ from common.grammar import (
     validate_tag,
 )
 from common.manifest import parse_manifest
-from gateway.context import authorize, current_state
+from gateway.context import current_state
 from gateway.distribution import pullthrough
+from gateway.distribution.answer import Answer, ReadRequest, quart_response
 from gateway.distribution.common import delete_in_repo, event_context
 from gateway.httputil import read_body
 from gateway.quota import ensure_room_for
+from gateway.state import GatewayState
 
 
 def _accepts(accept: str | None, media_type: str) -> bool:
@@ -35,28 +37,31 @@ def _accepts(accept: str | None, media_type: str) -> bool:
     return False
 
 
-async def get_manifest(name: str, reference: str) -> Response:
+async def manifest_answer(st: GatewayState, req: ReadRequest, name: str, reference: str) -> Answer:
+    """GET/HEAD of a manifest, for the Quart view and the read fast path (:mod:`gateway.distribution.reads`)."""
     validate_name(name)
-    await authorize(name, "read")
+    await st.access.authorize(req.headers, name, "read", req.remote_addr, method=req.method)
     try:
         parse_reference(reference)
     except RegistryError:
         # A reference that cannot exist is simply not there (the conformance suites want 404).
         raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, "no manifest has this reference (it is not a valid tag "
                             "or digest)", detail={"reference": reference[:200]}, status=404) from None
-    head = request.method == "HEAD"
+    head = req.method == "HEAD"
     # a pull-through repository asks its shard with sync.manifest (fetched or re-checked upstream)
-    reply = await pullthrough.get_manifest(current_state(), name, reference, head)
+    reply = await pullthrough.get_manifest(st, name, reference, head)
     info = reply.result
-    if not _accepts(", ".join(request.headers.getlist("Accept")), info["media_type"]):
+    if not _accepts(req.accept, info["media_type"]):
         raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, "the manifest's media type is not in Accept",
                             detail={"mediaType": info["media_type"]}, status=404)
     body = b"" if head else bytes(reply.frames[0])
-    response = Response(body, status=200, content_type=info["media_type"])
-    response.headers[Header.CONTENT_DIGEST] = info["digest"]
-    response.headers["ETag"] = f'"{info["digest"]}"'
-    response.headers["Content-Length"] = str(info["size"])  # after building: HEAD keeps the real length
-    return response
+    headers = {Header.CONTENT_DIGEST: info["digest"], "ETag": f'"{info["digest"]}"',
+               "Content-Length": str(info["size"])}  # HEAD keeps the real length
+    return Answer(200, info["media_type"], headers, body)
+
+
+async def get_manifest(name: str, reference: str) -> Response:
+    return quart_response(await manifest_answer(current_state(), ReadRequest.from_quart(), name, reference))
 
 
 async def put_manifest(name: str, reference: str) -> Response:
