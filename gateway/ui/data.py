@@ -6,7 +6,6 @@ identity): what the caller may not read is dropped by them before a page sees it
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from graphql import graphql
@@ -46,34 +45,19 @@ async def ask(identity: Identity, query: str, **variables: Any) -> dict[str, Any
     return result.data
 
 
-def _newest_first(repo: dict[str, Any]) -> tuple[float, str]:
-    updated = repo.get("LastUpdated") or ""
-    try:
-        stamp = datetime.fromisoformat(updated.replace("Z", "+00:00")).timestamp() if updated else 0.0
-    except ValueError:
-        stamp = 0.0
-    return -stamp, repo["Name"]
-
-
 async def home(identity: Identity, n: int = 6) -> dict[str, Any]:
-    """Counts, recently updated, most pulled, starred and bookmarked.
-
-    Every listing sorted over all repositories is a scan of the search data on every shard, so
-    the page makes one (three fields a repository), sorts it both ways here, and then asks the
-    owning shards for the summaries of the dozen repositories it shows."""
+    """Count, recently updated, most pulled, starred and bookmarked: each a page of ``n`` read from
+    the shards' ordered listings (O(page × shards)), never a listing of every repository."""
     query = REPO + """
     query Home($n: Int) {
-      all: RepoListWithNewestImage { Results { Name LastUpdated DownloadCount } }
+      recent: RepoListWithNewestImage(requestedPage: {limit: $n, sortBy: UPDATE_TIME}) { Page { TotalCount } Results { ...Repo } }
+      popular: RepoListWithNewestImage(requestedPage: {limit: $n, sortBy: DOWNLOADS}) { Results { ...Repo } }
       starred: StarredRepos(requestedPage: {limit: $n, sortBy: ALPHABETIC_ASC}) { Page { TotalCount } Results { ...Repo } }
       bookmarked: BookmarkedRepos(requestedPage: {limit: $n, sortBy: ALPHABETIC_ASC}) { Page { TotalCount } Results { ...Repo } }
     }"""
     found = await ask(identity, query, n=n)
-    every: list[dict[str, Any]] = found["all"]["Results"]
-    recent = sorted(every, key=_newest_first)[:n]
-    popular = sorted((r for r in every if r.get("DownloadCount")), key=lambda r: (-r["DownloadCount"], r["Name"]))[:n]
-    details = await summaries(identity, list(dict.fromkeys(r["Name"] for r in recent + popular)))
-    return {"repos": len(every), "pulls": sum(r.get("DownloadCount") or 0 for r in every),
-            "recent": [details.get(r["Name"], r) for r in recent], "popular": [details.get(r["Name"], r) for r in popular],
+    return {"repos": found["recent"]["Page"]["TotalCount"], "recent": found["recent"]["Results"],
+            "popular": [r for r in found["popular"]["Results"] if r.get("DownloadCount")],
             "starred": found["starred"]["Results"], "bookmarked": found["bookmarked"]["Results"]}
 
 
