@@ -38,6 +38,8 @@ class Pushed:
     digest: str
     tags: list[str]
     pushed_by: str
+    #: What each of ``tags`` named before this push (None: the tag is new); None when not known.
+    previous: dict[str, str | None] | None = None
 
 
 @dataclass(frozen=True)

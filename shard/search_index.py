@@ -8,8 +8,10 @@ downloads, stars, platforms: :meth:`SearchIndex.index_record`) is rewritten
 * in the same write transaction as the search records it derives from: a push's time
   (``record_push``), a flush of download counts (``flush``), a star (``UserPrefs``), a resize's
   import or purge (``import_repo``, ``purge_repo``);
-* for a change of the main store (a tag deleted by a client, by retention, a sync write), by
-  the hook that follows its commit (``record_delete``, ``record_push``).
+* for a change of the main store (a tag deleted by a client, by retention, a sync write), after
+  its commit: from the pushed image alone when a push only added tags (``add_tags``), otherwise
+  by a background rewrite from every tag that changes arriving meanwhile share (``mark_dirty``;
+  a listing waits for it: ``settled``).
 
 The index is complete once built: a store without it (older version) or one a shard did not
 close cleanly (killed between a main commit and its hook) is rebuilt in the background at start
@@ -28,6 +30,7 @@ from typing import Any
 
 import lmdb
 
+from shard.hooks import Pushed
 from shard.imageinfo import Facts, fmt_time, parse_time
 from shard.lmdbstore import Txn
 from shard.metastore import MetaStore
@@ -44,6 +47,11 @@ class SearchIndex:
     meta: MetaStore
     store: SearchStore
     _static_lock: threading.Lock
+    #: Repositories whose entry is to be rewritten from all their tags (:meth:`mark_dirty`).
+    _dirty: set[str]
+    _rewriting: asyncio.Task[None] | None
+    #: Per repository, per digest: how many listed tags name it (kept by :class:`~shard.search_meta.SearchMeta`).
+    _tag_counts: dict[str, dict[str, int]]
 
     def _stats(self, stxn: Txn, repo: str, digest: str) -> tuple[int, float]:
         raise NotImplementedError
@@ -59,12 +67,69 @@ class SearchIndex:
             rec = self.index_record(txn, stxn, repo) if self.meta.repo_exists(txn, repo) else None
         return self.store.index_put(stxn, repo, rec)
 
+    def add_tags(self, stxn: Txn, event: Pushed) -> bool:
+        """Update ``event.repo``'s entry for a push that only added tags (the common CI push: a new
+        tag, or an untagged manifest) from the pushed image alone, in the push's transaction: O(1)
+        in the repository's tags. False when the entry needs a rewrite from every tag instead
+        (a tag moved away from another image, a new platform, no entry yet, unknown history)."""
+        if event.previous is None:
+            return False
+        counted = {t: prev for t, prev in event.previous.items() if not SIG_TAG_RE.match(t)}
+        if any(prev not in (None, event.digest) for prev in counted.values()):
+            return False
+        added = sum(1 for prev in counted.values() if prev is None)
+        if not added:
+            return True  # no tag of the listing changed (an untagged manifest, a signature, a re-push)
+        old = self.store.index_get(stxn, event.repo)
+        if old is None:
+            return False
+        with self.meta.begin_read() as txn:
+            keys = self._image_keys(txn, stxn, event.repo, event.digest)
+        if keys is None or any(p.get("Os") and p not in old["p"] for p in keys["_platforms"]):
+            return False
+        if keys["_updated"] == old["u"] and keys["LastUpdated"] != old["l"]:
+            return False  # a tie the full rewrite breaks by tag order
+        rec = {**old, "n": old["n"] + added, "d": old["d"] + keys["DownloadCount"] * added}
+        if keys["_updated"] > old["u"]:
+            rec["u"], rec["l"] = keys["_updated"], keys["LastUpdated"]
+        self.store.index_put(stxn, event.repo, rec)
+        return True
+
+    def mark_dirty(self, repo: str) -> None:
+        """Rewrite ``repo``'s entry from all its tags soon, in the background: changes that arrive
+        meanwhile (a retention pass deleting hundreds of tags of one repository) share one rewrite.
+        :meth:`settled` waits for it; a kill before it is repaired by the rebuild at start."""
+        self._dirty.add(repo)
+        if self._rewriting is None or self._rewriting.done():
+            self._rewriting = asyncio.get_running_loop().create_task(self._rewrite_dirty())
+
+    async def _rewrite_dirty(self) -> None:
+        while self._dirty:
+            repos = sorted(self._dirty)[:BUILD_BATCH]
+            self._dirty.difference_update(repos)
+
+            def run(stxn: Txn, repos: list[str] = repos) -> None:
+                for repo in repos:
+                    self.reindex(stxn, repo)
+
+            try:
+                await self.store.write_async(run)
+            except lmdb.Error:  # closed while stopping: the rebuild at the next start repairs it
+                log.warning("listing entries of %d repositories not rewritten", len(repos))
+                return
+
+    async def settled(self) -> None:
+        """Wait until every entry :meth:`mark_dirty` asked for is rewritten (a listing reads its own writes)."""
+        while self._rewriting is not None and not self._rewriting.done():
+            await asyncio.shield(self._rewriting)
+
     def forget(self, repo: str) -> None:
         """Rewrite ``repo``'s entry now (after a committed change the hooks do not see)."""
         self.store.write(lambda stxn: self.reindex(stxn, repo))
 
     async def import_repo(self, repo: str, records: dict[str, dict[str, bytes]] | None) -> None:
         """A resize moved ``repo`` here: its search records and its entry, in one transaction."""
+        self._tag_counts.pop(repo, None)
         def run(stxn: Txn) -> None:
             if records is not None:
                 self.store.put_repo_records(stxn, repo, records)
@@ -73,6 +138,7 @@ class SearchIndex:
 
     async def purge_repo(self, repo: str) -> None:
         """A resize moved ``repo`` away: its search records and its entry go in one transaction."""
+        self._tag_counts.pop(repo, None)
         await self.store.write_async(lambda stxn: self.store.delete_repo_records(stxn, repo))
 
     def index_record(self, txn: Txn, stxn: Txn, repo: str) -> dict[str, Any] | None:
@@ -122,7 +188,14 @@ class SearchIndex:
 
     def close_index(self) -> None:
         """A clean stop: the index matches the main store, no rebuild at the next start."""
-        self.store.write(lambda stxn: self.store.set_index_flag(stxn, "open", False))
+        dirty, self._dirty = sorted(self._dirty), set()
+
+        def run(stxn: Txn) -> None:
+            for repo in dirty:
+                self.reindex(stxn, repo)
+            self.store.set_index_flag(stxn, "open", False)
+
+        self.store.write(run)
 
     def index_complete(self, stxn: Txn) -> bool:
         return self.store.index_flag(stxn, "complete")

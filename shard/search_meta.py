@@ -45,6 +45,8 @@ log = logging.getLogger("shardreg.shard.search")
 
 FLUSH_INTERVAL = 2.0
 FLUSH_PENDING = 5000
+#: Repositories whose tag counts per digest are kept at most.
+MAX_TAG_COUNTS = 10_000
 #: Config blobs and signature payloads larger than this are not read for search.
 MAX_SMALL_BLOB = 4 * 1024 * 1024
 Summary = dict[str, Any]
@@ -72,6 +74,10 @@ class SearchMeta(SearchIndex):
         self._static: dict[tuple[str, str], Facts | None] = {}
         #: ``_static`` is also used by the writer thread (an index entry is computed in its txn).
         self._static_lock = threading.Lock()
+        self._dirty: set[str] = set()
+        #: Per repository, per digest: how many listed tags name it (see :meth:`_tags_of`).
+        self._tag_counts: dict[str, dict[str, int]] = {}
+        self._rewriting: asyncio.Task[None] | None = None
         #: Whether this shard lists a repository (a resize leaves names it no longer owns).
         self.owns: Callable[[str], bool] = lambda name: True
 
@@ -80,11 +86,14 @@ class SearchMeta(SearchIndex):
         """Push time, pusher, tag times, and the repository's index entry, in one transaction."""
         now = clock.now()  # the lifecycle clock (tests move it; retention reads these times)
 
-        def run(stxn: Txn) -> None:
+        def run(stxn: Txn) -> bool:
             self.store.record_push(stxn, event.repo, event.digest, event.tags, now, event.pushed_by)
-            self.reindex(stxn, event.repo)
+            return self.add_tags(stxn, event)  # after: an image's time may be its first push
 
-        await self.store.write_async(run)
+        if not await self.store.write_async(run):
+            self.mark_dirty(event.repo)
+        moved = None if event.previous is None else [event.digest, *event.previous.values()]
+        self._tags_moved(event.repo, moved)
 
     def record_pull(self, repo: str, digest: str) -> None:
         """Count a served manifest (in memory; flushed in batches with the index entries)."""
@@ -108,7 +117,8 @@ class SearchMeta(SearchIndex):
         if event.digest is not None:
             with self._static_lock:
                 self._static.pop((event.repo, event.digest), None)
-        await self.store.write_async(lambda stxn: self.reindex(stxn, event.repo))
+        self._tags_moved(event.repo, None)
+        self.mark_dirty(event.repo)
 
     def flush(self) -> None:
         if self._flush_handle is not None:
@@ -124,7 +134,7 @@ class SearchMeta(SearchIndex):
                 for (repo, digest), (count, last) in pending.items():
                     self.store.add_downloads(txn, repo, digest, int(count), last)
                     # a repository's downloads are the sum over its tags: a digest counts once per tag
-                    tags = sum(1 for t in self.meta.tags_pointing_to(mtxn, repo, digest) if not SIG_TAG_RE.match(t))
+                    tags = self._tags_of(mtxn, repo, digest)
                     moved[repo] = moved.get(repo, 0) + int(count) * tags
             for repo, delta in moved.items():  # the index moves with the counts, in the same txn
                 if delta:
@@ -137,6 +147,27 @@ class SearchMeta(SearchIndex):
                 log.warning("download counts not recorded: storage full: %s", exc)
             else:
                 log.exception("flushing download counts failed")
+
+    def _tags_of(self, mtxn: Txn, repo: str, digest: str) -> int:
+        """How many listed tags name ``digest``: a scan of the repository's tags the first time, then
+        kept until a push or delete in the repository changes it (a flush must not walk 100,000 tags)."""
+        counts = self._tag_counts.setdefault(repo, {})
+        if digest not in counts:
+            counts[digest] = sum(1 for t in self.meta.tags_pointing_to(mtxn, repo, digest) if not SIG_TAG_RE.match(t))
+            if len(self._tag_counts) > MAX_TAG_COUNTS:
+                self._tag_counts.pop(next(iter(self._tag_counts)))
+        return counts[digest]
+
+    def _tags_moved(self, repo: str, digests: list[str | None] | None) -> None:
+        """Drop kept tag counts a change made stale (``None``: any digest of the repository)."""
+        counts = self._tag_counts.get(repo)
+        if counts is None:
+            return
+        if digests is None:
+            del self._tag_counts[repo]
+            return
+        for digest in digests:
+            counts.pop(digest or "", None)
 
     def close(self) -> None:
         self.flush()

@@ -85,6 +85,7 @@ class SearchWalk:
     async def op_page(self, args: messages.SearchPageRequest, frames: Frames) -> Answer[messages.SearchPageReply]:
         if args["order"] not in ORDERS:
             raise RegistryError(ErrorCode.BAD_REQUEST, f"unknown order {args['order']!r}")
+        await self.search.settled()  # entries a delete or a moved tag asked to rewrite
         if self.search.pending:  # download counts move the index: write them first (one txn)
             self.search.flush()
 

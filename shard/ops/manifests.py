@@ -59,7 +59,10 @@ class ManifestOps:
         if policy is not None:
             await policy.lint(dict(args), body)
 
+        previous: dict[str, str | None] = {}  # what each tag named before (the listing index updates by it)
+
         def run(txn: Txn) -> Answer[m.ManifestPutReply]:
+            previous.clear()  # a retried transaction starts again
             for blob in args.get("blobs", []):
                 if not self.meta.is_linked(txn, repo, blob):
                     raise RegistryError(ErrorCode.MANIFEST_BLOB_UNKNOWN, detail={"digest": blob})
@@ -90,6 +93,7 @@ class ManifestOps:
                 }
                 self.meta.put_manifest(txn, repo, digest, record, body)
             for tag in args.get("tags", []):
+                previous[tag] = self.meta.tag_digest(txn, repo, tag)
                 self.meta.set_tag(txn, repo, tag, digest)
             subject = args.get("subject")
             if subject and existing is None:
@@ -107,7 +111,7 @@ class ManifestOps:
         if policy is not None:
             policy.committed()
         await self.hooks.pushed(Pushed(repo=repo, digest=digest, tags=list(args.get("tags") or []),
-                                       pushed_by=args.get("pushed_by") or ""))
+                                       pushed_by=args.get("pushed_by") or "", previous=previous))
         return result
 
     def _check_tags(self, txn: Txn, args: m.ManifestPutRequest) -> None:

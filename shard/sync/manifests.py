@@ -165,10 +165,14 @@ class ManifestPuller:
                     if parsed.annotations:
                         descriptor["annotations"] = parsed.annotations
                     self.meta.put_referrer(txn, repo, parsed.subject, digest, descriptor)
+            previous.clear()
             if tag is not None:
+                previous[tag] = self.meta.tag_digest(txn, repo, tag)
                 self.meta.set_tag(txn, repo, tag, digest)
             return new
 
+        previous: dict[str, str | None] = {}
         new = await self.meta.write_async(run)
-        await self.hooks.pushed(Pushed(repo=repo, digest=digest, tags=[tag] if tag else [], pushed_by=PUSHED_BY))
+        await self.hooks.pushed(Pushed(repo=repo, digest=digest, tags=[tag] if tag else [], pushed_by=PUSHED_BY,
+                                       previous=previous))
         return new
