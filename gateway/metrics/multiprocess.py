@@ -3,19 +3,23 @@ directory, and a scrape answered by any worker sums them all (see :mod:`gateway.
 
 from __future__ import annotations
 
+import fnmatch
+import glob
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client import values as prometheus_values
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from common.config import Config
+from gateway.metrics.counterfiles import PATTERN, CounterFiles
 from gateway.metrics.settings import metrics_settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -101,5 +105,20 @@ def render(registry: CollectorRegistry) -> bytes:
     path = os.environ[MULTIPROC_ENV]
     sweep_dead_workers(path)
     merged = CollectorRegistry()
-    MultiProcessCollector(merged, path=path)
-    return generate_latest(merged)
+    _NotCounters(merged, path=path)
+    counters = _COUNTERS.get(path)
+    if counters is None:
+        counters = _COUNTERS[path] = CounterFiles(path)
+    return generate_latest(merged) + counters.text()
+
+
+class _NotCounters(MultiProcessCollector):
+    """The workers' gauges and histograms (their counters: :class:`CounterFiles`)."""
+
+    def collect(self) -> Iterable[Metric]:
+        files = [f for f in glob.glob(os.path.join(self._path, "*.db")) if not fnmatch.fnmatch(os.path.basename(f), PATTERN)]
+        return self.merge(files, accumulate=True)
+
+
+#: Per multiprocess directory, this worker's parsed counter files (kept between scrapes).
+_COUNTERS: dict[str, CounterFiles] = {}
