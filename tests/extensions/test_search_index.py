@@ -155,9 +155,11 @@ def check(reg: InProcessRegistry, user: str | None, order: str, text: str | None
 
 
 def index_is_fresh(reg: InProcessRegistry) -> None:
-    """Every entry of every shard's index is what the repository's keys are now; the kept count too."""
+    """Every entry of every shard's index is what the repository's keys are now; the kept count too
+    (once the background rewrites that deletions asked for are done, as a listing waits for them)."""
     for shard in reg.shards:
         search = shard.search
+        reg.run(search.settled())
 
         def both(txn: Any, search: Any = search) -> None:
             with search.store.begin_read() as stxn:
@@ -256,6 +258,7 @@ def test_a_resize_purge_and_import_move_the_index_entry(reg):
     """At the shard level: a purge drops the records and the entry in one transaction, an import
     writes both in one transaction, with the kept count."""
     search = _owner(reg, "public/lib-1")
+    reg.run(search.settled())
     records = search.store.read(lambda stxn: search.store.repo_records(stxn, "public/lib-1"))
     count = search.store.read(search.store.index_count)
     reg.run(search.purge_repo("public/lib-1"))
@@ -288,6 +291,7 @@ def test_an_aborted_write_leaves_records_and_index_together(reg):
     transaction aborted half-way (here after the star and the entry were written) leaves both as
     they were."""
     search = _owner(reg, "public/lib-0")
+    reg.run(search.settled())
     before = search.store.read(lambda stxn: (search.store.index_get(stxn, "public/lib-0"),
                                              search.store.marked(stxn, "stars", "public/lib-0", "zed")))
 

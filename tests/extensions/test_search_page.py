@@ -93,6 +93,7 @@ def test_the_index_is_built_after_start_in_the_background(ext_registry, ext_clie
     batches, without start-up waiting for it; what it builds is what each repository's keys are."""
     for shard in ext_registry.shards:
         search = shard.search
+        ext_registry.run(search.settled())  # rewrites earlier deletions asked for are done
         names = search.meta.read(lambda txn, search=search: [n for n in search.meta.repo_names(txn)])
         kept = {name: search.store.read(lambda stxn, name=name, search=search: search.store.index_get(stxn, name))
                 for name in names}
