@@ -50,6 +50,8 @@ class SearchIndex:
     #: Repositories whose entry is to be rewritten from all their tags (:meth:`mark_dirty`).
     _dirty: set[str]
     _rewriting: asyncio.Task[None] | None
+    #: A background rewrite failed: the index is not marked clean at close (rebuilt at the next start).
+    _rewrite_failed: bool = False
     #: Per repository, per digest: how many listed tags name it (kept by :class:`~shard.search_meta.SearchMeta`).
     _tag_counts: dict[str, dict[str, int]]
 
@@ -117,6 +119,9 @@ class SearchIndex:
             except lmdb.Error:  # closed while stopping: the rebuild at the next start repairs it
                 log.warning("listing entries of %d repositories not rewritten", len(repos))
                 return
+            except Exception:  # never fails a listing; the store stays marked for a rebuild
+                log.exception("rewriting the listing entries of %d repositories failed", len(repos))
+                self._rewrite_failed = True
 
     async def settled(self) -> None:
         """Wait until every entry :meth:`mark_dirty` asked for is rewritten (a listing reads its own writes)."""
@@ -193,7 +198,8 @@ class SearchIndex:
         def run(stxn: Txn) -> None:
             for repo in dirty:
                 self.reindex(stxn, repo)
-            self.store.set_index_flag(stxn, "open", False)
+            if not self._rewrite_failed:  # else: rebuilt at the next start
+                self.store.set_index_flag(stxn, "open", False)
 
         self.store.write(run)
 

@@ -114,3 +114,31 @@ def test_moving_or_deleting_a_tag_rewrites_the_entry_before_the_next_listing(reg
             out = gql(c2, '{ GlobalSearch(query: "big/app", filter: {Arch: ["arm64"]}) { Repos { Name } } }')
         assert [r["Name"] for r in out["data"]["GlobalSearch"]["Repos"]] == [REPO]
         entry_is_fresh(reg, search)
+
+
+def test_a_failed_rewrite_never_fails_a_listing_and_leaves_the_store_to_be_rebuilt(reg: InProcessRegistry) -> None:
+    search = owner(reg)
+
+    def broken(stxn: Any, repo: str) -> bool:
+        raise KeyError(repo)
+
+    search.reindex = broken  # instrumentation: a bug in the rewrite
+    try:
+        with reg.client(timeout=30) as c:
+            assert c.delete(f"/v2/{REPO}/manifests/t-010").status_code == 202
+            reg.run(search.settled())
+            assert listed(reg)["Name"] == REPO  # the listing answers
+    finally:
+        del search.reindex
+    assert search._rewrite_failed
+    search.close_index()
+    assert search.store.read(lambda stxn: search.store.index_flag(stxn, "open"))  # a rebuild at the next start
+    search._rewrite_failed = False
+    reg.run(_rewrite(search))  # the next rewrite works again
+    entry_is_fresh(reg, search)
+    search.store.write(lambda stxn: search.store.set_index_flag(stxn, "open", True))
+
+
+async def _rewrite(search: Any) -> None:
+    search.mark_dirty(REPO)
+    await search.settled()
