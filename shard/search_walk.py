@@ -125,6 +125,14 @@ class SearchWalk:
             return keys if keys_pass(keys, flt, signed) else None
 
         items: list[dict[str, Any]] = []
+
+        def take(k: bytes, name: str) -> bool:
+            """Add ``name`` to the page if its entry passes; True once the page is full."""
+            rec = source.rec(name)
+            found = item(k, name, rec) if rec is not None else None
+            if found is not None:
+                items.append(found)
+            return len(items) >= limit
         nxt: bytes | None = None
         total: int | None = None
         if args["order"] == "RELEVANCE" and needle:
@@ -136,26 +144,17 @@ class SearchWalk:
             for k, name in ranked:
                 if after is not None and k <= after:
                     continue
-                rec = source.rec(name)
-                found = item(k, name, rec) if rec is not None else None
-                if found is not None:
-                    items.append(found)
-                    if len(items) >= limit:
-                        nxt = k
-                        break
+                if take(k, name):
+                    nxt = k
+                    break
         else:
             order = "ALPHABETIC_ASC" if args["order"] == "RELEVANCE" else args["order"]
             start = counter[0]
             for k in source.walk(order, after):
                 name = order_name(k)
-                if listed(name):
-                    rec = source.rec(name)
-                    found = item(k, name, rec) if rec is not None else None
-                    if found is not None:
-                        items.append(found)
-                        if len(items) >= limit:
-                            nxt = k
-                            break
+                if listed(name) and take(k, name):
+                    nxt = k
+                    break
                 if counter[0] - start >= MAX_SCAN:
                     nxt = k
                     break
