@@ -159,6 +159,8 @@ class SearchIndex:
         batches of ``batch`` repositories per write transaction (start-up never waits for it);
         then note the store open until :meth:`close_index`."""
         def begin(stxn: Txn) -> bool:
+            if not self.store.user_marks_built(stxn):
+                self.store.build_user_marks(stxn)  # once, in a store of before the by-user marks
             rebuild = not self.store.index_flag(stxn, "complete") or self.store.index_flag(stxn, "open")
             if rebuild:
                 self.store.index_clear(stxn)

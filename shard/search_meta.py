@@ -383,10 +383,17 @@ class SearchMeta(SearchIndex):
         user, query, only = args.get("user"), (args.get("query") or "").lower(), args.get("only")
         with_images = bool(args.get("images"))
 
+        def candidates(txn: Txn, stxn: Txn) -> list[str]:
+            names = args.get("repos")
+            if only and user and self.store.user_marks_built(stxn):  # the user's own marks: O(their number)
+                marked = self.store.marked_repos(stxn, "stars" if only == "starred" else "bookmarks", user)
+                names = marked if names is None else [n for n in marked if n in set(names)]
+            return self._repos(txn, names)
+
         def run(txn: Txn) -> list[Summary]:
             with self.store.begin_read() as stxn:
                 out = []
-                for repo in self._repos(txn, args.get("repos")):
+                for repo in candidates(txn, stxn):
                     if query and query not in repo.lower():
                         continue
                     if only:

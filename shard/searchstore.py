@@ -6,8 +6,10 @@ Kept beside the shard's main metadata; everything here can be lost without harmi
     pushes     repo \\0 digest       -> {at, by}        first push of a manifest, and who pushed it
     tagtimes   repo \\0 tag          -> timestamp       when the tag last moved
     stats      repo \\0 digest       -> {downloads, last}
-    stars      repo \\0 user         -> b"1"
-    bookmarks  repo \\0 user         -> b"1"
+    stars      repo \\0 user         -> the user's name (b"1" in stores of before issue 17)
+    bookmarks  repo \\0 user         -> the user's name (alike)
+    umarks     mark \\0 user \\0 repo -> repo   the same marks by user (``StarredRepos`` reads a user's
+                                            own), kept in every transaction that changes a mark
     trust      cosign \\0 sha256(key)             -> PEM public key
                notation \\0 type \\0 sha256(cert)  -> DER certificate
 
@@ -38,11 +40,12 @@ from typing import Any, Literal
 
 from shard.lmdbstore import LmdbStore, Txn, key
 
-_DBS = ("pushes", "tagtimes", "stats", "stars", "bookmarks", "trust", "rkeys", "order", "indexmeta")
+_DBS = ("pushes", "tagtimes", "stats", "stars", "bookmarks", "trust", "rkeys", "order", "indexmeta", "umarks")
 #: The databases keyed by repository (they move with it in a resize).
 _REPO_DBS = ("pushes", "tagtimes", "stats", "stars", "bookmarks")
 #: A per-user mark on a repository.
 Mark = Literal["stars", "bookmarks"]
+MARKS: tuple[Mark, ...] = ("stars", "bookmarks")
 
 
 # -- the ordered listing index (issue 17) ---------------------------------------------------
@@ -73,6 +76,14 @@ def order_keys(repo: str, rec: dict[str, Any]) -> list[bytes]:
 def order_name(k: bytes) -> str:
     """The repository of an ``order`` key."""
     return (k[1:] if k[:1] == b"a" else k[9:]).decode()
+
+
+def _mark_user(suffix: bytes, value: bytes) -> str | None:
+    """The user of a ``stars``/``bookmarks`` record: its value, or (older records, ``b"1"``) its key's
+    part after the repository, unless that part was shortened (:func:`~shard.lmdbstore.key`)."""
+    if value != b"1":
+        return value.decode()
+    return None if suffix.startswith(b"\xff") else suffix.decode()
 
 
 class ListingIndex(LmdbStore):
@@ -216,9 +227,37 @@ class SearchStore(ListingIndex):
         k = key(repo, user)
         if txn.get(k, db=self.db[mark]) is not None:
             txn.delete(k, db=self.db[mark])
+            self._user_mark(txn, mark, repo, user, False)
             return False
-        txn.put(k, b"1", db=self.db[mark])
+        txn.put(k, user.encode(), db=self.db[mark])
+        self._user_mark(txn, mark, repo, user, True)
         return True
+
+    def marked_repos(self, txn: Txn, mark: Mark, user: str) -> list[str]:
+        """The repositories ``user`` marked, by name: O(their number) (``user_marks_built`` first)."""
+        return [bytes(v).decode() for _, v in self.scan(txn, "umarks", key(mark, user, ""))]
+
+    def user_marks_built(self, txn: Txn) -> bool:
+        """Whether ``umarks`` holds every mark (a store of before issue 17 gets it at start: ``warm``)."""
+        return self.index_flag(txn, "umarks")
+
+    def build_user_marks(self, txn: Txn) -> None:
+        """Write ``umarks`` from every mark: once, O(marks)."""
+        txn.drop(self.db["umarks"], delete=False)
+        for mark in MARKS:
+            for k, v in self.scan(txn, mark, b""):
+                repo, _, suffix = bytes(k).partition(b"\0")
+                self._user_mark(txn, mark, repo.decode(), _mark_user(suffix, bytes(v)), True)
+        self.set_index_flag(txn, "umarks", True)
+
+    def _user_mark(self, txn: Txn, mark: Mark, repo: str, user: str | None, on: bool) -> None:
+        if user is None:  # an old record under a shortened key: its user is unknown (never in practice)
+            return
+        k = key(mark, user, repo)
+        if on:
+            txn.put(k, repo.encode(), db=self.db["umarks"])
+        else:
+            txn.delete(k, db=self.db["umarks"])
 
     def mark_count(self, txn: Txn, mark: Mark, repo: str) -> int:
         return sum(1 for _ in self.scan(txn, mark, key(repo, "")))
@@ -235,11 +274,17 @@ class SearchStore(ListingIndex):
         prefix = key(repo, "")
         for db in _REPO_DBS:
             wanted = records.get(db) or {}
-            for k, _ in list(self.scan(txn, db, prefix)):
-                if bytes(k)[len(prefix):].decode("latin-1") not in wanted:
+            for k, v in list(self.scan(txn, db, prefix)):
+                suffix = bytes(k)[len(prefix):]
+                if suffix.decode("latin-1") not in wanted:
                     txn.delete(k, db=self.db[db])
-            for suffix, value in wanted.items():
-                txn.put(prefix + suffix.encode("latin-1"), bytes(value), db=self.db[db])
+                    if db in MARKS:
+                        self._user_mark(txn, db, repo, _mark_user(suffix, bytes(v)), False)
+            for suffix_text, value in wanted.items():
+                txn.put(prefix + suffix_text.encode("latin-1"), bytes(value), db=self.db[db])
+                if db in MARKS:
+                    user = _mark_user(suffix_text.encode("latin-1"), bytes(value))
+                    self._user_mark(txn, db, repo, user, True)
 
     def delete_repo_records(self, txn: Txn, repo: str) -> None:
         """Every record of ``repo``, its listing index entry included."""
