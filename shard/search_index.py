@@ -30,6 +30,7 @@ from typing import Any
 
 import lmdb
 
+from shard import digest_index
 from shard.hooks import Pushed
 from shard.imageinfo import Facts, fmt_time, parse_time
 from shard.lmdbstore import Txn
@@ -67,6 +68,7 @@ class SearchIndex:
         store taken now (so a later transaction always sees a later snapshot)."""
         with self.meta.begin_read() as txn:
             rec = self.index_record(txn, stxn, repo) if self.meta.repo_exists(txn, repo) else None
+            digest_index.sync_repo(self.meta, self.store, txn, stxn, repo)
         return self.store.index_put(stxn, repo, rec)
 
     def add_tags(self, stxn: Txn, event: Pushed) -> bool:
@@ -161,10 +163,12 @@ class SearchIndex:
         def begin(stxn: Txn) -> bool:
             if not self.store.user_marks_built(stxn):
                 self.store.build_user_marks(stxn)  # once, in a store of before the by-user marks
-            rebuild = not self.store.index_flag(stxn, "complete") or self.store.index_flag(stxn, "open")
+            rebuild = (not self.store.index_flag(stxn, "complete") or self.store.index_flag(stxn, "open")
+                       or not self.store.index_flag(stxn, "digests"))
             if rebuild:
                 self.store.index_clear(stxn)
                 self.store.set_index_flag(stxn, "complete", False)
+                self.store.set_index_flag(stxn, "digests", True)
             self.store.set_index_flag(stxn, "open", True)
             return rebuild
 

@@ -29,7 +29,7 @@ import lmdb
 from common import imagetrust, messages
 from common.errors import ErrorCode, RegistryError
 from common.protocol import Answer, Frames
-from shard import clock
+from shard import clock, digest_index
 from shard.blobstore import BlobStore
 from shard.diskfull import is_storage_full
 from shard.hooks import Deleted, Pushed
@@ -88,6 +88,8 @@ class SearchMeta(SearchIndex):
 
         def run(stxn: Txn) -> bool:
             self.store.record_push(stxn, event.repo, event.digest, event.tags, now, event.pushed_by)
+            with self.meta.begin_read() as txn:  # the push is committed: what its manifest names
+                digest_index.index_manifest(self.meta, self.store, txn, stxn, event.repo, event.digest)
             return self.add_tags(stxn, event)  # after: an image's time may be its first push
 
         if not await self.store.write_async(run):
@@ -363,11 +365,20 @@ class SearchMeta(SearchIndex):
         """Image summaries of some (``repos``) or all repositories; ``digest`` keeps only the images
         whose manifest, config or a layer has that digest (or digest prefix)."""
         wanted = args.get("digest")
+        prefix = digest_index.lookup_prefix(wanted) if wanted else None
+        if prefix is not None:
+            await self.settled()  # the records of a change made just before are written
+
+        def candidates(txn: Txn, stxn: Txn) -> list[str]:
+            names = args.get("repos")
+            if prefix is not None and names is None and self.index_complete(stxn):  # O(matches)
+                names = sorted(self.store.digest_repos(stxn, prefix))
+            return self._repos(txn, names)
 
         def run(txn: Txn) -> list[Summary]:
             with self.store.begin_read() as stxn:
                 out = []
-                for repo in self._repos(txn, args.get("repos")):
+                for repo in candidates(txn, stxn):
                     for image in self.repo_images(txn, stxn, repo):
                         if wanted and not has_digest(image, wanted):
                             continue

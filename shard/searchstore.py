@@ -26,8 +26,16 @@ change of the main store, by the hook that follows its commit::
     indexmeta  "count"              -> repositories with an entry (kept in the same transactions)
                "images"             -> the sum of their ``n`` (kept alike)
                "complete"           -> True once every repository was indexed (a build sets it last)
+               "digests"            -> the build indexes digests too (a store without it is rebuilt)
                "open"               -> set while a shard has the store open: found at start, the last
                                        run did not stop cleanly and the index is rebuilt
+
+By digest (``ImageListForDigest``, ``Derived``/``BaseImageList``: :mod:`shard.digest_index`), kept
+with the listing index (built with it, each repository's part rewritten with its entry)::
+
+    digests    hex \\0 repo \\0 manifest -> b""   every digest a stored manifest names (its own, its
+                                           config's, its layers', an index's children), by hex
+    mdigests   repo \\0 manifest        -> [hex, ...] the same, by manifest (to remove them)
 """
 
 from __future__ import annotations
@@ -40,7 +48,8 @@ from typing import Any, Literal
 
 from shard.lmdbstore import LmdbStore, Txn, key
 
-_DBS = ("pushes", "tagtimes", "stats", "stars", "bookmarks", "trust", "rkeys", "order", "indexmeta", "umarks")
+_DBS = ("pushes", "tagtimes", "stats", "stars", "bookmarks", "trust", "rkeys", "order", "indexmeta", "umarks",
+        "digests", "mdigests")
 #: The databases keyed by repository (they move with it in a resize).
 _REPO_DBS = ("pushes", "tagtimes", "stats", "stars", "bookmarks")
 #: A per-user mark on a repository.
@@ -145,8 +154,8 @@ class ListingIndex(LmdbStore):
 
     def index_clear(self, txn: Txn) -> None:
         """Drop every entry (a rebuild starts here)."""
-        txn.drop(self.db["rkeys"], delete=False)
-        txn.drop(self.db["order"], delete=False)
+        for db in ("rkeys", "order", "digests", "mdigests"):
+            txn.drop(self.db[db], delete=False)
         self.put(txn, "indexmeta", b"count", 0)
         self.put(txn, "indexmeta", b"images", 0)
 
@@ -183,7 +192,37 @@ class ListingIndex(LmdbStore):
             yield bytes(k)
 
 
-class SearchStore(ListingIndex):
+class DigestIndex(ListingIndex):
+    """Accessors of ``digests`` and ``mdigests``."""
+
+    def digest_add(self, txn: Txn, repo: str, manifest: str, hexes: Iterable[str]) -> None:
+        """Index what ``manifest`` of ``repo`` names (once: a manifest never changes)."""
+        mkey = key(repo, manifest)
+        if txn.get(mkey, db=self.db["mdigests"]) is not None:
+            return
+        named = sorted(set(hexes))
+        self.put(txn, "mdigests", mkey, named)
+        for hexdigest in named:
+            txn.put(key(hexdigest, repo, manifest), b"", db=self.db["digests"])
+
+    def digest_drop(self, txn: Txn, repo: str, manifest: str) -> None:
+        mkey = key(repo, manifest)
+        for hexdigest in self.get(txn, "mdigests", mkey) or []:
+            txn.delete(key(hexdigest, repo, manifest), db=self.db["digests"])
+        txn.delete(mkey, db=self.db["mdigests"])
+
+    def digest_manifests(self, txn: Txn, repo: str) -> list[str]:
+        """The manifests of ``repo`` indexed."""
+        prefix = key(repo, "")
+        return [bytes(k)[len(prefix):].decode() for k, _ in self.scan(txn, "mdigests", prefix)]
+
+    def digest_repos(self, txn: Txn, hex_prefix: str) -> set[str]:
+        """Repositories with a manifest naming a digest whose hex part starts with ``hex_prefix``:
+        O(such digests)."""
+        return {bytes(k).split(b"\0")[1].decode() for k, _ in self.scan(txn, "digests", hex_prefix.encode())}
+
+
+class SearchStore(DigestIndex):
     def __init__(self, path: Path, *, sync: bool = True) -> None:
         super().__init__(path, dbs=_DBS, sync=sync, map_size=64 << 20)
 
@@ -287,9 +326,11 @@ class SearchStore(ListingIndex):
                     self._user_mark(txn, db, repo, user, True)
 
     def delete_repo_records(self, txn: Txn, repo: str) -> None:
-        """Every record of ``repo``, its listing index entry included."""
+        """Every record of ``repo``, its listing index entry and digests included."""
         self.put_repo_records(txn, repo, {})
         self.index_put(txn, repo, None)
+        for manifest in self.digest_manifests(txn, repo):
+            self.digest_drop(txn, repo, manifest)
 
     # -- trust material ------------------------------------------------------------------
     def put_cosign_key(self, txn: Txn, pem: bytes) -> None:

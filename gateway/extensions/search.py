@@ -284,8 +284,14 @@ async def _related(info: Any, image: str, digest: str | None, requestedPage: dic
     wanted = [layers for layers in _layers_of(base, digest) if layers]
     if not wanted:
         return _paginate([], requestedPage)
+    # An image derived from (or a base of) ``mine`` shares its first layer: only the images naming
+    # one of those first layers are candidates (the shards look them up by digest).
+    firsts = sorted({mine[0] for mine in wanted})
+    candidates = {(c["RepoName"], c["Tag"]): c
+                  for found_images in await asyncio.gather(*(_images(info, None, first) for first in firsts))
+                  for c in found_images}
     found = []
-    for candidate in await _images(info):
+    for candidate in candidates.values():
         if candidate["Digest"] == base["Digest"]:
             continue
         matched = []

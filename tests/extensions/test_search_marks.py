@@ -75,7 +75,7 @@ def by_user(reg: InProcessRegistry) -> set[tuple[str, str, str]]:
     found = set()
     for shard in reg.shards:
         store = shard.search.store
-        for k, v in store.read(lambda stxn, store=store: [(bytes(k), bytes(v)) for k, v in store.scan(stxn, "umarks", b"")]):
+        for k, v in store.read(lambda stxn, store=store: [(bytes(key), bytes(value)) for key, value in store.scan(stxn, "umarks", b"")]):
             mark, user, _ = k.split(b"\0")
             found.add((mark.decode(), user.decode(), v.decode()))
     return found
@@ -86,7 +86,7 @@ def by_repo(reg: InProcessRegistry) -> set[tuple[str, str, str]]:
     for shard in reg.shards:
         store = shard.search.store
         for mark in ("stars", "bookmarks"):
-            for k in store.read(lambda stxn, store=store, mark=mark: [bytes(k) for k, _ in store.scan(stxn, mark, b"")]):
+            for k in store.read(lambda stxn, store=store, mark=mark: [bytes(key) for key, _ in store.scan(stxn, mark, b"")]):
                 repo, user = k.decode().split("\0")
                 found.add((mark, user, repo))
     return found

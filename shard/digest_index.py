@@ -1,0 +1,69 @@
+"""Which repositories name a digest (issue 17): ``ImageListForDigest``, ``DerivedImageList`` and
+``BaseImageList`` look up the repositories whose manifests name the digest (their own, a config's,
+a layer's, an index's children) instead of summarising every image of the shard.
+
+The records (``digests``/``mdigests`` in :mod:`shard.searchstore`) are a superset of the truth at
+every moment: a pushed manifest is added in the push's search transaction, a repository's part is
+rewritten with its listing entry (deletions drop theirs then), and the answer is still filtered
+by the exact test (:func:`~shard.imageinfo.has_digest`) over those repositories' images. Built
+and rebuilt with the listing index (:meth:`~shard.search_index.SearchIndex.warm`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from shard.lmdbstore import Txn
+from shard.metastore import MetaStore
+from shard.searchstore import SearchStore
+
+_HEX_PREFIX = re.compile(r"[0-9a-f]*")
+
+
+def hex_of(digest: str) -> str:
+    return digest.split(":", 1)[-1]
+
+
+def named_digests(digest: str, body: bytes) -> set[str]:
+    """The hex parts of the digests a manifest names: its own, its config's, its layers', its children's."""
+    named = {hex_of(digest)}
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return named
+    if not isinstance(doc, dict):
+        return named
+    config = doc.get("config")
+    parts = [config] if isinstance(config, dict) else []
+    for field in ("layers", "manifests"):
+        items = doc.get(field)
+        if isinstance(items, list):
+            parts.extend(i for i in items if isinstance(i, dict))
+    named.update(hex_of(p["digest"]) for p in parts if isinstance(p.get("digest"), str) and p["digest"])
+    return named
+
+
+def index_manifest(meta: MetaStore, store: SearchStore, txn: Txn, stxn: Txn, repo: str, digest: str) -> None:
+    """Add what ``digest`` of ``repo`` names (``txn``: a read of the main store after its commit)."""
+    body = meta.manifest_bytes(txn, repo, digest)
+    if body is not None:
+        store.digest_add(stxn, repo, digest, named_digests(digest, bytes(body)))
+
+
+def sync_repo(meta: MetaStore, store: SearchStore, txn: Txn, stxn: Txn, repo: str) -> None:
+    """Make ``repo``'s records name exactly its stored manifests (none if it is gone): O(its manifests)."""
+    stored = set(meta.manifest_digests(txn, repo)) if meta.repo_exists(txn, repo) else set()
+    indexed = set(store.digest_manifests(stxn, repo))
+    for gone in indexed - stored:
+        store.digest_drop(stxn, repo, gone)
+    for new in stored - indexed:
+        index_manifest(meta, store, txn, stxn, repo, new)
+
+
+def lookup_prefix(wanted: str) -> str | None:
+    """The hex prefix to look ``wanted`` up by, or None when the records cannot answer it (a
+    ``wanted`` without ``:`` that is not hex may be the start of an algorithm's name: every digest)."""
+    if ":" in wanted:
+        return hex_of(wanted)
+    return wanted if _HEX_PREFIX.fullmatch(wanted) else None
