@@ -81,6 +81,36 @@ def may_read(flt: ReadFilter, repo: str) -> bool:
     return bool(policy.get("otherwise"))
 
 
+def _literal_prefix(pattern: str) -> str:
+    """The part of a glob before its first wildcard: every name it matches starts with it."""
+    cut = min((i for i in (pattern.find("*"), pattern.find("?")) if i >= 0), default=len(pattern))
+    return pattern[:cut]
+
+
+def name_prefixes(flt: ReadFilter) -> list[str] | None:
+    """Prefixes that every repository the caller may read starts with (None: any name may be), so
+    that a shard can count or rank the readable names by walking only those ranges of its index;
+    each name found there is still checked with :func:`may_read`. Sorted, none inside another."""
+    if flt.get("all"):
+        return None
+    grants, policy = flt.get("grants"), flt.get("policy")
+    if grants is not None:
+        found = list(grants)
+    elif policy is None:
+        return None
+    elif policy.get("scopes") is not None:
+        found = [_literal_prefix(s) for s in policy["scopes"]]
+    elif not policy.get("otherwise"):  # only a rule that reads lets a name be read
+        found = [_literal_prefix(pattern) for pattern, reads in policy.get("rules") or () if reads]
+    else:
+        return None
+    kept: list[str] = []
+    for prefix in sorted(set(found)):
+        if not kept or not prefix.startswith(kept[-1]):
+            kept.append(prefix)
+    return None if kept[:1] == [""] else kept
+
+
 class Reader:
     """:func:`may_read` with the grants as a set (a shard checks many names against one filter)."""
 

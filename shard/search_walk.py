@@ -17,7 +17,7 @@ from typing import Any
 from common import messages
 from common.errors import ErrorCode, RegistryError
 from common.protocol import Answer, Frames
-from common.readfilter import Reader
+from common.readfilter import Reader, name_prefixes
 from common.searchorder import keys_pass, rank
 from shard.lmdbstore import Txn, unpack
 from shard.ops.registry import handles
@@ -57,12 +57,19 @@ class _Source:
                 self.counter[0] += 1
                 yield k
 
-    def entries(self) -> Iterator[tuple[str, Any]]:
-        """(name, entry) of every repository by name; the entry raw (unpack it with :meth:`value`)."""
+    def entries(self, prefixes: list[str] | None = None) -> Iterator[tuple[str, Any]]:
+        """(name, entry) of every repository by name (``prefixes``: of those starting with one of
+        them, :func:`~common.readfilter.name_prefixes`); the entry raw (unpack it with :meth:`value`).
+        Each one read is counted."""
         if self.computed is not None:
-            yield from sorted(self.computed.items())
-            return
-        yield from self.search.store.index_names(self.stxn)
+            found: Iterator[tuple[str, Any]] = iter(sorted(self.computed.items()))
+        elif prefixes is None:
+            found = self.search.store.index_names(self.stxn)
+        else:
+            found = (e for p in prefixes for e in self.search.store.index_names(self.stxn, p))
+        for entry in found:
+            self.counter[0] += 1
+            yield entry
 
     def value(self, raw: Any) -> Rec:
         rec: Rec = raw if self.computed is not None else unpack(raw)
@@ -100,6 +107,7 @@ class SearchWalk:
         counter = [0]
         source = _Source(search, txn, stxn, counter)
         reader, owns = Reader(args["access"]), search.owns
+        readable = name_prefixes(args["access"])  # the index ranges a readable name can be in
         text = (args.get("query") or "").strip()
         needle = text.lower()
         flt = {k: v for k, v in (args.get("filter") or {}).items() if v not in (None, [], False) or
@@ -137,8 +145,7 @@ class SearchWalk:
         total: int | None = None
         if args["order"] == "RELEVANCE" and needle:
             ranked = sorted((b"r" + rank(name, text).to_bytes(4, "big") + name.encode(), name)
-                            for name, _ in source.entries() if listed(name))
-            counter[0] += len(ranked)
+                            for name, _ in source.entries(readable) if listed(name))
             if not flt and not args.get("images"):
                 total = len(ranked)
             for k, name in ranked:
@@ -161,19 +168,22 @@ class SearchWalk:
         reply: messages.SearchPageReply = {"items": items, "next": nxt, "scanned": counter[0]}
         if args.get("count"):
             reply["total"] = total if total is not None else self._count(
-                source, stxn, listed, item, bool(needle or flt or not everyone), bool(flt), bool(args.get("images")))
+                source, stxn, listed, item, bool(needle or flt or not everyone), bool(flt), bool(args.get("images")),
+                readable)
+            reply["scanned"] = counter[0]
         return reply
 
     def _count(self, source: _Source, stxn: Txn, listed: Callable[[str], bool],
-               item: Callable[..., dict[str, Any] | None], narrowed: bool, filtered: bool, images: bool) -> int:
+               item: Callable[..., dict[str, Any] | None], narrowed: bool, filtered: bool, images: bool,
+               readable: list[str] | None) -> int:
         """How many repositories (``images``: their images) on this shard the listing has: the kept
-        count when nothing narrows it, else one pass over the entries by name (decoded only when a
-        filter or the image count needs them)."""
+        count when nothing narrows it, else one pass over the entries by name (of the ranges the
+        caller may read in; decoded only when a filter or the image count needs them)."""
         if not narrowed and source.computed is None and self.lists_all():
             store = self.search.store
             return store.index_images(stxn) if images else store.index_count(stxn)
         total = 0
-        for name, raw in source.entries():
+        for name, raw in source.entries(readable):
             if not listed(name):
                 continue
             if not filtered and not images:

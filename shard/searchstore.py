@@ -159,12 +159,10 @@ class ListingIndex(LmdbStore):
         self.put(txn, "indexmeta", b"count", 0)
         self.put(txn, "indexmeta", b"images", 0)
 
-    def index_names(self, txn: Txn) -> Iterator[tuple[str, bytes]]:
-        """(repository, raw entry) of every entry, by name: one sequential pass (counts)."""
-        cursor = txn.cursor(db=self.db["rkeys"])
-        if not cursor.first():
-            return
-        for k, v in cursor.iternext():
+    def index_names(self, txn: Txn, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+        """(repository, raw entry) of every entry whose name starts with ``prefix``, by name: one
+        sequential pass (counts)."""
+        for k, v in self.scan(txn, "rkeys", prefix.encode()):
             yield bytes(k).decode(), v
 
     def index_walk(self, txn: Txn, order: str, after: bytes | None, counter: list[int]) -> Iterator[bytes]:

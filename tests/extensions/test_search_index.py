@@ -365,6 +365,14 @@ def test_a_page_reads_about_limit_times_shards_entries_of_2000_repositories():
                                                "user": None}, []))
         assert len(reply["items"]) == 10 and all(i["Name"].startswith("team-2/") for i in reply["items"])
         assert reply["scanned"] <= 4 * 10 * 2 + 10
+        # its TotalCount (and a text ranked by RELEVANCE) read only the names it may read: 500 of 1,000
+        reply, _ = big.run(shard.walk.op_page({"order": "UPDATE_TIME", "limit": 10, "access": access,
+                                               "user": None, "count": True}, []))
+        assert reply["total"] == 500 and reply["scanned"] <= 500 + 4 * 10 * 2 + 10
+        reply, _ = big.run(shard.walk.op_page({"order": "RELEVANCE", "limit": 10, "access": access,
+                                               "user": None, "count": True, "query": "r-00"}, []))
+        assert reply["total"] == 25 and reply["scanned"] <= 500 + 2 * 10 + 2
+        assert all(i["Name"].startswith("team-2/r-00") for i in reply["items"])
         # a filter nothing passes stops at the cap and says where to continue
         reply, _ = big.run(shard.walk.op_page({"order": "UPDATE_TIME", "limit": 10, "access": {"all": True},
                                                "user": None, "filter": {"Arch": ["s390x"]}}, []))

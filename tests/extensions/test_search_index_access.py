@@ -13,7 +13,7 @@ import pytest
 
 from common.config import parse_config
 from common.errors import RegistryError
-from common.readfilter import Reader, may_read
+from common.readfilter import Reader, may_read, name_prefixes
 from gateway.auth.access import AccessControl
 from gateway.auth.identity import Identity
 from gateway.auth.readgrant import read_filter
@@ -81,16 +81,25 @@ def _identities(access: AccessControl) -> list[Identity]:
 @pytest.mark.parametrize("auth", [True, False])
 def test_the_shard_filter_decides_as_the_gateway(tmp_path, policy, auth):
     access = _access(tmp_path, POLICIES[policy], auth)
-    checked = 0
+    checked = restricted = 0
     for identity in _identities(access):
         flt = read_filter(access, identity)
         reader = Reader(flt)
+        prefixes = name_prefixes(flt)
         for name in NAMES:
             expected = access.can_read(identity, name)
             assert may_read(flt, name) == expected, (policy, identity, name, flt)
             assert reader(name) == expected
+            if expected and prefixes is not None:  # a shard counting only these ranges misses no readable name
+                assert any(name.startswith(p) for p in prefixes), (policy, identity, name, prefixes)
             checked += 1
+        if prefixes is not None:
+            restricted += 1
+            assert prefixes == sorted(prefixes) and not any(
+                b.startswith(a) for a, b in itertools.combinations(prefixes, 2)), prefixes
     assert checked >= len(NAMES) * 10
+    if policy == "specific" and auth:
+        assert restricted >= 3  # the filters of partial-access callers do narrow the walk
 
 
 def test_the_filter_equals_authorize_for_password_callers(tmp_path):
