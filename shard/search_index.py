@@ -157,14 +157,16 @@ class SearchIndex:
                 "s": keys["StarCount"], "p": keys["Platforms"], "n": keys["_images"]}
 
     async def warm(self, batch: int = BUILD_BATCH) -> None:
-        """Build the index once if it is missing or the last run did not close the store, in
+        """Build the index once if it is missing, the last run did not close the store, or another
+        version wrote the store since (``closed_txn``), in
         batches of ``batch`` repositories per write transaction (start-up never waits for it);
         then note the store open until :meth:`close_index`."""
         def begin(stxn: Txn) -> bool:
-            if not self.store.user_marks_built(stxn):
-                self.store.build_user_marks(stxn)  # once, in a store of before the by-user marks
+            written_since = self.store.get(stxn, "indexmeta", b"closed_txn") != self.store.opened_txn
+            if written_since or not self.store.user_marks_built(stxn):
+                self.store.build_user_marks(stxn)  # O(marks): a store of before them, or a rollback
             rebuild = (not self.store.index_flag(stxn, "complete") or self.store.index_flag(stxn, "open")
-                       or not self.store.index_flag(stxn, "digests"))
+                       or not self.store.index_flag(stxn, "digests") or written_since)
             if rebuild:
                 self.store.index_clear(stxn)
                 self.store.set_index_flag(stxn, "complete", False)
@@ -206,6 +208,7 @@ class SearchIndex:
                 self.reindex(stxn, repo)
             if not self._rewrite_failed:  # else: rebuilt at the next start
                 self.store.set_index_flag(stxn, "open", False)
+                self.store.put(stxn, "indexmeta", b"closed_txn", stxn.id())  # this transaction's
 
         self.store.write(run)
 

@@ -29,6 +29,9 @@ change of the main store, by the hook that follows its commit::
                "digests"            -> the build indexes digests too (a store without it is rebuilt)
                "open"               -> set while a shard has the store open: found at start, the last
                                        run did not stop cleanly and the index is rebuilt
+               "closed_txn"         -> the transaction of the last clean close: a store opened with a
+                                       later one was written since by a version that does not keep
+                                       the index (a rollback), and the index is rebuilt
 
 By digest (``ImageListForDigest``, ``Derived``/``BaseImageList``: :mod:`shard.digest_index`), kept
 with the listing index (built with it, each repository's part rewritten with its entry)::
@@ -223,6 +226,8 @@ class DigestIndex(ListingIndex):
 class SearchStore(DigestIndex):
     def __init__(self, path: Path, *, sync: bool = True) -> None:
         super().__init__(path, dbs=_DBS, sync=sync, map_size=64 << 20)
+        #: The last transaction when opened (O(1)): compared with ``closed_txn`` by the index's build.
+        self.opened_txn: int = self.env.info()["last_txnid"]
 
     # -- pushes and tag times ------------------------------------------------------------
     def record_push(self, txn: Txn, repo: str, digest: str, tags: Iterable[str], at: float, by: str) -> None:
