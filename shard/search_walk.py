@@ -44,9 +44,10 @@ class _Source:
                 if rec is not None:
                     self.computed[name] = rec
 
-    def walk(self, order: str, after: bytes | None) -> Iterator[bytes]:
+    def walk(self, order: str, after: bytes | None, names: list[str] | None = None) -> Iterator[bytes]:
+        """``order`` keys after ``after`` (``names``: of the names starting with one of them only)."""
         if self.computed is None:
-            yield from self.search.store.index_walk(self.stxn, order, after, self.counter)
+            yield from self.search.store.index_walk(self.stxn, order, after, self.counter, names)
             return
         prefix = ORDER_PREFIX[order]
         keys = sorted(k for name, rec in self.computed.items() for k in order_keys(name, rec) if k[:1] == prefix)
@@ -157,7 +158,7 @@ class SearchWalk:
         else:
             order = "ALPHABETIC_ASC" if args["order"] == "RELEVANCE" else args["order"]
             start = counter[0]
-            for k in source.walk(order, after):
+            for k in source.walk(order, after, readable):
                 name = order_name(k)
                 if listed(name) and take(k, name):
                     nxt = k

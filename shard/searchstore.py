@@ -168,12 +168,25 @@ class ListingIndex(LmdbStore):
         for k, v in self.scan(txn, "rkeys", prefix.encode()):
             yield bytes(k).decode(), v
 
-    def index_walk(self, txn: Txn, order: str, after: bytes | None, counter: list[int]) -> Iterator[bytes]:
-        """``order`` keys in the listing's order, after ``after``; ``counter[0]`` counts the reads."""
+    def index_walk(self, txn: Txn, order: str, after: bytes | None, counter: list[int],
+                   names: list[str] | None = None) -> Iterator[bytes]:
+        """``order`` keys in the listing's order, after ``after``; ``counter[0]`` counts the reads.
+        ``names`` (by name only, sorted, none a prefix of another): walk just the names starting
+        with one of them, range after range (:func:`~common.readfilter.name_prefixes`)."""
         prefix = ORDER_PREFIX[order]
+        if names is not None and prefix == b"a":
+            ranges = [b"a" + n.encode() for n in names]
+            for lo in reversed(ranges) if order == "ALPHABETIC_DSC" else ranges:
+                yield from self._walk_range(txn, order, lo, after, counter)
+            return
+        yield from self._walk_range(txn, order, prefix, after, counter)
+
+    def _walk_range(self, txn: Txn, order: str, prefix: bytes, after: bytes | None,
+                    counter: list[int]) -> Iterator[bytes]:
         cursor = txn.cursor(db=self.db["order"])
-        if order == "ALPHABETIC_DSC":  # backwards from just before ``after`` (or the end of "a")
-            found = cursor.set_range(after if after is not None else b"b")
+        if order == "ALPHABETIC_DSC":  # backwards from just before ``after`` (or the end of the range)
+            end = _after_prefix(prefix)
+            found = cursor.set_range(min(after, end) if after is not None and end is not None else after or end)
             found = cursor.prev() if found else cursor.last()
             while found:
                 k = cursor.key()
@@ -183,7 +196,7 @@ class ListingIndex(LmdbStore):
                 yield bytes(k)
                 found = cursor.prev()
             return
-        start = prefix if after is None else after + b"\0"
+        start = prefix if after is None else max(prefix, after + b"\0")
         if not cursor.set_range(start):
             return
         for k in cursor.iternext(values=False):
@@ -191,6 +204,12 @@ class ListingIndex(LmdbStore):
                 return
             counter[0] += 1
             yield bytes(k)
+
+
+def _after_prefix(prefix: bytes) -> bytes | None:
+    """The least key greater than every key starting with ``prefix`` (None: there is none)."""
+    stripped = prefix.rstrip(b"\xff")
+    return stripped[:-1] + bytes([stripped[-1] + 1]) if stripped else None
 
 
 class DigestIndex(ListingIndex):

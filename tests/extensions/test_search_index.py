@@ -365,6 +365,17 @@ def test_a_page_reads_about_limit_times_shards_entries_of_2000_repositories():
                                                "user": None}, []))
         assert len(reply["items"]) == 10 and all(i["Name"].startswith("team-2/") for i in reply["items"])
         assert reply["scanned"] <= 4 * 10 * 2 + 10
+        # by name, the walk starts where the readable names start (500 names of team-0/ come first)
+        for order in ("ALPHABETIC_ASC", "ALPHABETIC_DSC", "RELEVANCE"):
+            seen, after = [], None
+            for _ in range(3):  # three pages joined: the cursor resumes inside the range
+                reply, _ = big.run(shard.walk.op_page({"order": order, "limit": 10, "access": access,
+                                                       "user": None, "after": after}, []))
+                assert reply["scanned"] <= 2 * 10 + 2, (order, reply["scanned"])
+                seen += [i["Name"] for i in reply["items"]]
+                after = reply["next"]
+            team2 = sorted(f"team-2/r-{i:04d}" for i in range(2, 2000, 4))
+            assert seen == (team2[::-1][:30] if order == "ALPHABETIC_DSC" else team2[:30])
         # its TotalCount (and a text ranked by RELEVANCE) read only the names it may read: 500 of 1,000
         reply, _ = big.run(shard.walk.op_page({"order": "UPDATE_TIME", "limit": 10, "access": access,
                                                "user": None, "count": True}, []))
