@@ -15,6 +15,54 @@ def pytest_configure(config: pytest.Config) -> None:
                    "instead of the session's real cluster")
 
 
+# Modules that kill processes at chosen moments, resize under load, watch memory or descriptor
+# limits, or run the benchmarks. Under xdist (tests/run) they form one unit, "machine": they run
+# one after another on one worker and never beside each other; the other worker runs the rest.
+# See docs/testing.md.
+MACHINE = frozenset({
+    "tests/integration/test_chaos.py",
+    "tests/integration/test_reshard_kill.py",
+    "tests/integration/test_reshard_load.py",
+    "tests/integration/test_reshard_fraction.py",
+    "tests/integration/test_reshard_stale_gateway.py",
+    "tests/integration/test_reshard_users.py",
+    "tests/integration/test_memory.py",
+    "tests/integration/test_upload_descriptors.py",
+    "tests/bench/test_bench_scale.py",
+    "tests/bench/test_bench_workloads.py",
+    "tests/bench/test_bench_pullthrough.py",
+    "tests/bench/test_bench_reshard.py",
+})
+
+
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """``--dist loadfile`` (tests/run): a module is the unit a worker gets, so its module-scoped
+    servers start once, except that the ``MACHINE`` modules are one unit together."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class MachineGrouped(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = _module(nodeid)
+            return "machine" if module in MACHINE else module
+
+    return MachineGrouped(config, log)  # type: ignore[arg-type]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker, the ``MACHINE`` modules come first: the scheduler hands out units in
+    collection order (tests/run passes --no-loadscope-reorder), and the longest unit must start
+    first rather than form the tail of the run. Every module keeps its own order."""
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: _module(item.nodeid) not in MACHINE)
+
+
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """One registry for the whole session (2 shards, 2 gateway workers), embedded defaults."""

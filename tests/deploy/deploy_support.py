@@ -11,6 +11,7 @@ Run as a script to rewrite ``k8s/`` from the chart's default rendering::
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
@@ -46,12 +47,23 @@ class ToolError(RuntimeError):
 
 
 def ensure_tools(dest: Path = TOOLS) -> dict[str, Path]:
-    """Paths of ``helm`` and ``kubectl``, downloading them on first use."""
+    """Paths of ``helm`` and ``kubectl``, downloading them on first use. Under a lock file: on a
+    fresh clone both xdist workers may ask at once, and one must not replace ``bin/`` while the
+    other runs helm from it."""
     bin_dir = dest / "bin"
     tools = {"helm": bin_dir / "helm", "kubectl": bin_dir / "kubectl"}
     if all(p.is_file() and os.access(p, os.X_OK) for p in tools.values()):
         return tools
     dest.mkdir(parents=True, exist_ok=True)
+    with open(dest / ".download.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if all(p.is_file() and os.access(p, os.X_OK) for p in tools.values()):
+            return tools  # the other worker fetched them while this one waited
+        _download_tools(dest, bin_dir)
+    return tools
+
+
+def _download_tools(dest: Path, bin_dir: Path) -> None:
     with tempfile.TemporaryDirectory(dir=dest) as tmp:
         proc = subprocess.run(
             [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
@@ -81,7 +93,6 @@ def ensure_tools(dest: Path = TOOLS) -> dict[str, Path]:
         if bin_dir.exists():
             shutil.rmtree(bin_dir)
         staging.rename(bin_dir)
-    return tools
 
 
 def run(cmd: list[str | Path], **kwargs: Any) -> subprocess.CompletedProcess[str]:
