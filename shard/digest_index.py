@@ -11,8 +11,8 @@ and rebuilt with the listing index (:meth:`~shard.search_index.SearchIndex.warm`
 
 from __future__ import annotations
 
-import json
 import re
+from typing import Any
 
 from shard.lmdbstore import Txn
 from shard.metastore import MetaStore
@@ -25,30 +25,17 @@ def hex_of(digest: str) -> str:
     return digest.split(":", 1)[-1]
 
 
-def named_digests(digest: str, body: bytes) -> set[str]:
-    """The hex parts of the digests a manifest names: its own, its config's, its layers', its children's."""
-    named = {hex_of(digest)}
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return named
-    if not isinstance(doc, dict):
-        return named
-    config = doc.get("config")
-    parts = [config] if isinstance(config, dict) else []
-    for field in ("layers", "manifests"):
-        items = doc.get(field)
-        if isinstance(items, list):
-            parts.extend(i for i in items if isinstance(i, dict))
-    named.update(hex_of(p["digest"]) for p in parts if isinstance(p.get("digest"), str) and p["digest"])
-    return named
+def named_digests(digest: str, record: dict[str, Any]) -> set[str]:
+    """The hex parts of the digests a manifest names: its own and what its record lists (the config
+    and layers as ``blobs``, an index's ``children``: parsed when it was pushed)."""
+    return {hex_of(d) for d in (digest, *record.get("blobs", ()), *record.get("children", ())) if d}
 
 
 def index_manifest(meta: MetaStore, store: SearchStore, txn: Txn, stxn: Txn, repo: str, digest: str) -> None:
     """Add what ``digest`` of ``repo`` names (``txn``: a read of the main store after its commit)."""
-    body = meta.manifest_bytes(txn, repo, digest)
-    if body is not None:
-        store.digest_add(stxn, repo, digest, named_digests(digest, bytes(body)))
+    record = meta.get_manifest(txn, repo, digest)
+    if record is not None:
+        store.digest_add(stxn, repo, digest, named_digests(digest, record))
 
 
 def sync_repo(meta: MetaStore, store: SearchStore, txn: Txn, stxn: Txn, repo: str) -> None:

@@ -166,11 +166,10 @@ class SearchIndex:
             if written_since or not self.store.user_marks_built(stxn):
                 self.store.build_user_marks(stxn)  # O(marks): a store of before them, or a rollback
             rebuild = (not self.store.index_flag(stxn, "complete") or self.store.index_flag(stxn, "open")
-                       or not self.store.index_flag(stxn, "digests") or written_since)
+                       or written_since)
             if rebuild:
                 self.store.index_clear(stxn)
                 self.store.set_index_flag(stxn, "complete", False)
-                self.store.set_index_flag(stxn, "digests", True)
             self.store.set_index_flag(stxn, "open", True)
             return rebuild
 

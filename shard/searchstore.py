@@ -26,12 +26,12 @@ change of the main store, by the hook that follows its commit::
     indexmeta  "count"              -> repositories with an entry (kept in the same transactions)
                "images"             -> the sum of their ``n`` (kept alike)
                "complete"           -> True once every repository was indexed (a build sets it last)
-               "digests"            -> the build indexes digests too (a store without it is rebuilt)
                "open"               -> set while a shard has the store open: found at start, the last
                                        run did not stop cleanly and the index is rebuilt
                "closed_txn"         -> the transaction of the last clean close: a store opened with a
                                        later one was written since by a version that does not keep
-                                       the index (a rollback), and the index is rebuilt
+                                       the index (a rollback, or a version of before: none), and
+                                       the index is rebuilt
 
 By digest (``ImageListForDigest``, ``Derived``/``BaseImageList``: :mod:`shard.digest_index`), kept
 with the listing index (built with it, each repository's part rewritten with its entry)::
