@@ -166,12 +166,12 @@ class SearchWalk:
                 if counter[0] - start >= MAX_SCAN:
                     nxt = k
                     break
+        if args.get("count") and total is None:
+            total = self._count(source, stxn, listed, item, bool(needle or flt or not everyone), bool(flt),
+                                bool(args.get("images")), readable)
         reply: messages.SearchPageReply = {"items": items, "next": nxt, "scanned": counter[0]}
-        if args.get("count"):
-            reply["total"] = total if total is not None else self._count(
-                source, stxn, listed, item, bool(needle or flt or not everyone), bool(flt), bool(args.get("images")),
-                readable)
-            reply["scanned"] = counter[0]
+        if total is not None and args.get("count"):
+            reply["total"] = total
         return reply
 
     def _count(self, source: _Source, stxn: Txn, listed: Callable[[str], bool],

@@ -186,7 +186,7 @@ class ListingIndex(LmdbStore):
         cursor = txn.cursor(db=self.db["order"])
         if order == "ALPHABETIC_DSC":  # backwards from just before ``after`` (or the end of the range)
             end = _after_prefix(prefix)
-            found = cursor.set_range(min(after, end) if after is not None and end is not None else after or end)
+            found = cursor.set_range(end if after is None else min(after, end))
             found = cursor.prev() if found else cursor.last()
             while found:
                 k = cursor.key()
@@ -206,10 +206,10 @@ class ListingIndex(LmdbStore):
             yield bytes(k)
 
 
-def _after_prefix(prefix: bytes) -> bytes | None:
-    """The least key greater than every key starting with ``prefix`` (None: there is none)."""
+def _after_prefix(prefix: bytes) -> bytes:
+    """The least key greater than every key starting with ``prefix`` (an order prefix: a letter first)."""
     stripped = prefix.rstrip(b"\xff")
-    return stripped[:-1] + bytes([stripped[-1] + 1]) if stripped else None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
 class DigestIndex(ListingIndex):
