@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 
-import bcrypt
 import httpx
 import pytest
 
+from tests.credentials import basic_header, write_htpasswd
 from tests.extensions.conftest import gql
 from tests.extensions.fixtures import FULL_EXTENSIONS, push_image
 from tests.inprocess import InProcessRegistry
@@ -26,15 +25,14 @@ REPOS = ["team-a/app", "team-a/lib", "public/base", "secret/db", "secret/keys"]
 
 
 def basic(user: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{USERS[user]}".encode()).decode()}
+    return basic_header(user, USERS[user])
 
 
 @pytest.fixture(scope="module")
 def auth_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessRegistry]:
     tmp = tmp_path_factory.mktemp("ext-auth")
     htpasswd = tmp / "htpasswd"
-    htpasswd.write_text("".join(f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(4)).decode()}\n"
-                                for u, p in USERS.items()))
+    write_htpasswd(htpasswd, USERS)
     config = {"http": {"auth": {"htpasswd": {"path": str(htpasswd)}}, "accessControl": ACCESS},
               "extensions": FULL_EXTENSIONS}
     with InProcessRegistry(shards=3, config=config) as registry:

@@ -5,17 +5,16 @@ retention and a resize's import and purge, is exactly the list an independent or
 
 from __future__ import annotations
 
-import base64
 import os
 from collections.abc import Iterator
 from typing import Any
 
-import bcrypt
 import httpx
 import pytest
 
 from common.searchorder import platform_match, rank
 from gateway.auth.identity import Identity
+from tests.credentials import basic_header, write_htpasswd
 from tests.extensions.conftest import gql
 from tests.extensions.fixtures import FULL_EXTENSIONS, push_image, put_manifest
 from tests.inprocess import InProcessRegistry
@@ -39,15 +38,14 @@ CALLERS = ("admin", "alice", "bob")  # bob: only what every user reads (public/*
 
 
 def basic(user: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{USERS[user]}".encode()).decode()}
+    return basic_header(user, USERS[user])
 
 
 @pytest.fixture(scope="module")
 def reg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessRegistry]:
     tmp = tmp_path_factory.mktemp("search-index")
     htpasswd = tmp / "htpasswd"
-    htpasswd.write_text("".join(f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(4)).decode()}\n"
-                                for u, p in USERS.items()))
+    write_htpasswd(htpasswd, USERS)
     config = {"http": {"auth": {"htpasswd": {"path": str(htpasswd)}}, "accessControl": ACCESS},
               "storage": {"retention": RETENTION}, "extensions": FULL_EXTENSIONS}
     with InProcessRegistry(shards=2, config=config) as registry:

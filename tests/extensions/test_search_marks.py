@@ -6,13 +6,12 @@ every repository answers, after toggles, a resize's purge and import, and in a s
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from typing import Any
 
-import bcrypt
 import pytest
 
+from tests.credentials import basic_header, write_htpasswd
 from tests.extensions.conftest import gql
 from tests.extensions.fixtures import FULL_EXTENSIONS, push_image
 from tests.inprocess import InProcessRegistry
@@ -26,14 +25,13 @@ QUERY = """{ StarredRepos(requestedPage: {sortBy: ALPHABETIC_ASC}) { Page { Tota
 
 
 def basic(user: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{USERS[user]}".encode()).decode()}
+    return basic_header(user, USERS[user])
 
 
 @pytest.fixture(scope="module")
 def reg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessRegistry]:
     htpasswd = tmp_path_factory.mktemp("marks") / "htpasswd"
-    htpasswd.write_text("".join(f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(4)).decode()}\n"
-                                for u, p in USERS.items()))
+    write_htpasswd(htpasswd, USERS)
     config = {"http": {"auth": {"htpasswd": {"path": str(htpasswd)}},
                        "accessControl": {"repositories": {"**": {"defaultPolicy": ["read", "create"]}}}},
               "extensions": FULL_EXTENSIONS}

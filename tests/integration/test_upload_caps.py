@@ -7,18 +7,17 @@ tests/integration/test_upload_descriptors.py).
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import resource
 from collections.abc import Iterator
 
-import bcrypt
 import httpx
 import pytest
 
 from common.errors import ErrorCode, RegistryError
 from shard.ops.uploads import UploadOps
 from shard.service import ShardService
+from tests.credentials import basic_header, write_htpasswd
 from tests.inprocess import InProcessRegistry
 from tests.oci import digest
 
@@ -27,14 +26,13 @@ PER_USER, PER_SHARD = 3, 7
 
 
 def basic(user: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{USERS[user]}".encode()).decode()}
+    return basic_header(user, USERS[user])
 
 
 @pytest.fixture(scope="module")
 def capped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessRegistry]:
     htpasswd = tmp_path_factory.mktemp("caps") / "htpasswd"
-    htpasswd.write_text("".join(f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(4)).decode()}\n"
-                                for u, p in USERS.items()))
+    write_htpasswd(htpasswd, USERS)
     config = {"http": {"auth": {"htpasswd": {"path": str(htpasswd)}},
                        "accessControl": {"repositories": {"**": {
                            "policies": [{"users": list(USERS), "actions": ["read", "create", "update", "delete"]}],
