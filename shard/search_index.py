@@ -35,7 +35,7 @@ from shard.hooks import Pushed
 from shard.imageinfo import Facts, fmt_time, parse_time
 from shard.lmdbstore import Txn
 from shard.metastore import MetaStore
-from shard.searchstore import SearchStore
+from shard.searchstore import CLOSED_KEY, SearchStore
 
 log = logging.getLogger("shardreg.shard.search")
 SIG_TAG_RE = re.compile(r"^(sha256|sha512)-([a-f0-9]+)\.(sig|att|sbom)$")
@@ -158,11 +158,11 @@ class SearchIndex:
 
     async def warm(self, batch: int = BUILD_BATCH) -> None:
         """Build the index once if it is missing, the last run did not close the store, or another
-        version wrote the store since (``closed_txn``), in
+        version wrote the store since (``CLOSED_KEY``), in
         batches of ``batch`` repositories per write transaction (start-up never waits for it);
         then note the store open until :meth:`close_index`."""
         def begin(stxn: Txn) -> bool:
-            written_since = self.store.get(stxn, "indexmeta", b"closed_txn") != self.store.opened_txn
+            written_since = self.store.get(stxn, "indexmeta", CLOSED_KEY) != self.store.opened_txn
             if written_since or not self.store.user_marks_built(stxn):
                 self.store.build_user_marks(stxn)  # O(marks): a store of before them, or a rollback
             rebuild = (not self.store.index_flag(stxn, "complete") or self.store.index_flag(stxn, "open")
@@ -207,7 +207,7 @@ class SearchIndex:
                 self.reindex(stxn, repo)
             if not self._rewrite_failed:  # else: rebuilt at the next start
                 self.store.set_index_flag(stxn, "open", False)
-                self.store.put(stxn, "indexmeta", b"closed_txn", stxn.id())  # this transaction's
+                self.store.put(stxn, "indexmeta", CLOSED_KEY, stxn.id())  # this transaction's
 
         self.store.write(run)
 

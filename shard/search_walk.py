@@ -144,7 +144,13 @@ class SearchWalk:
             return len(items) >= limit
         nxt: bytes | None = None
         total: int | None = None
-        if args["order"] == "RELEVANCE" and needle:
+        platforms: tuple[int, int] | None = None  # (repositories, images) passing an Os/Arch filter alone
+        if everyone and all_owned and source.computed is None and not needle and flt and set(flt) <= {"Os", "Arch"}:
+            platforms = self._platform_count(stxn, source, flt)
+            total = platforms[1] if args.get("images") else platforms[0]
+        if platforms is not None and not platforms[0]:
+            pass  # no repository of this shard passes the filter: nothing to walk
+        elif args["order"] == "RELEVANCE" and needle:
             ranked = sorted((b"r" + rank(name, text).to_bytes(4, "big") + name.encode(), name)
                             for name, _ in source.entries(readable) if listed(name))
             if not flt and not args.get("images"):
@@ -194,6 +200,18 @@ class SearchWalk:
             if not filtered or item(b"", name, rec, marks=False) is not None:
                 total += rec.get("n", 0) if images else 1
         return total
+
+    @staticmethod
+    def _platform_count(stxn: Txn, source: _Source, flt: dict[str, Any]) -> tuple[int, int]:
+        """(repositories, images) passing an Os/Arch filter, from the kept counts by platform
+        signature: O(signatures), not O(repositories)."""
+        repos = images = 0
+        for oses, arches, sig_repos, sig_images in source.search.store.platform_counts(stxn):
+            source.counter[0] += 1
+            platforms = [{"Os": os_} for os_ in oses] + [{"Arch": arch} for arch in arches]
+            if keys_pass({"Platforms": platforms}, flt):
+                repos, images = repos + sig_repos, images + sig_images
+        return repos, images
 
     def _signed(self, txn: Txn, stxn: Txn, name: str) -> bool:
         """Whether the repository's newest image is signed (the full summary's NewestImage)."""

@@ -23,15 +23,20 @@ change of the main store, by the hook that follows its commit::
                "u" desc8(u) repo    -> b""      newest update first (UPDATE_TIME), then by name
                "d" desc8(d) repo    -> b""      most downloads first (DOWNLOADS), then by name
                "s" desc8(s) repo    -> b""      most stars first (STARS), then by name
+    psigs      [oses, arches]       -> [repositories, images] with an entry of these platforms (the
+                                       sorted lower-case Os and Arch sets of ``p``), kept alike:
+                                       an Os/Arch filter's count sums the signatures it matches
     indexmeta  "count"              -> repositories with an entry (kept in the same transactions)
                "images"             -> the sum of their ``n`` (kept alike)
                "complete"           -> True once every repository was indexed (a build sets it last)
                "open"               -> set while a shard has the store open: found at start, the last
                                        run did not stop cleanly and the index is rebuilt
-               "closed_txn"         -> the transaction of the last clean close: a store opened with a
+               CLOSED_KEY           -> the transaction of the last clean close: a store opened with a
                                        later one was written since by a version that does not keep
-                                       the index (a rollback, or a version of before: none), and
-                                       the index is rebuilt
+                                       the index as this one does (a rollback, or a version of
+                                       before: none), and the index is rebuilt. The key names the
+                                       index's format, so an older version's clean close (which
+                                       writes its own key) is "written since" too
 
 By digest (``ImageListForDigest``, ``Derived``/``BaseImageList``: :mod:`shard.digest_index`), kept
 with the listing index (built with it, each repository's part rewritten with its entry)::
@@ -49,10 +54,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from shard.lmdbstore import LmdbStore, Txn, key
+from shard.lmdbstore import LmdbStore, Txn, key, pack, unpack
 
 _DBS = ("pushes", "tagtimes", "stats", "stars", "bookmarks", "trust", "rkeys", "order", "indexmeta", "umarks",
-        "digests", "mdigests")
+        "digests", "mdigests", "psigs")
+#: ``indexmeta`` key of the last clean close; a new format of the index (a new database kept with
+#: it) takes a new key, so that a store last closed by another version is rebuilt.
+CLOSED_KEY = b"closed_txn:psigs"
 #: The databases keyed by repository (they move with it in a resize).
 _REPO_DBS = ("pushes", "tagtimes", "stats", "stars", "bookmarks")
 #: A per-user mark on a repository.
@@ -83,6 +91,14 @@ def order_keys(repo: str, rec: dict[str, Any]) -> list[bytes]:
     name = repo.encode()
     return [b"a" + name, b"u" + _desc_float(rec["u"]) + name, b"d" + _desc_int(rec["d"]) + name,
             b"s" + _desc_int(rec["s"]) + name]
+
+
+def platform_signature(rec: dict[str, Any]) -> bytes:
+    """The ``psigs`` key of an entry: its platforms' Os and Arch values, each a sorted lower-case set."""
+    platforms = rec.get("p") or []
+    oses = sorted({(p.get("Os") or "").lower() for p in platforms})
+    arches = sorted({(p.get("Arch") or "").lower() for p in platforms})
+    return pack([oses, arches])
 
 
 def order_name(k: bytes) -> str:
@@ -120,12 +136,30 @@ class ListingIndex(LmdbStore):
             self.put(txn, "rkeys", repo.encode(), rec)
             for k in order_keys(repo, rec):
                 txn.put(k, b"", db=order)
+        if old is not None:
+            self._add_signature(txn, platform_signature(old), -1, -old.get("n", 0))
+        if rec is not None:
+            self._add_signature(txn, platform_signature(rec), 1, rec.get("n", 0))
         if (old is None) != (rec is None):
             self.put(txn, "indexmeta", b"count", self.index_count(txn) + (1 if old is None else -1))
         images = (rec or {}).get("n", 0) - (old or {}).get("n", 0)
         if images:
             self.put(txn, "indexmeta", b"images", self.index_images(txn) + images)
         return True
+
+    def _add_signature(self, txn: Txn, sig: bytes, repos: int, images: int) -> None:
+        counts = self.get(txn, "psigs", sig) or [0, 0]
+        counts = [counts[0] + repos, counts[1] + images]
+        if counts[0] > 0:
+            self.put(txn, "psigs", sig, counts)
+        else:
+            txn.delete(sig, db=self.db["psigs"])
+
+    def platform_counts(self, txn: Txn) -> Iterator[tuple[list[str], list[str], int, int]]:
+        """(oses, arches, repositories, images) of every platform signature with an entry."""
+        for k, v in self.scan(txn, "psigs", b""):
+            (oses, arches), (repos, images) = unpack(bytes(k)), unpack(v)
+            yield oses, arches, repos, images
 
     def index_add_downloads(self, txn: Txn, repo: str, delta: int) -> None:
         """Pulls counted: the entry's downloads and its one ``"d"`` key move (a delete and a put)."""
@@ -157,7 +191,7 @@ class ListingIndex(LmdbStore):
 
     def index_clear(self, txn: Txn) -> None:
         """Drop every entry (a rebuild starts here)."""
-        for db in ("rkeys", "order", "digests", "mdigests"):
+        for db in ("rkeys", "order", "digests", "mdigests", "psigs"):
             txn.drop(self.db[db], delete=False)
         self.put(txn, "indexmeta", b"count", 0)
         self.put(txn, "indexmeta", b"images", 0)

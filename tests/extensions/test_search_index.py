@@ -14,6 +14,7 @@ import pytest
 
 from common.searchorder import platform_match, rank
 from gateway.auth.identity import Identity
+from shard.lmdbstore import unpack
 from tests.credentials import basic_header, write_htpasswd
 from tests.extensions.conftest import gql
 from tests.extensions.fixtures import FULL_EXTENSIONS, push_image, put_manifest
@@ -152,6 +153,24 @@ def check(reg: InProcessRegistry, user: str | None, order: str, text: str | None
     return total
 
 
+def platform_counts(store: Any, stxn: Any) -> dict:
+    """The kept counts by platform signature."""
+    return {(tuple(oses), tuple(arches)): (repos, images)
+            for oses, arches, repos, images in store.platform_counts(stxn)}
+
+
+def recounted(store: Any, stxn: Any) -> dict:
+    """The same counts, from every entry."""
+    out: dict = {}
+    for _, raw in store.index_names(stxn):
+        rec = unpack(raw)
+        sig = (tuple(sorted({(p.get("Os") or "").lower() for p in rec["p"]})),
+               tuple(sorted({(p.get("Arch") or "").lower() for p in rec["p"]})))
+        repos, images = out.get(sig, (0, 0))
+        out[sig] = (repos + 1, images + rec["n"])
+    return out
+
+
 def index_is_fresh(reg: InProcessRegistry) -> None:
     """Every entry of every shard's index is what the repository's keys are now; the kept count too
     (once the background rewrites that deletions asked for are done, as a listing waits for them)."""
@@ -169,6 +188,7 @@ def index_is_fresh(reg: InProcessRegistry) -> None:
                     entries += kept is not None
                 assert search.store.index_count(stxn) == entries
                 assert search.index_complete(stxn)
+                assert platform_counts(search.store, stxn) == recounted(search.store, stxn)
 
         search.meta.read(both)
 
@@ -321,7 +341,7 @@ def test_a_page_reads_about_limit_times_shards_entries_of_2000_repositories():
                 for i in range(index, 2000, 2):
                     shard.search.store.index_put(stxn, f"team-{i % 4}/r-{i:04d}", {
                         "u": float(i % 500), "l": f"t{i % 500}", "d": i % 7, "s": i % 3,
-                        "p": [{"Os": "linux", "Arch": "amd64" if i % 5 else "arm64"}]})
+                        "p": [{"Os": "linux", "Arch": "amd64" if i % 5 else "arm64"}], "n": 1 + i % 3})
             shard.search.store.write(fill)
         gateway = big.app.state.client  # type: ignore[attr-defined]
         gql(c, "{ RepoListWithNewestImage(requestedPage: {limit: 1}) { Results { Name } } }")  # the map known
@@ -382,9 +402,26 @@ def test_a_page_reads_about_limit_times_shards_entries_of_2000_repositories():
                                                "user": None, "count": True, "query": "r-00"}, []))
         assert reply["total"] == 25 and reply["scanned"] <= 500 + 2 * 10 + 2
         assert all(i["Name"].startswith("team-2/r-00") for i in reply["items"])
-        # a filter nothing passes stops at the cap and says where to continue
+        # an Os/Arch filter's TotalCount for a caller who reads everything: the kept counts of the
+        # platform signatures (2 here), not a pass over the 1,000 entries; none passing: no walk
+        for flt, arches in (({"Arch": ["ARM64"]}, {"arm64"}), ({"Os": ["linux"], "Arch": ["amd64", "arm64"]},
+                            {"amd64", "arm64"}), ({"Os": ["windows"]}, set()), ({"Os": ["Linux"], "Arch": ["amd64"]}, {"amd64"})):
+            matching = [i for i in range(0, 2000, 2) if ("amd64" if i % 5 else "arm64") in arches]
+            for images in (False, True):
+                ask = {"order": "UPDATE_TIME", "limit": 10, "access": {"all": True}, "user": None, "filter": flt,
+                       "images": images}
+                page, _ = big.run(shard.walk.op_page(ask, []))
+                reply, _ = big.run(shard.walk.op_page({**ask, "count": True}, []))
+                total = sum(1 + i % 3 for i in matching) if images else len(matching)
+                assert reply["total"] == total, (flt, images, reply["total"])
+                assert reply["items"] == page["items"] and len(page["items"]) == min(10, total)
+                assert reply["scanned"] == page["scanned"], (flt, page["scanned"], reply["scanned"])
+                if not total:  # nothing passes: the 2 signatures read, no walk
+                    assert page == {"items": [], "next": None, "scanned": 2}
+        # a filter nothing passes stops at the cap and says where to continue (one the platform
+        # counts do not decide: they answer an Os/Arch filter alone, as above)
         reply, _ = big.run(shard.walk.op_page({"order": "UPDATE_TIME", "limit": 10, "access": {"all": True},
-                                               "user": None, "filter": {"Arch": ["s390x"]}}, []))
+                                               "user": None, "filter": {"Arch": ["amd64"], "IsBookmarked": True}}, []))
         assert reply["items"] == [] and reply["next"] is not None and reply["scanned"] <= 2 * 2000
 
 

@@ -74,5 +74,20 @@ def test_a_clean_restart_keeps_the_index_and_a_foreign_write_rebuilds_it(tmp_pat
         asyncio.run(search.warm())
         assert indexed(search) == {f"r{i:06d}" for i in range(5)} | {"old000000"}  # rebuilt: marker gone
         search.close()
+
+        # the version before this index format: it keeps the index, not the platform counts, and
+        # marks its own clean close (``closed_txn``): this version rebuilds all the same
+        search = open_search(service)
+        asyncio.run(search.warm())
+        search.store.write(lambda stxn: search.store.index_put(stxn, "marker", {"u": 1.0, "l": "", "d": 0, "s": 0,
+                                                                              "p": [], "n": 1}))
+        search.close()
+        previous = SearchStore(service.root / "search", sync=False)
+        previous.write(lambda stxn: previous.put(stxn, "indexmeta", b"closed_txn", stxn.id()))
+        previous.close()
+        search = open_search(service)
+        asyncio.run(search.warm())
+        assert "marker" not in indexed(search)
+        search.close()
     finally:
         service.close()
