@@ -31,6 +31,8 @@ class SearchPageRequest(TypedDict):
     count: NotRequired[bool]
     #: ``total`` counts their images instead (ImageList without a repository).
     images: NotRequired[bool]
+    #: Items are only ``Name`` and ``_k`` (up to ``MAX_SKIM`` of them): the gateway skipping an offset.
+    skim: NotRequired[bool]
 
 
 class SearchPageReply(TypedDict):

@@ -27,6 +27,9 @@ from shard.searchstore import ORDER_PREFIX, order_keys, order_name
 #: Index entries one request reads at most before answering with a cursor to continue.
 MAX_SCAN = 2000
 MAX_LIMIT = 1000
+#: The same two for a ``skim`` (names and keys only: the gateway skipping a deep offset).
+MAX_SKIM_SCAN = 20000
+MAX_SKIM = 10000
 ORDERS = frozenset(ORDER_PREFIX) | {"RELEVANCE"}
 Rec = dict[str, Any]
 
@@ -113,7 +116,9 @@ class SearchWalk:
         needle = text.lower()
         flt = {k: v for k, v in (args.get("filter") or {}).items() if v not in (None, [], False) or
                (k in ("IsStarred", "IsBookmarked") and v is False)}
-        limit = max(1, min(int(args["limit"]), MAX_LIMIT))
+        skim = bool(args.get("skim"))
+        limit = max(1, min(int(args["limit"]), MAX_SKIM if skim else MAX_LIMIT))
+        max_scan = MAX_SKIM_SCAN if skim else MAX_SCAN
         after = args.get("after")
 
         everyone, all_owned = reader.everything, self.lists_all()
@@ -136,11 +141,15 @@ class SearchWalk:
         items: list[dict[str, Any]] = []
 
         def take(k: bytes, name: str) -> bool:
-            """Add ``name`` to the page if its entry passes; True once the page is full."""
+            """Add ``name`` to the page if its entry passes; True once the page is full. A skim
+            reads the entry only for a filter, and answers the name and key."""
+            if skim and not flt:
+                items.append({"Name": name, "_k": k})
+                return len(items) >= limit
             rec = source.rec(name)
-            found = item(k, name, rec) if rec is not None else None
+            found = item(k, name, rec, marks=not skim) if rec is not None else None
             if found is not None:
-                items.append(found)
+                items.append({"Name": name, "_k": k} if skim else found)
             return len(items) >= limit
         nxt: bytes | None = None
         total: int | None = None
@@ -169,7 +178,7 @@ class SearchWalk:
                 if listed(name) and take(k, name):
                     nxt = k
                     break
-                if counter[0] - start >= MAX_SCAN:
+                if counter[0] - start >= max_scan:
                     nxt = k
                     break
         if args.get("count") and total is None:

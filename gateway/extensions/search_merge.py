@@ -7,6 +7,10 @@ pages k-way on the order keys (:class:`Merged`), and asks a shard for more (all 
 once) only when its page ran out before the merged page is full. So a page of 10 reads about
 10 × shards index entries, whatever the number of repositories. ``TotalCount`` is the sum of the
 shards' counts (their kept counts when the caller reads everything and nothing narrows it).
+
+A deep ``offset`` (zot pages by offset) still means walking the entries before it, but by name
+and key only (:func:`skip`, the shards' ``skim``): no entry decoded, no summary built or merged
+item by item; then each shard is asked for the page after the last entry it gave.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ from common.errors import ErrorCode, RegistryError
 
 #: Items asked of one shard per call at most (as the shard's own limit).
 MAX_ASK = 1000
+#: Names and keys asked of one shard per call while skipping an offset (the shard's ``MAX_SKIM``).
+SKIM_ASK = 10000
+#: From this offset on, the entries before it are skipped by key only (:func:`skip`).
+SKIM_FROM = 100
 
 
 class _Stream:
@@ -117,6 +125,60 @@ class Merged:
         return out
 
 
+async def skip(client: Any, args: messages.SearchPageRequest, offset: int, seen: set[str]
+               ) -> tuple[list[bytes | None], int]:
+    """Walk the first ``offset`` entries of the merged listing by name and key only; returns each
+    shard's cursor after the last entry it gave, and the shards' total. Names walked go to ``seen``."""
+    first = await client.call_all(messages.SEARCH_PAGE(ask_args(args, limit=min(SKIM_ASK, offset), count=True,
+                                                                skim=True)))
+    total = sum(int(reply.result.get("total") or 0) for reply in first)
+    buffers = [deque(reply.result["items"]) for reply in first]
+    nexts: list[bytes | None] = [reply.result["next"] for reply in first]
+    cursors: list[bytes | None] = [args.get("after")] * len(first)
+    backwards = args["order"] == "ALPHABETIC_DSC"
+    left = offset
+    while left:
+        starving = [i for i, buffer in enumerate(buffers) if not buffer and nexts[i] is not None]
+        if starving:
+            replies = await asyncio.gather(*(client.call(i, messages.SEARCH_PAGE(
+                ask_args(args, limit=min(SKIM_ASK, left), after=nexts[i], skim=True))) for i in starving))
+            for i, reply in zip(starving, replies, strict=True):
+                buffers[i].extend(reply.result["items"])
+                nexts[i] = reply.result["next"]
+            continue
+        live = [i for i, buffer in enumerate(buffers) if buffer]
+        if not live:
+            break
+        # what every shard with more to give has passed is in its final order
+        ends = [buffers[i][-1]["_k"] for i in live if nexts[i] is not None]
+        bound = (max(ends) if backwards else min(ends)) if ends else None
+        ready = sorted(((item["_k"], i) for i in live for item in buffers[i]
+                        if bound is None or (item["_k"] >= bound if backwards else item["_k"] <= bound)),
+                       reverse=backwards)
+        for k, i in ready:  # each shard's entries keep their order: its buffer's head is this one
+            name = buffers[i].popleft()["Name"]
+            cursors[i] = k
+            if name not in seen:
+                seen.add(name)
+                left -= 1
+                if not left:
+                    break
+    return cursors, total
+
+
+async def _after_skip(client: Any, args: messages.SearchPageRequest, offset: int, limit: int
+                      ) -> tuple[list[dict[str, Any]], int]:
+    """The page after a deep ``offset``: the entries before it skipped by key, then a merge of what
+    each shard has after its cursor."""
+    merged = Merged(client, args)
+    cursors, total = await skip(client, args, offset, merged.seen)
+    ask = min(limit, MAX_ASK) if limit > 0 else MAX_ASK
+    replies = await asyncio.gather(*(client.call(i, messages.SEARCH_PAGE(ask_args(args, limit=ask, after=cursor)))
+                                     for i, cursor in enumerate(cursors)))
+    merged.streams = [_Stream(i, reply.result) for i, reply in enumerate(replies)]
+    return await merged.take(limit if limit > 0 else None), total
+
+
 async def merged_page(client: Any, args: messages.SearchPageRequest, offset: int, limit: int
                       ) -> tuple[list[dict[str, Any]], int]:
     """The items ``offset`` to ``offset + limit`` (``limit`` ≤ 0: all) of the merged listing, and
@@ -124,6 +186,8 @@ async def merged_page(client: Any, args: messages.SearchPageRequest, offset: int
     need = offset + limit if limit > 0 else None
     for attempt in range(2):
         try:
+            if offset >= SKIM_FROM:
+                return await _after_skip(client, args, offset, limit)
             merged = Merged(client, args)
             await merged.start(need or MAX_ASK)
             return (await merged.take(need))[offset:], merged.total

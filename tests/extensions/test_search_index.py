@@ -14,6 +14,7 @@ import pytest
 
 from common.searchorder import platform_match, rank
 from gateway.auth.identity import Identity
+from gateway.extensions import search_merge
 from shard.lmdbstore import unpack
 from tests.credentials import basic_header, write_htpasswd
 from tests.extensions.conftest import gql
@@ -204,6 +205,20 @@ def test_pages_joined_are_the_whole_ordered_list(reg, user, order):
     check(reg, user, order, text="", flt="IsBookmarked: false", flt_dict={"IsBookmarked": False})
 
 
+@pytest.mark.parametrize("user", CALLERS)
+def test_pages_after_an_offset_skipped_by_key_are_the_same(reg, user, monkeypatch):
+    """Every page but the first skips its offset by name and key only (``SKIM_FROM`` lowered to 1,
+    a few keys per call so that each shard is asked again): the pages joined, and their
+    TotalCount, are still the whole ordered listing, for every order, text and filter."""
+    monkeypatch.setattr(search_merge, "SKIM_FROM", 1)
+    monkeypatch.setattr(search_merge, "SKIM_ASK", 3)
+    for order in ORDERS:
+        check(reg, user, order)
+        check(reg, user, order, text="lib")
+        check(reg, user, order, text="", flt='Arch: ["arm64"]', flt_dict={"Arch": ["arm64"]})
+        check(reg, user, order, text="a", flt="IsStarred: true", flt_dict={"IsStarred": True})
+
+
 def test_after_push_pull_star_and_delete(reg):
     with client(reg, "admin") as admin:
         push_image(admin, "team-a/app-3", "v2", layers=[os.urandom(16)], created="2025-06-01T00:00:00Z")
@@ -369,6 +384,14 @@ def test_a_page_reads_about_limit_times_shards_entries_of_2000_repositories():
             assert len(out["data"]["RepoListWithNewestImage"]["Results"]) == 10
             assert sum(scanned) <= 2 * 60 * 2 + 4  # offset means walking: bounded by offset + limit per shard
             names = [f"team-{i % 4}/r-{i:04d}" for i in range(2000)]
+            for order, expected in (("ALPHABETIC_ASC", sorted(names)), ("ALPHABETIC_DSC", sorted(names, reverse=True))):
+                scanned.clear()
+                out = gql(c, f"{{ RepoListWithNewestImage(requestedPage: {{limit: 10, offset: 1500, sortBy: {order}}}) "
+                             "{ Page { TotalCount } Results { Name } } }")
+                page = out["data"]["RepoListWithNewestImage"]
+                assert [r["Name"] for r in page["Results"]] == expected[1500:1510] and page["Page"]["TotalCount"] == 2000
+                # a deep offset is walked by key only (one read per entry; a record too for an item)
+                assert sum(scanned) <= 2000 + 2 * 10 * 2 + 4, (order, scanned)
             out = gql(c, "{ RepoListWithNewestImage(requestedPage: {sortBy: ALPHABETIC_DSC}) { Results { Name } } }")
             assert [r["Name"] for r in out["data"]["RepoListWithNewestImage"]["Results"]] == sorted(names, reverse=True)
             out = gql(c, "{ RepoListWithNewestImage(requestedPage: {sortBy: UPDATE_TIME}) { Results { Name } } }")
