@@ -72,8 +72,14 @@ _EIO_TEXT = os.strerror(errno.EIO)
 
 def diagnose(exc: BaseException, data_file: Path) -> BaseException:
     """LMDB reports a short write (what a full disk or ``ulimit -f`` cause) as EIO: tell a full disk
-    from a real I/O error by looking at the file and its filesystem; returns the error to raise."""
-    if is_storage_full(exc) or _EIO_TEXT not in str(exc):
+    from a real I/O error by looking at the file and its filesystem; returns the error to raise (an
+    OSError with the errno for a full disk, whether LMDB said EIO or the errno itself)."""
+    if is_storage_full(exc):
+        if isinstance(exc, OSError):
+            return exc
+        code = next((c for c in sorted(FULL_ERRNOS) if os.strerror(c) in str(exc)), errno.ENOSPC)
+        return OSError(code, f"{os.strerror(code)} (metadata could not grow)")  # one type whatever LMDB said
+    if _EIO_TEXT not in str(exc):
         return exc
     try:
         size = data_file.stat().st_size
