@@ -4,9 +4,11 @@ The shard walks its ``order`` index (:mod:`shard.searchstore`) in the order aske
 gateway's cursor, and keeps what the caller may read (:func:`common.readfilter.may_read`, the
 gateway's own rules), what it owns (a resize), what contains the query and passes the filter,
 until ``limit`` items or :data:`MAX_SCAN` entries: the work is bounded by the page, not by the
-number of repositories. RELEVANCE with a query text ranks every name containing it (a walk of
-names only, O(repositories on the shard)), as does a ``total`` count that cannot be the kept
-count (a filter, a query, partial access): see docs/architecture.md, "Search listings".
+number of repositories. A query text of three bytes or more is looked up by its rarest trigram
+(:mod:`shard.name_grams`): its few candidates are ranked or sorted directly; RELEVANCE with a
+shorter or very common text ranks every name containing it (a walk of names only), as does a
+``total`` count that cannot be the kept count (a filter other than Os/Arch, a query, partial
+access): see docs/architecture.md, "Search listings".
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ MAX_LIMIT = 1000
 #: The same two for a ``skim`` (names and keys only: the gateway skipping a deep offset).
 MAX_SKIM_SCAN = 20000
 MAX_SKIM = 10000
+#: A text's candidates are the names holding its rarest trigram when they are at most this share of
+#: the shard's names (:mod:`shard.name_grams`); else every name is walked.
+GRAM_SHARE = 0.25
 ORDERS = frozenset(ORDER_PREFIX) | {"RELEVANCE"}
 Rec = dict[str, Any]
 
@@ -74,6 +79,25 @@ class _Source:
         for entry in found:
             self.counter[0] += 1
             yield entry
+
+    def text_names(self, needle: str) -> list[str] | None:
+        """The names that may contain ``needle``: those holding its rarest trigram (by name); None
+        when the index cannot tell (a text shorter than a trigram, or the index being built) or
+        more than :data:`GRAM_SHARE` of the names hold that trigram (a walk of every name is then
+        cheaper: one sequential pass instead of a lookup per name)."""
+        if self.computed is not None:
+            return None
+        store = self.search.store
+        found = store.gram_names(self.stxn, needle, self.counter, most=int(store.index_count(self.stxn) * GRAM_SHARE))
+        return None if found is None else list(found)
+
+    def entries_of(self, names: list[str]) -> Iterator[tuple[str, Any]]:
+        """(name, raw entry) of each of ``names`` that has an entry; each one read is counted."""
+        for name in names:
+            self.counter[0] += 1
+            raw = self.search.store.index_raw(self.stxn, name)
+            if raw is not None:
+                yield name, raw
 
     def value(self, raw: Any) -> Rec:
         rec: Rec = raw if self.computed is not None else unpack(raw)
@@ -157,15 +181,28 @@ class SearchWalk:
         if everyone and all_owned and source.computed is None and not needle and flt and set(flt) <= {"Os", "Arch"}:
             platforms = self._platform_count(stxn, source, flt)
             total = platforms[1] if args.get("images") else platforms[0]
+        candidates = source.text_names(needle) if needle else None  # None: the names are walked
         if platforms is not None and not platforms[0]:
             pass  # no repository of this shard passes the filter: nothing to walk
         elif args["order"] == "RELEVANCE" and needle:
+            names = candidates if candidates is not None else (name for name, _ in source.entries(readable))
             ranked = sorted((b"r" + rank(name, text).to_bytes(4, "big") + name.encode(), name)
-                            for name, _ in source.entries(readable) if listed(name))
+                            for name in names if listed(name))
             if not flt and not args.get("images"):
                 total = len(ranked)
             for k, name in ranked:
                 if after is not None and k <= after:
+                    continue
+                if take(k, name):
+                    nxt = k
+                    break
+        elif candidates is not None and len(candidates) <= MAX_SCAN:  # few names hold the text: sort them
+            order, backwards = args["order"], args["order"] == "ALPHABETIC_DSC"
+            keyed = sorted(((found, name) for name in candidates
+                            if listed(name) and (found := self._order_key(source, order, name)) is not None),
+                           reverse=backwards)
+            for k, name in keyed:
+                if after is not None and (k >= after if backwards else k <= after):
                     continue
                 if take(k, name):
                     nxt = k
@@ -182,8 +219,9 @@ class SearchWalk:
                     nxt = k
                     break
         if args.get("count") and total is None:
+            entries = source.entries_of(candidates) if candidates is not None else source.entries(readable)
             total = self._count(source, stxn, listed, item, bool(needle or flt or not everyone), bool(flt),
-                                bool(args.get("images")), readable)
+                                bool(args.get("images")), entries)
         reply: messages.SearchPageReply = {"items": items, "next": nxt, "scanned": counter[0]}
         if total is not None and args.get("count"):
             reply["total"] = total
@@ -191,15 +229,16 @@ class SearchWalk:
 
     def _count(self, source: _Source, stxn: Txn, listed: Callable[[str], bool],
                item: Callable[..., dict[str, Any] | None], narrowed: bool, filtered: bool, images: bool,
-               readable: list[str] | None) -> int:
+               entries: Iterator[tuple[str, Any]]) -> int:
         """How many repositories (``images``: their images) on this shard the listing has: the kept
-        count when nothing narrows it, else one pass over the entries by name (of the ranges the
-        caller may read in; decoded only when a filter or the image count needs them)."""
+        count when nothing narrows it, else one pass over ``entries`` (by name: those in the ranges
+        the caller may read in, or the names holding the text's rarest trigram; decoded only when
+        a filter or the image count needs them)."""
         if not narrowed and source.computed is None and self.lists_all():
             store = self.search.store
             return store.index_images(stxn) if images else store.index_count(stxn)
         total = 0
-        for name, raw in source.entries(readable):
+        for name, raw in entries:
             if not listed(name):
                 continue
             if not filtered and not images:
@@ -209,6 +248,15 @@ class SearchWalk:
             if not filtered or item(b"", name, rec, marks=False) is not None:
                 total += rec.get("n", 0) if images else 1
         return total
+
+    @staticmethod
+    def _order_key(source: _Source, order: str, name: str) -> bytes | None:
+        """``name``'s key in ``order`` (None: it has no entry)."""
+        if order in ("ALPHABETIC_ASC", "ALPHABETIC_DSC"):
+            return b"a" + name.encode()
+        rec = source.rec(name)
+        prefix = ORDER_PREFIX[order]
+        return None if rec is None else next(k for k in order_keys(name, rec) if k[:1] == prefix)
 
     @staticmethod
     def _platform_count(stxn: Txn, source: _Source, flt: dict[str, Any]) -> tuple[int, int]:

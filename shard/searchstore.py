@@ -38,6 +38,11 @@ change of the main store, by the hook that follows its commit::
                                        index's format, so an older version's clean close (which
                                        writes its own key) is "written since" too
 
+By text (``GlobalSearch``'s query: :mod:`shard.name_grams`), kept with the listing index alike::
+
+    grams      trigram repo         -> b""     every lower-case three-byte piece of every indexed name
+    gramcount  trigram              -> count   how many names hold it (the rarest is walked)
+
 By digest (``ImageListForDigest``, ``Derived``/``BaseImageList``: :mod:`shard.digest_index`), kept
 with the listing index (built with it, each repository's part rewritten with its entry)::
 
@@ -54,13 +59,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from shard.lmdbstore import LmdbStore, Txn, key, pack, unpack
+from shard.lmdbstore import Txn, key, pack, unpack
+from shard.name_grams import NameGrams
 
 _DBS = ("pushes", "tagtimes", "stats", "stars", "bookmarks", "trust", "rkeys", "order", "indexmeta", "umarks",
-        "digests", "mdigests", "psigs")
+        "digests", "mdigests", "psigs", "grams", "gramcount")
 #: ``indexmeta`` key of the last clean close; a new format of the index (a new database kept with
 #: it) takes a new key, so that a store last closed by another version is rebuilt.
-CLOSED_KEY = b"closed_txn:psigs"
+CLOSED_KEY = b"closed_txn:grams"
 #: The databases keyed by repository (they move with it in a resize).
 _REPO_DBS = ("pushes", "tagtimes", "stats", "stars", "bookmarks")
 #: A per-user mark on a repository.
@@ -114,7 +120,7 @@ def _mark_user(suffix: bytes, value: bytes) -> str | None:
     return None if suffix.startswith(b"\xff") else suffix.decode()
 
 
-class ListingIndex(LmdbStore):
+class ListingIndex(NameGrams):
     """Accessors of ``rkeys``, ``order`` and ``indexmeta`` (the base of :class:`SearchStore`)."""
 
     def index_get(self, txn: Txn, repo: str) -> dict[str, Any] | None:
@@ -142,6 +148,7 @@ class ListingIndex(LmdbStore):
             self._add_signature(txn, platform_signature(rec), 1, rec.get("n", 0))
         if (old is None) != (rec is None):
             self.put(txn, "indexmeta", b"count", self.index_count(txn) + (1 if old is None else -1))
+            (self.grams_add if old is None else self.grams_drop)(txn, repo)
         images = (rec or {}).get("n", 0) - (old or {}).get("n", 0)
         if images:
             self.put(txn, "indexmeta", b"images", self.index_images(txn) + images)
@@ -160,6 +167,10 @@ class ListingIndex(LmdbStore):
         for k, v in self.scan(txn, "psigs", b""):
             (oses, arches), (repos, images) = unpack(bytes(k)), unpack(v)
             yield oses, arches, repos, images
+
+    def index_raw(self, txn: Txn, repo: str) -> Any:
+        """``repo``'s entry undecoded (None: no entry)."""
+        return txn.get(repo.encode(), db=self.db["rkeys"])
 
     def index_add_downloads(self, txn: Txn, repo: str, delta: int) -> None:
         """Pulls counted: the entry's downloads and its one ``"d"`` key move (a delete and a put)."""
@@ -191,7 +202,7 @@ class ListingIndex(LmdbStore):
 
     def index_clear(self, txn: Txn) -> None:
         """Drop every entry (a rebuild starts here)."""
-        for db in ("rkeys", "order", "digests", "mdigests", "psigs"):
+        for db in ("rkeys", "order", "digests", "mdigests", "psigs", "grams", "gramcount"):
             txn.drop(self.db[db], delete=False)
         self.put(txn, "indexmeta", b"count", 0)
         self.put(txn, "indexmeta", b"images", 0)

@@ -15,6 +15,7 @@ import pytest
 from common.searchorder import platform_match, rank
 from gateway.auth.identity import Identity
 from gateway.extensions import search_merge
+from shard import search_walk
 from shard.lmdbstore import unpack
 from tests.credentials import basic_header, write_htpasswd
 from tests.extensions.conftest import gql
@@ -172,6 +173,22 @@ def recounted(store: Any, stxn: Any) -> dict:
     return out
 
 
+def kept_grams(store: Any, stxn: Any) -> tuple[set, dict]:
+    """The kept trigram records: (trigram, name) pairs and the count of each trigram."""
+    pairs = {(bytes(k[:3]), bytes(k[3:]).decode()) for k, _ in store.scan(stxn, "grams", b"")}
+    counts = {bytes(k): unpack(v) for k, v in store.scan(stxn, "gramcount", b"")}
+    return pairs, counts
+
+
+def name_grams(store: Any, stxn: Any) -> tuple[set, dict]:
+    """The same, from the names of every entry."""
+    pairs = {(n.lower().encode()[i:i + 3], n) for n, _ in store.index_names(stxn) for i in range(len(n) - 2)}
+    counts: dict = {}
+    for gram, _ in pairs:
+        counts[gram] = counts.get(gram, 0) + 1
+    return pairs, counts
+
+
 def index_is_fresh(reg: InProcessRegistry) -> None:
     """Every entry of every shard's index is what the repository's keys are now; the kept count too
     (once the background rewrites that deletions asked for are done, as a listing waits for them)."""
@@ -190,6 +207,7 @@ def index_is_fresh(reg: InProcessRegistry) -> None:
                 assert search.store.index_count(stxn) == entries
                 assert search.index_complete(stxn)
                 assert platform_counts(search.store, stxn) == recounted(search.store, stxn)
+                assert kept_grams(search.store, stxn) == name_grams(search.store, stxn)
 
         search.meta.read(both)
 
@@ -217,6 +235,20 @@ def test_pages_after_an_offset_skipped_by_key_are_the_same(reg, user, monkeypatc
         check(reg, user, order, text="lib")
         check(reg, user, order, text="", flt='Arch: ["arm64"]', flt_dict={"Arch": ["arm64"]})
         check(reg, user, order, text="a", flt="IsStarred: true", flt_dict={"IsStarred": True})
+
+
+@pytest.mark.parametrize("share", (1.0, search_walk.GRAM_SHARE))
+@pytest.mark.parametrize("user", CALLERS)
+def test_texts_found_through_their_trigrams_are_every_name_holding_them(reg, user, share, monkeypatch):
+    """A search text's candidates are the names holding its rarest trigram (always, with ``share``
+    1.0; here, with 19 names, only for rare trigrams otherwise): every order, with a filter too,
+    gives exactly the names that contain the text (case-insensitive), as walking every name would;
+    a text shorter than a trigram, or in no name, too."""
+    monkeypatch.setattr(search_walk, "GRAM_SHARE", share)
+    for text in ("app-", "LIB", "eam-a/a", "b-1", "ret/s", "zzz-none", "s", "-"):
+        for order in ORDERS:
+            check(reg, user, order, text=text)
+        check(reg, user, "UPDATE_TIME", text=text, flt='Arch: ["amd64"]', flt_dict={"Arch": ["amd64"]})
 
 
 def test_after_push_pull_star_and_delete(reg):
@@ -425,6 +457,15 @@ def test_a_page_reads_about_limit_times_shards_entries_of_2000_repositories():
                                                "user": None, "count": True, "query": "r-00"}, []))
         assert reply["total"] == 25 and reply["scanned"] <= 500 + 2 * 10 + 2
         assert all(i["Name"].startswith("team-2/r-00") for i in reply["items"])
+        # a text: the names holding its rarest trigram are read, not every name (6 of 1,000 here)
+        everyone = {"order": "RELEVANCE", "limit": 10, "access": {"all": True}, "user": None, "count": True,
+                    "query": "R-000"}
+        for order in ORDERS:
+            reply, _ = big.run(shard.walk.op_page({**everyone, "order": order}, []))
+            got = [i["Name"] for i in reply["items"]]
+            expected = [f"team-{i % 4}/r-{i:04d}" for i in range(0, 10, 2)]
+            assert sorted(got) == sorted(expected) and reply["total"] == 5, (order, got, reply["total"])
+            assert reply["scanned"] <= 40, (order, reply["scanned"])
         # an Os/Arch filter's TotalCount for a caller who reads everything: the kept counts of the
         # platform signatures (2 here), not a pass over the 1,000 entries; none passing: no walk
         for flt, arches in (({"Arch": ["ARM64"]}, {"arm64"}), ({"Os": ["linux"], "Arch": ["amd64", "arm64"]},
