@@ -337,6 +337,26 @@ def test_a_resize_purge_and_import_move_the_index_entry(reg):
     check(reg, "admin", "DOWNLOADS")
 
 
+def test_a_name_two_shards_list_is_paged_once(reg, monkeypatch):
+    """During a resize's switch two shards may list a name: the pages joined list it once, whether
+    the offset before a page is merged item by item or skimmed by key."""
+    with client(reg, "admin") as c:
+        expected = {order: [r["Name"] for r in pages(c, order)[0]] for order in ORDERS}
+    owner = _owner(reg, "public/lib-1")
+    other = next(shard.search for shard in reg.shards if shard.search is not owner)
+    rec = owner.store.read(lambda stxn: owner.store.index_get(stxn, "public/lib-1"))
+    other.store.write(lambda stxn: other.store.index_put(stxn, "public/lib-1", rec))
+    try:
+        monkeypatch.setattr(search_merge, "SKIM_ASK", 3)
+        for skim_from in (10**9, 1):
+            monkeypatch.setattr(search_merge, "SKIM_FROM", skim_from)
+            with client(reg, "admin") as c:
+                for order in ORDERS:
+                    assert [r["Name"] for r in pages(c, order)[0]] == expected[order], (skim_from, order)
+    finally:
+        other.store.write(lambda stxn: other.store.index_put(stxn, "public/lib-1", None))
+
+
 def test_a_store_without_the_index_answers_the_same_while_it_is_built(reg):
     expected = {order: pages(client(reg, "alice"), order)[0] for order in ORDERS}
     for shard in reg.shards:
