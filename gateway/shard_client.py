@@ -39,6 +39,12 @@ CONNECT_GRACE = 1.0
 HANDSHAKE_LOG_INTERVAL = 30.0
 #: More redirects than this for one request is a bug (or a resize stuck half-way): 503.
 MAX_REDIRECTS = 8
+#: How long a request keeps retrying a name that answers TRYAGAIN (being imported, or switching
+#: owner: writes pause up to 1 s by design, longer on a loaded machine) before answering 503;
+#: these retries do not count as redirects.
+TRYAGAIN_BUDGET = 10.0
+#: The first and the longest pause between two tries of a name answering TRYAGAIN.
+TRYAGAIN_PAUSE, TRYAGAIN_MAX_PAUSE = 0.05, 0.25
 #: Names remembered as MOVED (per map epoch), so later requests go straight to the new owner.
 HINTS = 65536
 
@@ -265,7 +271,9 @@ class ShardClient:
         if hint is not None and hint[0] == self.map.epoch:
             shard, via = hint[1], "moved"
         checked = False
-        for _ in range(MAX_REDIRECTS):
+        redirects, pause, tryagain_until = 0, TRYAGAIN_PAUSE, time.monotonic() + TRYAGAIN_BUDGET
+        while redirects < MAX_REDIRECTS:
+            redirects += 1
             try:
                 return await self.wait(shard, await self.send(shard, request, frames, via), timeout)
             except RegistryError as exc:
@@ -297,7 +305,10 @@ class ShardClient:
                     shard, via = self.map.owner(name), None  # (this worker's map may have been the stale one)
                 else:
                     self.hints.pop(name, None)
-                    await asyncio.sleep(0.05)
+                    if time.monotonic() + pause <= tryagain_until:  # switching: wait, not a redirect
+                        redirects -= 1
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 1.5, TRYAGAIN_MAX_PAUSE)
                     shard, via = self.map.owner(name), None
         log.error("%s for %s: more than %d redirects", request.wire.op.value, name, MAX_REDIRECTS)
         raise unavailable(shard, "the cluster map is changing")

@@ -1,0 +1,76 @@
+"""A name that answers TRYAGAIN (being imported, or switching owner in a resize) is retried for a
+time budget, not for a number of redirects: a switch longer than eight quick retries (on a loaded
+machine) is waited for rather than answered 503, and one that never ends still gets a 503."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from common.errors import ErrorCode, RegistryError
+from common.protocol import Op
+from common.ring import shard_for
+from gateway import shard_client
+from tests.extensions.fixtures import push_image
+from tests.inprocess import InProcessRegistry
+
+pytestmark = pytest.mark.inprocess
+REPO = "switching/app"
+
+
+@pytest.fixture(scope="module")
+def reg() -> Iterator[InProcessRegistry]:
+    with InProcessRegistry(shards=2) as registry:
+        yield registry
+
+
+def _switching_for(reg: InProcessRegistry, seconds: float) -> list[float]:
+    """Make the owner of REPO answer TRYAGAIN to manifest GETs for ``seconds``; returns the times tried."""
+    server: Any = reg.shards[shard_for(REPO, 2)]
+    original = server.handlers[Op.MANIFEST_GET]
+    until = time.monotonic() + seconds
+    tries: list[float] = []
+
+    async def switching(*args: Any, **kwargs: Any) -> Any:
+        tries.append(time.monotonic())
+        if time.monotonic() < until:
+            raise RegistryError(ErrorCode.TRYAGAIN, f"repository {REPO} is switching owner")
+        return await original(*args, **kwargs)
+
+    server.handlers[Op.MANIFEST_GET] = switching
+    reg.stop_switching = lambda: server.handlers.__setitem__(Op.MANIFEST_GET, original)  # type: ignore[attr-defined]
+    return tries
+
+
+def test_a_switch_longer_than_the_redirects_is_waited_for(reg: InProcessRegistry) -> None:
+    with reg.client() as client:
+        push_image(client, REPO, "v1")
+        tries = _switching_for(reg, 1.2)
+        try:
+            started = time.monotonic()
+            response = client.get(f"/v2/{REPO}/manifests/v1")
+            elapsed = time.monotonic() - started
+        finally:
+            reg.stop_switching()  # type: ignore[attr-defined]
+    assert response.status_code == 200, response.text
+    assert len(tries) > shard_client.MAX_REDIRECTS, tries  # more tries than the redirects allow
+    assert elapsed >= 1.2
+
+
+def test_a_switch_that_never_ends_is_a_503_after_the_budget(reg: InProcessRegistry,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shard_client, "TRYAGAIN_BUDGET", 1.0)
+    with reg.client() as client:
+        push_image(client, REPO, "v2")
+        tries = _switching_for(reg, 3600)
+        try:
+            response = client.get(f"/v2/{REPO}/manifests/v2")
+        finally:
+            reg.stop_switching()  # type: ignore[attr-defined]
+        assert response.status_code == 503, response.text
+        assert response.json()["errors"][0]["code"] == "UNAVAILABLE"
+        assert tries[-1] - tries[0] >= 1.0 - shard_client.TRYAGAIN_MAX_PAUSE  # retried for the budget
+        assert client.get(f"/v2/{REPO}/manifests/v2").status_code == 200  # and served once it ends
