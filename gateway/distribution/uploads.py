@@ -71,9 +71,8 @@ class BodyPace:
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
-            try:  # asyncio.timeout, not wait_for: no task per body chunk (measured: 29 → 8 µs a chunk)
-                async with asyncio.timeout(max(0.0, self.window - self.waited)):
-                    message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, self.window - self.waited))
             except TimeoutError:
                 message = None
             self.waited += loop.time() - started
