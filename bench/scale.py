@@ -128,7 +128,8 @@ async def measure_level(args: argparse.Namespace, url: str, data_dir: str, metri
     totals = await blob_totals(builder.session, metrics_urls)
     return {"level": level, "repos": repos + 1 + blob_repos, "tags": tags,
             "blob_records": totals["count"], "blob_bytes": totals["bytes"], "build": build,
-            "latency": lat, "restarts": restarts, "sizes": sizes(data_dir, args.shards), "rss": memory(data_dir)}
+            "latency": lat, "restarts": restarts, "sizes": sizes(data_dir, args.shards), "rss": memory(data_dir),
+            "rss_anon": memory(data_dir, "RssAnon")}
 
 
 async def wait_gateway_ready(session: aiohttp.ClientSession, url: str, timeout: float = 60.0) -> None:

@@ -146,11 +146,13 @@ def children(data_dir: str) -> dict[str, int]:
     return {name: c["pid"] for name, c in doc.get("children", {}).items() if c.get("pid")}
 
 
-def rss_bytes(pid: int) -> int | None:
+def rss_bytes(pid: int, field: str = "VmRSS") -> int | None:
+    """A memory figure of ``/proc/<pid>/status``: ``VmRSS`` (all resident pages, the LMDB map's
+    included) or ``RssAnon`` (the process's own memory: heap, stacks)."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -237,14 +239,15 @@ def sizes(data_dir: str, shards: int) -> list[dict[str, Any]]:
     return out
 
 
-def memory(data_dir: str) -> dict[str, int | None]:
-    """RSS of every child of the supervisor (shards, the gateway parent) and of the gateway's workers."""
+def memory(data_dir: str, field: str = "VmRSS") -> dict[str, int | None]:
+    """RSS (``field``: see :func:`rss_bytes`) of every child of the supervisor (shards, the gateway
+    parent) and of the gateway's workers."""
     from bench.procstat import children as child_pids
 
-    out = {name: rss_bytes(pid) for name, pid in sorted(children(data_dir).items())}
+    out = {name: rss_bytes(pid, field) for name, pid in sorted(children(data_dir).items())}
     gateway = children(data_dir).get("gateway")
     for k, pid in enumerate(sorted(child_pids(gateway)) if gateway else ()):
-        out[f"gateway-worker{k}"] = rss_bytes(pid)
+        out[f"gateway-worker{k}"] = rss_bytes(pid, field)
     return out
 
 

@@ -32,6 +32,9 @@ def _figures(level: dict[str, Any]) -> dict[str, tuple[float | None, str]]:
     for proc, rss in level["rss"].items():
         if rss:
             out[f"RSS {proc}"] = (round(rss / (1 << 20), 1), "MiB")
+    for proc, rss in level.get("rss_anon", {}).items():
+        if rss:
+            out[f"RSS {proc}, its own memory (RssAnon)"] = (round(rss / (1 << 20), 1), "MiB")
     return out
 
 
@@ -95,12 +98,17 @@ def markdown(doc: dict[str, Any]) -> str:
             cells.append("-" if not lat or lat["median_ms"] is None else
                          f"{lat['median_ms']:.2f} / {lat['p99_ms']:.2f}" + (f" ({lat['errors']} errors)" if lat["errors"] else ""))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "## Shard restart, memory", "", "| level | SIGTERM → ready s | process start → ready s | RSS MiB |",
+    lines += ["", "## Shard restart, memory", "",
+              "RSS counts the pages of the LMDB files a process has mapped and touched (shared with the page cache, "
+              "given back under memory pressure); RssAnon is the process's own memory.", "",
+              "| level | SIGTERM → ready s | process start → ready s | RSS MiB (RssAnon MiB) |",
               "| --- | --- | --- | --- |"]
     for lv in levels:
         restarts = ", ".join(str(r["sigterm_to_ready_s"]) for r in lv["restarts"]) or "-"
         own = ", ".join(str(r["process_start_to_ready_s"]) for r in lv["restarts"]) or "-"
-        rss = ", ".join(f"{p} {v / 2**20:.0f}" for p, v in lv["rss"].items() if v)
+        anon = lv.get("rss_anon", {})
+        rss = ", ".join(f"{p} {v / 2**20:.0f}" + (f" ({anon[p] / 2**20:.0f})" if anon.get(p) else "")
+                        for p, v in lv["rss"].items() if v)
         lines.append(f"| {lv['level']}x | {restarts} | {own} | {rss} |")
     lines += ["", "## Sizes", "", *_size_rows(levels)]
     if doc.get("growth"):

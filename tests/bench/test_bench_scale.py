@@ -95,6 +95,7 @@ def test_a_tiny_real_run(tmp_path) -> None:
         assert all(s["lmdb_meta_bytes"] > 0 for s in level["sizes"])
         assert sum(s["blob_dir"]["files"] for s in level["sizes"]) == level["blob_records"]
         assert level["rss"]["shard-0"] and level["rss"]["shard-1"]
+        assert 0 < level["rss_anon"]["shard-0"] <= level["rss"]["shard-0"]
     assert doc["growth"] and doc["ceilings"]["loopback"]["mb_per_s"] > 0
     md = (tmp_path / "tiny.md").read_text()
     assert "machine ceilings: loopback TCP" in md and "| catalog-deep |" in md and "## Growth from 1x to 2x" in md
