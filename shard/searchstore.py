@@ -290,7 +290,7 @@ class DigestIndex(ListingIndex):
 class SearchStore(DigestIndex):
     def __init__(self, path: Path, *, sync: bool = True) -> None:
         super().__init__(path, dbs=_DBS, sync=sync, map_size=64 << 20)
-        #: The last transaction when opened (O(1)): compared with ``closed_txn`` by the index's build.
+        #: The last transaction when opened (O(1)): compared with ``CLOSED_KEY`` by the index's build.
         self.opened_txn: int = self.env.info()["last_txnid"]
 
     # -- pushes and tag times ------------------------------------------------------------
