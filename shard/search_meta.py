@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +31,7 @@ from common.protocol import Answer, Frames
 from shard import clock, digest_index
 from shard.blobstore import BlobStore
 from shard.diskfull import is_storage_full
+from shard.facts_cache import FactsCache
 from shard.hooks import Deleted, Pushed
 from shard.imageinfo import Facts, fmt_time, has_digest, manifest_facts
 from shard.lmdbstore import Txn
@@ -71,9 +71,8 @@ class SearchMeta(SearchIndex):
         self.trust = trust
         self.pending: dict[tuple[str, str], list[float]] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
-        self._static: dict[tuple[str, str], Facts | None] = {}
-        #: ``_static`` is also used by the writer thread (an index entry is computed in its txn).
-        self._static_lock = threading.Lock()
+        #: Also used by the writer thread (an index entry is computed in its txn): it locks.
+        self._static = FactsCache()
         self._dirty: set[str] = set()
         #: Per repository, per digest: how many listed tags name it (see :meth:`_tags_of`).
         self._tag_counts: dict[str, dict[str, int]] = {}
@@ -117,8 +116,7 @@ class SearchMeta(SearchIndex):
         """Forget the cached facts of a deleted manifest (a later push of it is a new record);
         rewrite the repository's index entry."""
         if event.digest is not None:
-            with self._static_lock:
-                self._static.pop((event.repo, event.digest), None)
+            self._static.drop((event.repo, event.digest))
         self._tags_moved(event.repo, None)
         self.mark_dirty(event.repo)
 
@@ -202,19 +200,16 @@ class SearchMeta(SearchIndex):
 
     def _manifest_static(self, txn: Txn, repo: str, digest: str) -> Facts | None:
         """What never changes about a stored manifest (cached): sizes, layers, config facts."""
-        ck = (repo, digest)
-        with self._static_lock:
-            if ck in self._static:
-                return self._static[ck]
+        cached, known = self._static.lookup((repo, digest))
+        if cached:
+            facts: Facts | None = known
+            return facts
         record = self.meta.get_manifest(txn, repo, digest)
         body = self.meta.manifest_bytes(txn, repo, digest)
         if record is None or body is None:
             return None
         info = manifest_facts(digest, record, bytes(body), self._read_blob)
-        with self._static_lock:
-            self._static[ck] = info
-            if len(self._static) > 50_000:
-                self._static.pop(next(iter(self._static)))
+        self._static.put((repo, digest), info)
         return info
 
     # -- signatures and referrers --------------------------------------------------------
