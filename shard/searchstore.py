@@ -142,10 +142,13 @@ class ListingIndex(NameGrams):
             self.put(txn, "rkeys", repo.encode(), rec)
             for k in order_keys(repo, rec):
                 txn.put(k, b"", db=order)
-        if old is not None:
-            self._add_signature(txn, platform_signature(old), -1, -old.get("n", 0))
-        if rec is not None:
-            self._add_signature(txn, platform_signature(rec), 1, rec.get("n", 0))
+        before = (platform_signature(old), old.get("n", 0)) if old is not None else None
+        after = (platform_signature(rec), rec.get("n", 0)) if rec is not None else None
+        if before != after:  # most rewrites (a push's time, a star) leave the platform counts alone
+            if before is not None:
+                self._add_signature(txn, before[0], -1, -before[1])
+            if after is not None:
+                self._add_signature(txn, after[0], 1, after[1])
         if (old is None) != (rec is None):
             self.put(txn, "indexmeta", b"count", self.index_count(txn) + (1 if old is None else -1))
             (self.grams_add if old is None else self.grams_drop)(txn, repo)
