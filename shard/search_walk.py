@@ -80,15 +80,16 @@ class _Source:
             self.counter[0] += 1
             yield entry
 
-    def text_names(self, needle: str) -> list[str] | None:
+    def text_names(self, needle: str, most: int | None = None) -> list[str] | None:
         """The names that may contain ``needle``: those holding its rarest trigram (by name); None
         when the index cannot tell (a text shorter than a trigram, or the index being built) or
-        more than :data:`GRAM_SHARE` of the names hold that trigram (a walk of every name is then
-        cheaper: one sequential pass instead of a lookup per name)."""
+        more than :data:`GRAM_SHARE` of the names (or ``most``) hold that trigram (a walk of every
+        name is then cheaper: one sequential pass instead of a lookup per name)."""
         if self.computed is not None:
             return None
         store = self.search.store
-        found = store.gram_names(self.stxn, needle, self.counter, most=int(store.index_count(self.stxn) * GRAM_SHARE))
+        bound = int(store.index_count(self.stxn) * GRAM_SHARE)
+        found = store.gram_names(self.stxn, needle, self.counter, most=bound if most is None else min(bound, most))
         return None if found is None else list(found)
 
     def entries_of(self, names: list[str]) -> Iterator[tuple[str, Any]]:
@@ -181,7 +182,10 @@ class SearchWalk:
         if everyone and all_owned and source.computed is None and not needle and flt and set(flt) <= {"Os", "Arch"}:
             platforms = self._platform_count(stxn, source, flt)
             total = platforms[1] if args.get("images") else platforms[0]
-        candidates = source.text_names(needle) if needle else None  # None: the names are walked
+        # None: the names are walked. Ranking and counting need every candidate; a page in another
+        # order uses them only when it can sort them (at most MAX_SCAN), else it walks the order.
+        every = args["order"] == "RELEVANCE" or bool(args.get("count"))
+        candidates = source.text_names(needle, None if every else MAX_SCAN) if needle else None
         if platforms is not None and not platforms[0]:
             pass  # no repository of this shard passes the filter: nothing to walk
         elif args["order"] == "RELEVANCE" and needle:
