@@ -212,6 +212,15 @@ class UploadRequest(TypedDict):
     uuid: str
 
 
+class UploadAbortRequest(TypedDict):
+    """The gateway gives up the PATCH in progress; ``full``: because the shard's disk refused its spool
+    file (the shard then reports itself not ready, as when its own write fails)."""
+
+    repo: str
+    uuid: str
+    full: NotRequired[str]
+
+
 class UploadBeginRequest(TypedDict):
     repo: str
     uuid: str
@@ -220,11 +229,15 @@ class UploadBeginRequest(TypedDict):
 
 
 class UploadWriteRequest(TypedDict):
-    """Followed by the chunk's frames; answered once they are written (the sender's credit)."""
+    """Followed by the chunk's frames; answered once they are written (the sender's credit).
+
+    With ``spooled`` there are no frames: a gateway sharing the shard's filesystem wrote that many
+    bytes to the shard's ``spool/<uuid>.<offset>``, which the shard appends and removes."""
 
     repo: str
     uuid: str
     offset: int
+    spooled: NotRequired[int]
 
 
 class UploadEndRequest(TypedDict):
@@ -344,7 +357,7 @@ UPLOAD_STATUS = Wire(Op.UPLOAD_STATUS, UploadRequest, OffsetReply)
 UPLOAD_BEGIN = Wire(Op.UPLOAD_BEGIN, UploadBeginRequest, OffsetReply)
 UPLOAD_WRITE = Wire(Op.UPLOAD_WRITE, UploadWriteRequest, OffsetReply)
 UPLOAD_END = Wire(Op.UPLOAD_END, UploadEndRequest, OffsetReply)
-UPLOAD_ABORT = Wire(Op.UPLOAD_ABORT, UploadRequest, UploadAbortReply)
+UPLOAD_ABORT = Wire(Op.UPLOAD_ABORT, UploadAbortRequest, UploadAbortReply)
 UPLOAD_COMMIT = Wire(Op.UPLOAD_COMMIT, UploadCommitRequest, UploadCommitReply)
 UPLOAD_CANCEL = Wire(Op.UPLOAD_CANCEL, UploadRequest, Empty)
 SEARCH_IMAGES = Wire(Op.SEARCH_IMAGES, SearchImagesRequest, SearchImagesReply)

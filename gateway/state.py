@@ -38,6 +38,12 @@ class GatewayState:
             return None
         return self.config.shard_dir(shard) / relative_path
 
+    def spool_dir(self, shard: int) -> Path | None:
+        """Where this gateway may hand a shard upload bytes as files (same filesystem only)."""
+        if not self.config.cluster.shared_storage:
+            return None
+        return self.config.shard_dir(shard) / "spool"
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()

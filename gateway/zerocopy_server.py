@@ -7,12 +7,14 @@ which the request handlers import, so that the handlers never depend on the appl
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Counter
 
+from gateway import body_tap
 from gateway.zerocopy import EXTENSION, MESSAGE, FileRegion, ZeroCopyApp
 
 #: In multiprocess mode (a gateway with metrics on) these reach /metrics like the gateway's own series.
@@ -36,6 +38,7 @@ def install() -> None:
     import hypercorn.protocol.h11 as hypercorn_h11
     from hypercorn.events import Closed, RawData
     from hypercorn.events import Event as ConnectionEvent
+    from hypercorn.protocol.events import Body, Request
     from hypercorn.protocol.events import Event as StreamEvent
     from hypercorn.protocol.http_stream import ASGIHTTPState, HTTPStream
     from hypercorn.utils import suppress_body
@@ -60,13 +63,34 @@ def install() -> None:
         region: FileRegion
 
     class ZeroCopyHTTPStream(HTTPStream):
-        """An HTTP/1.1 stream that offers the extension on plain-text connections and serves it."""
+        """An HTTP/1.1 stream that offers the extensions on plain-text connections and serves them:
+        zero-copy sends, and the body tap (:mod:`gateway.body_tap`) for large bodies."""
 
         def __init__(self, app: Any, config: Any, context: Any, task_group: Any, ssl: bool, *args: Any) -> None:
-            offering: Any = app if ssl else _Offering(app)
+            self.tap: body_tap.BodyTap | None = None
+            self.tap_used = False
+            offering: Any = app if ssl else _Offering(app, self)
             super().__init__(offering, config, context, task_group, ssl, *args)
 
+        async def handle(self, event: Any) -> None:
+            if isinstance(event, Request) and self.scheme == "http":
+                self.tap = _tap_for(event)
+            elif isinstance(event, Body) and self.tap is not None and not self.tap_used:
+                tap, self.tap_used = self.tap, True  # for the body's first bytes (the app may not have started)
+                sink = await tap.decision()
+                protocol = getattr(self.send, "__self__", None)  # the H11Protocol, and its TCPServer:
+                server = getattr(getattr(protocol, "send", None), "__self__", None)
+                if sink is not None and server is not None:
+                    await body_tap.splice_body(tap, sink, bytes(event.data), protocol.connection,  # type: ignore[union-attr]
+                                               server.reader, server.writer.transport)
+                    return
+                if sink is not None:
+                    tap.end(RuntimeError("the body tap cannot reach the connection"))
+            await super().handle(event)
+
         async def app_send(self, message: Any) -> None:
+            if self.tap is not None:
+                self.tap.decline()
             if message is None or message["type"] != MESSAGE or self.scheme != "http":
                 await super().app_send(message)
                 return
@@ -135,12 +159,42 @@ def install() -> None:
     setattr(hypercorn_run, "TCPServer", ZeroCopyTCPServer)  # noqa: B010
 
 
+def _tap_for(request: Any) -> body_tap.BodyTap | None:
+    """A tap for a request whose body is announced with a Content-Length of TAP_MIN or more."""
+    length = None
+    for name, value in request.headers:
+        name = name.lower()
+        if name == b"transfer-encoding":
+            return None
+        if name == b"content-length":
+            if length is not None or not value.isdigit():
+                return None
+            length = int(value)
+    if length is None or length < body_tap.TAP_MIN or not body_tap.supported(asyncio.get_running_loop()):
+        return None
+    return body_tap.BodyTap(length)
+
+
 class _Offering:
-    """Hypercorn's app wrapper, adding the extension to the scope of every request it starts."""
+    """Hypercorn's app wrapper, adding the extensions to the scope of every request it starts."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
+    def __init__(self, app: Any, stream: Any) -> None:
+        self.app, self.stream = app, stream
 
-    async def __call__(self, scope: Any, *args: Any) -> Any:
+    async def __call__(self, scope: Any, receive: Any, *args: Any) -> Any:
         scope["extensions"] = {**(scope.get("extensions") or {}), EXTENSION: {}}
-        return await self.app(scope, *args)
+        tap = self.stream.tap
+        if tap is not None:
+            scope["extensions"][body_tap.EXTENSION] = {"tap": tap}
+            receive = _declining(receive, tap)
+        return await self.app(scope, receive, *args)
+
+
+def _declining(receive: Any, tap: body_tap.BodyTap) -> Any:
+    """``receive``, which first declines the tap: an application reading messages wants them."""
+
+    async def receive_declining() -> Any:
+        tap.decline()
+        return await receive()
+
+    return receive_declining

@@ -4,6 +4,9 @@ Layout under the shard directory::
 
     blobs/<alg>/<first two hex>/<hex>   content-addressed, immutable, written once by rename
     uploads/<uuid>                      an upload in progress (bytes so far)
+    spool/<uuid>.<offset>               the body of a PATCH starting at <offset>, written by a gateway
+                                        on the same filesystem (hashed as announced; then renamed into
+                                        uploads/ when the PATCH starts the upload, else copied and removed)
 
 An upload is written and hashed off the event loop (one writer at a time per upload, in a
 thread pool: hashlib and os.write release the GIL). Committing verifies the digest, fsyncs
@@ -16,11 +19,20 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
+import threading
+import time
 from pathlib import Path
 
 from common.grammar import DIGEST_ALGORITHMS
 
 READ_SIZE = 1024 * 1024
+#: A spool file untouched this long belongs to a PATCH that is over.
+SPOOL_STALE_SECONDS = 600.0
+
+
+class SpoolError(ValueError):
+    """A spool file is missing, is not a plain file, or does not hold the bytes announced."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -29,6 +41,35 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_buffers = threading.local()
+
+
+def _read_buffer() -> memoryview:
+    """This thread's read buffer: reused, so that reading spool files allocates (and faults) nothing."""
+    buffer = getattr(_buffers, "buffer", None)
+    if buffer is None:
+        buffer = _buffers.buffer = memoryview(bytearray(READ_SIZE))
+    return buffer
+
+
+def _open_spooled(path: Path) -> int:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise SpoolError(f"spool file {path.name} cannot be opened: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise SpoolError(f"spool file {path.name} is not a regular file")
+    return fd
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 class UploadFile:
@@ -96,6 +137,43 @@ class UploadFile:
             self.offset += len(data)
         return self.offset
 
+    def take_spooled(self, path: Path, position: int, length: int, *, copy: bool) -> int:
+        """Hash the ``length`` bytes at ``position`` of the PATCH's spool file ``path`` into the
+        upload, copying them into the upload's own file when ``copy`` (else the spool file is
+        adopted whole at the PATCH's end: :meth:`adopt`). ``O_NOFOLLOW``/``O_NONBLOCK`` and the
+        regular-file check keep a planted link or FIFO from being read (or blocking the thread)."""
+        src = _open_spooled(path)
+        try:
+            fd = self._open() if copy else -1
+            buffer = _read_buffer()
+            done = 0
+            while done < length:
+                got = os.preadv(src, [buffer[:min(len(buffer), length - done)]], position + done)
+                if not got:
+                    raise SpoolError(f"spool file {path.name} ends at {position + done}, before {position + length}")
+                view = buffer[:got]
+                self.hasher.update(view)
+                while copy and view:
+                    view = view[os.write(fd, view):]
+                done += got
+                self.offset += got
+        finally:
+            os.close(src)
+        return self.offset
+
+    def adopt(self, path: Path) -> None:
+        """Make the spool file ``path``, holding exactly this upload's bytes (hashed as they were
+        announced), the upload's file: a rename instead of copying every byte once more."""
+        src = _open_spooled(path)
+        try:
+            size = os.fstat(src).st_size
+        finally:
+            os.close(src)
+        if size != self.offset:
+            raise SpoolError(f"spool file {path.name} holds {size} bytes, not the {self.offset} announced")
+        self.close()
+        os.replace(path, self.path)
+
     def snapshot(self) -> tuple[int, object]:
         return self.offset, self.hasher.copy()
 
@@ -136,6 +214,8 @@ class BlobStore:
         self.durable = durable
         self.uploads_dir = root / "uploads"
         self.uploads_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.spool_dir = root / "spool"
+        self.spool_dir.mkdir(mode=0o700, exist_ok=True)
         for alg in DIGEST_ALGORITHMS:
             (root / "blobs" / alg).mkdir(mode=0o700, parents=True, exist_ok=True)
 
@@ -203,6 +283,27 @@ class BlobStore:
             os.unlink(self.upload_path(uuid))
         except FileNotFoundError:
             pass
+
+    def spool_path(self, uuid: str, offset: int) -> Path:
+        """Where a gateway sharing the filesystem puts the body of the PATCH of ``uuid`` starting at ``offset``."""
+        return self.spool_dir / f"{uuid}.{offset}"
+
+    def remove_spool(self, uuid: str, offset: int) -> None:
+        _unlink_quietly(self.spool_path(uuid, offset))
+
+    def sweep_spool(self, older_than: float = SPOOL_STALE_SECONDS) -> int:
+        """Remove spool files untouched for ``older_than`` seconds: their gateway died while
+        writing them, or their PATCH was undone. Returns how many."""
+        cutoff = time.time() - older_than
+        removed = 0
+        for entry in os.scandir(self.spool_dir):
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except OSError:  # gone meanwhile, or not a file: nothing a gateway should put here
+                pass
+        return removed
 
     def upload_files(self) -> list[str]:
         return [p.name for p in self.uploads_dir.iterdir() if p.is_file()]

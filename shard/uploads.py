@@ -4,7 +4,12 @@ An upload is recorded in the metadata (``uploads``) when it starts and whenever 
 its bytes live in ``uploads/<uuid>``. The in-memory :class:`UploadSession` is rebuilt from
 both after a restart. Chunks of a PATCH arrive as ``upload.write`` messages, are queued in
 arrival order by the server loop (:meth:`UploadSessions.enqueue_write`) and written off the
-event loop, several at a time.
+event loop, several at a time. A chunk's bytes come as the message's frames or — from a
+gateway on the same filesystem — as the next ``spooled`` bytes of the PATCH's spool file
+(``spool/<uuid>.<start>``, which the gateway fills as the body arrives). The shard hashes each
+announced region; a PATCH that starts the upload then adopts the spool file as the upload's file
+(a rename), a later one copies each region into it. A pushed MB then crosses no socket between
+gateway and shard, and is copied once fewer.
 
 Bounded: an upload holds a file descriptor only while a PATCH writes it (opened by its first
 chunk, closed when it ends or is undone), at most half the process's descriptor limit of
@@ -28,7 +33,7 @@ from common import messages as m
 from common.errors import ErrorCode, RegistryError
 from common.protocol import Answer, Frames
 from shard import descriptors
-from shard.blobstore import BlobStore, UploadFile
+from shard.blobstore import BlobStore, SpoolError, UploadFile
 from shard.diskfull import write_failure
 from shard.metastore import MetaStore, Record
 from shard.ops.registry import Respond
@@ -55,6 +60,8 @@ def write_failed(exc: BaseException) -> RegistryError:
     """What a PATCH whose write failed answers: the shard's own error (e.g. out of descriptors: 429)."""
     if isinstance(exc, RegistryError):
         return exc
+    if isinstance(exc, SpoolError):
+        return RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, f"the gateway's spooled chunk is unusable: {exc}")
     return write_failure(exc, RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, "write failed on the shard"))
 
 
@@ -71,10 +78,13 @@ class UploadSession:
     file: UploadFile
     #: Who started it ("" when anonymous): counted against ``storage.maxUploadsPerUser``.
     user: str = ""
-    queue: asyncio.Queue[tuple[Frames, Respond[m.OffsetReply]]] = field(default_factory=asyncio.Queue)
+    #: Chunks to write in order: their frames, or the length of their spool piece, and whom to answer.
+    queue: asyncio.Queue[tuple[Frames, int | None, Respond[m.OffsetReply]]] = field(default_factory=asyncio.Queue)
     writer: asyncio.Task[None] | None = None
     patch_snapshot: tuple[int, object] | None = None
     patch_start: int = 0
+    #: How the PATCH in progress sends its bytes: None (not yet known), "frames" or "spool".
+    patch_mode: str | None = None
     queued_offset: int = 0
     failed: BaseException | None = None
     touched: float = field(default_factory=time.monotonic)
@@ -156,6 +166,7 @@ class UploadSessions:
     def end_patch(self, session: UploadSession) -> None:
         """The PATCH is over (its chunks written): give its descriptor back."""
         session.patch_snapshot = None
+        session.patch_mode = None
         self.writing.discard(session.uuid)
         session.file.close()
 
@@ -205,33 +216,63 @@ class UploadSessions:
         if offset != session.queued_offset:
             reply(RegistryError(ErrorCode.RANGE_INVALID, f"write at {offset}, expected {session.queued_offset}"))
             return
-        session.queued_offset += sum(len(f) for f in frames)
+        spooled = args.get("spooled")
+        if spooled is not None and (frames or type(spooled) is not int or spooled <= 0):
+            reply(RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, "a spooled chunk has a positive length and no frames"))
+            return
+        mode = "frames" if spooled is None else "spool"
+        if session.patch_mode not in (None, mode):
+            reply(RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, "a PATCH sends its bytes one way: frames or spool"))
+            return
+        session.patch_mode = mode
+        session.queued_offset += spooled if spooled is not None else sum(len(f) for f in frames)
         session.touched = time.monotonic()
-        session.queue.put_nowait((frames, reply))
+        session.queue.put_nowait((frames, spooled, reply))
         if session.writer is None or session.writer.done():
             session.writer = asyncio.get_running_loop().create_task(self._write_loop(session))
 
     async def _write_loop(self, session: UploadSession) -> None:
         """Write queued chunks in order; whatever has queued up meanwhile goes in one thread job."""
         while not session.queue.empty():
-            batch: list[tuple[Frames, Respond[m.OffsetReply]]] = []
+            batch: list[tuple[Frames, int | None, Respond[m.OffsetReply]]] = []
             while not session.queue.empty() and len(batch) < WRITE_BATCH:
                 batch.append(session.queue.get_nowait())
             outcome: Answer[m.OffsetReply] | RegistryError
             try:
                 if session.failed is not None:
                     raise session.failed
-                buffers = [f.buffer if hasattr(f, "buffer") else f for frames, _ in batch for f in frames]
-                offset = await self.io(session.file.write, buffers)
+                offset = await self.io(self._write_batch, session, batch)
                 outcome = ({"offset": offset}, [])
             except Exception as exc:  # disk full, I/O error: fail this PATCH, keep the data safe
                 if session.failed is None:
                     log.error("upload %s: write failed: %s", session.uuid, exc)
                     session.failed = exc
                 outcome = write_failed(session.failed)
-            for _, reply in batch:
+            for _, _, reply in batch:
                 reply(outcome)
                 session.queue.task_done()
+
+    def _write_batch(self, session: UploadSession, batch: list[tuple[Frames, int | None, Any]]) -> int:
+        """Append a batch of chunks, in order (in the I/O pool); returns the upload's new size."""
+        file, start = session.file, session.patch_start
+        offset = file.offset
+        for frames, spooled, _ in batch:
+            if spooled is None:
+                offset = file.write([f.buffer if hasattr(f, "buffer") else f for f in frames])
+            else:  # a PATCH from 0 keeps its spool file whole (adopted at its end), others are copied
+                offset = file.take_spooled(self.blobs.spool_path(session.uuid, start), offset - start, spooled,
+                                           copy=start > 0)
+        return offset
+
+    async def finish_spooled(self, session: UploadSession) -> None:
+        """The PATCH's bytes are all hashed: adopt its spool file, or (once copied) remove it."""
+        if session.patch_mode != "spool":
+            return
+        path = self.blobs.spool_path(session.uuid, session.patch_start)
+        if session.patch_start == 0:
+            await self.io(session.file.adopt, path)
+        else:
+            await self.io(self.blobs.remove_spool, session.uuid, session.patch_start)
 
     async def drain(self, session: UploadSession) -> None:
         """Wait until every queued chunk of the session is written."""
@@ -243,6 +284,8 @@ class UploadSessions:
         assert session.patch_snapshot is not None
         await self.drain(session)
         try:
+            if session.patch_mode == "spool":
+                await self.io(self.blobs.remove_spool, session.uuid, session.patch_start)
             await self.io(session.file.rollback, session.patch_snapshot)
         finally:
             self.end_patch(session)
@@ -270,9 +313,11 @@ class UploadSessions:
         for name in self.blobs.upload_files():
             if name not in known:
                 self.blobs.remove_upload(name)
+        self.blobs.sweep_spool()
 
     async def expire(self, now: float | None = None) -> list[str]:
-        """Remove uploads untouched for longer than ``expiry`` seconds."""
+        """Remove uploads untouched for longer than ``expiry`` seconds (and stale spool pieces)."""
+        await self.io(self.blobs.sweep_spool)
         now = now or time.time()
         cutoff = now - self.expiry
         stale = self.meta.read(lambda txn: [uuid for uuid, record in self.meta.uploads(txn)

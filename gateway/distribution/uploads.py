@@ -6,14 +6,26 @@ unanswered by the shard, so Hypercorn stops reading the socket when the shard is
 the client: a 2 GiB push holds at most ``WINDOW × FRAME_SIZE`` bytes in the gateway. The ASGI
 chunks (usually 64 KiB) are sent as the frames of one multipart message (about FRAME_SIZE
 each), never joined.
+
+When the gateway shares the shards' filesystem (``cluster.sharedStorage``, as in the embedded
+cluster), a body of more than FRAME_SIZE goes another way: into the owning shard's
+``spool/<uuid>.<start>``, announced to the shard every ``SPOOL_PIECE`` bytes, which the shard
+hashes and then adopts as the upload's file (or copies, for a PATCH that does not start the
+upload). On plain HTTP/1.1 the server's body tap (:mod:`gateway.body_tap`) moves the body from
+the socket into that file with ``splice(2)``, never through Python; otherwise the ASGI chunks are
+written in batches off the event loop. Either way the bytes cross no socket between gateway and
+shard (docs/performance.md, "push-large").
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import re
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -28,6 +40,7 @@ from common.grammar import (
     validate_name,
 )
 from common.protocol import FRAME_SIZE, WINDOW
+from gateway import body_tap
 from gateway.body_guard import DRAIN_LIMIT
 from gateway.httputil import error_body, error_headers, parse_content_range, upload_range
 from gateway.quota import ensure_room_for
@@ -38,6 +51,10 @@ log = logging.getLogger("shardreg.gateway")
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 #: Commits re-hash (other algorithm) and fsync whole blobs: allow them time.
 COMMIT_TIMEOUT = 900.0
+#: Bytes of a PATCH body written to one spool file (the gateway holds at most this much of a body).
+SPOOL_PIECE = 4 * FRAME_SIZE
+#: Spool pieces of one PATCH written but not yet appended by the shard (disk, not memory).
+SPOOL_WINDOW = 4
 #: Bytes per second an upload body must average over each ``http.readTimeout`` (default 120 s) the
 #: gateway spends waiting for it, else it is abandoned (slowloris): 120 KiB per 2 minutes.
 MIN_BODY_RATE = 1024
@@ -67,21 +84,28 @@ class BodyPace:
         self.window, self.needed = window, min_rate * window
         self.waited, self.received = 0.0, 0
 
+    def wait_limit(self) -> float:
+        """How long the next wait for body bytes may last."""
+        return max(0.0, self.window - self.waited)
+
+    def note(self, waited: float, received: int) -> None:
+        """Count a wait and the bytes it brought; raises BodyTooSlow when a window ends too short."""
+        self.waited += waited
+        self.received += received
+        if self.waited >= self.window:
+            if self.received < self.needed:
+                raise BodyTooSlow()
+            self.waited, self.received = 0.0, 0  # a new window
+
     async def receive(self, receive: Receive) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
             try:
-                message = await asyncio.wait_for(receive(), max(0.0, self.window - self.waited))
+                message = await asyncio.wait_for(receive(), self.wait_limit())
             except TimeoutError:
                 message = None
-            self.waited += loop.time() - started
-            if message is not None:
-                self.received += len(message.get("body", b""))
-            if self.waited >= self.window:
-                if self.received < self.needed:
-                    raise BodyTooSlow()
-                self.waited, self.received = 0.0, 0  # a new window
+            self.note(loop.time() - started, len(message.get("body", b"")) if message is not None else 0)
             if message is not None:
                 return message
 
@@ -98,6 +122,8 @@ class Request:
         self.query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         client = scope.get("client")
         self.client = client[0] if client else None
+        #: Offered by the server for a large body on plain HTTP/1.1 (:mod:`gateway.body_tap`).
+        self.tap: body_tap.BodyTap | None = (scope.get("extensions") or {}).get(body_tap.EXTENSION, {}).get("tap")
         self._pending: dict[str, Any] | None = None
         self._complete = False
 
@@ -118,6 +144,8 @@ class Request:
             return False
         if "content-length" not in self.headers and "chunked" not in self.headers.get("transfer-encoding", ""):
             return False
+        if self.tap is not None and not self.tap.decided:
+            return True  # offered only for a Content-Length of body_tap.TAP_MIN or more
         self._pending = await self._receive_body()
         return bool(self._pending.get("body")) or bool(self._pending.get("more_body"))
 
@@ -129,6 +157,18 @@ class Request:
         if not message.get("more_body", False):
             self._complete = True
         return message
+
+    async def splice_into(self, writer: _ChunkWriter) -> bool:
+        """Have the server move the body into ``writer``'s spool pieces, if it offers to and the
+        writer can take them; True once every byte is there (the ASGI end message still follows)."""
+        if self.tap is None or self.tap.decided or self._pending is not None or writer.spool is None:
+            return False
+        self.tap.splice(_TapSink(writer, self.pace))
+        try:
+            await self.tap.finished()
+        except body_tap.ClientGone:
+            raise ClientGone() from None
+        return True
 
     async def next_chunk(self) -> tuple[bytes, bool]:
         message, self._pending = self._pending or await self._receive_body(), None
@@ -320,18 +360,22 @@ class UploadHandler:
         start = content_range[0] if content_range else None
         begun = await client.call_repo(messages.UPLOAD_BEGIN({"repo": name, "uuid": uuid, "start": start}))
         offset, shard = begun.result["offset"], begun.shard
-        writer = _ChunkWriter(client, shard, name, uuid, offset)
+        writer = _ChunkWriter(client, shard, name, uuid, offset, self.state.spool_dir(shard))
         try:
+            await request.splice_into(writer)
             more = True
             while more:
                 chunk, more = await request.next_chunk()
                 if chunk:
                     await writer.add(chunk)
             await writer.flush()
-        except BaseException:
+        except BaseException as exc:
             await writer.discard()
+            abort: messages.UploadAbortRequest = {"repo": name, "uuid": uuid}
+            if isinstance(exc, RegistryError) and exc.code is ErrorCode.INSUFFICIENT_STORAGE:
+                abort["full"] = exc.message  # the shard's disk refused the spool file: its /readyz tells
             try:
-                await client.call(shard, messages.UPLOAD_ABORT({"repo": name, "uuid": uuid}))
+                await client.call(shard, messages.UPLOAD_ABORT(abort))
             except Exception:  # noqa: BLE001 - the shard will expire the stale PATCH itself
                 pass
             raise
@@ -376,20 +420,79 @@ class UploadHandler:
             pass
 
 
-class _ChunkWriter:
-    """Groups body chunks into ~FRAME_SIZE messages and keeps at most WINDOW of them unanswered."""
+def _write_all(fd: int, chunks: list[Any]) -> None:
+    """Append ``chunks`` to the spool file (blocking: run off the event loop)."""
+    views = [memoryview(c) for c in chunks]
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= len(views[0]):
+            written -= len(views.pop(0))
+        if written:
+            views[0] = views[0][written:]
 
-    def __init__(self, client: Any, shard: int, repo: str, uuid: str, offset: int) -> None:
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _spool_failed(exc: OSError) -> RegistryError:
+    """What a PATCH answers when its spool piece cannot be written (the shard's disk: 507 if full)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return RegistryError(ErrorCode.INSUFFICIENT_STORAGE, f"the registry's storage is full "
+                             f"({os.strerror(exc.errno)}); nothing was stored, retry once space is freed")
+    log.error("spool write failed: %s", exc)
+    return RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, "the upload could not be written", status=500)
+
+
+class _TapSink:
+    """Where the server's body tap puts a PATCH body: the writer's spool pieces, at the body's pace."""
+
+    def __init__(self, writer: _ChunkWriter, pace: BodyPace) -> None:
+        self.writer, self.pace = writer, pace
+
+    async def put(self, data: bytes) -> None:
+        await self.writer.put(data)
+
+    async def take(self, pipe: int, count: int) -> None:
+        await self.writer.take(pipe, count)
+
+    def wait_limit(self) -> float:
+        return self.pace.wait_limit()
+
+    def note(self, waited: float, received: int) -> None:
+        self.pace.note(waited, received)
+
+
+class _ChunkWriter:
+    """Sends a PATCH body to the shard, keeping few of its writes unanswered.
+
+    Without a ``spool`` directory (or for a body under FRAME_SIZE): as ~FRAME_SIZE messages of
+    body chunks, at most WINDOW unanswered. With one: the body goes to the PATCH's spool file —
+    from memory in SPOOL_PIECE batches (:meth:`add`, off the event loop) or from the server's
+    body tap (:meth:`put`, :meth:`take`) — and every SPOOL_PIECE bytes are announced to the
+    shard, at most SPOOL_WINDOW unanswered. A PATCH never mixes the two ways (the shard refuses).
+    """
+
+    def __init__(self, client: Any, shard: int, repo: str, uuid: str, offset: int,
+                 spool: Path | None = None) -> None:
         self.client, self.shard, self.repo, self.uuid = client, shard, repo, uuid
-        self.offset = offset  # bytes sent so far (end of the upload once all are written)
+        self.offset = offset  # bytes announced so far (end of the upload once all are)
+        self.spool = spool
+        self.spool_path = spool / f"{uuid}.{offset}" if spool is not None else None
         self.frames: list[Any] = []
         self.buffered = 0
         self.inflight: list[asyncio.Future] = []
+        self.fd = -1  # the spool file, once this PATCH writes it
+        self.unsent = 0  # bytes in the spool file not yet announced
 
+    # -- from memory --------------------------------------------------------------------------
     async def add(self, chunk: bytes) -> None:
         self.frames.append(chunk)
         self.buffered += len(chunk)
-        if self.buffered >= FRAME_SIZE:
+        if self.buffered >= (SPOOL_PIECE if self.spool is not None else FRAME_SIZE):
             await self._send()
 
     async def write(self, frames: list[Any]) -> None:
@@ -398,6 +501,16 @@ class _ChunkWriter:
         await self._send()
 
     async def _send(self) -> None:
+        if self.spool is not None and (self.fd >= 0 or self.buffered >= FRAME_SIZE):
+            fd = self._spool_fd()
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, _write_all, fd, self.frames)
+            except OSError as exc:
+                raise _spool_failed(exc) from None
+            self.unsent += self.buffered
+            self.frames, self.buffered = [], 0
+            await self._announce()
+            return
         while len(self.inflight) >= WINDOW:
             await self.client.wait(self.shard, self.inflight.pop(0))
         future = await self.client.send(self.shard, messages.UPLOAD_WRITE(
@@ -406,13 +519,71 @@ class _ChunkWriter:
         self.offset += self.buffered
         self.frames, self.buffered = [], 0
 
+    # -- from the body tap (on the event loop: page-cache writes of at most 1 MiB) -------------
+    async def put(self, data: bytes) -> None:
+        """Bytes of the body the server had already read."""
+        fd, view = self._spool_fd(), memoryview(data)
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as exc:
+            raise _spool_failed(exc) from None
+        self.unsent += len(data)
+        if self.unsent >= SPOOL_PIECE:
+            await self._announce()
+
+    async def take(self, pipe: int, count: int) -> None:
+        """Move ``count`` bytes from the tap's pipe into the spool file (``splice``: not through Python)."""
+        fd = self._spool_fd()
+        while count:
+            try:
+                moved = os.splice(pipe, fd, count)
+            except OSError as exc:
+                raise _spool_failed(exc) from None
+            count -= moved
+            self.unsent += moved
+        if self.unsent >= SPOOL_PIECE:
+            await self._announce()
+
+    # -- the spool file -----------------------------------------------------------------------
+    def _spool_fd(self) -> int:
+        if self.fd < 0:
+            assert self.spool_path is not None
+            try:  # O_EXCL: never into a file someone else made
+                self.fd = os.open(self.spool_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            except OSError as exc:
+                raise _spool_failed(exc) from None
+        return self.fd
+
+    async def _announce(self) -> None:
+        """Tell the shard the spool file's next ``unsent`` bytes are there (waiting for a credit)."""
+        if not self.unsent:
+            return
+        while len(self.inflight) >= SPOOL_WINDOW:
+            await self.client.wait(self.shard, self.inflight.pop(0))
+        future = await self.client.send(self.shard, messages.UPLOAD_WRITE(
+            {"repo": self.repo, "uuid": self.uuid, "offset": self.offset, "spooled": self.unsent}))
+        self.inflight.append(future)
+        self.offset += self.unsent
+        self.unsent = 0
+
     async def flush(self) -> None:
+        """Send what is left and wait until the shard has every byte (the spool file is then the shard's)."""
         if self.frames:
             await self._send()
+        await self._announce()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
         while self.inflight:
             await self.client.wait(self.shard, self.inflight.pop(0))
 
     async def discard(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self.spool_path is not None:
+            _unlink_quietly(self.spool_path)
         for future in self.inflight:
             self.client.pending.pop(getattr(future, "rid", b""), None)
             future.cancel()

@@ -8,6 +8,7 @@ is not whole on disk.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid as uuidlib
 
@@ -20,6 +21,8 @@ from shard.ops.registry import Respond, handles, handles_in_order
 from shard.routing import check_upload_start
 from shard.service import ShardService
 from shard.uploads import UploadSession, no_upload, write_failed
+
+log = logging.getLogger("shardreg.shard")
 
 #: How long a new PATCH waits for the upload's previous one to end before it is refused.
 BUSY_WAIT = 3.0
@@ -106,6 +109,11 @@ class UploadOps:
             raise RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, "no write in progress")
         await self.uploads.drain(session)
         written = session.file.offset - session.patch_start
+        if session.failed is None and (length is None or written == length):
+            try:
+                await self.uploads.finish_spooled(session)
+            except Exception as exc:  # noqa: BLE001 - the spool file is not what was announced
+                session.failed = exc
         if session.failed is not None or (length is not None and written != length):
             await self.uploads.rollback(session)
             if session.failed is not None:
@@ -126,8 +134,12 @@ class UploadOps:
         return {"offset": offset}, []
 
     @handles(m.UPLOAD_ABORT)
-    async def abort(self, args: m.UploadRequest, frames: Frames) -> Answer[m.UploadAbortReply]:
-        """The client went away mid-PATCH: undo that PATCH's bytes."""
+    async def abort(self, args: m.UploadAbortRequest, frames: Frames) -> Answer[m.UploadAbortReply]:
+        """The client went away mid-PATCH (or the disk refused the gateway's spool file): undo that PATCH's bytes."""
+        if args.get("full"):
+            log.error("upload %s: write failed: %s (the gateway's spool file, on this shard's disk)",
+                      args["uuid"], args["full"])
+            self.shard.disk.note_full(str(args["full"]))
         session = self.uploads.get(args["uuid"])
         if session is None or session.patch_snapshot is None:
             return {}, []
