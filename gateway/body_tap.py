@@ -99,13 +99,15 @@ def supported(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 async def splice_body(tap: BodyTap, sink: Sink, first: bytes, connection: Any, reader: asyncio.StreamReader,
-                      transport: asyncio.Transport) -> None:
-    """Feed the rest of the body to ``sink`` (``first``: the bytes h11 just handed the stream).
+                      transport: asyncio.Transport) -> int:
+    """Feed the rest of the body to ``sink`` (``first``: the bytes h11 just handed the stream);
+    returns how many bytes went from the socket with ``splice``.
 
     Runs in the connection's reading task, so nothing else reads the socket meanwhile; the
     transport is paused for good measure and resumed at the end, whatever happens.
     """
     body = connection._reader  # h11's ContentLengthReader: its _remaining is what h11 still expects
+    spliced = 0
     transport.pause_reading()
     try:
         await sink.put(first)
@@ -122,9 +124,11 @@ async def splice_body(tap: BodyTap, sink: Sink, first: bytes, connection: Any, r
             body._remaining -= count
             await sink.put(data)
         if body._remaining:
-            if reader.at_eof() or reader._eof:  # type: ignore[attr-defined]
+            if reader._eof:  # type: ignore[attr-defined]  # the client closed before sending it all
                 raise ClientGone()
+            before = body._remaining
             await _from_socket(sink, body, transport)
+            spliced = before
     except BaseException as exc:
         tap.end(exc if isinstance(exc, Exception) else ClientGone())
         if not isinstance(exc, Exception):
@@ -137,6 +141,7 @@ async def splice_body(tap: BodyTap, sink: Sink, first: bytes, connection: Any, r
         reader._paused = False  # type: ignore[attr-defined]
         if not transport.is_closing():
             transport.resume_reading()
+    return spliced
 
 
 async def _from_socket(sink: Sink, body: Any, transport: asyncio.Transport) -> None:

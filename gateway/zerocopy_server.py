@@ -22,6 +22,8 @@ SENT_BYTES = Counter("shardreg_http_zerocopy_sent_bytes", "Response body bytes s
                      registry=None)
 SENDS = Counter("shardreg_http_zerocopy_sends", "Response body regions sent with sendfile (zero-copy)",
                 registry=None)
+TAPPED_BYTES = Counter("shardreg_http_body_tap_bytes", "Request body bytes moved from the socket to a file with "
+                       "splice (the body tap: never read by Python)", registry=None)
 
 
 def create_app() -> ZeroCopyApp:
@@ -81,8 +83,10 @@ def install() -> None:
                 protocol = getattr(self.send, "__self__", None)  # the H11Protocol, and its TCPServer:
                 server = getattr(getattr(protocol, "send", None), "__self__", None)
                 if sink is not None and server is not None:
-                    await body_tap.splice_body(tap, sink, bytes(event.data), protocol.connection,  # type: ignore[union-attr]
-                                               server.reader, server.writer.transport)
+                    spliced = await body_tap.splice_body(tap, sink, bytes(event.data),
+                                                         protocol.connection,  # type: ignore[union-attr]
+                                                         server.reader, server.writer.transport)
+                    TAPPED_BYTES.inc(spliced)
                     return
                 if sink is not None:
                     tap.end(RuntimeError("the body tap cannot reach the connection"))

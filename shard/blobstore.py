@@ -161,16 +161,21 @@ class UploadFile:
             os.close(src)
         return self.offset
 
-    def adopt(self, path: Path) -> None:
-        """Make the spool file ``path``, holding exactly this upload's bytes (hashed as they were
-        announced), the upload's file: a rename instead of copying every byte once more."""
+    @staticmethod
+    def check_spooled(path: Path, announced: int) -> None:
+        """A PATCH's spool file holds exactly the bytes announced (else the gateway lost track)."""
         src = _open_spooled(path)
         try:
             size = os.fstat(src).st_size
         finally:
             os.close(src)
-        if size != self.offset:
-            raise SpoolError(f"spool file {path.name} holds {size} bytes, not the {self.offset} announced")
+        if size != announced:
+            raise SpoolError(f"spool file {path.name} holds {size} bytes, not the {announced} announced")
+
+    def adopt(self, path: Path) -> None:
+        """Make the spool file ``path``, holding exactly this upload's bytes (hashed as they were
+        announced), the upload's file: a rename instead of copying every byte once more."""
+        self.check_spooled(path, self.offset)
         self.close()
         os.replace(path, self.path)
 

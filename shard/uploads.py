@@ -272,6 +272,7 @@ class UploadSessions:
         if session.patch_start == 0:
             await self.io(session.file.adopt, path)
         else:
+            await self.io(session.file.check_spooled, path, session.file.offset - session.patch_start)
             await self.io(self.blobs.remove_spool, session.uuid, session.patch_start)
 
     async def drain(self, session: UploadSession) -> None:

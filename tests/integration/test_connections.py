@@ -68,10 +68,12 @@ def _patch_head(location: str, length: int) -> bytes:
             f"Content-Length: {length}\r\n\r\n").encode()
 
 
-def test_trickling_upload_body_is_abandoned(slow_cluster: Cluster) -> None:
+@pytest.mark.parametrize("length", [1_000_000, 3_000_000], ids=["asgi-body", "tapped-body"])
+def test_trickling_upload_body_is_abandoned(slow_cluster: Cluster, length: int) -> None:
+    """Read as ASGI messages, or (above 1 MiB on plain HTTP/1.1) spliced by the body tap: the same rule."""
     location = _start_upload(slow_cluster)
     sock = _connect(slow_cluster)
-    sock.sendall(_patch_head(location, 1_000_000))
+    sock.sendall(_patch_head(location, length))
     started = time.monotonic()
     sock.settimeout(0.25)
     answer = b""
