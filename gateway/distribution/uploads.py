@@ -20,12 +20,9 @@ shard (docs/performance.md, "push-large").
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
-import os
 import re
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -39,9 +36,9 @@ from common.grammar import (
     parse_digest,
     validate_name,
 )
-from common.protocol import FRAME_SIZE, WINDOW
 from gateway import body_tap
 from gateway.body_guard import DRAIN_LIMIT
+from gateway.distribution.upload_writer import ChunkWriter, TapSink
 from gateway.httputil import error_body, error_headers, parse_content_range, upload_range
 from gateway.quota import ensure_room_for
 from gateway.state import GatewayState
@@ -51,10 +48,6 @@ log = logging.getLogger("shardreg.gateway")
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 #: Commits re-hash (other algorithm) and fsync whole blobs: allow them time.
 COMMIT_TIMEOUT = 900.0
-#: Bytes of a PATCH body written to one spool file (the gateway holds at most this much of a body).
-SPOOL_PIECE = 4 * FRAME_SIZE
-#: Spool pieces of one PATCH written but not yet appended by the shard (disk, not memory).
-SPOOL_WINDOW = 4
 #: Bytes per second an upload body must average over each ``http.readTimeout`` (default 120 s) the
 #: gateway spends waiting for it, else it is abandoned (slowloris): 120 KiB per 2 minutes.
 MIN_BODY_RATE = 1024
@@ -158,12 +151,12 @@ class Request:
             self._complete = True
         return message
 
-    async def splice_into(self, writer: _ChunkWriter) -> bool:
+    async def splice_into(self, writer: ChunkWriter) -> bool:
         """Have the server move the body into ``writer``'s spool pieces, if it offers to and the
         writer can take them; True once every byte is there (the ASGI end message still follows)."""
         if self.tap is None or self.tap.decided or self._pending is not None or writer.spool is None:
             return False
-        self.tap.splice(_TapSink(writer, self.pace))
+        self.tap.splice(TapSink(writer, self.pace))
         try:
             await self.tap.finished()
         except body_tap.ClientGone:
@@ -338,7 +331,7 @@ class UploadHandler:
         dst, uuid = started.shard, started.result["uuid"]
         try:
             dst = (await client.call_repo(messages.UPLOAD_BEGIN({"repo": name, "uuid": uuid, "start": 0}))).shard
-            writer = _ChunkWriter(client, dst, name, uuid, 0)
+            writer = ChunkWriter(client, dst, name, uuid, 0)
             async for frame in client.read_blob(src, digest, 0, stat["size"]):
                 await writer.write([frame.buffer])
             await writer.flush()
@@ -360,7 +353,7 @@ class UploadHandler:
         start = content_range[0] if content_range else None
         begun = await client.call_repo(messages.UPLOAD_BEGIN({"repo": name, "uuid": uuid, "start": start}))
         offset, shard = begun.result["offset"], begun.shard
-        writer = _ChunkWriter(client, shard, name, uuid, offset, self.state.spool_dir(shard))
+        writer = ChunkWriter(client, shard, name, uuid, offset, self.state.spool_dir(shard))
         try:
             await request.splice_into(writer)
             more = True
@@ -418,173 +411,3 @@ class UploadHandler:
             await self.state.client.call_repo(messages.UPLOAD_CANCEL({"repo": name, "uuid": uuid}))
         except Exception:  # noqa: BLE001 - expiry will remove it
             pass
-
-
-def _write_all(fd: int, chunks: list[Any]) -> None:
-    """Append ``chunks`` to the spool file (blocking: run off the event loop)."""
-    views = [memoryview(c) for c in chunks]
-    while views:
-        written = os.writev(fd, views)
-        while views and written >= len(views[0]):
-            written -= len(views.pop(0))
-        if written:
-            views[0] = views[0][written:]
-
-
-def _unlink_quietly(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def _spool_failed(exc: OSError) -> RegistryError:
-    """What a PATCH answers when its spool piece cannot be written (the shard's disk: 507 if full)."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return RegistryError(ErrorCode.INSUFFICIENT_STORAGE, f"the registry's storage is full "
-                             f"({os.strerror(exc.errno)}); nothing was stored, retry once space is freed")
-    log.error("spool write failed: %s", exc)
-    return RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, "the upload could not be written", status=500)
-
-
-class _TapSink:
-    """Where the server's body tap puts a PATCH body: the writer's spool pieces, at the body's pace."""
-
-    def __init__(self, writer: _ChunkWriter, pace: BodyPace) -> None:
-        self.writer, self.pace = writer, pace
-
-    async def put(self, data: bytes) -> None:
-        await self.writer.put(data)
-
-    async def take(self, pipe: int, count: int) -> None:
-        await self.writer.take(pipe, count)
-
-    def wait_limit(self) -> float:
-        return self.pace.wait_limit()
-
-    def note(self, waited: float, received: int) -> None:
-        self.pace.note(waited, received)
-
-
-class _ChunkWriter:
-    """Sends a PATCH body to the shard, keeping few of its writes unanswered.
-
-    Without a ``spool`` directory (or for a body under FRAME_SIZE): as ~FRAME_SIZE messages of
-    body chunks, at most WINDOW unanswered. With one: the body goes to the PATCH's spool file —
-    from memory in SPOOL_PIECE batches (:meth:`add`, off the event loop) or from the server's
-    body tap (:meth:`put`, :meth:`take`) — and every SPOOL_PIECE bytes are announced to the
-    shard, at most SPOOL_WINDOW unanswered. A PATCH never mixes the two ways (the shard refuses).
-    """
-
-    def __init__(self, client: Any, shard: int, repo: str, uuid: str, offset: int,
-                 spool: Path | None = None) -> None:
-        self.client, self.shard, self.repo, self.uuid = client, shard, repo, uuid
-        self.offset = offset  # bytes announced so far (end of the upload once all are)
-        self.spool = spool
-        self.spool_path = spool / f"{uuid}.{offset}" if spool is not None else None
-        self.frames: list[Any] = []
-        self.buffered = 0
-        self.inflight: list[asyncio.Future] = []
-        self.fd = -1  # the spool file, once this PATCH writes it
-        self.unsent = 0  # bytes in the spool file not yet announced
-
-    # -- from memory --------------------------------------------------------------------------
-    async def add(self, chunk: bytes) -> None:
-        self.frames.append(chunk)
-        self.buffered += len(chunk)
-        if self.buffered >= (SPOOL_PIECE if self.spool is not None else FRAME_SIZE):
-            await self._send()
-
-    async def write(self, frames: list[Any]) -> None:
-        self.frames.extend(frames)
-        self.buffered += sum(len(f) for f in frames)
-        await self._send()
-
-    async def _send(self) -> None:
-        if self.spool is not None and (self.fd >= 0 or self.buffered >= FRAME_SIZE):
-            fd = self._spool_fd()
-            try:
-                await asyncio.get_running_loop().run_in_executor(None, _write_all, fd, self.frames)
-            except OSError as exc:
-                raise _spool_failed(exc) from None
-            self.unsent += self.buffered
-            self.frames, self.buffered = [], 0
-            await self._announce()
-            return
-        while len(self.inflight) >= WINDOW:
-            await self.client.wait(self.shard, self.inflight.pop(0))
-        future = await self.client.send(self.shard, messages.UPLOAD_WRITE(
-            {"repo": self.repo, "uuid": self.uuid, "offset": self.offset}), self.frames)
-        self.inflight.append(future)
-        self.offset += self.buffered
-        self.frames, self.buffered = [], 0
-
-    # -- from the body tap (on the event loop: page-cache writes of at most 1 MiB) -------------
-    async def put(self, data: bytes) -> None:
-        """Bytes of the body the server had already read."""
-        fd, view = self._spool_fd(), memoryview(data)
-        try:
-            while view:
-                view = view[os.write(fd, view):]
-        except OSError as exc:
-            raise _spool_failed(exc) from None
-        self.unsent += len(data)
-        if self.unsent >= SPOOL_PIECE:
-            await self._announce()
-
-    async def take(self, pipe: int, count: int) -> None:
-        """Move ``count`` bytes from the tap's pipe into the spool file (``splice``: not through Python)."""
-        fd = self._spool_fd()
-        while count:
-            try:
-                moved = os.splice(pipe, fd, count)
-            except OSError as exc:
-                raise _spool_failed(exc) from None
-            count -= moved
-            self.unsent += moved
-        if self.unsent >= SPOOL_PIECE:
-            await self._announce()
-
-    # -- the spool file -----------------------------------------------------------------------
-    def _spool_fd(self) -> int:
-        if self.fd < 0:
-            assert self.spool_path is not None
-            try:  # O_EXCL: never into a file someone else made
-                self.fd = os.open(self.spool_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            except OSError as exc:
-                raise _spool_failed(exc) from None
-        return self.fd
-
-    async def _announce(self) -> None:
-        """Tell the shard the spool file's next ``unsent`` bytes are there (waiting for a credit)."""
-        if not self.unsent:
-            return
-        while len(self.inflight) >= SPOOL_WINDOW:
-            await self.client.wait(self.shard, self.inflight.pop(0))
-        future = await self.client.send(self.shard, messages.UPLOAD_WRITE(
-            {"repo": self.repo, "uuid": self.uuid, "offset": self.offset, "spooled": self.unsent}))
-        self.inflight.append(future)
-        self.offset += self.unsent
-        self.unsent = 0
-
-    async def flush(self) -> None:
-        """Send what is left and wait until the shard has every byte (the spool file is then the shard's)."""
-        if self.frames:
-            await self._send()
-        await self._announce()
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-        while self.inflight:
-            await self.client.wait(self.shard, self.inflight.pop(0))
-
-    async def discard(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-        if self.spool_path is not None:
-            _unlink_quietly(self.spool_path)
-        for future in self.inflight:
-            self.client.pending.pop(getattr(future, "rid", b""), None)
-            future.cancel()
-        self.inflight = []
