@@ -25,6 +25,8 @@ log = logging.getLogger("shardreg.gateway")
 
 #: Bytes announced to the shard at once (the gateway holds at most this much of a body in memory).
 SPOOL_PIECE = 4 * FRAME_SIZE
+#: Why a spool directory cannot be used at all (then the body goes as frames, as without one).
+UNUSABLE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.EROFS})
 #: Announced spool regions of one PATCH not yet hashed by the shard (on disk, not in memory).
 SPOOL_WINDOW = 4
 
@@ -118,7 +120,7 @@ class ChunkWriter:
         await self._send()
 
     async def _send(self) -> None:
-        if self.spool is not None and (self.fd >= 0 or self.buffered >= FRAME_SIZE):
+        if self.spool is not None and (self.fd >= 0 or self.buffered >= FRAME_SIZE) and self.open_spool():
             fd = self._spool_fd()
             try:
                 await asyncio.get_running_loop().run_in_executor(None, _write_all, fd, self.frames)
@@ -163,6 +165,23 @@ class ChunkWriter:
             await self._announce()
 
     # -- the spool file -----------------------------------------------------------------------
+    def open_spool(self) -> bool:
+        """Create the PATCH's spool file; False (and frames from now on) when the shard offers no
+        spool this gateway can write — an older shard, or another user's directory."""
+        if self.fd >= 0:
+            return True
+        try:
+            self._spool_fd()
+        except RegistryError as exc:
+            cause = exc.__context__
+            if isinstance(cause, OSError) and cause.errno in UNUSABLE:
+                log.warning("no usable spool directory %s (%s): upload bodies go over ZeroMQ", self.spool,
+                            cause.strerror)
+                self.spool = self.spool_path = None
+                return False
+            raise
+        return True
+
     def _spool_fd(self) -> int:
         if self.fd < 0:
             assert self.spool_path is not None

@@ -156,6 +156,8 @@ class Request:
         writer can take them; True once every byte is there (the ASGI end message still follows)."""
         if self.tap is None or self.tap.decided or self._pending is not None or writer.spool is None:
             return False
+        if not writer.open_spool():
+            return False
         self.tap.splice(TapSink(writer, self.pace))
         try:
             await self.tap.finished()

@@ -190,3 +190,27 @@ def test_a_client_leaving_mid_body_leaves_nothing_behind(cluster: Cluster) -> No
         assert r.status_code == 202 and r.headers["Range"] == f"0-{len(body) - 1}", r.text
         assert client.put(r.headers["Location"], params={"digest": digest(body)}).status_code == 201
         assert pulled(client, repo, digest(body)) == body
+
+
+def test_without_a_spool_directory_bodies_go_over_zeromq(cluster: Cluster) -> None:
+    """As with a shard of an older version (no spool/) or one the gateway may not write: frames."""
+    repo = "spool/none"
+    spools = sorted(cluster.data.glob("shard-*/spool"))
+    for directory in spools:
+        directory.rmdir()
+    try:
+        with httpx.Client(base_url=cluster.url, timeout=60) as client:
+            before = tapped(client)
+            blob = os.urandom(5 * MB)
+            r = client.put(start(client, repo), params={"digest": digest(blob)}, content=blob)
+            assert r.status_code == 201, r.text
+            chunked = os.urandom(3 * MB)
+            r = client.patch(start(client, repo), content=(chunked[i:i + 65536] for i in range(0, len(chunked), 65536)))
+            assert r.status_code == 202, r.text
+            assert client.put(r.headers["Location"], params={"digest": digest(chunked)}).status_code == 201
+            assert pulled(client, repo, digest(blob)) == blob
+            assert pulled(client, repo, digest(chunked)) == chunked
+            assert tapped(client) == before
+    finally:
+        for directory in spools:
+            directory.mkdir(mode=0o700)
