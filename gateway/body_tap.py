@@ -31,6 +31,8 @@ TAP_MIN = 1024 * 1024
 EXTENSION = "shardreg.body.tap"
 #: Bytes moved per ``splice`` (the pipe is asked to hold this much).
 PIPE_SIZE = 1024 * 1024
+#: At most this many bytes are moved per thread job (one wake-up of the event loop).
+BURST = 4 * PIPE_SIZE
 _F_SETPIPE_SZ = 1031
 
 
@@ -44,8 +46,11 @@ class Sink(Protocol):
     async def put(self, data: bytes) -> None:
         """Bytes the server had already read."""
 
-    async def take(self, pipe: int, count: int) -> None:
-        """Move exactly ``count`` bytes out of ``pipe`` (they are there)."""
+    def file(self) -> int:
+        """The descriptor the next bytes are spliced into (written at its current position)."""
+
+    async def moved(self, count: int) -> None:
+        """``count`` more bytes are now in :meth:`file`."""
 
     def wait_limit(self) -> float:
         """Seconds the server may now wait for the next bytes (the body's pace rule)."""
@@ -154,27 +159,45 @@ async def _from_socket(sink: Sink, body: Any, transport: asyncio.Transport) -> N
         except OSError:  # above /proc/sys/fs/pipe-max-size: the default pipe only means more calls
             pass
         while body._remaining:
-            try:
-                moved = os.splice(sock, into, min(body._remaining, PIPE_SIZE),
-                                  flags=os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK)
-            except BlockingIOError:
+            # off the event loop: the file write may wait on the disk (dirty-page throttling)
+            moved, ended = await loop.run_in_executor(None, _pump, sock, into, out, sink.file(),
+                                                      min(body._remaining, BURST))
+            if moved:
+                sink.note(0.0, moved)
+                body._remaining -= moved
+                await sink.moved(moved)
+            if ended:
+                raise ClientGone()
+            if not moved and body._remaining:
                 started = loop.time()
                 try:
                     await _readable(loop, sock, sink.wait_limit())
                 except TimeoutError:
                     pass
                 sink.note(loop.time() - started, 0)
-                continue
-            except OSError as exc:  # reset, broken
-                raise ClientGone() from exc
-            if moved == 0:
-                raise ClientGone()
-            sink.note(0.0, moved)
-            body._remaining -= moved
-            await sink.take(out, moved)
     finally:
         os.close(out)
         os.close(into)
+
+
+def _pump(sock: int, into: int, out: int, file: int, limit: int) -> tuple[int, bool]:
+    """Splice up to ``limit`` bytes socket → pipe → file, until the socket has no more for now;
+    returns the bytes moved and whether the client closed (or broke) the connection."""
+    total = 0
+    while total < limit:
+        try:
+            got = os.splice(sock, into, min(limit - total, PIPE_SIZE), flags=os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK)
+        except BlockingIOError:
+            return total, False
+        except OSError:  # reset, broken
+            return total, True
+        if got == 0:
+            return total, True
+        left = got
+        while left:
+            left -= os.splice(out, file, left)
+        total += got
+    return total, False
 
 
 async def _readable(loop: Any, fd: int, timeout: float) -> None:

@@ -57,8 +57,8 @@ def _unlink_quietly(path: Path) -> None:
         pass
 
 
-def _spool_failed(exc: OSError) -> RegistryError:
-    """What a PATCH answers when its spool piece cannot be written (the shard's disk: 507 if full)."""
+def spool_failed(exc: OSError) -> RegistryError:
+    """What a PATCH answers when its spool file cannot be written (the shard's disk: 507 if full)."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return RegistryError(ErrorCode.INSUFFICIENT_STORAGE, f"the registry's storage is full "
                              f"({os.strerror(exc.errno)}); nothing was stored, retry once space is freed")
@@ -75,8 +75,11 @@ class TapSink:
     async def put(self, data: bytes) -> None:
         await self.writer.put(data)
 
-    async def take(self, pipe: int, count: int) -> None:
-        await self.writer.take(pipe, count)
+    def file(self) -> int:
+        return self.writer.file()
+
+    async def moved(self, count: int) -> None:
+        await self.writer.moved(count)
 
     def wait_limit(self) -> float:
         return self.pace.wait_limit()
@@ -125,7 +128,7 @@ class ChunkWriter:
             try:
                 await asyncio.get_running_loop().run_in_executor(None, _write_all, fd, self.frames)
             except OSError as exc:
-                raise _spool_failed(exc) from None
+                raise spool_failed(exc) from None
             self.unsent += self.buffered
             self.frames, self.buffered = [], 0
             await self._announce()
@@ -138,29 +141,24 @@ class ChunkWriter:
         self.offset += self.buffered
         self.frames, self.buffered = [], 0
 
-    # -- from the body tap (on the event loop: page-cache writes of at most 1 MiB) -------------
+    # -- from the body tap (files written off the event loop: a disk that stalls must not stall
+    #    every request of this worker) --------------------------------------------------------
     async def put(self, data: bytes) -> None:
         """Bytes of the body the server had already read."""
-        fd, view = self._spool_fd(), memoryview(data)
-        try:
-            while view:
-                view = view[os.write(fd, view):]
-        except OSError as exc:
-            raise _spool_failed(exc) from None
-        self.unsent += len(data)
-        if self.unsent >= SPOOL_PIECE:
-            await self._announce()
-
-    async def take(self, pipe: int, count: int) -> None:
-        """Move ``count`` bytes from the tap's pipe into the spool file (``splice``: not through Python)."""
         fd = self._spool_fd()
-        while count:
-            try:
-                moved = os.splice(pipe, fd, count)
-            except OSError as exc:
-                raise _spool_failed(exc) from None
-            count -= moved
-            self.unsent += moved
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, _write_all, fd, [data])
+        except OSError as exc:
+            raise spool_failed(exc) from None
+        await self.moved(len(data))
+
+    def file(self) -> int:
+        """The spool file, for the tap to splice into."""
+        return self._spool_fd()
+
+    async def moved(self, count: int) -> None:
+        """``count`` more bytes are in the spool file: announce them every SPOOL_PIECE."""
+        self.unsent += count
         if self.unsent >= SPOOL_PIECE:
             await self._announce()
 
@@ -188,7 +186,7 @@ class ChunkWriter:
             try:  # O_EXCL: never into a file someone else made
                 self.fd = os.open(self.spool_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             except OSError as exc:
-                raise _spool_failed(exc) from None
+                raise spool_failed(exc) from None
         return self.fd
 
     async def _announce(self) -> None:

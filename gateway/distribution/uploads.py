@@ -38,7 +38,7 @@ from common.grammar import (
 )
 from gateway import body_tap
 from gateway.body_guard import DRAIN_LIMIT
-from gateway.distribution.upload_writer import ChunkWriter, TapSink
+from gateway.distribution.upload_writer import ChunkWriter, TapSink, spool_failed
 from gateway.httputil import error_body, error_headers, parse_content_range, upload_range
 from gateway.quota import ensure_room_for
 from gateway.state import GatewayState
@@ -163,6 +163,8 @@ class Request:
             await self.tap.finished()
         except body_tap.ClientGone:
             raise ClientGone() from None
+        except OSError as exc:  # the tap's write into the spool file (a full disk: 507)
+            raise spool_failed(exc) from None
         return True
 
     async def next_chunk(self) -> tuple[bytes, bool]:
