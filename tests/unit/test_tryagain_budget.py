@@ -55,9 +55,10 @@ def test_a_switch_longer_than_the_redirects_is_waited_for(reg: InProcessRegistry
             elapsed = time.monotonic() - started
         finally:
             reg.stop_switching()  # type: ignore[attr-defined]
+    # Answered once the switch was over: eight redirects 50 ms apart (the old rule) gave up after
+    # 0.4 s with a 503. How many tries that took depends on the machine's load, so it is not asserted.
     assert response.status_code == 200, response.text
-    assert len(tries) > shard_client.MAX_REDIRECTS, tries  # more tries than the redirects allow
-    assert elapsed >= 1.2
+    assert elapsed >= 1.2 and len(tries) >= 2, tries
 
 
 def test_a_switch_that_never_ends_is_a_503_after_the_budget(reg: InProcessRegistry,
