@@ -8,7 +8,6 @@ pool. Errors are raised as :class:`RegistryError` and travel back to the gateway
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +17,7 @@ from common.errors import ErrorCode, RegistryError
 from shard.blobstore import BlobStore
 from shard.descriptors import Descriptors, exhausted
 from shard.diskfull import DiskState
+from shard.keyed_locks import KeyedLocks
 from shard.metastore import MetaStore
 from shard.uploads import UploadSessions
 
@@ -34,7 +34,7 @@ class ShardService:
         self.blobs = BlobStore(root, durable=durable)
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"shard{index}-io")
         #: Held while a blob file may be created or removed, so that the two never race.
-        self.digest_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.digest_locks = KeyedLocks()
         #: File descriptor headroom (readiness) and failed opens.
         self.descriptors = Descriptors()
         self.uploads = UploadSessions(self.meta, self.blobs, self.io, upload_expiry, max_uploads=max_uploads,
