@@ -18,6 +18,7 @@ from common import imagetrust
 from common import messages as m
 from common.errors import ErrorCode, RegistryError
 from common.protocol import Answer, Frames
+from common.recent import Recent
 from shard.ops.registry import handles
 from shard.searchstore import SearchStore
 
@@ -27,13 +28,18 @@ log = logging.getLogger("shardreg.shard.trust")
 ReadBlob = Callable[[str, "int | None"], "bytes | None"]
 
 
+#: Signature verdicts kept (each costs a signature check to recompute).
+VERDICTS = 10_000
+
+
 class Trust:
     def __init__(self, store: SearchStore) -> None:
         self.store = store
         self.version = 0
         self.cosign_keys: list[tuple[str, Any]] = []
         self.notation_certs: list[Any] = []
-        self._verdicts: dict[tuple[str, str, int], imagetrust.Verdict | None] = {}
+        #: Verified signature layers: a cache, bounded (one entry per signature layer ever checked otherwise).
+        self._verdicts: Recent[tuple[str, str, int], imagetrust.Verdict | None] = Recent(VERDICTS)
         self._load()
 
     def _load(self) -> None:

@@ -21,6 +21,7 @@ from common.errors import ErrorCode, RegistryError
 from common.grammar import MANIFEST_MEDIA_TYPES, digest_algorithm, digest_of
 from common.manifest import ParsedManifest, media_type_of, parse_manifest
 from common.protocol import Answer
+from common.recent import Recent
 from shard.hooks import Hooks, Pushed
 from shard.lmdbstore import Txn
 from shard.service import ShardService
@@ -33,12 +34,16 @@ ACCEPT = ", ".join(sorted(MANIFEST_MEDIA_TYPES))
 PUSHED_BY = "sync"
 
 
+#: Tags whose last upstream check is remembered.
+CHECKED = 100_000
+
+
 class ManifestPuller:
     def __init__(self, shard: ShardService, hooks: Hooks) -> None:
         self.meta = shard.meta
         self.hooks = hooks
-        #: (repo, tag) → monotonic time of the last check against the upstream
-        self.checked: dict[tuple[str, str], float] = {}
+        #: When each pulled-through tag was last checked upstream (forgotten beyond CHECKED: re-checked then).
+        self.checked: Recent[tuple[str, str], float] = Recent(CHECKED)
         self.flights: dict[tuple[str, str], asyncio.Future[str]] = {}
         self.joined = 0
         self.hits = 0
