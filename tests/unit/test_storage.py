@@ -248,13 +248,13 @@ def test_blob_files_a_crash_left_without_a_record_are_removed(tmp_path):
         s.blobs.install_bytes(b"orphan", orphan)  # as if the commit after the rename never ran
         committing = sha(b"committing")
         lock = s.digest_locks[committing]
-        await lock.acquire()  # a commit in progress holds its digest's lock across rename and commit
+        await lock.__aenter__()  # a commit in progress holds its digest's lock across rename and commit
         s.blobs.install_bytes(b"committing", committing)
         sweep = asyncio.ensure_future(remove_orphan_files(s))
         await asyncio.sleep(0.05)
         assert not sweep.done()  # waits for the commit instead of deleting its file
         s.meta.write(lambda txn: s.meta.link(txn, "a", committing, len(b"committing")))
-        lock.release()
+        await lock.__aexit__(None, None, None)
         assert await sweep == 1
         assert not s.blobs.path(orphan).exists()
         assert s.blobs.path(kept).exists() and s.blobs.path(committing).exists()
