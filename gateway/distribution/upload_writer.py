@@ -94,7 +94,7 @@ class ChunkWriter:
     Without a ``spool`` directory (or for a body under FRAME_SIZE): as ~FRAME_SIZE messages of
     body chunks, at most WINDOW unanswered. With one: the body goes to the PATCH's spool file —
     from memory in SPOOL_PIECE batches (:meth:`add`, off the event loop) or from the server's
-    body tap (:meth:`put`, :meth:`take`) — and every SPOOL_PIECE bytes are announced to the
+    body tap (:meth:`put`, :meth:`file`, :meth:`moved`) — and every SPOOL_PIECE bytes are announced to the
     shard, at most SPOOL_WINDOW unanswered. A PATCH never mixes the two ways (the shard refuses).
     """
 

@@ -88,6 +88,8 @@ class UploadOps:
             raise RegistryError(ErrorCode.RANGE_INVALID, f"chunk starts at {start}, upload is at {offset}",
                                 detail={"offset": offset}, headers=_range_headers(offset))
         await self.uploads.start_patch(session)  # 429 when too many PATCHes write at once
+        # a spool file at this start is a dead PATCH's (its gateway died before announcing it): this PATCH's now
+        await self.shard.io(self.shard.blobs.remove_spool, uuid, offset)
         session.patch_snapshot = session.file.snapshot()
         session.patch_start = offset
         session.queued_offset = offset

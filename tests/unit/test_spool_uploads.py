@@ -204,3 +204,23 @@ def test_adopt_refuses_a_file_of_another_size(tmp_path: Path) -> None:
     with pytest.raises(SpoolError):
         upload.adopt(spool)
     assert spool.exists() and store.upload_path("u").read_bytes() == b""
+
+
+def test_a_dead_patchs_spool_file_does_not_block_the_next_one(tmp_path: Path) -> None:
+    """A gateway killed before announcing anything leaves its spool file; the next PATCH from the
+    same offset (which must create that file) finds it removed by its upload.begin."""
+    async def scenario() -> None:
+        service = ShardService(tmp_path, 0, 1, durable=False)
+        uuid = await _start(service, "r")
+        service.blobs.spool_path(uuid, 0).write_bytes(b"half a body from a dead gateway")
+        patch = Patch(service, "r", uuid)
+        await patch.begin()
+        assert not patch.path.exists()
+        with open(os.open(patch.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
+            fh.write(b"whole")
+        patch.announce(5)
+        assert await patch.end(5) == 5
+        await UploadOps(service).commit({"repo": "r", "uuid": uuid, "digest": sha(b"whole")}, [])
+        service.close()
+
+    asyncio.run(scenario())
