@@ -75,7 +75,7 @@ def install() -> None:
             super().__init__(offering, config, context, task_group, ssl, *args)
 
         async def handle(self, event: Any) -> None:
-            if isinstance(event, Request) and self.scheme == "http":
+            if isinstance(event, Request) and self.scheme == "http" and event.method in _BODY_METHODS:
                 self.tap = _tap_for(event)
             elif isinstance(event, Body) and self.tap is not None and not self.tap_used:
                 tap, self.tap_used = self.tap, True  # for the body's first bytes (the app may not have started)
@@ -161,6 +161,10 @@ def install() -> None:
     setattr(hypercorn_h11, "HTTPStream", ZeroCopyHTTPStream)  # noqa: B010 - replacing a module global
     setattr(hypercorn_protocol, "H11Protocol", ZeroCopyH11Protocol)  # noqa: B010
     setattr(hypercorn_run, "TCPServer", ZeroCopyTCPServer)  # noqa: B010
+
+
+#: Requests whose body may be tapped (uploads are PATCH, PUT and POST): the rest skip the header scan.
+_BODY_METHODS = frozenset({"PATCH", "PUT", "POST"})
 
 
 def _tap_for(request: Any) -> body_tap.BodyTap | None:
