@@ -231,8 +231,9 @@ class UploadBeginRequest(TypedDict):
 class UploadWriteRequest(TypedDict):
     """Followed by the chunk's frames; answered once they are written (the sender's credit).
 
-    With ``spooled`` there are no frames: a gateway sharing the shard's filesystem wrote that many
-    bytes to the shard's ``spool/<uuid>.<offset>``, which the shard appends and removes."""
+    With ``spooled`` there are no frames: a gateway sharing the shard's filesystem has written the
+    next ``spooled`` bytes of the PATCH to the shard's ``spool/<uuid>.<start>`` (``start``: where the
+    PATCH began); the shard hashes them, and adopts or copies that file when the PATCH ends."""
 
     repo: str
     uuid: str

@@ -2,8 +2,8 @@
 
 A shard serialises the creation and removal of each blob file under a lock named by its digest.
 A dictionary keeping a lock for every digest ever locked grows with every blob the shard has
-seen (about 400 bytes each: 400 MB of memory for a million blobs); here an entry is dropped as
-soon as its last holder or waiter is gone.
+seen (about 170 bytes each, measured with tracemalloc: 170 MB for a million blobs); here an entry
+is dropped as soon as its last holder or waiter is gone.
 """
 
 from __future__ import annotations

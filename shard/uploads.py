@@ -61,7 +61,7 @@ def write_failed(exc: BaseException) -> RegistryError:
     if isinstance(exc, RegistryError):
         return exc
     if isinstance(exc, SpoolError):
-        return RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, f"the gateway's spooled chunk is unusable: {exc}")
+        return RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, f"the gateway's spool file is unusable: {exc}")
     return write_failure(exc, RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, "write failed on the shard"))
 
 
@@ -78,7 +78,7 @@ class UploadSession:
     file: UploadFile
     #: Who started it ("" when anonymous): counted against ``storage.maxUploadsPerUser``.
     user: str = ""
-    #: Chunks to write in order: their frames, or the length of their spool piece, and whom to answer.
+    #: Chunks to write in order: their frames, or how many bytes of the spool file they are, and whom to answer.
     queue: asyncio.Queue[tuple[Frames, int | None, Respond[m.OffsetReply]]] = field(default_factory=asyncio.Queue)
     writer: asyncio.Task[None] | None = None
     patch_snapshot: tuple[int, object] | None = None

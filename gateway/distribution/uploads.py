@@ -152,8 +152,8 @@ class Request:
         return message
 
     async def splice_into(self, writer: ChunkWriter) -> bool:
-        """Have the server move the body into ``writer``'s spool pieces, if it offers to and the
-        writer can take them; True once every byte is there (the ASGI end message still follows)."""
+        """Have the server move the body into ``writer``'s spool file, if it offers to and the
+        writer can take it; True once every byte is there (the ASGI end message still follows)."""
         if self.tap is None or self.tap.decided or self._pending is not None or writer.spool is None:
             return False
         if not writer.open_spool():
