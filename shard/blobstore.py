@@ -278,16 +278,10 @@ class BlobStore:
             os.close(fd)
 
     def remove(self, digest: str) -> None:
-        try:
-            os.unlink(self.path(digest))
-        except FileNotFoundError:
-            pass
+        _unlink_quietly(self.path(digest))
 
     def remove_upload(self, uuid: str) -> None:
-        try:
-            os.unlink(self.upload_path(uuid))
-        except FileNotFoundError:
-            pass
+        _unlink_quietly(self.upload_path(uuid))
 
     def spool_path(self, uuid: str, offset: int) -> Path:
         """Where a gateway sharing the filesystem puts the body of the PATCH of ``uuid`` starting at ``offset``."""
