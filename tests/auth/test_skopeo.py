@@ -28,16 +28,16 @@ def _blob(layout: Path, data: bytes) -> dict:
     return {"digest": f"sha256:{digest}", "size": len(data)}
 
 
-def oci_layout(path: Path, tag: str) -> Path:
-    """A one-layer OCI image layout built by hand."""
+def oci_layout(path: Path, tag: str, payload_size: int = 256) -> Path:
+    """A one-layer OCI image layout built by hand (the layer: a tar of ``payload_size`` random bytes)."""
     tar_bytes = io.BytesIO()
     with tarfile.open(fileobj=tar_bytes, mode="w") as tar:
-        payload = os.urandom(256)
+        payload = os.urandom(payload_size)
         info = tarfile.TarInfo("hello.bin")
         info.size = len(payload)
         tar.addfile(info, io.BytesIO(payload))
     raw = tar_bytes.getvalue()
-    layer = _blob(path, gzip.compress(raw, mtime=0))
+    layer = _blob(path, gzip.compress(raw, compresslevel=1, mtime=0))
     config = _blob(path, json.dumps({
         "architecture": "amd64", "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(raw).hexdigest()}"]}}).encode())

@@ -58,13 +58,25 @@ async def _start(service: ShardService, repo: str) -> str:
     return (await UploadOps(service).start({"repo": repo}, []))[0]["uuid"]
 
 
+async def _new_upload(root: Path) -> tuple[ShardService, str]:
+    """A shard service and an upload of repository ``r`` on it."""
+    service = ShardService(root, 0, 1, durable=False)
+    return service, await _start(service, "r")
+
+
+async def _begun(service: ShardService, uuid: str) -> Patch:
+    """A PATCH of that upload, begun."""
+    patch = Patch(service, "r", uuid)
+    await patch.begin()
+    return patch
+
+
 def test_a_first_patch_is_adopted_a_later_one_copied(tmp_path: Path) -> None:
     async def scenario() -> None:
-        service = ShardService(tmp_path, 0, 1, durable=False)
-        uuid = await _start(service, "r")
+        service, uuid = await _new_upload(tmp_path)
         first, second = os.urandom(3_000_000), os.urandom(1_500_001)
-        patch = Patch(service, "r", uuid)
-        assert await patch.begin() == 0
+        patch = await _begun(service, uuid)
+        assert patch.start == 0
         patch.write_file(first[:2_000_000])
         patch.announce(2_000_000)  # announced while the gateway still writes the rest
         patch.write_file(first[2_000_000:])
@@ -74,8 +86,8 @@ def test_a_first_patch_is_adopted_a_later_one_copied(tmp_path: Path) -> None:
         assert all(isinstance(a, tuple) for a in patch.answers)
         upload = service.blobs.upload_path(uuid)
         assert os.stat(upload).st_ino == inode and not patch.path.exists()  # adopted: renamed, not copied
-        patch = Patch(service, "r", uuid)
-        assert await patch.begin() == len(first)
+        patch = await _begun(service, uuid)
+        assert patch.start == len(first)
         patch.write_file(second)
         patch.announce(len(second))
         assert await patch.end(len(second)) == len(first) + len(second)
@@ -103,16 +115,13 @@ def _plant_fifo(patch: Patch, tmp_path: Path) -> None:
 def test_a_spool_file_that_is_not_what_was_announced_fails_the_patch(tmp_path: Path, damage: str) -> None:
     """The PATCH answers an error, the upload stays at its old size and digest, no file stays behind."""
     async def scenario() -> None:
-        service = ShardService(tmp_path / "shard", 0, 1, durable=False)
-        uuid = await _start(service, "r")
+        service, uuid = await _new_upload(tmp_path / "shard")
         before = os.urandom(1000)
-        patch = Patch(service, "r", uuid)
-        await patch.begin()
+        patch = await _begun(service, uuid)
         patch.write_file(before)
         patch.announce(len(before))
         await patch.end(len(before))
-        patch = Patch(service, "r", uuid)
-        await patch.begin()
+        patch = await _begun(service, uuid)
         started = time.monotonic()
         if damage == "short":
             patch.write_file(b"x" * 50)
@@ -138,8 +147,7 @@ def test_a_spool_file_that_is_not_what_was_announced_fails_the_patch(tmp_path: P
         if damage == "link":
             assert (tmp_path / "secret").read_bytes() == b"s" * 100
         # and the upload goes on
-        patch = Patch(service, "r", uuid)
-        await patch.begin()
+        patch = await _begun(service, uuid)
         patch.write_file(b"after")
         patch.announce(5)
         await patch.end(5)
@@ -151,10 +159,8 @@ def test_a_spool_file_that_is_not_what_was_announced_fails_the_patch(tmp_path: P
 
 def test_a_patch_sends_its_bytes_one_way(tmp_path: Path) -> None:
     async def scenario() -> None:
-        service = ShardService(tmp_path, 0, 1, durable=False)
-        uuid = await _start(service, "r")
-        patch = Patch(service, "r", uuid)
-        await patch.begin()
+        service, uuid = await _new_upload(tmp_path)
+        patch = await _begun(service, uuid)
         written: list[Any] = []
         service.uploads.enqueue_write({"repo": "r", "uuid": uuid, "offset": 0}, [b"abc"], written.append)
         patch.offset = 3
@@ -174,10 +180,8 @@ def test_a_patch_sends_its_bytes_one_way(tmp_path: Path) -> None:
 
 def test_an_undone_patch_removes_its_spool_file_and_stale_ones_are_swept(tmp_path: Path) -> None:
     async def scenario() -> None:
-        service = ShardService(tmp_path, 0, 1, durable=False)
-        uuid = await _start(service, "r")
-        patch = Patch(service, "r", uuid)
-        await patch.begin()
+        service, uuid = await _new_upload(tmp_path)
+        patch = await _begun(service, uuid)
         patch.write_file(b"y" * 1000)
         patch.announce(1000)
         await UploadOps(service).abort({"repo": "r", "uuid": uuid}, [])
@@ -210,11 +214,9 @@ def test_a_dead_patchs_spool_file_does_not_block_the_next_one(tmp_path: Path) ->
     """A gateway killed before announcing anything leaves its spool file; the next PATCH from the
     same offset (which must create that file) finds it removed by its upload.begin."""
     async def scenario() -> None:
-        service = ShardService(tmp_path, 0, 1, durable=False)
-        uuid = await _start(service, "r")
+        service, uuid = await _new_upload(tmp_path)
         service.blobs.spool_path(uuid, 0).write_bytes(b"half a body from a dead gateway")
-        patch = Patch(service, "r", uuid)
-        await patch.begin()
+        patch = await _begun(service, uuid)
         assert not patch.path.exists()
         with open(os.open(patch.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
             fh.write(b"whole")
