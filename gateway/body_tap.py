@@ -13,7 +13,8 @@ bytes are held (the connection is not read further) until the application decide
   application receives the end of the body as an ordinary ``http.request`` message.
 
 Why: read through asyncio's stream, h11 and ASGI messages, a pushed MB costs the gateway about
-1.4 ms of CPU (five copies and ~16 Python wake-ups per MB); spliced, about 0.5 (docs/performance.md).
+1.4 ms of CPU (a fifth of it `memmove` between buffers, by `perf`, and ~16 Python wake-ups per MB);
+spliced, about 0.5 (docs/performance.md).
 The caller (:func:`gateway.zerocopy_server.install`) uses private parts of asyncio (the selector
 loop's ``_add_reader``, the stream's buffer) and of h11 (the body reader's ``_remaining``):
 :func:`supported` checks they are there, and without them no tap is offered.
