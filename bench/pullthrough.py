@@ -271,6 +271,7 @@ async def run(args: argparse.Namespace, say: Callable[[str], None] = print) -> t
         phases: dict[str, dict[str, Any]] = {}
         phases["direct"] = await measure(upstream.url, repos, args.clients, [(upstream, "upstream")])
         say(f"direct: {phases['direct']['mb_per_s']} MB/s")
+        await asyncio.sleep(0.5)  # the direct phase's last log lines come after its answers: not the cold phase's
         mark = _log_size(upstream)
         both: Trees = [(cache, "cache"), (upstream, "upstream")]
         phases["cold"] = await measure(cache.url, repos, args.clients, both)
