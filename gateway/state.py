@@ -8,6 +8,7 @@ from typing import Any
 
 from common.config import Config
 from gateway.auth.access import AccessControl
+from gateway.local_reads import LocalReads
 from gateway.shard_client import ShardCallObserver, ShardClient
 
 #: Where the Quart app keeps the worker's :class:`GatewayState` (``app.config``).
@@ -21,6 +22,7 @@ class GatewayState:
     #: Told of every shard round trip (the metrics series, when metrics are on).
     shard_observer: ShardCallObserver | None = None
     _client: ShardClient | None = field(default=None, repr=False)
+    _local_reads: LocalReads | None = field(default=None, repr=False)
     #: The resize driver and its watcher task (gateway.cluster.driver), once serving.
     driver: Any = field(default=None, repr=False)
     watcher: Any = field(default=None, repr=False)
@@ -31,6 +33,13 @@ class GatewayState:
         if self._client is None:
             self._client = ShardClient(self.config, self.shard_observer)
         return self._client
+
+    @property
+    def local_reads(self) -> LocalReads | None:
+        """The shards' metadata read in place, when this gateway shares their filesystem."""
+        if self._local_reads is None and self.config.cluster.shared_storage:
+            self._local_reads = LocalReads(self.config.shard_dir)
+        return self._local_reads
 
     def blob_file(self, shard: int, relative_path: str) -> Path | None:
         """The blob file itself when this gateway shares the shards' filesystem."""
@@ -45,6 +54,9 @@ class GatewayState:
         return self.config.shard_dir(shard) / "spool"
 
     def close(self) -> None:
+        if self._local_reads is not None:
+            self._local_reads.close()
+            self._local_reads = None
         if self._client is not None:
             self._client.close()
             self._client = None

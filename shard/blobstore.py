@@ -31,6 +31,11 @@ READ_SIZE = 1024 * 1024
 SPOOL_STALE_SECONDS = 600.0
 
 
+def relative_path(digest: str) -> str:
+    """A blob's file under its shard's directory."""
+    alg, hexpart = digest.split(":", 1)
+    return f"blobs/{alg}/{hexpart[:2]}/{hexpart}"
+
 class SpoolError(ValueError):
     """A spool file is missing, is not a plain file, or does not hold the bytes announced."""
 
@@ -225,8 +230,7 @@ class BlobStore:
             (root / "blobs" / alg).mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def relative_path(self, digest: str) -> str:
-        alg, hexpart = digest.split(":", 1)
-        return f"blobs/{alg}/{hexpart[:2]}/{hexpart}"
+        return relative_path(digest)
 
     def path(self, digest: str) -> Path:
         return self.root / self.relative_path(digest)

@@ -65,21 +65,39 @@ def unpack(data: bytes | None) -> Any:
     return None if data is None else msgpack.unpackb(data, raw=False)
 
 
+#: The environments open in this process, by directory: LMDB forbids a second open of one in the
+#: same process (an in-process registry runs the gateway beside its shards).
+_OPEN: dict[Path, LmdbStore] = {}
+
+
 class LmdbStore:
+    @classmethod
+    def open_here(cls, path: Path) -> LmdbStore | None:
+        """The store this process already holds on ``path``, if any."""
+        return _OPEN.get(path.resolve())
+
     def __init__(self, path: Path, *, dbs: tuple[str, ...], sync: bool = True,
-                 map_size: int | None = None) -> None:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+                 map_size: int | None = None, readonly: bool = False) -> None:
         self.path = path
-        # data.mdb holds the session secret and user records: owner-only, whatever the umask
-        self.env = lmdb.open(str(path), map_size=map_size or _INITIAL_MAP, max_dbs=len(dbs) + 2, sync=sync,
-                             metasync=sync, writemap=False, max_readers=256, mode=0o600)
-        self.db = {name: self.env.open_db(name.encode()) for name in dbs}
+        self.readonly = readonly
+        if readonly:  # another process's environment, read beside it (gateway.local_reads)
+            self.env = lmdb.open(str(path), readonly=True, create=False, max_dbs=len(dbs) + 2, max_readers=256)
+            self.db = {name: self.env.open_db(name.encode(), create=False) for name in dbs}
+        else:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # data.mdb holds the session secret and user records: owner-only, whatever the umask
+            self.env = lmdb.open(str(path), map_size=map_size or _INITIAL_MAP, max_dbs=len(dbs) + 2, sync=sync,
+                                 metasync=sync, writemap=False, max_readers=256, mode=0o600)
+            self.db = {name: self.env.open_db(name.encode()) for name in dbs}
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmdb-writer")
+        _OPEN[path.resolve()] = self
         self._batch: list[tuple[Callable[[Txn], Any], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)
+        if _OPEN.get(self.path.resolve()) is self:
+            del _OPEN[self.path.resolve()]
         self.env.close()
 
     async def write_async(self, fn: Callable[[Txn], T]) -> T:
@@ -141,8 +159,13 @@ class LmdbStore:
                 raise diagnosed from exc
 
     def read(self, fn: Callable[[Txn], T]) -> T:
-        with self.env.begin() as txn:
-            return fn(txn)
+        try:
+            with self.env.begin() as txn:
+                return fn(txn)
+        except lmdb.MapResizedError:  # only a reader beside the writer: adopt the grown map
+            self.env.set_mapsize(0)
+            with self.env.begin() as txn:
+                return fn(txn)
 
     def begin_read(self) -> Any:
         """A read transaction as a context manager (for reads spanning two environments)."""

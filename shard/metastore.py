@@ -73,9 +73,10 @@ def _after(prefix: bytes, last: str | None) -> bytes | None:
 
 
 class MetaStore(LmdbStore):
-    def __init__(self, path: Path, *, sync: bool = True, map_size: int | None = None) -> None:
-        super().__init__(path, dbs=_DBS, sync=sync, map_size=map_size)
-        self._check_counters()
+    def __init__(self, path: Path, *, sync: bool = True, map_size: int | None = None, readonly: bool = False) -> None:
+        super().__init__(path, dbs=_DBS, sync=sync, map_size=map_size, readonly=readonly)
+        if not readonly:
+            self._check_counters()
 
     # -- repositories ----------------------------------------------------------------------
     def repo_exists(self, txn: Txn, repo: str) -> bool:

@@ -62,9 +62,13 @@ async def blob_answer(st: GatewayState, req: ReadRequest, name: str, digest: str
     parse_digest(digest)
     await st.access.authorize(req.headers, name, "read", req.remote_addr, method=req.method)
     fetching = False
+    local = st.local_reads.blob(st.client, name, digest) if st.local_reads is not None else None
     try:
-        stated = await st.client.call_repo(messages.BLOB_STAT({"repo": name, "digest": digest}))
-        info, shard = stated.result, stated.shard
+        if local is not None:
+            shard, info = local
+        else:
+            stated = await st.client.call_repo(messages.BLOB_STAT({"repo": name, "digest": digest}))
+            info, shard = stated.result, stated.shard
     except RegistryError as exc:  # the miss point of a pull-through repository (extensions.sync)
         if exc.code is not ErrorCode.BLOB_UNKNOWN or not pullthrough.applies(st.config, name):
             raise

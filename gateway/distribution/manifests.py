@@ -48,13 +48,17 @@ async def manifest_answer(st: GatewayState, req: ReadRequest, name: str, referen
         raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, "no manifest has this reference (it is not a valid tag "
                             "or digest)", detail={"reference": reference[:200]}, status=404) from None
     head = req.method == "HEAD"
-    # a pull-through repository asks its shard with sync.manifest (fetched or re-checked upstream)
-    reply = await pullthrough.get_manifest(st, name, reference, head)
-    info = reply.result
+    local = st.local_reads if head and not pullthrough.applies(st.config, name) else None
+    info = local.manifest_head(st.client, name, reference) if local is not None else None
+    body = b""
+    if info is None:  # a GET always asks the shard: it records the pull
+        # a pull-through repository asks its shard with sync.manifest (fetched or re-checked upstream)
+        reply = await pullthrough.get_manifest(st, name, reference, head)
+        info = reply.result
+        body = b"" if head else bytes(reply.frames[0])
     if not _accepts(req.accept, info["media_type"]):
         raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, "the manifest's media type is not in Accept",
                             detail={"mediaType": info["media_type"]}, status=404)
-    body = b"" if head else bytes(reply.frames[0])
     headers = {Header.CONTENT_DIGEST: info["digest"], "ETag": f'"{info["digest"]}"',
                "Content-Length": str(info["size"])}  # HEAD keeps the real length
     return Answer(200, info["media_type"], headers, body)

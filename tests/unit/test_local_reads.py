@@ -1,0 +1,193 @@
+"""HEADs answered from the owning shard's metadata, read in place (gateway/local_reads.py, issue 17).
+
+In-process (tests/inprocess.py: the real gateway app and real shards, sharing the filesystem as
+the embedded cluster does) the gateway borrows each shard's open environment; the read-only
+environment of another process, and its map growing under it, is tested with a writer in a
+child process at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lmdb
+import pytest
+
+from common.clustermap import ClusterMap
+from common.protocol import Op
+from common.ring import shard_for
+from gateway.local_reads import LocalReads
+from shard.metastore import MetaStore
+from tests.inprocess import InProcessRegistry
+from tests.oci import digest, push_image
+
+pytestmark = pytest.mark.inprocess
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def registry() -> Iterator[InProcessRegistry]:
+    with InProcessRegistry(shards=2) as reg:
+        yield reg
+
+
+def count_shard_reads(reg: InProcessRegistry) -> Counter[str]:
+    """Count the ``blob.stat`` and ``manifest.get`` ops every shard serves from now on."""
+    seen: Counter[str] = Counter()
+    for server in reg.shards:
+        for op in (Op.BLOB_STAT, Op.MANIFEST_GET):
+            original = server.handlers[op]
+
+            async def counted(*args: Any, _op: Op = op, _original: Any = original, **kwargs: Any) -> Any:
+                seen[_op.value] += 1
+                return await _original(*args, **kwargs)
+
+            server.handlers[op] = counted
+    return seen
+
+
+def local(reg: InProcessRegistry) -> LocalReads:
+    reads = reg.app.state.local_reads  # type: ignore[attr-defined]
+    assert reads is not None
+    return reads
+
+
+def name_on(shard: int, old: int, new: int, *, stays: bool) -> str:
+    """A name on ``shard`` under ``old`` shards that stays there (or moves) under ``new``."""
+    prefix = "stays/" if stays else "moves/"
+    return next(f"{prefix}{i}" for i in range(1000) if shard_for(f"{prefix}{i}", old) == shard
+                and (shard_for(f"{prefix}{i}", new) == shard) == stays)
+
+
+def layer_digests(manifest: bytes) -> list[str]:
+    parsed = json.loads(manifest)
+    return [parsed["config"]["digest"], *(layer["digest"] for layer in parsed["layers"])]
+
+
+def test_heads_and_blob_lookups_skip_the_shard_manifest_gets_do_not(registry: InProcessRegistry) -> None:
+    with registry.client() as c:
+        manifest_digest, manifest = push_image(c, "local/app", "v1")
+        blobs = layer_digests(manifest)
+        seen = count_shard_reads(registry)
+        before = local(registry).answered
+        for blob in blobs:
+            r = c.head(f"/v2/local/app/blobs/{blob}")
+            assert r.status_code == 200 and r.headers["Docker-Content-Digest"] == blob
+            got = c.get(f"/v2/local/app/blobs/{blob}")
+            assert got.status_code == 200 and digest(got.content) == blob
+            assert int(r.headers["Content-Length"]) == len(got.content)
+        for reference in ("v1", manifest_digest):
+            r = c.head(f"/v2/local/app/manifests/{reference}", headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+            assert r.status_code == 200, r.text
+            assert r.headers["Docker-Content-Digest"] == manifest_digest
+            assert int(r.headers["Content-Length"]) == len(manifest)
+            assert r.headers["Content-Type"] == "application/vnd.oci.image.manifest.v1+json"
+        assert seen == Counter(), "HEADs and blob GETs asked a shard"
+        assert local(registry).answered - before == 2 * len(blobs) + 2
+        # a manifest GET is a pull the shard records (download counts, retention's last-pulled time)
+        assert c.get("/v2/local/app/manifests/v1").content == manifest
+        assert seen == Counter({"manifest.get": 1})
+        # an Accept that excludes the stored type is still refused, as from the shard
+        r = c.head("/v2/local/app/manifests/v1", headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+        assert r.status_code == 404
+
+
+def test_misses_get_the_shards_own_answer(registry: InProcessRegistry) -> None:
+    with registry.client() as c:
+        push_image(c, "local/miss", "v1")
+        seen = count_shard_reads(registry)
+        unknown = digest(b"never pushed")
+        assert c.head(f"/v2/local/miss/blobs/{unknown}").status_code == 404
+        r = c.get(f"/v2/local/miss/blobs/{unknown}")
+        assert r.status_code == 404 and r.json()["errors"][0]["code"] == "BLOB_UNKNOWN"
+        assert c.head("/v2/local/miss/manifests/nope").status_code == 404
+        r = c.get("/v2/local/nowhere/manifests/v1")
+        assert r.status_code == 404 and r.json()["errors"][0]["code"] == "NAME_UNKNOWN"
+        assert seen == Counter({"blob.stat": 2, "manifest.get": 2})
+
+
+def test_a_shard_whose_view_differs_from_the_gateways_map_is_asked(registry: InProcessRegistry) -> None:
+    """The gateway reads in place only under the map the shard holds; the shard decides otherwise
+    (STALE_MAP makes the gateway refresh its map, and then they agree again)."""
+    repo = name_on(1, 2, 2, stays=True)
+    with registry.client() as c:
+        _, manifest = push_image(c, repo, "v1")
+        blob = layer_digests(manifest)[0]
+        seen = count_shard_reads(registry)
+        assert c.head(f"/v2/{repo}/blobs/{blob}").status_code == 200
+        assert seen == Counter()
+        view = ClusterMap.stable(2, 2).to_wire()  # a newer map the gateway has not heard of yet
+        for shard in (0, 1):
+            registry.run(registry.shards[shard].dispatch("cluster.map.put", {"view": view}, []))
+        assert c.head(f"/v2/{repo}/blobs/{blob}").status_code == 200
+        # served by the shard (after its ownership check's STALE_MAP made the gateway take the new map)
+        assert seen == Counter({"blob.stat": 1})
+        assert c.head(f"/v2/{repo}/blobs/{blob}").status_code == 200
+        assert seen == Counter({"blob.stat": 1})  # the maps agree again: read in place
+
+
+def test_moving_names_are_always_asked_of_the_shards(registry: InProcessRegistry) -> None:
+    moving, staying = name_on(1, 2, 1, stays=False), name_on(0, 2, 1, stays=True)
+    with registry.client() as c:
+        blobs = {repo: layer_digests(push_image(c, repo, "v1")[1])[0] for repo in (moving, staying)}
+        view = ClusterMap.stable(1, 2).after(1).to_wire()  # shrinking 2 → 1: shard 1 drains into 0
+        for shard in (0, 1):
+            registry.run(registry.shards[shard].dispatch("cluster.map.put", {"view": view}, []))
+        seen = count_shard_reads(registry)
+        for _ in range(2):
+            assert c.head(f"/v2/{moving}/blobs/{blobs[moving]}").status_code == 200
+            assert c.head(f"/v2/{moving}/manifests/v1").status_code == 200
+        calls = sum(seen.values())
+        assert calls >= 4  # every read of the moving name went to a shard
+        assert c.head(f"/v2/{staying}/blobs/{blobs[staying]}").status_code == 200
+        assert c.head(f"/v2/{staying}/manifests/v1").status_code == 200
+        assert sum(seen.values()) == calls  # a name that stays is read in place under the transition map
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from shard.metastore import MetaStore
+meta = MetaStore(Path(sys.argv[1]), map_size=1 << 20)
+for line in sys.stdin:
+    start, count = map(int, line.split())
+    def run(txn, start=start, count=count):
+        for i in range(start, start + count):
+            meta.link(txn, f"repo/{i % 7}", "sha256:" + f"{i:064x}", i)
+    meta.write(run)
+    print(meta.env.info()["map_size"], flush=True)
+"""
+
+
+def test_a_reader_in_another_process_follows_the_writer_as_its_map_grows(tmp_path: Path) -> None:
+    path = tmp_path / "meta"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], cwd=ROOT, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert writer.stdin is not None and writer.stdout is not None
+    try:
+        writer.stdin.write("0 1\n")
+        writer.stdin.flush()
+        first_size = int(writer.stdout.readline())
+        reader = MetaStore(path, readonly=True)
+        written, sizes = 1, {first_size}
+        while len(sizes) < 4:  # the writer doubles its map three times under the reader
+            writer.stdin.write(f"{written} 3000\n")
+            writer.stdin.flush()
+            sizes.add(int(writer.stdout.readline()))
+            written += 3000
+            last = written - 1
+            found = reader.read(lambda txn, i=last: reader.link_of(txn, f"repo/{i % 7}", "sha256:" + f"{i:064x}"))
+            assert found is not None, f"link {last} not seen by the reader"
+        assert reader.read(lambda txn: sum(1 for _ in reader.links(txn, "repo/3"))) == len(range(3, written, 7))
+        with pytest.raises(lmdb.ReadonlyError):
+            reader.write(lambda txn: reader.ensure_repo(txn, "nope"))
+        reader.close()
+    finally:
+        writer.stdin.close()
+        writer.wait(timeout=30)
