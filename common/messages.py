@@ -102,6 +102,13 @@ class ManifestGetRequest(TypedDict):
     head: bool
 
 
+class ManifestPulledRequest(TypedDict):
+    """A manifest the gateway served from the shard's metadata read in place (gateway.local_reads)."""
+
+    repo: str
+    digest: str
+
+
 class ManifestGetReply(TypedDict):
     """Followed by one frame, the manifest's bytes, unless the request was ``head``."""
 
@@ -346,6 +353,7 @@ CATALOG = Wire(Op.CATALOG, CatalogRequest, CatalogReply)
 REPO_COUNT = Wire(Op.REPO_COUNT, RepoCountRequest, RepoCountReply)
 TAGS_LIST = Wire(Op.TAGS_LIST, TagsListRequest, TagsListReply)
 MANIFEST_GET = Wire(Op.MANIFEST_GET, ManifestGetRequest, ManifestGetReply)
+MANIFEST_PULLED = Wire(Op.MANIFEST_PULLED, ManifestPulledRequest, Empty)
 MANIFEST_PUT = Wire(Op.MANIFEST_PUT, ManifestPutRequest, ManifestPutReply)
 MANIFEST_DELETE = Wire(Op.MANIFEST_DELETE, ManifestDeleteRequest, ManifestDeleteReply)
 REFERRERS = Wire(Op.REFERRERS, ReferrersRequest, ReferrersReply)
@@ -380,7 +388,7 @@ USER_PURGE = Wire(Op.USER_PURGE, UserRequest, UserPurgeReply)
 
 #: Every op's wire, by op.
 ALL: dict[Op, Wire[Any, Any]] = {w.op: w for w in (
-    PING, STATUS, CATALOG, REPO_COUNT, TAGS_LIST, MANIFEST_GET, MANIFEST_PUT, MANIFEST_DELETE, REFERRERS,
+    PING, STATUS, CATALOG, REPO_COUNT, TAGS_LIST, MANIFEST_GET, MANIFEST_PULLED, MANIFEST_PUT, MANIFEST_DELETE, REFERRERS,
     BLOB_STAT, BLOB_READ, BLOB_DELETE, BLOB_LINK, UPLOAD_START, UPLOAD_STATUS, UPLOAD_BEGIN, UPLOAD_WRITE,
     UPLOAD_END, UPLOAD_ABORT, UPLOAD_COMMIT, UPLOAD_CANCEL, SEARCH_IMAGES, SEARCH_REPOS, SEARCH_EXPAND,
     USERPREFS_TOGGLE, TRUST_PUT, DEBUG_PROFILE, APIKEY_CREATE, APIKEY_LIST, APIKEY_DELETE, APIKEY_LOOKUP,

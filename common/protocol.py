@@ -51,6 +51,7 @@ class Op(StrEnum):
     TAGS_LIST = "tags.list"
     # manifests
     MANIFEST_GET = "manifest.get"
+    MANIFEST_PULLED = "manifest.pulled"
     MANIFEST_PUT = "manifest.put"
     MANIFEST_DELETE = "manifest.delete"
     REFERRERS = "referrers.list"

@@ -113,26 +113,29 @@ class LocalReads:
         self._count("blob")
         return shard, found
 
-    def manifest_head(self, client: ShardClient, repo: str, reference: str) -> ManifestGetReply | None:
-        """``manifest.get``'s answer for a HEAD, when the manifest is there."""
+    def manifest(self, client: ShardClient, repo: str, reference: str, head: bool
+                 ) -> tuple[int, ManifestGetReply, bytes] | None:
+        """(shard, ``manifest.get``'s answer, the manifest's bytes or b"" for a HEAD) when it is there."""
         owner = self._owner(client, repo)
         if owner is None:
             return None
-        _shard, meta = owner
+        shard, meta = owner
 
-        def run(txn: Txn) -> ManifestGetReply | None:
+        def run(txn: Txn) -> tuple[ManifestGetReply, bytes] | None:
             digest = reference if ":" in reference else meta.tag_digest(txn, repo, reference)
-            if digest is None:
+            record = None if digest is None else meta.get_manifest(txn, repo, digest)
+            if digest is None or record is None:
                 return None
-            record = meta.get_manifest(txn, repo, digest)
-            if record is None:
+            body = b"" if head else meta.manifest_bytes(txn, repo, digest)
+            if body is None:
                 return None
-            return {"digest": digest, "media_type": record["mediaType"], "size": record["size"]}
+            return {"digest": digest, "media_type": record["mediaType"], "size": record["size"]}, bytes(body)
 
-        found: ManifestGetReply | None = self._read(meta, client.map.epoch, run)
-        if found is not None:
-            self._count("manifest")
-        return found
+        found: tuple[ManifestGetReply, bytes] | None = self._read(meta, client.map.epoch, run)
+        if found is None:
+            return None
+        self._count("manifest")
+        return shard, found[0], found[1]
 
     def _count(self, kind: str) -> None:
         self.answered += 1

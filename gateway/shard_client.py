@@ -79,6 +79,8 @@ class ShardClient:
         #: The cluster map this worker routes with; epoch 0 until the first answer says better.
         self.map = ClusterMap.stable(0, config.cluster.shards, config.cluster.hash_seed)
         self.hints: dict[str, tuple[int, int]] = {}
+        #: Notices being sent (``tell``): held so that they are not collected mid-send.
+        self._notices: set[asyncio.Task[None]] = set()
         self.redirects: dict[str, int] = {"moved": 0, "ask": 0, "stale_map": 0, "tryagain": 0}
         self._refreshing: asyncio.Task | None = None
         self._looked = -1.0
@@ -249,6 +251,29 @@ class ShardClient:
     async def call(self, shard: int, request: Request[Req, Rep], frames: Sequence[Any] = (),
                    timeout: float | None = None) -> Reply[Rep]:
         return await self.wait(shard, await self.send(shard, request, frames), timeout)
+
+    def tell(self, shard: int, request: Request[Req, Rep]) -> None:
+        """Send a notice whose answer nobody waits for (a failure is logged at debug level);
+        forgotten if the shard does not answer within the request timeout."""
+        task = asyncio.get_running_loop().create_task(self._tell(shard, request))
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
+
+    async def _tell(self, shard: int, request: Request[Req, Rep]) -> None:
+        try:
+            future = await self.send(shard, request)
+        except RegistryError as exc:
+            log.debug("%s not sent to shard %d: %s", request.wire.op.value, shard, exc)
+            return
+        rid = future.rid  # type: ignore[attr-defined]
+        forget = asyncio.get_running_loop().call_later(self.timeout, self.pending.pop, rid, None)
+
+        def done(answered: asyncio.Future) -> None:
+            forget.cancel()
+            if not answered.cancelled() and answered.exception() is not None:
+                log.debug("%s refused by shard %d: %s", request.wire.op.value, shard, answered.exception())
+
+        future.add_done_callback(done)
 
     async def call_repo(self, request: Request[RepoReq, Rep], frames: Sequence[Any] = (),
                         timeout: float | None = None) -> Reply[Rep]:

@@ -22,6 +22,7 @@ parses :meth:`LifecycleConfig.to_json` gets the same settings back.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -278,6 +279,7 @@ def parse_lifecycle(storage: Reader, extensions: Reader, top: Reader) -> Lifecyc
                            outbox_size=outbox, raw=raw)
 
 
+@functools.lru_cache(maxsize=512)
 def _glob_regex(pattern: str) -> re.Pattern[str]:
     """A repository glob as zot reads it: ``*`` within one path segment, ``**`` across them."""
     parts, i = [], 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from quart import Response, request
 
 from common import messages
+from common.config.lifecycle import retention_policy
 from common.errors import ErrorCode, RegistryError
 from common.grammar import (
     MANIFEST_MEDIA_TYPES,
@@ -37,6 +38,16 @@ def _accepts(accept: str | None, media_type: str) -> bool:
     return False
 
 
+def read_in_place(st: GatewayState, repo: str, head: bool) -> bool:
+    """Whether a manifest GET/HEAD of ``repo`` may be answered from the shard's metadata read in
+    place: never for a pull-through repository (its tags are re-checked upstream), and a GET not
+    for a repository a retention policy covers (the shard must see such a pull before the answer,
+    so that a pass running meanwhile keeps the manifest)."""
+    if st.local_reads is None or pullthrough.applies(st.config, repo):
+        return False
+    return head or retention_policy(st.config.lifecycle.retention, repo) is None
+
+
 async def manifest_answer(st: GatewayState, req: ReadRequest, name: str, reference: str) -> Answer:
     """GET/HEAD of a manifest, for the Quart view and the read fast path (:mod:`gateway.distribution.reads`)."""
     validate_name(name)
@@ -48,10 +59,14 @@ async def manifest_answer(st: GatewayState, req: ReadRequest, name: str, referen
         raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, "no manifest has this reference (it is not a valid tag "
                             "or digest)", detail={"reference": reference[:200]}, status=404) from None
     head = req.method == "HEAD"
-    local = st.local_reads if head and not pullthrough.applies(st.config, name) else None
-    info = local.manifest_head(st.client, name, reference) if local is not None else None
-    body = b""
-    if info is None:  # a GET always asks the shard: it records the pull
+    info, body = None, b""
+    if st.local_reads is not None and read_in_place(st, name, head):
+        found = st.local_reads.manifest(st.client, name, reference, head)
+        if found is not None:
+            shard, info, body = found
+            if not head:  # the shard records the pull (download counts), not waited for
+                st.client.tell(shard, messages.MANIFEST_PULLED({"repo": name, "digest": info["digest"]}))
+    if info is None:
         # a pull-through repository asks its shard with sync.manifest (fetched or re-checked upstream)
         reply = await pullthrough.get_manifest(st, name, reference, head)
         info = reply.result

@@ -49,6 +49,14 @@ class ManifestOps:
 
         return self.meta.read(run)
 
+    @handles(m.MANIFEST_PULLED)
+    async def pulled(self, args: m.ManifestPulledRequest, frames: Frames) -> Answer[m.Empty]:
+        """A manifest GET the gateway answered itself (gateway.local_reads): record the pull."""
+        repo, digest = args["repo"], args["digest"]
+        if self.meta.read(lambda txn: self.meta.manifest_exists(txn, repo, digest)):
+            self.hooks.pulled(repo, digest)
+        return {}, []
+
     @handles(m.MANIFEST_PUT)
     async def put(self, args: m.ManifestPutRequest, frames: Frames) -> Answer[m.ManifestPutReply]:
         """Store a manifest the gateway has parsed; check the blobs and children it names."""

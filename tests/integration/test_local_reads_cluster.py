@@ -1,10 +1,11 @@
 """A real cluster's gateway reads each shard's metadata in place, read-only, from its own process
-(gateway/local_reads.py, issue 17): HEADs and blob lookups never reach the shard, and the reader
-follows a shard that was killed and restarted under it."""
+(gateway/local_reads.py, issue 17): HEADs, blob lookups and manifest GETs never wait for the shard,
+and the reader follows a shard that was killed and restarted under it."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -34,14 +35,16 @@ def shard_reads(client: httpx.Client) -> float:
 
 
 def heads(client: httpx.Client, repo: str, manifest: bytes) -> int:
-    """HEAD every blob and the manifest of ``repo``:v1; the number of requests."""
+    """HEAD every blob and the manifest of ``repo``:v1, and GET the manifest; the number of requests."""
     blobs = [json.loads(manifest)["config"]["digest"], *(layer["digest"] for layer in json.loads(manifest)["layers"])]
     for blob in blobs:
         r = client.head(f"/v2/{repo}/blobs/{blob}")
         assert r.status_code == 200 and r.headers["Docker-Content-Digest"] == blob
     r = client.head(f"/v2/{repo}/manifests/v1")
     assert r.status_code == 200 and r.headers["Docker-Content-Digest"] == digest(manifest)
-    return len(blobs) + 1
+    r = client.get(f"/v2/{repo}/manifests/v1")
+    assert r.status_code == 200 and r.content == manifest
+    return len(blobs) + 2
 
 
 def test_heads_are_read_in_place_across_a_shard_restart(cluster: Cluster) -> None:
@@ -52,6 +55,11 @@ def test_heads_are_read_in_place_across_a_shard_restart(cluster: Cluster) -> Non
         count = heads(client, "inplace/app", manifest)
         assert series(client, "shardreg_gateway_local_reads_total") - answered == count
         assert shard_reads(client) == asked  # no blob.stat / manifest.get reached a shard
+        # the GETs' pulls reach the shard as notices, after the answers
+        deadline = time.monotonic() + 10
+        while series(client, "shardreg_shard_request_seconds_count", op="manifest.pulled") < 2:
+            assert time.monotonic() < deadline, "the shards never heard of the manifest GETs"
+            time.sleep(0.05)
 
         for name in ("shard-0", "shard-1"):  # the writers restart under the worker's open read-only views
             cluster.wait_restarted(name, cluster.kill_child(name))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,7 +42,7 @@ def count_shard_reads(reg: InProcessRegistry) -> Counter[str]:
     """Count the ``blob.stat`` and ``manifest.get`` ops every shard serves from now on."""
     seen: Counter[str] = Counter()
     for server in reg.shards:
-        for op in (Op.BLOB_STAT, Op.MANIFEST_GET):
+        for op in (Op.BLOB_STAT, Op.MANIFEST_GET, Op.MANIFEST_PULLED):
             original = server.handlers[op]
 
             async def counted(*args: Any, _op: Op = op, _original: Any = original, **kwargs: Any) -> Any:
@@ -70,7 +71,27 @@ def layer_digests(manifest: bytes) -> list[str]:
     return [parsed["config"]["digest"], *(layer["digest"] for layer in parsed["layers"])]
 
 
-def test_heads_and_blob_lookups_skip_the_shard_manifest_gets_do_not(registry: InProcessRegistry) -> None:
+def downloads(reg: InProcessRegistry, repo: str, manifest_digest: str) -> int:
+    """The shard's stored download count of a manifest (its pending counts flushed first)."""
+    server: Any = reg.shards[shard_for(repo, 2)]
+
+    async def read() -> int:
+        server.search.flush()
+        store = server.search.store
+        count: int = store.read(lambda txn: store.stats(txn, repo, manifest_digest))[0]
+        return count
+
+    return reg.run(read())
+
+
+def wait_for(seen: Counter[str], op: str, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while seen[op] < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert seen[op] == count, seen
+
+
+def test_reads_skip_the_shard_and_a_get_still_counts_as_a_pull(registry: InProcessRegistry) -> None:
     with registry.client() as c:
         manifest_digest, manifest = push_image(c, "local/app", "v1")
         blobs = layer_digests(manifest)
@@ -90,12 +111,33 @@ def test_heads_and_blob_lookups_skip_the_shard_manifest_gets_do_not(registry: In
             assert r.headers["Content-Type"] == "application/vnd.oci.image.manifest.v1+json"
         assert seen == Counter(), "HEADs and blob GETs asked a shard"
         assert local(registry).answered - before == 2 * len(blobs) + 2
-        # a manifest GET is a pull the shard records (download counts, retention's last-pulled time)
-        assert c.get("/v2/local/app/manifests/v1").content == manifest
-        assert seen == Counter({"manifest.get": 1})
+        # a manifest GET is read in place too; the shard hears of the pull after the answer (download counts)
+        for reference in ("v1", manifest_digest):
+            got = c.get(f"/v2/local/app/manifests/{reference}")
+            assert got.content == manifest and got.headers["Docker-Content-Digest"] == manifest_digest
+        wait_for(seen, "manifest.pulled", 2)
+        assert seen == Counter({"manifest.pulled": 2})
+        assert downloads(registry, "local/app", manifest_digest) == 2
         # an Accept that excludes the stored type is still refused, as from the shard
         r = c.head("/v2/local/app/manifests/v1", headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
         assert r.status_code == 404
+
+
+def test_a_repository_under_a_retention_policy_has_its_gets_served_by_the_shard() -> None:
+    """A running retention pass keeps what is pulled while it runs: the shard must see the pull
+    before the client gets the manifest, so such a GET is never answered in place."""
+    retention = {"storage": {"retention": {"policies": [{"repositories": ["kept/**"], "deleteUntagged": True}]}}}
+    with InProcessRegistry(shards=2, config=retention) as reg, reg.client() as c:
+        kept_digest, _ = push_image(c, "kept/app", "v1")
+        free_digest, _ = push_image(c, "free/app", "v1")
+        seen = count_shard_reads(reg)
+        assert c.get("/v2/kept/app/manifests/v1").status_code == 200
+        assert c.head("/v2/kept/app/manifests/v1").status_code == 200  # a HEAD is no pull: read in place
+        assert seen == Counter({"manifest.get": 1})
+        assert c.get("/v2/free/app/manifests/v1").status_code == 200
+        wait_for(seen, "manifest.pulled", 1)
+        assert seen == Counter({"manifest.get": 1, "manifest.pulled": 1})
+        assert downloads(reg, "kept/app", kept_digest) == 1 and downloads(reg, "free/app", free_digest) == 1
 
 
 def test_misses_get_the_shards_own_answer(registry: InProcessRegistry) -> None:
