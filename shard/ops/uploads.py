@@ -76,25 +76,33 @@ class UploadOps:
         # A client retrying right after its connection dropped races the gateway's abort of the
         # dead PATCH: give that a moment before calling the upload busy.
         deadline = time.monotonic() + BUSY_WAIT
-        while session.busy and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        if session.busy:
-            raise RegistryError(ErrorCode.RANGE_INVALID, "another request is writing this upload",
-                                headers=_range_headers(session.patch_start))
-        if session.patch_snapshot is not None:  # a stale PATCH whose gateway vanished
-            await self.uploads.rollback(session)
+        while True:
+            while session.busy and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            if session.busy:
+                raise RegistryError(ErrorCode.RANGE_INVALID, "another request is writing this upload",
+                                    headers=_range_headers(session.patch_start))
+            if session.patch_snapshot is None:
+                break
+            await self.uploads.rollback(session)  # a stale PATCH whose gateway vanished; then look again
         offset = session.file.offset
         if start is not None and start != offset:
             raise RegistryError(ErrorCode.RANGE_INVALID, f"chunk starts at {start}, upload is at {offset}",
                                 detail={"offset": offset}, headers=_range_headers(offset))
-        await self.uploads.start_patch(session)  # 429 when too many PATCHes write at once
-        # a spool file at this start is a dead PATCH's (its gateway died before announcing it): this PATCH's now
-        await self.shard.io(self.shard.blobs.remove_spool, uuid, offset)
+        # Claimed before the next await: two PATCHes (a client's retry and its dead request, say)
+        # that both passed the checks above would otherwise both begin, and one's abort undo the other.
         session.patch_snapshot = session.file.snapshot()
         session.patch_start = offset
         session.queued_offset = offset
         session.failed = None
         session.touched = time.monotonic()
+        try:
+            await self.uploads.start_patch(session)  # 429 when too many PATCHes write at once
+            # a spool file at this start is a dead PATCH's (its gateway died before announcing it): this PATCH's now
+            await self.shard.io(self.shard.blobs.remove_spool, uuid, offset)
+        except BaseException:
+            self.uploads.end_patch(session)
+            raise
         return {"offset": offset}, []
 
     @handles_in_order(m.UPLOAD_WRITE)

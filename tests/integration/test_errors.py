@@ -83,8 +83,13 @@ def test_aborted_upload_leaves_no_trace(cluster, client):
     host, port = "127.0.0.1", cluster.port
     payload = os.urandom(300_000)
     with socket.create_connection((host, port)) as s:
-        s.sendall(f"PATCH {loc} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 1000000\r\n"
-                  f"Content-Type: application/octet-stream\r\n\r\n".encode() + payload)
+        s.sendall(f"PATCH {loc} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 1000000\r\nExpect: 100-continue\r\n"
+                  f"Content-Type: application/octet-stream\r\n\r\n".encode())
+        # the 100 comes once the gateway reads the body: without waiting for it, the PATCH could
+        # reach the shard after the PUT below and make the PUT's commit meet "a write in progress"
+        s.settimeout(10)
+        assert s.recv(4096).startswith(b"HTTP/1.1 100")
+        s.sendall(payload)
     # the connection dropped mid-body: the upload is still at offset 0 and usable
     import time
 
@@ -96,7 +101,7 @@ def test_aborted_upload_leaves_no_trace(cluster, client):
     assert r.status_code == 204 and r.headers["Range"] == "0-0"
     data = os.urandom(1000)
     r = client.put(loc, params={"digest": digest(data)}, content=data)
-    assert r.status_code == 201
+    assert r.status_code == 201, r.text
     assert client.get(f"/v2/errors/abort/blobs/{digest(data)}").content == data
 
 

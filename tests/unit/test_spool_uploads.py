@@ -226,3 +226,30 @@ def test_a_dead_patchs_spool_file_does_not_block_the_next_one(tmp_path: Path) ->
         service.close()
 
     asyncio.run(scenario())
+
+
+def test_two_patches_beginning_at_once_do_not_both_begin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client's retry and its dead PATCH (whose gateway has not noticed yet) may begin together;
+    ``upload.begin`` awaits the disk (the dead PATCH's spool file) after its checks, so without the
+    claim before that await both began, and the dead one's abort undid the retry's bytes."""
+    monkeypatch.setattr("shard.ops.uploads.BUSY_WAIT", 0.2)
+
+    async def scenario() -> None:
+        service, uuid = await _new_upload(tmp_path)
+        removing = service.blobs.remove_spool
+
+        def slow_remove(*args: Any) -> Any:
+            time.sleep(0.05)  # in the I/O pool: the other begin runs meanwhile
+            return removing(*args)
+
+        service.blobs.remove_spool = slow_remove  # type: ignore[method-assign]
+        first, second = Patch(service, "r", uuid), Patch(service, "r", uuid)
+        outcomes = await asyncio.gather(first.begin(), second.begin(), return_exceptions=True)
+        assert outcomes[0] == 0
+        assert isinstance(outcomes[1], RegistryError) and outcomes[1].code is ErrorCode.RANGE_INVALID
+        first.write_file(b"x" * 2_000_000)
+        first.announce(2_000_000)
+        assert await first.end(2_000_000) == 2_000_000
+        service.close()
+
+    asyncio.run(scenario())

@@ -28,9 +28,10 @@ def reg() -> Iterator[InProcessRegistry]:
 
 
 def _switching_for(reg: InProcessRegistry, seconds: float) -> list[float]:
-    """Make the owner of REPO answer TRYAGAIN to manifest GETs for ``seconds``; returns the times tried."""
+    """Make the owner of REPO answer TRYAGAIN to tag listings for ``seconds`` (an op only the shard
+    answers: manifest GETs are read in place); returns the times tried."""
     server: Any = reg.shards[shard_for(REPO, 2)]
-    original = server.handlers[Op.MANIFEST_GET]
+    original = server.handlers[Op.TAGS_LIST]
     until = time.monotonic() + seconds
     tries: list[float] = []
 
@@ -40,8 +41,8 @@ def _switching_for(reg: InProcessRegistry, seconds: float) -> list[float]:
             raise RegistryError(ErrorCode.TRYAGAIN, f"repository {REPO} is switching owner")
         return await original(*args, **kwargs)
 
-    server.handlers[Op.MANIFEST_GET] = switching
-    reg.stop_switching = lambda: server.handlers.__setitem__(Op.MANIFEST_GET, original)  # type: ignore[attr-defined]
+    server.handlers[Op.TAGS_LIST] = switching
+    reg.stop_switching = lambda: server.handlers.__setitem__(Op.TAGS_LIST, original)  # type: ignore[attr-defined]
     return tries
 
 
@@ -51,7 +52,7 @@ def test_a_switch_longer_than_the_redirects_is_waited_for(reg: InProcessRegistry
         tries = _switching_for(reg, 1.2)
         try:
             started = time.monotonic()
-            response = client.get(f"/v2/{REPO}/manifests/v1")
+            response = client.get(f"/v2/{REPO}/tags/list")
             elapsed = time.monotonic() - started
         finally:
             reg.stop_switching()  # type: ignore[attr-defined]
@@ -68,10 +69,10 @@ def test_a_switch_that_never_ends_is_a_503_after_the_budget(reg: InProcessRegist
         push_image(client, REPO, "v2")
         tries = _switching_for(reg, 3600)
         try:
-            response = client.get(f"/v2/{REPO}/manifests/v2")
+            response = client.get(f"/v2/{REPO}/tags/list")
         finally:
             reg.stop_switching()  # type: ignore[attr-defined]
         assert response.status_code == 503, response.text
         assert response.json()["errors"][0]["code"] == "UNAVAILABLE"
         assert tries[-1] - tries[0] >= 1.0 - shard_client.TRYAGAIN_MAX_PAUSE  # retried for the budget
-        assert client.get(f"/v2/{REPO}/manifests/v2").status_code == 200  # and served once it ends
+        assert client.get(f"/v2/{REPO}/tags/list").status_code == 200  # and served once it ends
