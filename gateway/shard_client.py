@@ -79,8 +79,6 @@ class ShardClient:
         #: The cluster map this worker routes with; epoch 0 until the first answer says better.
         self.map = ClusterMap.stable(0, config.cluster.shards, config.cluster.hash_seed)
         self.hints: dict[str, tuple[int, int]] = {}
-        #: Notices being sent (``tell``): held so that they are not collected mid-send.
-        self._notices: set[asyncio.Task[None]] = set()
         self.redirects: dict[str, int] = {"moved": 0, "ask": 0, "stale_map": 0, "tryagain": 0}
         self._refreshing: asyncio.Task | None = None
         self._looked = -1.0
@@ -211,12 +209,8 @@ class ShardClient:
         for up to CONNECT_GRACE seconds (a shard restarting, a worker just started) and
         then answer 503.
         """
-        rid = to_message_id(self._prefix + struct.pack(">Q", next(self._ids)))  # + the HTTP request's id
-        op = request.wire.op.value
-        args: dict[str, Any] = {**request.args, "epoch": self.map.epoch}
-        if via:
-            args["via"] = via
-        message = [rid, op.encode(), pack(args), *frames]
+        rid, message = self._message(request, via)
+        message += frames
         sock = self._connect(shard)
         deadline = None
         while True:
@@ -232,6 +226,17 @@ class ShardClient:
             if loop.time() >= deadline:
                 raise unavailable(shard, "not connected")
             await asyncio.sleep(0.02)
+        return self._awaiting(rid, shard, request.wire.op.value)
+
+    def _message(self, request: Request[Any, Any], via: str | None = None) -> tuple[bytes, list[Any]]:
+        rid = to_message_id(self._prefix + struct.pack(">Q", next(self._ids)))  # + the HTTP request's id
+        args: dict[str, Any] = {**request.args, "epoch": self.map.epoch}
+        if via:
+            args["via"] = via
+        return rid, [rid, request.wire.op.value.encode(), pack(args)]
+
+    def _awaiting(self, rid: bytes, shard: int, op: str) -> asyncio.Future:
+        """The future the reply to message ``rid`` resolves."""
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         future.rid, future.shard = rid, shard  # type: ignore[attr-defined]
         future.op, future.sent = op, time.perf_counter()  # type: ignore[attr-defined]
@@ -253,19 +258,15 @@ class ShardClient:
         return await self.wait(shard, await self.send(shard, request, frames), timeout)
 
     def tell(self, shard: int, request: Request[Req, Rep]) -> None:
-        """Send a notice whose answer nobody waits for (a failure is logged at debug level);
-        forgotten if the shard does not answer within the request timeout."""
-        task = asyncio.get_running_loop().create_task(self._tell(shard, request))
-        self._notices.add(task)
-        task.add_done_callback(self._notices.discard)
-
-    async def _tell(self, shard: int, request: Request[Req, Rep]) -> None:
-        try:
-            future = await self.send(shard, request)
-        except RegistryError as exc:
-            log.debug("%s not sent to shard %d: %s", request.wire.op.value, shard, exc)
+        """Send a notice whose answer nobody waits for (a failure is logged at debug level;
+        forgotten if the shard does not answer within the request timeout). It leaves at once
+        when the socket takes it, so it precedes whatever this worker sends the shard next."""
+        rid, message = self._message(request)
+        sent = cast(asyncio.Future, self._connect(shard).send_multipart(message, flags=zmq.NOBLOCK, copy=False))
+        if not sent.done() or sent.exception() is not None:  # not connected: not worth a retry
+            log.debug("%s not sent to shard %d", request.wire.op.value, shard)
             return
-        rid = future.rid  # type: ignore[attr-defined]
+        future = self._awaiting(rid, shard, request.wire.op.value)
         forget = asyncio.get_running_loop().call_later(self.timeout, self.pending.pop, rid, None)
 
         def done(answered: asyncio.Future) -> None:
