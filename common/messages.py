@@ -255,6 +255,16 @@ class UploadEndRequest(TypedDict):
     length: int | None
 
 
+class UploadChunkRequest(TypedDict):
+    """A small body sent whole (one frame): ``upload.begin``, its write, ``upload.end`` and, with
+    ``digest``, ``upload.commit`` in one op, each with its own checks."""
+
+    repo: str
+    uuid: str
+    start: int | None
+    digest: NotRequired[str]
+
+
 class UploadCommitRequest(TypedDict):
     repo: str
     uuid: str
@@ -366,6 +376,7 @@ UPLOAD_STATUS = Wire(Op.UPLOAD_STATUS, UploadRequest, OffsetReply)
 UPLOAD_BEGIN = Wire(Op.UPLOAD_BEGIN, UploadBeginRequest, OffsetReply)
 UPLOAD_WRITE = Wire(Op.UPLOAD_WRITE, UploadWriteRequest, OffsetReply)
 UPLOAD_END = Wire(Op.UPLOAD_END, UploadEndRequest, OffsetReply)
+UPLOAD_CHUNK = Wire(Op.UPLOAD_CHUNK, UploadChunkRequest, OffsetReply)
 UPLOAD_ABORT = Wire(Op.UPLOAD_ABORT, UploadAbortRequest, UploadAbortReply)
 UPLOAD_COMMIT = Wire(Op.UPLOAD_COMMIT, UploadCommitRequest, UploadCommitReply)
 UPLOAD_CANCEL = Wire(Op.UPLOAD_CANCEL, UploadRequest, Empty)
@@ -390,7 +401,7 @@ USER_PURGE = Wire(Op.USER_PURGE, UserRequest, UserPurgeReply)
 ALL: dict[Op, Wire[Any, Any]] = {w.op: w for w in (
     PING, STATUS, CATALOG, REPO_COUNT, TAGS_LIST, MANIFEST_GET, MANIFEST_PULLED, MANIFEST_PUT, MANIFEST_DELETE, REFERRERS,
     BLOB_STAT, BLOB_READ, BLOB_DELETE, BLOB_LINK, UPLOAD_START, UPLOAD_STATUS, UPLOAD_BEGIN, UPLOAD_WRITE,
-    UPLOAD_END, UPLOAD_ABORT, UPLOAD_COMMIT, UPLOAD_CANCEL, SEARCH_IMAGES, SEARCH_REPOS, SEARCH_EXPAND,
+    UPLOAD_END, UPLOAD_CHUNK, UPLOAD_ABORT, UPLOAD_COMMIT, UPLOAD_CANCEL, SEARCH_IMAGES, SEARCH_REPOS, SEARCH_EXPAND,
     USERPREFS_TOGGLE, TRUST_PUT, DEBUG_PROFILE, APIKEY_CREATE, APIKEY_LIST, APIKEY_DELETE, APIKEY_LOOKUP,
     APIKEY_TOUCH, SESSION_CREATE, SESSION_GET, SESSION_DELETE, SECRET_GET,
     USER_PURGE, RETENTION_RUN, CLOCK_SET)}

@@ -66,6 +66,7 @@ class Op(StrEnum):
     UPLOAD_BEGIN = "upload.begin"
     UPLOAD_WRITE = "upload.write"
     UPLOAD_END = "upload.end"
+    UPLOAD_CHUNK = "upload.chunk"
     UPLOAD_ABORT = "upload.abort"
     UPLOAD_COMMIT = "upload.commit"
     UPLOAD_CANCEL = "upload.cancel"

@@ -31,6 +31,13 @@ UNUSABLE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.EPERM, er
 SPOOL_WINDOW = 4
 
 
+def check_range(content_range: tuple[int, int] | None, length: int) -> None:
+    """A chunk's Content-Range must span exactly the bytes its body brought."""
+    if content_range is not None and content_range[1] - content_range[0] + 1 != length:
+        raise RegistryError(ErrorCode.RANGE_INVALID, "Content-Range does not match the body length",
+                            detail={"range": list(content_range), "received": length})
+
+
 class Pace(Protocol):
     """The body's pace rule (``BodyPace`` in :mod:`gateway.distribution.uploads`)."""
 

@@ -36,9 +36,10 @@ from common.grammar import (
     parse_digest,
     validate_name,
 )
+from common.protocol import FRAME_SIZE
 from gateway import body_tap
 from gateway.body_guard import DRAIN_LIMIT
-from gateway.distribution.upload_writer import ChunkWriter, TapSink, spool_failed
+from gateway.distribution.upload_writer import ChunkWriter, TapSink, check_range, spool_failed
 from gateway.httputil import error_body, error_headers, parse_content_range, upload_range
 from gateway.quota import ensure_room_for
 from gateway.state import GatewayState
@@ -166,6 +167,14 @@ class Request:
         except OSError as exc:  # the tap's write into the spool file (a full disk: 507)
             raise spool_failed(exc) from None
         return True
+
+    async def read_whole(self) -> bytes:
+        """The rest of a body small enough to hold (its Content-Length was checked)."""
+        parts, more = [], True
+        while more:
+            chunk, more = await self.next_chunk()
+            parts.append(chunk)
+        return b"".join(parts)
 
     async def next_chunk(self) -> tuple[bytes, bool]:
         message, self._pending = self._pending or await self._receive_body(), None
@@ -300,10 +309,7 @@ class UploadHandler:
             headers[Header.OCI_CHUNK_MIN_LENGTH] = str(CHUNK_MIN_LENGTH)
             return 202, headers
         try:
-            if await request.has_body():
-                await self.stream_body(request, shard, name, uuid, None)
-            await client.call_repo(messages.UPLOAD_COMMIT({"repo": name, "uuid": uuid, "digest": digest}),
-                                   timeout=COMMIT_TIMEOUT)
+            await self.write_and_commit(request, shard, name, uuid, None, digest)
         except BaseException:
             await self._cancel_quietly(shard, name, uuid)
             raise
@@ -349,12 +355,23 @@ class UploadHandler:
 
     # -- PATCH / PUT: bytes ----------------------------------------------------------------
     async def stream_body(self, request: Request, shard: int, name: str, uuid: str,
-                          content_range: tuple[int, int] | None) -> int:
+                          content_range: tuple[int, int] | None, digest: str | None = None) -> int:
         """Append the request body to the upload; returns the new upload size. The PATCH goes to
         the shard that accepted its ``upload.begin`` (``shard`` is the first guess: during a resize
-        the owner may redirect)."""
+        the owner may redirect). With ``digest`` the upload is committed after it. A body of at most
+        FRAME_SIZE (by its Content-Length) is read whole and sent in one op, ``upload.chunk``
+        (begin, write, end and the commit), instead of three or four."""
         client = self.state.client
         start = content_range[0] if content_range else None
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) <= FRAME_SIZE:
+            body = await request.read_whole()
+            check_range(content_range, len(body))
+            whole: messages.UploadChunkRequest = {"repo": name, "uuid": uuid, "start": start}
+            if digest is not None:
+                whole["digest"] = digest
+            return (await client.call_repo(messages.UPLOAD_CHUNK(whole), [body] if body else [],
+                                           timeout=COMMIT_TIMEOUT)).result["offset"]
         begun = await client.call_repo(messages.UPLOAD_BEGIN({"repo": name, "uuid": uuid, "start": start}))
         offset, shard = begun.result["offset"], begun.shard
         writer = ChunkWriter(client, shard, name, uuid, offset, self.state.spool_dir(shard))
@@ -377,12 +394,16 @@ class UploadHandler:
                 pass
             raise
         length = writer.offset - offset
-        if content_range is not None and content_range[1] - content_range[0] + 1 != length:
+        try:
+            check_range(content_range, length)
+        except RegistryError:
             await client.call(shard, messages.UPLOAD_ABORT({"repo": name, "uuid": uuid}))
-            raise RegistryError(ErrorCode.RANGE_INVALID, "Content-Range does not match the body length",
-                                detail={"range": list(content_range), "received": length})
-        return (await client.call(shard, messages.UPLOAD_END({"repo": name, "uuid": uuid, "length": length}))
-                ).result["offset"]
+            raise
+        offset = (await client.call(shard, messages.UPLOAD_END({"repo": name, "uuid": uuid, "length": length}))
+                  ).result["offset"]
+        if digest is not None:
+            await self._commit(name, uuid, digest)
+        return offset
 
     async def patch(self, request: Request, name: str, uuid: str) -> tuple[int, dict[str, str]]:
         content_range = parse_content_range(request.headers.get("content-range"))
@@ -394,13 +415,21 @@ class UploadHandler:
         if not digest:
             raise RegistryError(ErrorCode.DIGEST_INVALID, "digest parameter is required", status=400)
         parse_digest(digest)
-        client = self.state.client
-        if await request.has_body():
-            content_range = parse_content_range(request.headers.get("content-range"))
-            await self.stream_body(request, client.shard_of(name), name, uuid, content_range)
-        await client.call_repo(messages.UPLOAD_COMMIT({"repo": name, "uuid": uuid, "digest": digest}),
-                               timeout=COMMIT_TIMEOUT)
+        content_range = parse_content_range(request.headers.get("content-range"))
+        await self.write_and_commit(request, self.state.client.shard_of(name), name, uuid, content_range, digest)
         return 201, _blob_created(name, digest)
+
+    async def write_and_commit(self, request: Request, shard: int, name: str, uuid: str,
+                               content_range: tuple[int, int] | None, digest: str) -> None:
+        """The closing request's body, if any, then the commit (one op for a small body)."""
+        if await request.has_body():
+            await self.stream_body(request, shard, name, uuid, content_range, digest)
+        else:
+            await self._commit(name, uuid, digest)
+
+    async def _commit(self, name: str, uuid: str, digest: str) -> None:
+        await self.state.client.call_repo(messages.UPLOAD_COMMIT({"repo": name, "uuid": uuid, "digest": digest}),
+                                          timeout=COMMIT_TIMEOUT)
 
     async def status(self, request: Request, name: str, uuid: str) -> tuple[int, dict[str, str]]:
         offset = (await self.state.client.call_repo(messages.UPLOAD_STATUS({"repo": name, "uuid": uuid}))).result["offset"]

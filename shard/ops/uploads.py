@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 import uuid as uuidlib
+from typing import Any
 
 from common import messages as m
 from common.errors import ErrorCode, RegistryError
@@ -142,6 +143,23 @@ class UploadOps:
 
         await self.meta.write_async(record)
         return {"offset": offset}, []
+
+    @handles(m.UPLOAD_CHUNK)
+    async def chunk(self, args: m.UploadChunkRequest, frames: Frames) -> Answer[m.OffsetReply]:
+        """A small body sent whole with its PATCH or PUT: begin, write, end and (given a digest)
+        commit in one round trip instead of four, each step as its own op would do it."""
+        repo, uuid = args["repo"], args["uuid"]
+        offset = (await self.begin({"repo": repo, "uuid": uuid, "start": args.get("start")}, []))[0]["offset"]
+        if frames:
+            written: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self.uploads.enqueue_write({"repo": repo, "uuid": uuid, "offset": offset}, frames, written.set_result)
+            if isinstance(outcome := await written, RegistryError):
+                await self.abort({"repo": repo, "uuid": uuid}, [])  # the write failed: undo the begin
+                raise outcome
+        ended = await self.end({"repo": repo, "uuid": uuid, "length": sum(len(f) for f in frames)}, [])
+        if "digest" in args:
+            await self.commit({"repo": repo, "uuid": uuid, "digest": args["digest"]}, [])
+        return ended
 
     @handles(m.UPLOAD_ABORT)
     async def abort(self, args: m.UploadAbortRequest, frames: Frames) -> Answer[m.UploadAbortReply]:
