@@ -1,5 +1,5 @@
-"""Blob and manifest HEADs (and a blob GET's lookup) answered from the owning shard's metadata,
-read in place: no ZeroMQ round trip.
+"""Blob lookups (GET and HEAD) and manifest GETs and HEADs answered from the owning shard's
+metadata, read in place: no ZeroMQ round trip.
 
 With ``cluster.sharedStorage`` (the embedded cluster) a gateway worker already opens the shards'
 blob files; here it also opens each shard's LMDB environment **read-only** (LMDB is built for
@@ -14,8 +14,10 @@ else — a miss (its exact error, a pull-through fetch), a resize, a shard whose
 opened, any LMDB error — goes to the shard as before. Records are committed state, so an answer
 here is never older than what the shard would have said at the same moment.
 
-Manifest GETs still go to the shard: each one is a pull the shard records (download counts, the
-last-pulled time retention reads).
+A manifest GET is a pull the shard records (download counts): the caller tells it afterwards
+(``manifest.pulled``, not waited for). A GET the shard must see before the client does (a
+repository under a retention policy, a pull-through repository) is not read here: see
+:func:`gateway.distribution.manifests.read_in_place`.
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ log = logging.getLogger("shardreg.gateway")
 #: Seconds before a shard whose metadata could not be opened is tried again.
 RETRY = 10.0
 #: In multiprocess mode (a gateway with metrics on) this reaches /metrics like the gateway's own series.
-ANSWERED = Counter("shardreg_gateway_local_reads", "Blob lookups and manifest HEADs answered from the owning "
-                   "shard's metadata read in place (no shard round trip)", ["kind"], registry=None)
+ANSWERED = Counter("shardreg_gateway_local_reads", "Blob lookups and manifest GETs/HEADs answered from the "
+                   "owning shard's metadata read in place (no shard round trip)", ["kind"], registry=None)
 
 
 class LocalReads:
@@ -147,4 +149,3 @@ class LocalReads:
                 meta.close()
         self._stores.clear()
         self._borrowed.clear()
-

@@ -263,8 +263,8 @@ class ShardClient:
         when the socket takes it, so it precedes whatever this worker sends the shard next."""
         rid, message = self._message(request)
         sent = cast(asyncio.Future, self._connect(shard).send_multipart(message, flags=zmq.NOBLOCK, copy=False))
-        if not sent.done() or sent.exception() is not None:  # not connected: not worth a retry
-            log.debug("%s not sent to shard %d", request.wire.op.value, shard)
+        if sent.done() and sent.exception() is not None:  # not connected: not worth a retry
+            log.debug("%s not sent to shard %d: %s", request.wire.op.value, shard, sent.exception())
             return
         future = self._awaiting(rid, shard, request.wire.op.value)
         forget = asyncio.get_running_loop().call_later(self.timeout, self.pending.pop, rid, None)

@@ -36,6 +36,7 @@ def relative_path(digest: str) -> str:
     alg, hexpart = digest.split(":", 1)
     return f"blobs/{alg}/{hexpart[:2]}/{hexpart}"
 
+
 class SpoolError(ValueError):
     """A spool file is missing, is not a plain file, or does not hold the bytes announced."""
 

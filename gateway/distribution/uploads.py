@@ -309,7 +309,10 @@ class UploadHandler:
             headers[Header.OCI_CHUNK_MIN_LENGTH] = str(CHUNK_MIN_LENGTH)
             return 202, headers
         try:
-            await self.write_and_commit(request, shard, name, uuid, None, digest)
+            if await request.has_body():
+                await self.stream_body(request, shard, name, uuid, None, digest)
+            else:
+                await self._commit(name, uuid, digest)
         except BaseException:
             await self._cancel_quietly(shard, name, uuid)
             raise
@@ -415,17 +418,12 @@ class UploadHandler:
         if not digest:
             raise RegistryError(ErrorCode.DIGEST_INVALID, "digest parameter is required", status=400)
         parse_digest(digest)
-        content_range = parse_content_range(request.headers.get("content-range"))
-        await self.write_and_commit(request, self.state.client.shard_of(name), name, uuid, content_range, digest)
-        return 201, _blob_created(name, digest)
-
-    async def write_and_commit(self, request: Request, shard: int, name: str, uuid: str,
-                               content_range: tuple[int, int] | None, digest: str) -> None:
-        """The closing request's body, if any, then the commit (one op for a small body)."""
         if await request.has_body():
-            await self.stream_body(request, shard, name, uuid, content_range, digest)
+            content_range = parse_content_range(request.headers.get("content-range"))
+            await self.stream_body(request, self.state.client.shard_of(name), name, uuid, content_range, digest)
         else:
             await self._commit(name, uuid, digest)
+        return 201, _blob_created(name, digest)
 
     async def _commit(self, name: str, uuid: str, digest: str) -> None:
         await self.state.client.call_repo(messages.UPLOAD_COMMIT({"repo": name, "uuid": uuid, "digest": digest}),

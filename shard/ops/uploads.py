@@ -72,6 +72,10 @@ class UploadOps:
     @handles(m.UPLOAD_BEGIN)
     async def begin(self, args: m.UploadBeginRequest, frames: Frames) -> Answer[m.OffsetReply]:
         """Open a PATCH (or the body of a PUT/POST): check ``start`` and remember where to roll back."""
+        return await self._begin(args, spool=True)
+
+    async def _begin(self, args: m.UploadBeginRequest, *, spool: bool) -> Answer[m.OffsetReply]:
+        """``spool``: the PATCH may send its bytes through the spool (not an ``upload.chunk``)."""
         uuid, repo, start = args["uuid"], args["repo"], args.get("start")
         session = await self.uploads.session(uuid, repo)
         # A client retrying right after its connection dropped races the gateway's abort of the
@@ -99,8 +103,8 @@ class UploadOps:
         session.touched = time.monotonic()
         try:
             await self.uploads.start_patch(session)  # 429 when too many PATCHes write at once
-            # a spool file at this start is a dead PATCH's (its gateway died before announcing it): this PATCH's now
-            await self.shard.io(self.shard.blobs.remove_spool, uuid, offset)
+            if spool:  # a spool file at this start is a dead PATCH's (its gateway died before announcing it): this PATCH's now
+                await self.shard.io(self.shard.blobs.remove_spool, uuid, offset)
         except BaseException:
             self.uploads.end_patch(session)
             raise
@@ -114,6 +118,12 @@ class UploadOps:
     @handles(m.UPLOAD_END)
     async def end(self, args: m.UploadEndRequest, frames: Frames) -> Answer[m.OffsetReply]:
         """Close a PATCH: all its bytes are written; record the new offset."""
+        ended = await self._end(args)
+        await self._record_offset(args["uuid"])
+        return ended
+
+    async def _end(self, args: m.UploadEndRequest) -> Answer[m.OffsetReply]:
+        """Close a PATCH, not yet recording its offset."""
         uuid, repo, length = args["uuid"], args["repo"], args.get("length")
         session = await self.uploads.session(uuid, repo)
         if session.patch_snapshot is None:
@@ -132,6 +142,12 @@ class UploadOps:
             raise RegistryError(ErrorCode.SIZE_INVALID, f"received {written} bytes, expected {length}",
                                 status=400)
         self.uploads.end_patch(session)  # the descriptor goes back: an idle upload holds none
+        return {"offset": session.file.offset}, []
+
+    async def _record_offset(self, uuid: str) -> None:
+        session = self.uploads.get(uuid)
+        if session is None:
+            raise no_upload(uuid)
         offset = session.file.offset
 
         def record(txn: Txn) -> None:
@@ -142,23 +158,31 @@ class UploadOps:
             self.meta.put_upload(txn, uuid, rec)
 
         await self.meta.write_async(record)
-        return {"offset": offset}, []
 
     @handles(m.UPLOAD_CHUNK)
     async def chunk(self, args: m.UploadChunkRequest, frames: Frames) -> Answer[m.OffsetReply]:
         """A small body sent whole with its PATCH or PUT: begin, write, end and (given a digest)
-        commit in one round trip instead of four, each step as its own op would do it."""
+        commit in one round trip instead of four, each step as its own op would do it, with fewer
+        hand-offs to other threads: no spool file to look for (the bytes come as a frame), and a
+        commit that follows the end at once records the upload's end only if the commit fails."""
         repo, uuid = args["repo"], args["uuid"]
-        offset = (await self.begin({"repo": repo, "uuid": uuid, "start": args.get("start")}, []))[0]["offset"]
+        offset = (await self._begin({"repo": repo, "uuid": uuid, "start": args.get("start")}, spool=False))[0]["offset"]
         if frames:
             written: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             self.uploads.enqueue_write({"repo": repo, "uuid": uuid, "offset": offset}, frames, written.set_result)
             if isinstance(outcome := await written, RegistryError):
                 await self.abort({"repo": repo, "uuid": uuid}, [])  # the write failed: undo the begin
                 raise outcome
-        ended = await self.end({"repo": repo, "uuid": uuid, "length": sum(len(f) for f in frames)}, [])
-        if "digest" in args:
+        ended = await self._end({"repo": repo, "uuid": uuid, "length": sum(len(f) for f in frames)})
+        if "digest" not in args:
+            await self._record_offset(uuid)
+            return ended
+        try:
             await self.commit({"repo": repo, "uuid": uuid, "digest": args["digest"]}, [])
+        except BaseException:
+            if self.uploads.get(uuid) is not None:  # refused (a wrong digest): the upload keeps the bytes
+                await self._record_offset(uuid)
+            raise
         return ended
 
     @handles(m.UPLOAD_ABORT)
@@ -182,8 +206,10 @@ class UploadOps:
         if session.busy:
             raise RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, "upload has a write in progress")
         await self.uploads.drain(session)
-        try:
-            actual = await self.shard.io(session.file.digest, digest_algorithm(digest))
+        algorithm = digest_algorithm(digest)
+        try:  # the running hash is at hand; another algorithm reads the file
+            actual = (session.file.digest(algorithm) if algorithm == session.file.algorithm
+                      else await self.shard.io(session.file.digest, algorithm))
         finally:
             session.file.close()  # hashing with another algorithm reads the file
         if actual != digest:

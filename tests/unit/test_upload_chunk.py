@@ -76,6 +76,8 @@ def test_a_refused_chunk_leaves_the_upload_as_it_was(tmp_path: Path) -> None:
         # as after a PUT whose digest is wrong: the bytes are in, the upload is still there, idle
         status = (await ops.status({"repo": "r", "uuid": uuid}, []))[0]
         assert status["offset"] == 600 and not service.uploads.get(uuid).busy  # type: ignore[union-attr]
+        # and recorded so (a restart keeps the upload where the client was told it is)
+        assert service.meta.read(lambda txn: service.meta.get_upload(txn, uuid))["offset"] == 600
         await ops.commit({"repo": "r", "uuid": uuid, "digest": sha(kept + data)}, [])
 
     run_with_upload(tmp_path, scenario)
