@@ -209,8 +209,13 @@ for line in sys.stdin:
 
 def test_a_reader_in_another_process_follows_the_writer_as_its_map_grows(tmp_path: Path) -> None:
     path = tmp_path / "meta"
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], cwd=ROOT, text=True,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    with subprocess.Popen([sys.executable, "-c", WRITER, str(path)], cwd=ROOT, text=True,
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE) as writer:
+        assert writer.stdin is not None and writer.stdout is not None
+        follow_the_writer(writer, path)
+
+
+def follow_the_writer(writer: subprocess.Popen[str], path: Path) -> None:
     assert writer.stdin is not None and writer.stdout is not None
     try:
         writer.stdin.write("0 1\n")
