@@ -54,9 +54,11 @@ class GatewayState:
         return self.config.shard_dir(shard) / "spool"
 
     def close(self) -> None:
-        if self._local_reads is not None:
-            self._local_reads.close()
-            self._local_reads = None
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        try:
+            if self._local_reads is not None:
+                self._local_reads.close()
+                self._local_reads = None
+        finally:  # the sockets close whatever happened above (an unclosed context can block at exit)
+            if self._client is not None:
+                self._client.close()
+                self._client = None

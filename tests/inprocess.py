@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from common import messages
 from common.config import Config, parse_config
 from gateway.app import create_app
 from shard.server import ShardServer
@@ -239,6 +240,17 @@ class InProcessRegistry:
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
+
+    def settle(self) -> None:
+        """Wait until every shard has handled what the gateway sent it so far — e.g. the pulls it
+        tells after answering manifest GETs itself (``manifest.pulled``): a ping through the
+        gateway's own socket to each shard is answered after them."""
+        async def ping_all() -> None:
+            client = self.app.state.client  # type: ignore[attr-defined]
+            for index in range(len(self.shards)):
+                await client.call(index, messages.PING({}))
+
+        self.run(ping_all())
 
     def client(self, **kwargs: Any) -> httpx.Client:
         """A client of this registry; ``kwargs`` as for ``httpx.Client`` (headers, timeout, ...)."""

@@ -77,6 +77,7 @@ def client(reg: InProcessRegistry, user: str | None) -> httpx.Client:
 
 # -- the oracle: every repository's keys afresh, the gateway's access decision, the old sort --------
 def oracle(reg: InProcessRegistry, user: str | None, order: str, text: str = "", flt: dict | None = None) -> list[dict]:
+    reg.settle()  # the pulls the gateway told the shards are noted
     access = reg.app.state.access  # type: ignore[attr-defined]
     identity = Identity(name=user, groups=frozenset(), via="htpasswd" if user else "anonymous")
     rows = []
@@ -192,6 +193,7 @@ def name_grams(store: Any, stxn: Any) -> tuple[set, dict]:
 def index_is_fresh(reg: InProcessRegistry) -> None:
     """Every entry of every shard's index is what the repository's keys are now; the kept count too
     (once the background rewrites that deletions asked for are done, as a listing waits for them)."""
+    reg.settle()  # the pulls the gateway told the shards are noted
     for shard in reg.shards:
         search = shard.search
         reg.run(search.settled())
@@ -511,6 +513,7 @@ def test_a_page_reads_about_limit_times_shards_entries_of_2000_repositories():
 
 def image_oracle(reg: InProcessRegistry, user: str | None, sort_by: str) -> list[dict]:
     from gateway.extensions.search import _sort_images
+    reg.settle()  # the pulls the gateway told the shards are noted
     access = reg.app.state.access  # type: ignore[attr-defined]
     identity = Identity(name=user, groups=frozenset(), via="htpasswd" if user else "anonymous")
     images: list[dict] = []

@@ -15,6 +15,7 @@ from typing import Any
 
 from PIL import Image, ImageStat
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect
+from playwright.sync_api import Error as PlaywrightError
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -78,7 +79,13 @@ def shoot(page: Page, name: str) -> Path:
     """A screenshot in the artefact folder, checked to show something (not one flat colour)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path))
+    try:
+        page.screenshot(path=str(path))
+    except PlaywrightError as exc:  # Chromium, busy right after a viewport change: "Unable to capture screenshot"
+        if "Unable to capture screenshot" not in str(exc):
+            raise
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(path))
     with Image.open(path) as image:
         rgb = image.convert("RGB")
         colours = rgb.getcolors(maxcolors=1 << 16)
