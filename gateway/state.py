@@ -23,21 +23,25 @@ class GatewayState:
     shard_observer: ShardCallObserver | None = None
     _client: ShardClient | None = field(default=None, repr=False)
     _local_reads: LocalReads | None = field(default=None, repr=False)
+    _closed: bool = field(default=False, repr=False)
     #: The resize driver and its watcher task (gateway.cluster.driver), once serving.
     driver: Any = field(default=None, repr=False)
     watcher: Any = field(default=None, repr=False)
 
     @property
     def client(self) -> ShardClient:
-        """The worker's shard client, created on first use inside the running event loop."""
+        """The worker's shard client, created on first use inside the running event loop (not
+        again once closed: its ZeroMQ context would never be closed)."""
         if self._client is None:
+            if self._closed:
+                raise RuntimeError("this gateway worker's shard client is closed")
             self._client = ShardClient(self.config, self.shard_observer)
         return self._client
 
     @property
     def local_reads(self) -> LocalReads | None:
         """The shards' metadata read in place, when this gateway shares their filesystem."""
-        if self._local_reads is None and self.config.cluster.shared_storage:
+        if self._local_reads is None and self.config.cluster.shared_storage and not self._closed:
             self._local_reads = LocalReads(self.config.shard_dir)
         return self._local_reads
 
@@ -54,6 +58,7 @@ class GatewayState:
         return self.config.shard_dir(shard) / "spool"
 
     def close(self) -> None:
+        self._closed = True
         try:
             if self._local_reads is not None:
                 self._local_reads.close()

@@ -192,6 +192,17 @@ def test_moving_names_are_always_asked_of_the_shards(registry: InProcessRegistry
         assert sum(seen.values()) == calls  # a name that stays is read in place under the transition map
 
 
+def test_a_closed_gateway_state_opens_nothing_again() -> None:
+    """After the worker stopped, nothing re-creates its shard client (a ZeroMQ context nobody would
+    close) or its read-only views."""
+    with InProcessRegistry(shards=1) as reg:
+        state: Any = reg.app.state  # type: ignore[attr-defined]
+        assert state.local_reads is not None
+    with pytest.raises(RuntimeError):
+        state.client  # noqa: B018
+    assert state.local_reads is None
+
+
 WRITER = """
 import sys
 from pathlib import Path
