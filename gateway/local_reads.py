@@ -52,37 +52,38 @@ class LocalReads:
 
     def __init__(self, shard_dir: Callable[[int], Path]) -> None:
         self.shard_dir = shard_dir
-        self._stores: dict[int, MetaStore | None] = {}
-        self._borrowed: set[int] = set()
+        self._stores: dict[int, MetaStore] = {}
+        #: When a shard's environment last failed to open (tried again RETRY seconds later).
         self._failed: dict[int, float] = {}
         #: Answers given here (the rest went to the shards), for tests and /metrics.
         self.answered = 0
 
     def _store(self, shard: int) -> MetaStore | None:
-        if shard in self._stores and self._stores[shard] is None and time.monotonic() - self._failed[shard] > RETRY:
-            del self._stores[shard]  # e.g. a shard a resize added after this worker first looked
-        if shard not in self._stores:
-            path = self.shard_dir(shard) / "meta"
-            held = MetaStore.open_here(path)
-            if isinstance(held, MetaStore):  # the shard runs in this process (tests/inprocess.py)
-                self._borrowed.add(shard)
-                self._stores[shard] = held
-                return held
+        meta = self._stores.get(shard)
+        if meta is not None:
+            return meta
+        failed = self._failed.get(shard)
+        if failed is not None and time.monotonic() - failed < RETRY:
+            return None  # e.g. a shard a resize is adding: looked at again later
+        path = self.shard_dir(shard) / "meta"
+        held = MetaStore.open_here(path)
+        if isinstance(held, MetaStore):  # the shard runs in this process (tests/inprocess.py): borrowed
+            meta = held
+        else:
             try:
-                self._stores[shard] = MetaStore(path, readonly=True)
+                meta = MetaStore(path, readonly=True)
             except (lmdb.Error, OSError) as exc:  # not created yet, another version, no access
                 log.info("shard %d's metadata cannot be read in place (%s): its reads go over ZeroMQ", shard, exc)
-                self._stores[shard] = None
                 self._failed[shard] = time.monotonic()
-        return self._stores[shard]
+                return None
+        self._stores[shard] = meta
+        return meta
 
     def _owner(self, client: ShardClient, repo: str) -> tuple[int, MetaStore] | None:
         cmap: ClusterMap = client.map
-        if cmap.epoch <= 0 or repo in client.hints:
+        if cmap.epoch <= 0 or repo in client.hints or cmap.is_moving(repo):
             return None
-        shard = cmap.source(repo)
-        if cmap.target(repo) != shard:
-            return None
+        shard = cmap.owner(repo)
         meta = self._store(shard)
         return None if meta is None else (shard, meta)
 
@@ -144,8 +145,7 @@ class LocalReads:
         ANSWERED.labels(kind).inc()
 
     def close(self) -> None:
-        for shard, meta in self._stores.items():
-            if meta is not None and shard not in self._borrowed:
+        for meta in self._stores.values():
+            if meta.readonly:  # not a borrowed one: the shard in this process closes that
                 meta.close()
         self._stores.clear()
-        self._borrowed.clear()

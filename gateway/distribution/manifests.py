@@ -24,6 +24,7 @@ from gateway.distribution import pullthrough
 from gateway.distribution.answer import Answer, ReadRequest, quart_response
 from gateway.distribution.common import delete_in_repo, event_context
 from gateway.httputil import read_body
+from gateway.local_reads import LocalReads
 from gateway.quota import ensure_room_for
 from gateway.state import GatewayState
 
@@ -38,14 +39,16 @@ def _accepts(accept: str | None, media_type: str) -> bool:
     return False
 
 
-def read_in_place(st: GatewayState, repo: str, head: bool) -> bool:
-    """Whether a manifest GET/HEAD of ``repo`` may be answered from the shard's metadata read in
-    place: never for a pull-through repository (its tags are re-checked upstream), and a GET not
-    for a repository a retention policy covers (the shard must see such a pull before the answer,
-    so that a pass running meanwhile keeps the manifest)."""
+def read_in_place(st: GatewayState, repo: str, head: bool) -> LocalReads | None:
+    """The shards' metadata to answer a manifest GET/HEAD of ``repo`` from, if it may be: never for
+    a pull-through repository (its tags are re-checked upstream), and a GET not for a repository a
+    retention policy covers (the shard must see such a pull before the answer, so that a pass
+    running meanwhile keeps the manifest)."""
     if st.local_reads is None or pullthrough.applies(st.config, repo):
-        return False
-    return head or retention_policy(st.config.lifecycle.retention, repo) is None
+        return None
+    if not head and retention_policy(st.config.lifecycle.retention, repo) is not None:
+        return None
+    return st.local_reads
 
 
 async def manifest_answer(st: GatewayState, req: ReadRequest, name: str, reference: str) -> Answer:
@@ -60,8 +63,9 @@ async def manifest_answer(st: GatewayState, req: ReadRequest, name: str, referen
                             "or digest)", detail={"reference": reference[:200]}, status=404) from None
     head = req.method == "HEAD"
     info, body = None, b""
-    if st.local_reads is not None and read_in_place(st, name, head):
-        found = st.local_reads.manifest(st.client, name, reference, head)
+    local = read_in_place(st, name, head)
+    if local is not None:
+        found = local.manifest(st.client, name, reference, head)
         if found is not None:
             shard, info, body = found
             if not head:  # the shard records the pull (download counts), not waited for
