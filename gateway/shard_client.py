@@ -28,6 +28,7 @@ from common.errors import ErrorCode, RegistryError
 from common.messages import RepoScoped
 from common.protocol import FRAME_SIZE, OK, WINDOW, Rep, Reply, Req, Request, pack, unpack
 from common.requestid import to_message_id
+from common.zmqctx import OwnedContext
 
 log = logging.getLogger("shardreg.gateway")
 RETRY_AFTER = "5"
@@ -69,7 +70,7 @@ class ShardClient:
         self.timeout = config.cluster.request_timeout
         # its own context (one client per worker process): nothing is shared with, or left behind by,
         # another client in the same process
-        self.ctx = zmq.asyncio.Context()
+        self.zmq = OwnedContext(self)
         self.sockets: list[zmq.asyncio.Socket] = []
         self.readers: list[asyncio.Task] = []
         self.pending: dict[bytes, asyncio.Future] = {}
@@ -93,7 +94,7 @@ class ShardClient:
                 endpoint = self.config.shard_endpoint(i)
             except IndexError:
                 raise unavailable(i, "no endpoint configured for it (cluster.endpoints)") from None
-            sock = self.ctx.socket(zmq.DEALER)
+            sock = self.zmq.socket(zmq.DEALER)
             sock.setsockopt(zmq.IMMEDIATE, 1)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.SNDHWM, 100_000)
@@ -134,7 +135,7 @@ class ShardClient:
         """Fail the requests in flight to a shard as soon as its connection drops (a crash):
         callers answer 503 at once instead of waiting for their timeout."""
         refused = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-        monitor = self.sockets[index].get_monitor_socket(zmq.EVENT_DISCONNECTED | refused)
+        monitor = self.zmq.track(self.sockets[index].get_monitor_socket(zmq.EVENT_DISCONNECTED | refused))
         last_refusal = -HANDSHAKE_LOG_INTERVAL
         try:
             while True:
@@ -427,6 +428,4 @@ class ShardClient:
     def close(self) -> None:
         for task in self.readers:
             task.cancel()
-        for sock in self.sockets:
-            sock.close(0)
-        self.ctx.destroy(0)
+        self.zmq.close()

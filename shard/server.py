@@ -34,6 +34,7 @@ from common.protocol import ERR, OK, Answer, Frames, Op, pack, unpack
 from common.requestid import REQUEST_ID, from_message_id
 from common.signals import stop_signals
 from common.startup import shard_metrics_host, shard_metrics_port
+from common.zmqctx import OwnedContext
 from shard.diskfull import is_storage_full, storage_full
 from shard.health import OpLatency, serve_health
 from shard.hooks import Hooks
@@ -110,8 +111,8 @@ class ShardServer:
         self.handlers = bound.handlers
         self.ordered = bound.ordered
         self.op_latency = OpLatency(index)
-        self.ctx = zmq.asyncio.Context()
-        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.zmq = OwnedContext(self)  # ends with its sockets even if close() is never called
+        self.sock = self.zmq.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.RCVHWM, 0)
@@ -231,7 +232,7 @@ class ShardServer:
         if self.keys is None:
             return
         assert self.keys.pair.secret is not None
-        self.zap = ZapHandler(self.ctx, self.keys.admitted)
+        self.zap = ZapHandler(self.zmq.socket(zmq.REP), self.keys.admitted)
         self.sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
         self.sock.zap_domain = DOMAIN
         self.sock.curve_secretkey = self.keys.pair.secret
@@ -269,12 +270,15 @@ class ShardServer:
                 log.exception("scrub failed")
 
     def close(self) -> None:
-        self.sock.close(0)
-        if self.zap is not None:
-            self.zap.close()
-        self.ctx.term()
-        self.search.close()
-        self.service.close()
+        try:
+            if self.zap is not None:
+                self.zap.close()
+        finally:
+            self.zmq.close()
+            try:
+                self.search.close()
+            finally:
+                self.service.close()
 
 
 

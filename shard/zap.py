@@ -25,11 +25,12 @@ LOG_INTERVAL = 10.0
 
 
 class ZapHandler:
-    def __init__(self, ctx: zmq.asyncio.Context, admitted: frozenset[bytes]) -> None:
+    def __init__(self, sock: zmq.asyncio.Socket, admitted: frozenset[bytes]) -> None:
+        """``sock``: a REP socket of the shard socket's context (closed by ``close``)."""
         self.admitted = frozenset(zmq.utils.z85.decode(key) for key in admitted)
         self.refused = 0
         self.last_log = -LOG_INTERVAL
-        self.sock = ctx.socket(zmq.REP)
+        self.sock = sock
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.bind(ZAP_ENDPOINT)
         self.task = asyncio.get_running_loop().create_task(self._serve())
