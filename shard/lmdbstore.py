@@ -94,6 +94,12 @@ class LmdbStore:
         self._batch: list[tuple[Callable[[Txn], Any], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
+    def free_stale_readers(self) -> int:
+        """Free the read slots of processes that died mid-read (a gateway worker killed while it
+        read in place): a stale slot pins the pages of its snapshot, so the file could only grow.
+        Returns how many were freed."""
+        return int(self.env.reader_check())
+
     def close(self) -> None:
         self._writer.shutdown(wait=True)
         if _OPEN.get(self.path.resolve()) is self:

@@ -251,8 +251,8 @@ class ShardServer:
             await asyncio.sleep(interval)
             try:
                 await self.service.uploads.expire()
-                # read slots of gateway workers killed mid-read pin old pages: free them
-                self.service.meta.env.reader_check()
+                if freed := self.service.meta.free_stale_readers():
+                    log.info("freed %d read slots of processes that died mid-read", freed)
                 if storage.gc and time.monotonic() - last_gc >= storage.gc_interval:
                     last_gc = time.monotonic()
                     await self.lifecycle.every_gc_interval()

@@ -249,3 +249,33 @@ def follow_the_writer(writer: subprocess.Popen[str], path: Path) -> None:
     finally:
         writer.stdin.close()
         writer.wait(timeout=30)
+
+
+STALLED_READER = """
+import sys
+from pathlib import Path
+from shard.metastore import MetaStore
+reader = MetaStore(Path(sys.argv[1]), readonly=True)
+txn = reader.env.begin()  # a read in progress, as a gateway worker's when it is killed
+print(txn.id(), flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_the_shard_frees_the_read_slot_of_a_reader_killed_mid_read(tmp_path: Path) -> None:
+    path = tmp_path / "meta"
+    store = MetaStore(path, sync=False)
+    try:
+        store.write(lambda txn: store.ensure_repo(txn, "repo/a"))
+        with subprocess.Popen([sys.executable, "-c", STALLED_READER, str(path)], cwd=ROOT, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE) as reader:
+            assert reader.stdout is not None and reader.stdin is not None
+            assert int(reader.stdout.readline()) > 0
+            assert store.free_stale_readers() == 0  # alive: its slot stays
+            reader.kill()  # kill -9, mid-read
+            reader.wait(timeout=30)
+            reader.stdin.close()
+        assert store.free_stale_readers() == 1
+        assert store.free_stale_readers() == 0
+    finally:
+        store.close()
