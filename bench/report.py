@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 RATIO_FIELDS = ("ops_per_s", "mb_per_s", "p50_ms", "p95_ms", "p99_ms", "server_cpu_ms_per_op", "server_cpu_ms_per_mb")
+#: The row of the parts table that shows the generator's own loop lateness (bench.runner.LagProbe).
+GENERATOR_LAG = "generator lag"
 
 
 def _figure(result: dict, name: str) -> float | None:
@@ -142,11 +144,17 @@ def parts_table(doc: dict, wide: bool = False) -> Table | None:
     cols = ("part", "count", "p50", "p95", "p99") if wide else ("part", "count", "p50", "p99")
     for col in cols:
         pt.add_column(col, justify="left" if col == "part" else "right")
-    for r, name, s in parts:
+    for r, name, s in parts + _lags(doc):
         figures = [s["p50_ms"], s["p95_ms"], s["p99_ms"]] if wide else [s["p50_ms"], s["p99_ms"]]
         pt.add_row(r["workload"], str(r["concurrency"]), r["target"], name, str(s["count"]),
                    *(_fmt(x, 2) if wide else _num(x) for x in figures))
     return pt
+
+
+def _lags(doc: dict) -> list[tuple[dict, str, dict]]:
+    """The generator's own loop lateness, beside the parts whose latencies include it."""
+    return [(r, GENERATOR_LAG, r["generator_lag"]) for r in doc["results"]
+            if r["parts"] and (r.get("generator_lag") or {}).get("count")]
 
 
 def ratio_table(doc: dict, wide: bool = False) -> Table | None:
@@ -271,6 +279,14 @@ def markdown(doc: dict) -> str:
                      f"{_fmt(r['mb_per_s']) if r['bytes'] else '-'} | {_fmt(lat['p50_ms'])} | {_fmt(lat['p99_ms'])} | "
                      f"{err} | {_fmt(per.get('server'), 2)} | {_fmt(mb.get('server'), 2)} | "
                      f"{_fmt(per.get('gateway'), 2)} | {_fmt(per.get('shards'), 2)} | {_fmt(per.get('generator'), 2)} |")
+    lags = _lags(doc)
+    if lags:
+        lines += ["", f"Parts of operations, and the generator's own loop lateness ({GENERATOR_LAG}: in every latency above):",
+                  "", "| workload | c | registry | part | count | p50 ms | p99 ms |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        parts = [(res, n, s) for res in doc["results"] for n, s in res["parts"].items()]
+        for res, name, s in parts + lags:
+            lines.append(f"| {res['workload']} | {res['concurrency']} | {res['target']} | {name} | {s['count']} | "
+                         f"{_fmt(s['p50_ms'])} | {_fmt(s['p99_ms'])} |")
     if doc.get("comparisons"):
         c0 = doc["comparisons"][0]
         lines += ["", f"Ratio {c0['primary']} / {c0['other']} (\"-\": a side answered wrongly or the figure is empty):", "",

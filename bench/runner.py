@@ -25,6 +25,8 @@ MB = float(1 << 20)
 #: A level stops early once this many operations failed and none succeeded.
 GIVE_UP_AFTER = 20
 ERROR_SAMPLES = 5
+#: How often the generator looks at its own loop's lateness (LagProbe): 200 cheap wake-ups a second.
+LAG_INTERVAL = 0.005
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
@@ -64,6 +66,7 @@ class LevelResult:
     nbytes: int = 0
     latencies: list[float] = field(default_factory=list)
     samples: dict[str, list[float]] = field(default_factory=dict)
+    lags: list[float] = field(default_factory=list)  # the generator's own loop delays (LagProbe)
     cpu_s: dict[str, float] = field(default_factory=dict)
     setup_s: float = 0.0
     setup_error: str | None = None
@@ -88,6 +91,7 @@ class LevelResult:
         self.latencies.extend(other.latencies)
         for label, values in other.samples.items():
             self.samples.setdefault(label, []).extend(values)
+        self.lags.extend(other.lags)
         for role, seconds in other.cpu_s.items():
             self.cpu_s[role] = self.cpu_s.get(role, 0.0) + seconds
         self.setup_s += other.setup_s
@@ -127,10 +131,38 @@ class LevelResult:
             "mb_per_s": round(mb / self.wall_s, 3) if self.wall_s > 0 else 0.0,
             "latency": latency_summary(self.latencies),
             "parts": {k: latency_summary(v) for k, v in sorted(self.samples.items())},
+            "generator_lag": latency_summary(self.lags),
             "cpu_s": {k: round(v, 4) for k, v in grouped.items()},
             "cpu_ms_per_op": per_op,
             "cpu_ms_per_mb": per_mb,
         }
+
+
+class LagProbe:
+    """How late the generator's own event loop runs a callback that is due: every latency the bench
+    measures includes it (a reply that arrived waits for the loop like any callback). On a machine
+    where the generator shares the cores with the registry, it is the part of a p99 that is the
+    client's, not the server's."""
+
+    def __init__(self, interval: float = LAG_INTERVAL) -> None:
+        self.interval = interval
+        self.lags: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self.interval
+            await asyncio.sleep(self.interval)
+            self.lags.append(max(0.0, loop.time() - due))
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def stop(self) -> list[float]:
+        if self._task is not None:
+            self._task.cancel()
+        return self.lags
 
 
 def _describe(e: BaseException) -> str:
@@ -198,9 +230,12 @@ async def run_level(target: Target, session: aiohttp.ClientSession, workload: Wo
     gen0 = procstat.self_cpu()
     t0 = time.perf_counter()
     timer_task = asyncio.create_task(timer())
+    probe = LagProbe()
+    probe.start()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     result.wall_s = time.perf_counter() - t0
     timer_task.cancel()
+    result.lags = probe.stop()
     gen1 = procstat.self_cpu()
     after = procstat.sample_tree(target.root_pid, kind) if target.root_pid else []
     result.cpu_s = procstat.cpu_delta(before, after)

@@ -6,16 +6,19 @@ import argparse
 import asyncio
 import hashlib
 import os
+import time
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from bench import procstat
+from bench import procstat, report
 from bench.client import Blob, BlobFactory, Registry, VerifyError
 from bench.command import parse_levels, parse_size, parse_workloads
 from bench.report import comparisons
-from bench.runner import latency_summary, percentile
+from bench.runner import latency_summary, percentile, run_level
+from bench.targets import Target
+from bench.workloads import OpResult, Options, TargetState, Workload
 
 
 def test_parse_size_and_levels() -> None:
@@ -132,3 +135,31 @@ def test_sizing_prices_load_with_measured_costs() -> None:
     assert got["shard_replicas"] == 6  # the disk bounds it: ceil(300 / (100 x 0.5))
     with pytest.raises(ValueError):
         plan(model, Load(pull_mb_s=10))
+
+
+class _BlockingWorkload(Workload):
+    """Each operation holds the generator's loop for 40 ms, as a busy client would."""
+
+    name = "blocking"
+
+    async def op(self, reg: Registry, worker: int, seq: int) -> OpResult:
+        time.sleep(0.04)
+        await asyncio.sleep(0.01)  # then waits for the registry, letting other callbacks run
+        return OpResult(0, (("part", 0.001),))
+
+
+def test_the_generators_own_loop_lateness_is_reported_beside_the_parts() -> None:
+    async def level() -> dict:
+        async with aiohttp.ClientSession() as session:
+            workload = _BlockingWorkload(Options(), BlobFactory(b"x" * 64, "run"), TargetState())
+            target = Target("t", "http://127.0.0.1:9", "external")
+            result = await run_level(target, session, workload, 2, None, 6, lambda *a: None)
+            return result.to_json()
+
+    r = asyncio.run(level())
+    lag = r["generator_lag"]
+    assert r["ops"] == 6 and lag["count"] >= 1
+    assert lag["max_ms"] >= 30  # the probe waited behind a 40 ms operation at least once
+    doc = {"results": [r], "comparisons": []}
+    assert [row[1] for row in report._lags(doc)] == [report.GENERATOR_LAG]
+    assert f"| blocking | 2 | t | {report.GENERATOR_LAG} | {lag['count']} |" in report.markdown(doc)
