@@ -27,10 +27,14 @@ TAPPED_BYTES = Counter("shardreg_http_body_tap_bytes", "Request body bytes moved
 
 
 def create_app() -> ZeroCopyApp:
-    """What the Hypercorn workers serve: the gateway application behind :class:`ZeroCopyApp`."""
+    """What the Hypercorn workers serve: the gateway application behind :class:`ZeroCopyApp`.
+    Built once per worker process, which then freezes its start-up heap (common/heap.py)."""
+    from common import heap
     from gateway.app import create_app as create_gateway
 
-    return ZeroCopyApp(create_gateway())
+    app = ZeroCopyApp(create_gateway())
+    heap.settle()
+    return app
 
 
 def install() -> None:

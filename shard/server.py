@@ -24,7 +24,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from common import curvekeys
+from common import curvekeys, heap
 from common.config import Config, ConfigError
 from common.datalock import lock_data_dir
 from common.errors import ErrorCode, RegistryError
@@ -304,6 +304,7 @@ def run_shard(config: Config, index: int) -> None:
 
     async def main() -> None:
         server = ShardServer(config, index)
+        heap.settle()  # what start-up made lives as long as the process: out of the collector's sight
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in stop_signals():
