@@ -104,11 +104,6 @@ class ShardClient:
             # tcp: notice a shard whose host vanished without closing the connection
             sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
             sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
-            # Meant: copy frames below COPY_THRESHOLD rather than pay zero-copy bookkeeping (pyzmq's GC
-            # thread). As built it does not apply: zmq.asyncio sends through a shadow socket that keeps
-            # pyzmq's 64 KiB default, so the 256 KiB upload chunks go zero-copy. Applying it to the shadow
-            # too measured within noise (docs/performance.md, "Hot paths"), so it was left as is.
-            sock.copy_threshold = COPY_THRESHOLD
             keys = self.keys
             if keys is not None:  # CURVE: the shard must hold this public key; it admits ours by ZAP
                 assert keys.pair.secret is not None
@@ -212,11 +207,16 @@ class ShardClient:
         """
         rid, message = self._message(request, via)
         message += frames
+        # Frames below COPY_THRESHOLD are copied into the message (a memcpy into memory libzmq reuses);
+        # sent zero-copy, each would cost a wake-up of pyzmq's garbage thread when libzmq lets it go
+        # (an upload.chunk of 64 KiB ASGI chunks: one per chunk). (The socket's own copy_threshold does
+        # not apply: zmq.asyncio sends through a shadow socket that keeps pyzmq's 64 KiB default.)
+        copy = all(len(frame) < COPY_THRESHOLD for frame in frames)
         sock = self._connect(shard)
         deadline = None
         while True:
             # zmq.asyncio resolves a NOBLOCK send at once, reporting EAGAIN in the returned future
-            sent = cast(asyncio.Future, sock.send_multipart(message, flags=zmq.NOBLOCK, copy=False))
+            sent = cast(asyncio.Future, sock.send_multipart(message, flags=zmq.NOBLOCK, copy=copy))
             failure = sent.exception() if sent.done() else None
             if failure is None:
                 break

@@ -223,6 +223,8 @@ class ShardServer:
                     continue
                 REQUEST_ID.set(from_message_id(rid))  # the upload's writer task logs under this request
                 ordered(args, frames, self._reply_later(ident, rid))
+            elif op == Op.UPLOAD_CHUNK:  # its bytes go straight to the file: no copy out of the message
+                self._spawn(self._handle(ident, rid, op, args, frames))
             else:
                 self._spawn(self._handle(ident, rid, op, args, [f.bytes for f in frames]))
 

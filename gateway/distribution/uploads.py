@@ -168,13 +168,16 @@ class Request:
             raise spool_failed(exc) from None
         return True
 
-    async def read_whole(self) -> bytes:
-        """The rest of a body small enough to hold (its Content-Length was checked)."""
+    async def read_whole(self) -> list[bytes]:
+        """The rest of a body small enough to hold (its Content-Length was checked), as the ASGI
+        chunks it came in: they go on as the frames of one message, never joined (joining copied
+        up to a MiB into freshly mapped memory: 6 % of a worker's time in push-small)."""
         parts, more = [], True
         while more:
             chunk, more = await self.next_chunk()
-            parts.append(chunk)
-        return b"".join(parts)
+            if chunk:
+                parts.append(chunk)
+        return parts
 
     async def next_chunk(self) -> tuple[bytes, bool]:
         message, self._pending = self._pending or await self._receive_body(), None
@@ -369,11 +372,11 @@ class UploadHandler:
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) <= FRAME_SIZE:
             body = await request.read_whole()
-            check_range(content_range, len(body))
+            check_range(content_range, sum(len(part) for part in body))
             whole: messages.UploadChunkRequest = {"repo": name, "uuid": uuid, "start": start}
             if digest is not None:
                 whole["digest"] = digest
-            return (await client.call_repo(messages.UPLOAD_CHUNK(whole), [body] if body else [],
+            return (await client.call_repo(messages.UPLOAD_CHUNK(whole), body,
                                            timeout=COMMIT_TIMEOUT)).result["offset"]
         begun = await client.call_repo(messages.UPLOAD_BEGIN({"repo": name, "uuid": uuid, "start": start}))
         offset, shard = begun.result["offset"], begun.shard
