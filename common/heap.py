@@ -2,9 +2,9 @@
 
 CPython's full (oldest-generation) collection walks every tracked object. A gateway worker holds
 about 75,000 of them once its modules are imported and its app is built, and a full pass over
-those took 40-65 ms of a worker's time on the bench machine, stopping every request in flight
-on that worker: on a 2-core machine at c=32 that alone was enough to put a request among the
-slowest one in a hundred (docs/performance.md, "Collector pauses"). What exists at start-up lives
+those took 40-65 ms of a worker's time on the bench machine (one every 10-20 s under load), stopping
+every request in flight on that worker for as long (docs/performance.md, "Where a mixed-ci p99 goes,
+and collector pauses"). What exists at start-up lives
 as long as the process, so it is moved out of the collector's sight once (``gc.freeze``); later
 passes walk only what was made since. Objects frozen this way are still freed by reference
 counting; only a reference cycle among them would stay, and start-up makes none that it drops.
