@@ -2,7 +2,7 @@
 
 CPython's full (oldest-generation) collection walks every tracked object. A gateway worker holds
 about 75,000 of them once its modules are imported and its app is built, and a full pass over
-those took 40-65 ms of a worker's time on the bench machine (one every 10-20 s under load), stopping
+those took 40-65 ms of a worker's time on the bench machine (at least one per worker in a 10 s run under load), stopping
 every request in flight on that worker for as long (docs/performance.md, "Where a mixed-ci p99 goes,
 and collector pauses"). What exists at start-up lives
 as long as the process, so it is moved out of the collector's sight once (``gc.freeze``); later

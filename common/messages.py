@@ -256,7 +256,7 @@ class UploadEndRequest(TypedDict):
 
 
 class UploadChunkRequest(TypedDict):
-    """A small body sent whole (one frame): ``upload.begin``, its write, ``upload.end`` and, with
+    """A small body sent whole (its frames: the ASGI chunks it came in): ``upload.begin``, its write, ``upload.end`` and, with
     ``digest``, ``upload.commit`` in one op, each with its own checks."""
 
     repo: str

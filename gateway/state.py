@@ -31,7 +31,7 @@ class GatewayState:
     @property
     def client(self) -> ShardClient:
         """The worker's shard client, created on first use inside the running event loop (not
-        again once closed: its ZeroMQ context would never be closed)."""
+        again once closed: nothing would close it)."""
         if self._client is None:
             if self._closed:
                 raise RuntimeError("this gateway worker's shard client is closed")

@@ -163,7 +163,7 @@ class UploadOps:
     async def chunk(self, args: m.UploadChunkRequest, frames: Frames) -> Answer[m.OffsetReply]:
         """A small body sent whole with its PATCH or PUT: begin, write, end and (given a digest)
         commit in one round trip instead of four, each step as its own op would do it, with fewer
-        hand-offs to other threads: no spool file to look for (the bytes come as a frame), and a
+        hand-offs to other threads: no spool file to look for (the bytes come in the message), and a
         commit that follows the end at once records the upload's end only if the commit fails."""
         repo, uuid = args["repo"], args["uuid"]
         offset = (await self._begin({"repo": repo, "uuid": uuid, "start": args.get("start")}, spool=False))[0]["offset"]
