@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shlex
@@ -45,6 +46,19 @@ def parse_size(text: str) -> int:
     if not m:
         raise argparse.ArgumentTypeError(f"not a size: {text!r}")
     return int(float(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()])
+
+
+def parse_page_cache(text: str) -> int | None:
+    """``auto`` -> None (fill the free memory when a workload stores bytes), else MiB (0: leave it)."""
+    if text == "auto":
+        return None
+    try:
+        mib = int(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not 'auto' or a number of MiB: {text!r}") from e
+    if mib < 0:
+        raise argparse.ArgumentTypeError("the page-cache fill is 0 or more MiB")
+    return mib
 
 
 def parse_levels(text: str) -> list[int]:
@@ -100,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--referrers", type=int, default=100, help="signatures/SBOMs attached for 'referrers'")
     p.add_argument("--disk-mb", type=int, default=256,
                    help="MiB written to measure the disk's fsync'ed sequential write speed (0: skip)")
+    p.add_argument("--page-cache", type=parse_page_cache, default=None, metavar="auto|MiB",
+                   help="fill the page cache first with this many MiB of a sparse file's pages, so that "
+                        "stored bytes land on reclaimed memory as on a server that has run a while; "
+                        "auto (default): all free memory but 2 GiB when a workload stores bytes, 0: leave it")
     p.add_argument("--out", default=DEFAULT_OUT,
                    help=f"directory for JSON and PNG (default ./{DEFAULT_OUT}/, relative to where you run it)")
     p.add_argument("--name", help="file name stem of the results (default: time and registries)")
@@ -268,12 +286,20 @@ def main(argv: list[str] | None = None) -> int:
     opts = Options(run_id=run_id, blob_size=args.blob_size, chunk_size=args.chunk_size,
                    small_repos=args.small_repos, list_repos=args.list_repos, list_tags=args.list_tags,
                    page_size=args.page_size, referrers=args.referrers, seed=args.seed)
+    stack = contextlib.ExitStack()
     try:
         targets = _start_targets(args)
     except TargetError as e:
         print(f"shardreg bench: {e}", file=sys.stderr)
         return 3
+    fill_mib = args.page_cache
+    if fill_mib is None and not any(WORKLOADS[w].stores for w in args.workloads):
+        fill_mib = 0
     try:
+        filled = stack.enter_context(machine.page_cache_filled(targets[0].data_dir, fill_mib))
+        if filled["mib"]:
+            console.print(f"page cache filled first: {filled['mib']} MiB in {filled['seconds']} s "
+                          f"(free memory {filled['free_mib_before']} -> {filled['free_mib_after']} MiB)")
         disk = None
         if args.disk_mb > 0:
             disk = machine.disk_write_speed(targets[0].data_dir, args.disk_mb, min(64, args.blob_size >> 20 or 1))
@@ -283,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(ceilings.summary_line(limits))
         results = asyncio.run(_run_all(args, targets, opts, console))
     finally:
+        stack.close()
         for t in targets:
             t.stop()
     name = args.name or (started.strftime("%Y%m%d-%H%M%S") + "-" + "-vs-".join(t.label for t in targets))
@@ -295,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "shardreg bench " + shlex.join(sys.argv[1:] if argv is None else argv),
         "machine": machine.describe() | {"loadavg_start": load_at_start},
         "disk": disk,
+        "page_cache_fill": filled,
         "ceilings": limits,
         "options": {"workloads": args.workloads, "concurrency": args.concurrency, "duration_s": args.duration,
                     "count": args.count, "rounds": args.rounds, "blob_size": args.blob_size, "chunk_size": args.chunk_size,

@@ -126,6 +126,8 @@ class Workload:
     name = ""
     headline = "ops/s"  # or "MB/s"
     description = ""
+    #: Whether its measured operations store new bytes (the bench then fills the page cache first).
+    stores = False
 
     def __init__(self, opts: Options, factory: BlobFactory, state: TargetState) -> None:
         self.opts = opts
@@ -162,6 +164,7 @@ class Workload:
 
 class PushLarge(Workload):
     name = "push-large"
+    stores = True
     headline = "MB/s"
     description = "fresh random blobs pushed monolithically (POST + one PUT)"
     keep = 64
@@ -208,6 +211,7 @@ class PullLarge(Workload):
 
 class PushSmall(Workload):
     name = "push-small"
+    stores = True
     description = "whole images (config + 3 layers of 64 KiB-1 MiB + manifest) into many repositories"
     keep = 256
 
@@ -250,6 +254,7 @@ class HeadCheck(Workload):
 
 class MixedCI(Workload):
     name = "mixed-ci"
+    stores = True
     description = "pulls and pushes at once, 80 % image pulls and 20 % image pushes"
 
     async def setup(self, reg: Registry, concurrency: int, progress: Progress = _no_progress) -> None:

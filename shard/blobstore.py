@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from common.grammar import DIGEST_ALGORITHMS
+from shard import writeback
 
 READ_SIZE = 1024 * 1024
 #: A spool file untouched this long belongs to a PATCH that is over.
@@ -87,9 +88,11 @@ class UploadFile:
     the file again where it was.
     """
 
-    def __init__(self, path: Path, algorithm: str, offset: int = 0) -> None:
+    def __init__(self, path: Path, algorithm: str, offset: int = 0, *, writeback: bool = False) -> None:
         self.path = path
         self.algorithm = algorithm
+        #: Start the disk write of each region of 1 MiB or more as it is written (the store is durable).
+        self.writeback = writeback
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         self.hasher = hashlib.new(algorithm)
         self.offset = 0
@@ -134,6 +137,7 @@ class UploadFile:
 
     def write(self, frames: list[memoryview | bytes]) -> int:
         fd = self._open()
+        start = self.offset
         for data in frames:
             view = memoryview(data)
             self.hasher.update(view)
@@ -141,6 +145,8 @@ class UploadFile:
                 written = os.write(fd, view)
                 view = view[written:]
             self.offset += len(data)
+        if self.writeback:
+            writeback.start(fd, start, self.offset - start)
         return self.offset
 
     def take_spooled(self, path: Path, position: int, length: int, *, copy: bool) -> int:
@@ -163,6 +169,10 @@ class UploadFile:
                     view = view[os.write(fd, view):]
                 done += got
                 self.offset += got
+            if self.writeback and copy:
+                writeback.start(fd, self.offset - length, length)
+            elif self.writeback:  # the spool file, adopted whole at the PATCH's end
+                writeback.start(src, position, length)
         finally:
             os.close(src)
         return self.offset
@@ -241,7 +251,7 @@ class BlobStore:
 
     def open_upload(self, uuid: str, algorithm: str, offset: int = 0) -> UploadFile:
         """The upload's file (created if new, else truncated to ``offset`` and re-hashed), left closed."""
-        upload = UploadFile(self.upload_path(uuid), algorithm, offset)
+        upload = UploadFile(self.upload_path(uuid), algorithm, offset, writeback=self.durable)
         upload.close()
         return upload
 

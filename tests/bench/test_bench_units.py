@@ -6,19 +6,20 @@ import argparse
 import asyncio
 import hashlib
 import os
+import subprocess
 import time
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from bench import procstat, report
+from bench import machine, procstat, report
 from bench.client import Blob, BlobFactory, Registry, VerifyError
-from bench.command import parse_levels, parse_size, parse_workloads
+from bench.command import parse_levels, parse_page_cache, parse_size, parse_workloads
 from bench.report import comparisons
 from bench.runner import latency_summary, percentile, run_level
 from bench.targets import Target
-from bench.workloads import OpResult, Options, TargetState, Workload
+from bench.workloads import WORKLOADS, OpResult, Options, TargetState, Workload
 
 
 def test_parse_size_and_levels() -> None:
@@ -163,3 +164,27 @@ def test_the_generators_own_loop_lateness_is_reported_beside_the_parts() -> None
     doc = {"results": [r], "comparisons": []}
     assert [row[1] for row in report._lags(doc)] == [report.GENERATOR_LAG]
     assert f"| blocking | 2 | t | {report.GENERATOR_LAG} | {lag['count']} |" in report.markdown(doc)
+
+
+def test_the_page_cache_is_filled_with_a_sparse_files_pages_kept_until_the_run_ends(tmp_path) -> None:
+    with machine.page_cache_filled(str(tmp_path), 8) as filled:
+        (path,) = tmp_path.iterdir()
+        st = path.stat()
+        assert filled["mib"] == 8 and st.st_size == 8 << 20
+        assert st.st_blocks == 0  # no disk space: a hole, read as zero pages
+        resident = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+                                  capture_output=True, text=True, check=True).stdout
+        assert int(resident) == 8 << 20  # every page of it is in the page cache
+        assert oct(st.st_mode & 0o777) == "0o600"
+    assert list(tmp_path.iterdir()) == []  # gone with the run: its pages are free again
+    with machine.page_cache_filled(str(tmp_path), 0) as nothing:
+        assert nothing["mib"] == 0 and list(tmp_path.iterdir()) == []
+
+
+def test_page_cache_option_and_which_workloads_fill_it() -> None:
+    assert parse_page_cache("auto") is None and parse_page_cache("0") == 0 and parse_page_cache("512") == 512
+    for bad in ("-1", "lots"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_page_cache(bad)
+    assert {name for name, w in WORKLOADS.items() if w.stores} == {"push-large", "push-chunked", "push-small",
+                                                                   "mixed-ci"}

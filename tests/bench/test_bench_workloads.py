@@ -11,7 +11,8 @@ from bench.targets import Target
 from bench.workloads import WORKLOADS
 
 SMALL = ["--blob-size", "2MiB", "--chunk-size", "512KiB", "--list-repos", "30", "--list-tags", "25",
-         "--page-size", "7", "--referrers", "6", "--small-repos", "5", "--disk-mb", "4", "--timeout", "15", "-q"]
+         "--page-size", "7", "--referrers", "6", "--small-repos", "5", "--disk-mb", "4", "--timeout", "15", "-q",
+         "--page-cache", "0"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -63,9 +64,10 @@ def test_workload_against_shardreg_and_distribution(workload: str, shardreg_targ
 
 def test_cli_starts_both_registries_itself(tmp_path) -> None:
     rc = main(["-w", "push-large,pull-large", "-c", "2", "-n", "3", "--compare", "distribution",
-               "--shards", "2", "--out", str(tmp_path), "--name", "self", *SMALL])
+               "--shards", "2", "--out", str(tmp_path), "--name", "self", *SMALL, "--page-cache", "8"])
     assert rc == 0
     doc = load_report(tmp_path, "self")
+    assert doc["page_cache_fill"]["mib"] == 8 and doc["page_cache_fill"]["seconds"] >= 0
     assert [t["kind"] for t in doc["targets"]] == ["shardreg", "distribution"]
     assert doc["targets"][1]["version"].startswith(("v2", "2"))
     for r in doc["results"]:
