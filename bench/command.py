@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--page-cache", type=parse_page_cache, default=None, metavar="auto|MiB",
                    help="fill the page cache first with this many MiB of a sparse file's pages, so that "
                         "stored bytes land on reclaimed memory as on a server that has run a while; "
-                        "auto (default): all free memory but 2 GiB when a workload stores bytes, 0: leave it")
+                        "auto (default): all free memory but 2 GiB (at most 64 GiB) when a workload stores bytes, "
+                        "0: leave it")
     p.add_argument("--out", default=DEFAULT_OUT,
                    help=f"directory for JSON and PNG (default ./{DEFAULT_OUT}/, relative to where you run it)")
     p.add_argument("--name", help="file name stem of the results (default: time and registries)")

@@ -146,6 +146,8 @@ def disk_write_round(directory: str | None, total_mib: int = 256, file_mib: int 
 
 #: Free memory a page-cache fill leaves alone, for the registries' and the generator's own.
 FILL_RESERVE_MIB = 2048
+#: The most an automatic fill reads (a machine with far more memory would spend minutes on it).
+FILL_MAX_MIB = 64 << 10
 
 
 @contextlib.contextmanager
@@ -158,11 +160,12 @@ def page_cache_filled(directory: str | None, mib: int | None = None, readers: in
     2-5 ms per MB on this bench's machine, more than all of a registry's own work per pushed MB
     (docs/performance.md, "The page cache filled first"). Filling the cache first puts both the
     registries and the disk ceiling in the server's steady state. ``mib`` None: all free memory but
-    :data:`FILL_RESERVE_MIB`. The file takes no disk space; its pages are reclaimed as needed.
+    :data:`FILL_RESERVE_MIB`, at most :data:`FILL_MAX_MIB`. The file takes no disk space; its pages
+    are reclaimed as needed.
     """
     free_before = mem_free_mib()
     if mib is None:
-        mib = max(0, (free_before or 0) - FILL_RESERVE_MIB)
+        mib = min(FILL_MAX_MIB, max(0, (free_before or 0) - FILL_RESERVE_MIB))
     info: dict = {"mib": mib, "free_mib_before": free_before}
     if mib <= 0:
         yield info | {"seconds": 0.0, "free_mib_after": free_before}

@@ -181,6 +181,19 @@ def test_the_page_cache_is_filled_with_a_sparse_files_pages_kept_until_the_run_e
         assert nothing["mib"] == 0 and list(tmp_path.iterdir()) == []
 
 
+def test_an_automatic_fill_takes_the_free_memory_but_a_reserve(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(machine, "mem_free_mib", lambda: machine.FILL_RESERVE_MIB + 6)
+    with machine.page_cache_filled(str(tmp_path)) as filled:
+        assert filled["mib"] == 6 and next(tmp_path.iterdir()).stat().st_size == 6 << 20
+    monkeypatch.setattr(machine, "mem_free_mib", lambda: machine.FILL_RESERVE_MIB // 2)
+    with machine.page_cache_filled(str(tmp_path)) as filled:
+        assert filled["mib"] == 0 and list(tmp_path.iterdir()) == []  # less free than the reserve: nothing
+    monkeypatch.setattr(machine, "mem_free_mib", lambda: 10 * machine.FILL_MAX_MIB)
+    monkeypatch.setattr(machine, "_read_span", lambda fd, first, end: None)  # not 640 GiB of reading here
+    with machine.page_cache_filled(str(tmp_path)) as filled:
+        assert filled["mib"] == machine.FILL_MAX_MIB
+
+
 def test_page_cache_option_and_which_workloads_fill_it() -> None:
     assert parse_page_cache("auto") is None and parse_page_cache("0") == 0 and parse_page_cache("512") == 512
     for bad in ("-1", "lots"):
