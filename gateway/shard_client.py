@@ -55,6 +55,16 @@ def unavailable(shard: int, why: str) -> RegistryError:
                          headers={"Retry-After": RETRY_AFTER})
 
 
+async def _wait_switch(redirects: int, pause: float, until: float) -> tuple[int, float]:
+    """Wait before trying a name again while its owner is switching (TRYAGAIN, or a shard that has a
+    map the home has not yet): within the TRYAGAIN budget the try does not count as a redirect.
+    Returns the redirect count and the next pause."""
+    if time.monotonic() + pause <= until:
+        redirects -= 1
+    await asyncio.sleep(pause)
+    return redirects, min(pause * 1.5, TRYAGAIN_MAX_PAUSE)
+
+
 class ShardCallObserver(Protocol):
     """Told of every round trip (the metrics series, when metrics are on)."""
 
@@ -318,7 +328,10 @@ class ShardClient:
                 detail = exc.detail if isinstance(exc.detail, dict) else {}
                 self.redirects[code.name.lower()] += 1
                 if code is ErrorCode.STALE_MAP:
+                    epoch = self.map.epoch
                     await self.refresh(detail.get("view"))
+                    if self.map.epoch == epoch:  # the shard has the new map before the home: wait for the home
+                        redirects, pause = await _wait_switch(redirects, pause, tryagain_until)
                     shard, via = self.map.owner(name), None
                 elif code is ErrorCode.MOVED:
                     if int(detail.get("epoch", 0)) > self.map.epoch:
@@ -332,10 +345,7 @@ class ShardClient:
                     shard, via = self.map.owner(name), None  # (this worker's map may have been the stale one)
                 else:
                     self.hints.pop(name, None)
-                    if time.monotonic() + pause <= tryagain_until:  # switching: wait, not a redirect
-                        redirects -= 1
-                    await asyncio.sleep(pause)
-                    pause = min(pause * 1.5, TRYAGAIN_MAX_PAUSE)
+                    redirects, pause = await _wait_switch(redirects, pause, tryagain_until)
                     shard, via = self.map.owner(name), None
         log.error("%s for %s: more than %d redirects", request.wire.op.value, name, MAX_REDIRECTS)
         raise unavailable(shard, "the cluster map is changing")

@@ -76,3 +76,30 @@ def test_a_switch_that_never_ends_is_a_503_after_the_budget(reg: InProcessRegist
         assert response.json()["errors"][0]["code"] == "UNAVAILABLE"
         assert tries[-1] - tries[0] >= 1.0 - shard_client.TRYAGAIN_MAX_PAUSE  # retried for the budget
         assert client.get(f"/v2/{REPO}/tags/list").status_code == 200  # and served once it ends
+
+
+def test_a_shard_ahead_of_the_home_is_waited_for_not_answered_503(reg: InProcessRegistry) -> None:
+    """At the end of a resize the new map reaches the shards one by one, the home (shard 0) among the
+    last: a shard that already has it answers STALE_MAP while the home still gives the old map. That
+    once made eight quick redirects and a 503 (tests/integration/test_reshard_load.py); now the
+    gateway waits for the home, within the TRYAGAIN budget."""
+    server: Any = reg.shards[shard_for(REPO, 2)]
+    original = server.handlers[Op.TAGS_LIST]
+    until = time.monotonic() + 1.0
+    tries: list[float] = []
+
+    async def ahead(*args: Any, **kwargs: Any) -> Any:
+        tries.append(time.monotonic())
+        if time.monotonic() < until:  # the home, asked for the map, still answers the gateway's own
+            raise RegistryError(ErrorCode.STALE_MAP, "this shard has a newer cluster map", detail={"view": None})
+        return await original(*args, **kwargs)
+
+    with reg.client() as client:
+        push_image(client, REPO, "v3")
+        server.handlers[Op.TAGS_LIST] = ahead
+        try:
+            response = client.get(f"/v2/{REPO}/tags/list")
+        finally:
+            server.handlers[Op.TAGS_LIST] = original
+    assert response.status_code == 200, response.text
+    assert tries[-1] >= until and len(tries) >= 2, tries
