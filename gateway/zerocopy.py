@@ -4,7 +4,7 @@ Two halves, one standard between them (ASGI's zero-copy send extension):
 
 * **Server** (:func:`gateway.zerocopy_server.install`, in every Hypercorn worker): on a plain-HTTP/1.1 connection the request
   scope offers ``extensions["http.response.zerocopysend"]``, and a ``http.response.zerocopysend``
-  message (``file``, ``offset``, ``count``, ``more_body``) is written with ``loop.sendfile`` on the
+  message (``file``, ``offset``, ``count``, ``more_body``) is written with ``os.sendfile`` on the
   connection's socket. h11 still frames the response: the region is handed to it as a placeholder of
   the right length (``send_with_data_passthrough``), so Content-Length and keep-alive stay checked
   exactly as for bytes. TLS connections (the kernel cannot encrypt) and HTTP/2 (frames) never offer

@@ -15,6 +15,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from gateway import body_tap
+from gateway.sendfile import send_region
 from gateway.zerocopy import EXTENSION, MESSAGE, FileRegion, ZeroCopyApp
 
 #: In multiprocess mode (a gateway with metrics on) these reach /metrics like the gateway's own series.
@@ -140,7 +141,7 @@ def install() -> None:
     base_server = hypercorn_run.TCPServer
 
     class ZeroCopyTCPServer(base_server):  # type: ignore[misc, valid-type]
-        """Writes :class:`RawFile` events with ``loop.sendfile`` (``os.sendfile`` on a plain socket)."""
+        """Writes :class:`RawFile` events with ``os.sendfile`` on the plain socket (:mod:`gateway.sendfile`)."""
 
         _shardreg_zero_copy = True
 
@@ -152,7 +153,8 @@ def install() -> None:
             async with self.send_lock:
                 try:
                     await self.writer.drain()
-                    sent = await self.loop.sendfile(self.writer.transport, region.file, region.offset, region.count)
+                    sent = await send_region(self.loop, self.writer.transport, region.file, region.offset,
+                                             region.count)
                 except (ConnectionError, RuntimeError, OSError):
                     sent = -1
                 if sent != region.count:  # the framing promised these bytes: the connection cannot go on

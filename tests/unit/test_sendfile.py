@@ -1,0 +1,122 @@
+"""``gateway.sendfile.send_region``: a file region sent on a real loopback TCP connection, the socket
+registered with the selector once however many times the slow peer drains it; the transport reads
+and writes again afterwards, a peer that leaves is an error, a short file a short count."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from gateway.sendfile import send_region
+
+MiB = 1 << 20
+
+
+@asynccontextmanager
+async def connection() -> AsyncIterator[tuple[asyncio.StreamWriter, asyncio.StreamReader, socket.socket]]:
+    """(the server side's writer and reader, a blocking client socket with a small receive buffer)."""
+    accepted: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    server = await asyncio.start_server(lambda r, w: accepted.put_nowait((r, w)), "127.0.0.1", 0)
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)  # the peer drains it in small bites
+    client.connect(server.sockets[0].getsockname())
+    reader, writer = await accepted.get()
+    try:
+        yield writer, reader, client
+    finally:
+        client.close()
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+def read_exactly(sock: socket.socket, n: int) -> bytes:
+    data = bytearray()
+    while len(data) < n:
+        piece = sock.recv(min(256 << 10, n - len(data)))
+        if not piece:
+            break
+        data += piece
+    return bytes(data)
+
+
+def test_a_region_is_sent_whole_with_one_registration_and_the_transport_works_after(tmp_path: Path) -> None:
+    asyncio.run(_a_region_is_sent_whole_with_one_registration_and_the_transport_works_after(tmp_path))
+
+
+async def _a_region_is_sent_whole_with_one_registration_and_the_transport_works_after(tmp_path: Path) -> None:
+    blob = tmp_path / "blob"
+    blob.write_bytes(os.urandom(24 * MiB))
+    loop = asyncio.get_running_loop()
+    registrations = 0
+    add_writer = loop.add_writer
+
+    def counting_add_writer(*args: object) -> None:
+        nonlocal registrations
+        registrations += 1
+        add_writer(*args)  # type: ignore[arg-type]
+
+    async with connection() as (writer, reader, client):
+        writer.write(b"HEAD\n")  # written before the region: must go first
+        loop.add_writer = counting_add_writer  # type: ignore[method-assign]
+        try:
+            with open(blob, "rb", 0) as f:
+                receiving = asyncio.ensure_future(asyncio.to_thread(read_exactly, client, 5 + 20 * MiB))
+                sent = await send_region(loop, writer.transport, f, 3 * MiB, 20 * MiB)
+                position = f.tell()
+            got = await receiving
+        finally:
+            loop.add_writer = add_writer  # type: ignore[method-assign]
+        assert sent == 20 * MiB
+        want = blob.read_bytes()[3 * MiB:23 * MiB]
+        assert got[:5] == b"HEAD\n" and hashlib.sha256(got[5:]).digest() == hashlib.sha256(want).digest()
+        # one registration for the whole region, though a 64 KiB receive buffer needed many wake-ups
+        # (asyncio's loop.sendfile registers again at each of them)
+        assert registrations == 1
+        assert position == 0  # the file's own position is left alone
+        writer.write(b"after")  # the transport writes again ...
+        await writer.drain()
+        assert await asyncio.to_thread(read_exactly, client, 5) == b"after"
+        client.sendall(b"ping\n")  # ... and reads again
+        assert await asyncio.wait_for(reader.readline(), 5) == b"ping\n"
+
+
+def test_a_peer_that_leaves_mid_region_is_an_error(tmp_path: Path) -> None:
+    asyncio.run(_a_peer_that_leaves_mid_region_is_an_error(tmp_path))
+
+
+async def _a_peer_that_leaves_mid_region_is_an_error(tmp_path: Path) -> None:
+    blob = tmp_path / "blob"
+    blob.write_bytes(os.urandom(32 * MiB))
+    loop = asyncio.get_running_loop()
+    async with connection() as (writer, _reader, client):
+        with open(blob, "rb", 0) as f:
+            sending = asyncio.ensure_future(send_region(loop, writer.transport, f, 0, 32 * MiB))
+            await asyncio.to_thread(read_exactly, client, 1 * MiB)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            client.close()  # a reset, with most of the region unsent
+            with pytest.raises(OSError):
+                await asyncio.wait_for(sending, 10)
+        writer.transport.abort()  # the transport is the caller's to end (the server aborts the connection)
+
+
+def test_a_file_shorter_than_the_region_gives_a_short_count(tmp_path: Path) -> None:
+    asyncio.run(_a_file_shorter_than_the_region_gives_a_short_count(tmp_path))
+
+
+async def _a_file_shorter_than_the_region_gives_a_short_count(tmp_path: Path) -> None:
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"x" * 1000)
+    loop = asyncio.get_running_loop()
+    async with connection() as (writer, _reader, client):
+        with open(blob, "rb", 0) as f:
+            sent = await send_region(loop, writer.transport, f, 200, 5000)
+        assert sent == 800
+        assert await asyncio.to_thread(read_exactly, client, 800) == b"x" * 800
