@@ -3,9 +3,9 @@ registered with the event loop's selector once for the whole region.
 
 asyncio's ``loop.sendfile`` unregisters the socket and registers it again at every wake-up: two
 ``epoll_ctl`` calls and the selector's bookkeeping in Python for every ~1.5 MiB the peer drains,
-about forty times per 64 MiB blob. Registering once took a gateway's CPU per MB pulled from 0.194
-to 0.155 ms at one client and from 0.132 to 0.109 at eight (docs/performance.md, "One writer
-registration per blob"). The hand-over of the socket is asyncio's own (the same steps as its
+about forty times per 64 MiB blob. Registering once took a gateway's CPU per MB pulled from
+0.140 / 0.121 / 0.165 ms to 0.126 / 0.104 / 0.132 ms at 1 / 8 / 32 clients (docs/performance.md,
+"One writer registration per blob"). The hand-over of the socket is asyncio's own (the same steps as its
 ``_sendfile_native``: the transport leaves the loop's table, stops reading, and its buffer is
 drained first); where those internals are missing (another event loop) ``loop.sendfile`` is used.
 """
