@@ -133,8 +133,13 @@ def results_table(doc: dict, wide: bool = False) -> Table:
     return t
 
 
+def _parts(doc: dict) -> list[tuple[dict, str, dict]]:
+    """(result, part name, its latency summary) for every part of every result."""
+    return [(r, name, s) for r in doc["results"] for name, s in r["parts"].items()]
+
+
 def parts_table(doc: dict, wide: bool = False) -> Table | None:
-    parts = [(r, name, s) for r in doc["results"] for name, s in r["parts"].items()]
+    parts = _parts(doc)
     if not parts:
         return None
     pt = _table("parts of operations (ms)", wide)
@@ -283,8 +288,7 @@ def markdown(doc: dict) -> str:
     if lags:
         lines += ["", f"Parts of operations, and the generator's own loop lateness ({GENERATOR_LAG}: in every latency above):",
                   "", "| workload | c | registry | part | count | p50 ms | p99 ms |", "| --- | --- | --- | --- | --- | --- | --- |"]
-        parts = [(res, n, s) for res in doc["results"] for n, s in res["parts"].items()]
-        for res, name, s in parts + lags:
+        for res, name, s in _parts(doc) + lags:
             lines.append(f"| {res['workload']} | {res['concurrency']} | {res['target']} | {name} | {s['count']} | "
                          f"{_fmt(s['p50_ms'])} | {_fmt(s['p99_ms'])} |")
     if doc.get("comparisons"):
