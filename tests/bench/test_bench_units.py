@@ -46,6 +46,19 @@ def test_percentile_nearest_rank() -> None:
     assert (s["p50_ms"], s["p99_ms"], s["count"]) == (2.0, 3.0, 3)
 
 
+def test_blob_factory_digests_are_true_at_and_around_its_hash_checkpoints() -> None:
+    factory = BlobFactory(os.urandom(1 << 20), "run")
+    step, suffix = BlobFactory.CHECKPOINT, BlobFactory.SUFFIX
+    sizes = [suffix, suffix + 1, step + suffix - 1, step + suffix, step + suffix + 1, 3 * step + suffix,
+             (1 << 20) + suffix, 700_001, 70_000, 5 * step + suffix]  # grows, then shrinks, then grows again
+    for size in sizes:
+        blob = factory.make(size)
+        data = b"".join(bytes(p) for p in blob.pieces())
+        assert blob.digest == "sha256:" + hashlib.sha256(data).hexdigest(), size
+    # Checkpoints are kept up to the largest prefix asked for, not per size.
+    assert len(factory._checkpoints) == (1 << 20) // step + 1
+
+
 def test_blob_factory_makes_distinct_blobs_with_true_digests() -> None:
     factory = BlobFactory(os.urandom(3 << 20), "run")
     seen = set()
