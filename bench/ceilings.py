@@ -94,7 +94,9 @@ def measure(disk: dict[str, Any] | None = None, loopback_s: float = 0.5, sha_s: 
 def fractions(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """Each relevant figure of the measured registry as a share of its ceiling: pull-large MB/s of
     loopback, push MB/s of the fsync'ed write speed, server CPU ms/MB of pushes against SHA-256's
-    ms/MB (a ratio: how many SHA-256 passes the server's CPU per MB is worth)."""
+    ms/MB (a ratio: how many SHA-256 passes the server's CPU per MB is worth); and for pulls, how
+    much of what was served the server read from the disk rather than the page cache (a pull's CPU
+    per MB includes those reads)."""
     ceil = doc.get("ceilings") or {}
     loop = (ceil.get("loopback") or {}).get("mb_per_s")
     disk = (ceil.get("disk_fsync") or {}).get("mb_per_s") or (doc.get("disk") or {}).get("mb_per_s")
@@ -108,6 +110,11 @@ def fractions(doc: dict[str, Any]) -> list[dict[str, Any]]:
         if w.startswith("pull") and loop:
             out.append({"workload": w, "concurrency": c, "figure": "MB/s", "value": r["mb_per_s"],
                         "ceiling": "loopback", "limit": loop, "share": round(r["mb_per_s"] / loop, 3)})
+        from_disk = (r.get("disk_read_mb") or {}).get("server")
+        if w.startswith("pull") and from_disk is not None:
+            served = round(r["bytes"] / (1 << 20), 1)
+            out.append({"workload": w, "concurrency": c, "figure": "MB read from disk", "value": from_disk,
+                        "ceiling": "MB served", "limit": served, "share": round(from_disk / served, 3)})
         if w.startswith("push") and disk:
             out.append({"workload": w, "concurrency": c, "figure": "MB/s", "value": r["mb_per_s"],
                         "ceiling": "disk fsync", "limit": disk, "share": round(r["mb_per_s"] / disk, 3)})

@@ -1,4 +1,4 @@
-"""CPU time of processes read from ``/proc``, grouped by the component they belong to.
+"""CPU time (and bytes read from storage) of processes read from ``/proc``, grouped by component.
 
 A registry under test is described by a root PID (the shardreg supervisor, or a Distribution
 process). Its descendants are found by walking ``/proc/<pid>/task/*/children`` and classified
@@ -21,6 +21,9 @@ class ProcSample:
     role: str
     cpu_s: float
     start_ticks: int
+    #: Bytes this process made the kernel fetch from storage (``/proc/<pid>/io`` ``read_bytes``):
+    #: reads served from the page cache do not count. 0 where the file cannot be read.
+    read_bytes: int = 0
 
 
 def read_cpu(pid: int) -> tuple[float, int] | None:
@@ -34,6 +37,18 @@ def read_cpu(pid: int) -> tuple[float, int] | None:
     fields = raw[raw.rindex(b")") + 2 :].split()
     utime, stime, start = int(fields[11]), int(fields[12]), int(fields[19])
     return (utime + stime) / CLOCK_TICKS, start
+
+
+def read_storage_bytes(pid: int) -> int:
+    """``read_bytes`` of ``/proc/<pid>/io`` (what came from the disk, not the page cache), or 0."""
+    try:
+        with open(f"/proc/{pid}/io", "rb") as f:
+            for line in f:
+                if line.startswith(b"read_bytes:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def cmdline(pid: int) -> str:
@@ -107,7 +122,7 @@ def sample_tree(root: int, kind: str) -> list[ProcSample]:
         if role == "other" and roles.get(parent, "supervisor") != "supervisor":
             role = roles[parent]  # helpers (workers, trackers) belong to their parent component
         roles[pid] = role
-        out.append(ProcSample(pid, role, got[0], got[1]))
+        out.append(ProcSample(pid, role, got[0], got[1], read_storage_bytes(pid)))
     return out
 
 
@@ -123,6 +138,16 @@ def cpu_delta(before: list[ProcSample], after: list[ProcSample]) -> dict[str, fl
     for s in after:
         spent = s.cpu_s - start.get((s.pid, s.start_ticks), 0.0)
         per_role[s.role] = per_role.get(s.role, 0.0) + max(spent, 0.0)
+    return per_role
+
+
+def read_delta(before: list[ProcSample], after: list[ProcSample]) -> dict[str, int]:
+    """Bytes read from storage per role between two samples (new processes count from zero)."""
+    start = {(s.pid, s.start_ticks): s.read_bytes for s in before}
+    per_role: dict[str, int] = {}
+    for s in after:
+        got = s.read_bytes - start.get((s.pid, s.start_ticks), 0)
+        per_role[s.role] = per_role.get(s.role, 0) + max(got, 0)
     return per_role
 
 

@@ -68,6 +68,7 @@ class LevelResult:
     samples: dict[str, list[float]] = field(default_factory=dict)
     lags: list[float] = field(default_factory=list)  # the generator's own loop delays (LagProbe)
     cpu_s: dict[str, float] = field(default_factory=dict)
+    read_bytes: dict[str, int] = field(default_factory=dict)  # from storage, per role (procstat)
     setup_s: float = 0.0
     setup_error: str | None = None
     rounds: list[dict] = field(default_factory=list)
@@ -94,6 +95,8 @@ class LevelResult:
         self.lags.extend(other.lags)
         for role, seconds in other.cpu_s.items():
             self.cpu_s[role] = self.cpu_s.get(role, 0.0) + seconds
+        for role, n in other.read_bytes.items():
+            self.read_bytes[role] = self.read_bytes.get(role, 0) + n
         self.setup_s += other.setup_s
         self.setup_error = self.setup_error or other.setup_error
 
@@ -112,6 +115,12 @@ class LevelResult:
         if "generator" in self.cpu_s:
             grouped["generator"] = self.cpu_s["generator"]
         per_op = {k: round(v * 1000 / self.ops, 4) for k, v in grouped.items()} if self.ops else {}
+        read_mb: dict[str, float] = {}
+        for role, n in self.read_bytes.items():
+            g = procstat.group_role(role)
+            read_mb[g] = read_mb.get(g, 0.0) + n / MB
+        if read_mb:
+            read_mb["server"] = sum(n for r, n in self.read_bytes.items()) / MB
         per_mb = {k: round(v * 1000 / mb, 4) for k, v in grouped.items()} if mb >= 1 else {}
         return {
             "workload": self.workload,
@@ -135,6 +144,7 @@ class LevelResult:
             "cpu_s": {k: round(v, 4) for k, v in grouped.items()},
             "cpu_ms_per_op": per_op,
             "cpu_ms_per_mb": per_mb,
+            "disk_read_mb": {k: round(v, 3) for k, v in read_mb.items()},
         }
 
 
@@ -239,5 +249,6 @@ async def run_level(target: Target, session: aiohttp.ClientSession, workload: Wo
     gen1 = procstat.self_cpu()
     after = procstat.sample_tree(target.root_pid, kind) if target.root_pid else []
     result.cpu_s = procstat.cpu_delta(before, after)
+    result.read_bytes = procstat.read_delta(before, after)
     result.cpu_s["generator"] = gen1 - gen0
     return result

@@ -65,13 +65,17 @@ def test_ceilings_are_measured_and_figures_read_as_shares() -> None:
                {"target": "shardreg", "workload": "push-large", "concurrency": 8, "valid": True, "bytes": 1,
                 "mb_per_s": 200.0, "cpu_ms_per_mb": {"server": 3.0}},
                {"target": "other", "workload": "pull-large", "concurrency": 8, "valid": True, "bytes": 1,
-                "mb_per_s": 900.0}]}
+                "mb_per_s": 900.0},
+               {"target": "shardreg", "workload": "pull-small", "concurrency": 1, "valid": True,
+                "bytes": 1024 << 20, "mb_per_s": 100.0, "disk_read_mb": {"gateway": 256.0, "server": 256.0}}]}
     shares = {(f["workload"], f["ceiling"]): f["share"] for f in ceilings.fractions(doc)}
     assert shares == {("pull-large", "loopback"): 0.25, ("push-large", "disk fsync"): 0.5,
-                      ("push-large", "SHA-256 ms/MB"): 1.5}
+                      ("push-large", "SHA-256 ms/MB"): 1.5, ("pull-small", "loopback"): 0.05,
+                      ("pull-small", "MB served"): 0.25}
     texts = [ceilings.fraction_text(f) for f in ceilings.fractions(doc)]
     assert "pull-large c=8: MB/s 500.0 = 25% of loopback (2000.0)" in texts
     assert "push-large c=8: server CPU ms/MB 3.0 = 1.50x SHA-256 ms/MB (2.0)" in texts
+    assert "pull-small c=1: MB read from disk 256.0 = 25% of MB served (1024.0)" in texts
 
 
 def test_a_tiny_real_run(tmp_path) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import os
 import subprocess
+import sys
 import time
 
 import aiohttp
@@ -112,6 +113,35 @@ def test_cpu_of_this_process_tree_is_read_from_proc() -> None:
     after = [procstat.ProcSample(1, "gateway", 1.5, 5), procstat.ProcSample(2, "shard-0", 2.25, 5),
              procstat.ProcSample(3, "shard-0", 0.5, 9)]  # a restarted shard counts from zero
     assert procstat.cpu_delta(before, after) == {"gateway": 0.5, "shard-0": 0.75}
+    before = [procstat.ProcSample(1, "gateway", 0, 5, read_bytes=100)]
+    after = [procstat.ProcSample(1, "gateway", 0, 5, read_bytes=300), procstat.ProcSample(3, "shard-0", 0, 9, 50)]
+    assert procstat.read_delta(before, after) == {"gateway": 200, "shard-0": 50}
+
+
+def test_what_a_process_read_from_the_disk_is_counted_and_page_cache_hits_are_not(tmp_path) -> None:
+    """A child reads a file evicted from the page cache (counted), then again (cached: not counted)."""
+    path = tmp_path / "blob"
+    with open(path, "wb") as f:
+        f.write(os.urandom(4 << 20))
+        f.flush()
+        os.fsync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    reader = ("import sys\nfor line in sys.stdin:\n    open(sys.argv[1], 'rb').read()\n"
+              "    print('read', flush=True)\n")
+    child = subprocess.Popen([sys.executable, "-c", reader, str(path)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        def read_once() -> int:
+            before = procstat.sample_tree(os.getpid(), "shardreg")
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.stdout.readline() == "read\n"
+            return procstat.read_delta(before, procstat.sample_tree(os.getpid(), "shardreg")).get("other", 0)
+        assert read_once() >= 4 << 20
+        assert read_once() < 1 << 20
+    finally:
+        child.kill()
+        child.wait()
 
 
 def _result(target: str, ops: float, valid: bool = True) -> dict:
