@@ -1,20 +1,77 @@
-"""A region of a file sent on an asyncio socket transport with ``os.sendfile``, the socket
-registered with the event loop's selector once for the whole region.
+"""A region of a file sent on an asyncio socket transport with ``os.sendfile``.
 
 asyncio's ``loop.sendfile`` unregisters the socket and registers it again at every wake-up: two
 ``epoll_ctl`` calls and the selector's bookkeeping in Python for every ~1.5 MiB the peer drains,
-about forty times per 64 MiB blob. Registering once took a gateway's CPU per MB pulled from
-0.140 / 0.121 / 0.165 ms to 0.126 / 0.104 / 0.132 ms at 1 / 8 / 32 clients (docs/performance.md,
-"One writer registration per blob"). The hand-over of the socket is asyncio's own (the same steps as its
-``_sendfile_native``: the transport leaves the loop's table, stops reading, and its buffer is
-drained first); where those internals are missing (another event loop) ``loop.sendfile`` is used.
+about forty times per 64 MiB blob. Here a region is sent by one blocking ``sendfile`` in a thread of
+a small pool: the kernel waits for the peer to drain and goes on by itself, and the event loop wakes
+once per region (docs/performance.md, "One sendfile per blob"). A peer that drains nothing for
+:data:`STALL_SECONDS` ends the region with ``TimeoutError``. When every thread is busy the socket
+is registered with the loop's selector once for the whole region instead (one wake-up per drain).
+The hand-over of the socket is asyncio's own (the same steps as its ``_sendfile_native``: the
+transport leaves the loop's table, stops reading, and its buffer is drained first); where those
+internals are missing (another event loop) ``loop.sendfile`` is used.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import struct
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
+
+#: Regions sent by a blocking ``sendfile`` at once per worker; more wait on the selector instead.
+THREADS = 32
+#: A region whose peer takes nothing for this long ends with ``TimeoutError``.
+STALL_SECONDS = 120
+_pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="sendfile")
+_in_threads = 0
+
+
+def _send_blocking(sock: Any, fd: int, source: int, offset: int, count: int) -> int:
+    """Every byte of the region with blocking ``sendfile`` calls, in a pool thread."""
+    sent = 0
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", STALL_SECONDS, 0))
+    os.set_blocking(fd, True)
+    try:
+        while sent < count:
+            try:
+                n = os.sendfile(fd, source, offset + sent, count - sent)
+            except InterruptedError:
+                continue
+            except BlockingIOError:  # SO_SNDTIMEO ran out with nothing taken
+                raise TimeoutError(f"the peer took nothing for {STALL_SECONDS} s") from None
+            if n == 0:  # the file ended
+                break
+            sent += n
+        return sent
+    finally:
+        os.set_blocking(fd, False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 0, 0))
+
+
+async def _in_thread(loop: asyncio.AbstractEventLoop, sock: Any, fd: int, source: int, offset: int,
+                     count: int) -> int:
+    global _in_threads
+    _in_threads += 1
+    sending = loop.run_in_executor(_pool, _send_blocking, sock, fd, source, offset, count)
+    try:
+        return await asyncio.shield(sending)
+    except asyncio.CancelledError:
+        # The thread must be done with the socket before the transport has it back.
+        try:
+            sock.shutdown(socket.SHUT_WR)  # a blocked sendfile returns at once
+        except OSError:
+            pass
+        while not sending.done():
+            try:
+                await asyncio.wait([sending])
+            except asyncio.CancelledError:
+                continue  # cancelled again: still wait for the thread (shutdown made it brief)
+        raise
+    finally:
+        _in_threads -= 1
 
 
 def _usable(loop: asyncio.AbstractEventLoop, transport: asyncio.BaseTransport) -> bool:
@@ -22,21 +79,19 @@ def _usable(loop: asyncio.AbstractEventLoop, transport: asyncio.BaseTransport) -
             and hasattr(transport, "_reset_empty_waiter") and transport.get_extra_info("socket") is not None)
 
 
-async def send_region(loop: asyncio.AbstractEventLoop, transport: asyncio.WriteTransport, file: BinaryIO,
-                      offset: int, count: int) -> int:
-    """Send ``count`` bytes of ``file`` from ``offset`` on the transport's socket; returns how many
-    were sent (fewer only if the file ends first). Raises ``OSError`` (e.g. the peer went away).
-    The file's own position is not used nor moved."""
-    if not _usable(loop, transport):
-        return await loop.sendfile(transport, file, offset, count)
-    fd = transport.get_extra_info("socket").fileno()
-    source = file.fileno()
-    table: dict[int, Any] = loop._transports  # type: ignore[attr-defined]
+async def _on_selector(loop: asyncio.AbstractEventLoop, fd: int, source: int, offset: int, count: int) -> int:
+    """The region with non-blocking ``sendfile`` calls, the socket registered once for all of them."""
     done: asyncio.Future[int] = loop.create_future()
     position, sent = offset, 0
 
+    def stalled() -> None:
+        if not done.done():
+            done.set_exception(TimeoutError(f"the peer took nothing for {STALL_SECONDS} s"))
+
+    watchdog = loop.call_later(STALL_SECONDS, stalled)
+
     def step() -> None:
-        nonlocal position, sent
+        nonlocal position, sent, watchdog
         if done.done():
             return
         try:
@@ -50,18 +105,40 @@ async def send_region(loop: asyncio.AbstractEventLoop, transport: asyncio.WriteT
         sent += n
         if n == 0 or sent >= count:
             done.set_result(sent)
+        else:
+            watchdog.cancel()
+            watchdog = loop.call_later(STALL_SECONDS, stalled)
 
-    del table[fd]
-    reading = transport.is_reading()  # type: ignore[attr-defined]
-    transport.pause_reading()  # type: ignore[attr-defined]
     try:
-        await transport._make_empty_waiter()  # type: ignore[attr-defined]  # what was written before goes first
         step()
         if not done.done():
             loop.add_writer(fd, step)
         return await done
     finally:
+        watchdog.cancel()
         loop.remove_writer(fd)
+
+
+async def send_region(loop: asyncio.AbstractEventLoop, transport: asyncio.WriteTransport, file: BinaryIO,
+                      offset: int, count: int) -> int:
+    """Send ``count`` bytes of ``file`` from ``offset`` on the transport's socket; returns how many
+    were sent (fewer only if the file ends first). Raises ``OSError`` (e.g. the peer went away;
+    ``TimeoutError`` if it takes nothing for :data:`STALL_SECONDS`). The file's own position is
+    not used nor moved."""
+    if not _usable(loop, transport):
+        return await loop.sendfile(transport, file, offset, count)
+    sock = transport.get_extra_info("socket")
+    fd, source = sock.fileno(), file.fileno()
+    table: dict[int, Any] = loop._transports  # type: ignore[attr-defined]
+    del table[fd]
+    reading = transport.is_reading()  # type: ignore[attr-defined]
+    transport.pause_reading()  # type: ignore[attr-defined]
+    try:
+        await transport._make_empty_waiter()  # type: ignore[attr-defined]  # what was written before goes first
+        if _in_threads < THREADS:
+            return await _in_thread(loop, sock, fd, source, offset, count)
+        return await _on_selector(loop, fd, source, offset, count)
+    finally:
         transport._reset_empty_waiter()  # type: ignore[attr-defined]
         if reading:
             transport.resume_reading()  # type: ignore[attr-defined]

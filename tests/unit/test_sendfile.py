@@ -1,6 +1,8 @@
-"""``gateway.sendfile.send_region``: a file region sent on a real loopback TCP connection, the socket
-registered with the selector once however many times the slow peer drains it; the transport reads
-and writes again afterwards, a peer that leaves is an error, a short file a short count."""
+"""``gateway.sendfile.send_region``: a file region sent on a real loopback TCP connection by one
+blocking ``sendfile`` in a pool thread (no selector registration at all), or, with every thread
+busy, with the socket registered with the selector once however many times the slow peer drains
+it; either way the transport reads and writes again afterwards, a peer that leaves is an error, a
+short file a short count; a peer that takes nothing ends the region, and so does cancelling it."""
 
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from gateway import sendfile
 from gateway.sendfile import send_region
 
 MiB = 1 << 20
@@ -38,14 +42,24 @@ async def connection() -> AsyncIterator[tuple[asyncio.StreamWriter, asyncio.Stre
         await server.wait_closed()
 
 
-def in_a_loop(test: Callable[[Path], Coroutine[None, None, None]]) -> Callable[[Path], None]:
+def in_a_loop(test: Callable[..., Coroutine[None, None, None]]) -> Callable[..., None]:
     """Run an async test in a fresh event loop (the suite has no async plugin)."""
 
     @functools.wraps(test)
-    def run(tmp_path: Path) -> None:
-        asyncio.run(test(tmp_path))
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
 
     return run
+
+
+#: Both ways a region goes: a pool thread, or (every thread busy) the selector.
+WAYS = pytest.mark.parametrize("threads", [sendfile.THREADS, 0], ids=["thread", "selector"], indirect=True)
+
+
+@pytest.fixture
+def threads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setattr(sendfile, "THREADS", request.param)
+    return int(request.param)
 
 
 def read_exactly(sock: socket.socket, n: int) -> bytes:
@@ -58,8 +72,9 @@ def read_exactly(sock: socket.socket, n: int) -> bytes:
     return bytes(data)
 
 
+@WAYS
 @in_a_loop
-async def test_a_region_is_sent_whole_with_one_registration_and_the_transport_works_after(tmp_path: Path) -> None:
+async def test_a_region_is_sent_whole_and_the_transport_works_after(tmp_path: Path, threads: int) -> None:
     blob = tmp_path / "blob"
     blob.write_bytes(os.urandom(24 * MiB))
     loop = asyncio.get_running_loop()
@@ -85,10 +100,13 @@ async def test_a_region_is_sent_whole_with_one_registration_and_the_transport_wo
         assert sent == 20 * MiB
         want = blob.read_bytes()[3 * MiB:23 * MiB]
         assert got[:5] == b"HEAD\n" and hashlib.sha256(got[5:]).digest() == hashlib.sha256(want).digest()
-        # one registration for the whole region, though a 64 KiB receive buffer needed many wake-ups
-        # (asyncio's loop.sendfile registers again at each of them)
-        assert registrations == 1
+        # in a thread none; on the selector one registration for the whole region, though a 64 KiB
+        # receive buffer needed many wake-ups (asyncio's loop.sendfile registers again at each of them)
+        assert registrations == (0 if threads else 1)
         assert position == 0  # the file's own position is left alone
+        sock = writer.transport.get_extra_info("socket")
+        assert not os.get_blocking(sock.fileno()) and sendfile._in_threads == 0
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16) == bytes(16)
         writer.write(b"after")  # the transport writes again ...
         await writer.drain()
         assert await asyncio.to_thread(read_exactly, client, 5) == b"after"
@@ -96,8 +114,9 @@ async def test_a_region_is_sent_whole_with_one_registration_and_the_transport_wo
         assert await asyncio.wait_for(reader.readline(), 5) == b"ping\n"
 
 
+@WAYS
 @in_a_loop
-async def test_a_peer_that_leaves_mid_region_is_an_error(tmp_path: Path) -> None:
+async def test_a_peer_that_leaves_mid_region_is_an_error(tmp_path: Path, threads: int) -> None:
     blob = tmp_path / "blob"
     blob.write_bytes(os.urandom(32 * MiB))
     loop = asyncio.get_running_loop()
@@ -112,8 +131,9 @@ async def test_a_peer_that_leaves_mid_region_is_an_error(tmp_path: Path) -> None
         writer.transport.abort()  # the transport is the caller's to end (the server aborts the connection)
 
 
+@WAYS
 @in_a_loop
-async def test_a_file_shorter_than_the_region_gives_a_short_count(tmp_path: Path) -> None:
+async def test_a_file_shorter_than_the_region_gives_a_short_count(tmp_path: Path, threads: int) -> None:
     blob = tmp_path / "blob"
     blob.write_bytes(b"x" * 1000)
     loop = asyncio.get_running_loop()
@@ -122,3 +142,38 @@ async def test_a_file_shorter_than_the_region_gives_a_short_count(tmp_path: Path
             sent = await send_region(loop, writer.transport, f, 200, 5000)
         assert sent == 800
         assert await asyncio.to_thread(read_exactly, client, 800) == b"x" * 800
+
+
+@WAYS
+@in_a_loop
+async def test_a_peer_that_takes_nothing_ends_the_region(tmp_path: Path, threads: int,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sendfile, "STALL_SECONDS", 1)
+    blob = tmp_path / "blob"
+    blob.write_bytes(os.urandom(32 * MiB))
+    loop = asyncio.get_running_loop()
+    async with connection() as (writer, _reader, _client):  # the client never reads
+        with open(blob, "rb", 0) as f:
+            with pytest.raises(TimeoutError, match="took nothing for 1 s"):
+                await asyncio.wait_for(send_region(loop, writer.transport, f, 0, 32 * MiB), 10)
+        assert sendfile._in_threads == 0
+        writer.transport.abort()
+
+
+@WAYS
+@in_a_loop
+async def test_a_cancelled_region_ends_before_the_transport_is_handed_back(tmp_path: Path, threads: int) -> None:
+    blob = tmp_path / "blob"
+    blob.write_bytes(os.urandom(32 * MiB))
+    loop = asyncio.get_running_loop()
+    async with connection() as (writer, _reader, client):
+        with open(blob, "rb", 0) as f:
+            sending = asyncio.ensure_future(send_region(loop, writer.transport, f, 0, 32 * MiB))
+            await asyncio.to_thread(read_exactly, client, 1 * MiB)  # under way, then the peer stalls
+            sending.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(sending, 10)
+        fd = writer.transport.get_extra_info("socket").fileno()
+        assert sendfile._in_threads == 0 and loop._transports[fd] is writer.transport  # type: ignore[attr-defined]
+        assert not os.get_blocking(fd)
+        writer.transport.abort()
