@@ -29,15 +29,15 @@ _pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="sendfile")
 _in_threads = 0
 
 
-def _send_blocking(sock: Any, fd: int, source: int, offset: int, count: int) -> int:
+def _send_blocking(sock: socket.socket, source: int, offset: int, count: int) -> int:
     """Every byte of the region with blocking ``sendfile`` calls, in a pool thread."""
     sent = 0
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", STALL_SECONDS, 0))
-    os.set_blocking(fd, True)
+    os.set_blocking(sock.fileno(), True)  # the open file's flag: the transport's descriptor too
     try:
         while sent < count:
             try:
-                n = os.sendfile(fd, source, offset + sent, count - sent)
+                n = os.sendfile(sock.fileno(), source, offset + sent, count - sent)
             except InterruptedError:
                 continue
             except BlockingIOError:  # SO_SNDTIMEO ran out with nothing taken
@@ -47,15 +47,17 @@ def _send_blocking(sock: Any, fd: int, source: int, offset: int, count: int) -> 
             sent += n
         return sent
     finally:
-        os.set_blocking(fd, False)
+        os.set_blocking(sock.fileno(), False)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 0, 0))
 
 
-async def _in_thread(loop: asyncio.AbstractEventLoop, sock: Any, fd: int, source: int, offset: int,
-                     count: int) -> int:
+async def _in_thread(loop: asyncio.AbstractEventLoop, fd: int, source: int, offset: int, count: int) -> int:
     global _in_threads
+    # The thread works on its own descriptor of the socket: were the transport's closed meanwhile,
+    # its number could name another file by the time the thread is done.
+    sock = socket.socket(fileno=os.dup(fd))
     _in_threads += 1
-    sending = loop.run_in_executor(_pool, _send_blocking, sock, fd, source, offset, count)
+    sending = loop.run_in_executor(_pool, _send_blocking, sock, source, offset, count)
     try:
         return await asyncio.shield(sending)
     except asyncio.CancelledError:
@@ -72,6 +74,8 @@ async def _in_thread(loop: asyncio.AbstractEventLoop, sock: Any, fd: int, source
         raise
     finally:
         _in_threads -= 1
+        if sending.done():
+            sock.close()
 
 
 def _usable(loop: asyncio.AbstractEventLoop, transport: asyncio.BaseTransport) -> bool:
@@ -136,10 +140,11 @@ async def send_region(loop: asyncio.AbstractEventLoop, transport: asyncio.WriteT
     try:
         await transport._make_empty_waiter()  # type: ignore[attr-defined]  # what was written before goes first
         if _in_threads < THREADS:
-            return await _in_thread(loop, sock, fd, source, offset, count)
+            return await _in_thread(loop, fd, source, offset, count)
         return await _on_selector(loop, fd, source, offset, count)
     finally:
         transport._reset_empty_waiter()  # type: ignore[attr-defined]
         if reading:
             transport.resume_reading()  # type: ignore[attr-defined]
-        table[fd] = transport
+        if not transport.is_closing():  # closed meanwhile, its number may be another's already
+            table[fd] = transport

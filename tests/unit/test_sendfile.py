@@ -177,3 +177,28 @@ async def test_a_cancelled_region_ends_before_the_transport_is_handed_back(tmp_p
         assert sendfile._in_threads == 0 and loop._transports[fd] is writer.transport  # type: ignore[attr-defined]
         assert not os.get_blocking(fd)
         writer.transport.abort()
+
+
+@in_a_loop
+async def test_a_transport_closed_mid_region_leaves_a_reused_descriptor_alone(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sendfile, "STALL_SECONDS", 1)
+    blob = tmp_path / "blob"
+    blob.write_bytes(os.urandom(32 * MiB))
+    loop = asyncio.get_running_loop()
+    async with connection() as (writer, _reader, client):
+        fd = writer.transport.get_extra_info("socket").fileno()
+        with open(blob, "rb", 0) as f:
+            sending = asyncio.ensure_future(send_region(loop, writer.transport, f, 0, 32 * MiB))
+            await asyncio.to_thread(read_exactly, client, 1 * MiB)  # under way, then the peer stalls
+            writer.transport.abort()  # e.g. the server going down: the descriptor is closed ...
+            await asyncio.sleep(0.1)
+            reused = os.open(blob, os.O_RDONLY)  # ... and its number taken by the next file opened
+            try:
+                assert reused == fd
+                with pytest.raises(OSError):
+                    await asyncio.wait_for(sending, 10)
+                assert os.get_blocking(reused)  # not made non-blocking by the region's end
+                assert loop._transports.get(fd) is None  # type: ignore[attr-defined]
+            finally:
+                os.close(reused)
