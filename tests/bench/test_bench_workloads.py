@@ -108,7 +108,8 @@ def test_rounds_are_pooled_and_their_spread_kept(shardreg_target: Target, tmp_pa
 
 def test_pull_large_pulls_the_same_few_blobs_whatever_ran_before(shardreg_target: Target) -> None:
     """push-large leaves its blobs for pull-large; a level still pulls only max(2, min(c, 8)) of them,
-    so that its working set (and whether it fits the page cache) does not depend on the run's order."""
+    so that its working set (and whether it fits the page cache) does not depend on the run's order,
+    and pulls each once before measuring."""
     import asyncio
     import os
 
@@ -117,17 +118,27 @@ def test_pull_large_pulls_the_same_few_blobs_whatever_ran_before(shardreg_target
     from bench.client import BlobFactory, Registry
     from bench.workloads import Options, PullLarge, PushLarge, TargetState
 
+    class Counting(Registry):
+        """The real client, counting the blobs it pulls."""
+
+        pulls: list[str] = []
+
+        async def pull_blob(self, repo: str, digest: str, size: int) -> int:
+            self.pulls.append(digest)
+            return await super().pull_blob(repo, digest, size)
+
     async def scenario() -> None:
         opts = Options(run_id=f"order{os.getpid()}", blob_size=256 << 10)
         state, factory = TargetState(), BlobFactory(os.urandom(1 << 20), "order")
         async with aiohttp.ClientSession() as session:
-            reg = Registry(shardreg_target.url, session)
+            reg = Counting(shardreg_target.url, session)
             push = PushLarge(opts, factory, state)
             for seq in range(5):
                 await push.op(reg, 0, seq)
             pull = PullLarge(opts, factory, state)
             await pull.setup(reg, 1)
             assert len(state.large) == 5 and pull.pulled == state.large[:2]
+            assert reg.pulls == [b.digest for _, b in state.large[:2]]  # each pulled once in the setup
             pulled = [await pull.op(reg, 0, seq) for seq in range(4)]
             assert [r.nbytes for r in pulled] == [256 << 10] * 4
             await pull.setup(reg, 32)  # eight at most: three more are pushed
