@@ -2,9 +2,10 @@
 
 asyncio's ``loop.sendfile`` unregisters the socket and registers it again at every wake-up: two
 ``epoll_ctl`` calls and the selector's bookkeeping in Python for every ~1.5 MiB the peer drains,
-about forty times per 64 MiB blob. Here a region is sent by one blocking ``sendfile`` in a thread of
-a small pool: the kernel waits for the peer to drain and goes on by itself, and the event loop wakes
-once per region (docs/performance.md, "One sendfile per blob"). A peer that drains nothing for
+about forty times per 64 MiB blob. Here a region is offered to the socket once from the event loop
+(a small one usually goes whole), and what is left is sent by one blocking ``sendfile`` in a thread
+of a small pool: the kernel waits for the peer to drain and goes on by itself, and the event loop
+wakes once per region (docs/performance.md, "One sendfile per blob"). A peer that drains nothing for
 :data:`STALL_SECONDS` ends the region with ``TimeoutError``. When every thread is busy the socket
 is registered with the loop's selector once for the whole region instead (one wake-up per drain).
 The hand-over of the socket is asyncio's own (the same steps as its ``_sendfile_native``: the
@@ -139,9 +140,19 @@ async def send_region(loop: asyncio.AbstractEventLoop, transport: asyncio.WriteT
     transport.pause_reading()  # type: ignore[attr-defined]
     try:
         await transport._make_empty_waiter()  # type: ignore[attr-defined]  # what was written before goes first
+        # A first non-blocking call: a small region usually goes whole into the socket's buffer,
+        # and then needs neither a thread nor a wake-up.
+        try:
+            first = os.sendfile(fd, source, offset, count)
+        except (BlockingIOError, InterruptedError):
+            first = -1
+        if first == 0 or first >= count:
+            return first
+        first = max(first, 0)
+        rest = offset + first, count - first
         if _in_threads < THREADS:
-            return await _in_thread(loop, fd, source, offset, count)
-        return await _on_selector(loop, fd, source, offset, count)
+            return first + await _in_thread(loop, fd, source, *rest)
+        return first + await _on_selector(loop, fd, source, *rest)
     finally:
         transport._reset_empty_waiter()  # type: ignore[attr-defined]
         if reading:

@@ -202,3 +202,31 @@ async def test_a_transport_closed_mid_region_leaves_a_reused_descriptor_alone(tm
                 assert loop._transports.get(fd) is None  # type: ignore[attr-defined]
             finally:
                 os.close(reused)
+
+
+@in_a_loop
+async def test_a_small_region_goes_at_once_without_a_thread_or_a_registration(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    blob = tmp_path / "blob"
+    blob.write_bytes(os.urandom(8192))
+    loop = asyncio.get_running_loop()
+    handed: list[int] = []
+
+    async def counting_in_thread(*args: Any) -> int:
+        handed.append(1)
+        return await in_thread(*args)
+
+    in_thread = sendfile._in_thread
+    monkeypatch.setattr(sendfile, "_in_thread", counting_in_thread)
+    async with connection() as (writer, _reader, client):
+        with open(blob, "rb", 0) as f:
+            assert await send_region(loop, writer.transport, f, 0, 8192) == 8192
+        assert await asyncio.to_thread(read_exactly, client, 8192) == blob.read_bytes()
+        assert handed == []
+        big = tmp_path / "big"  # the thread still takes what does not go at once
+        big.write_bytes(os.urandom(16 * MiB))
+        with open(big, "rb", 0) as f:
+            receiving = asyncio.ensure_future(asyncio.to_thread(read_exactly, client, 16 * MiB))
+            assert await send_region(loop, writer.transport, f, 0, 16 * MiB) == 16 * MiB
+            assert await receiving == big.read_bytes()
+        assert handed == [1]
