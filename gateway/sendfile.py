@@ -3,14 +3,15 @@
 asyncio's ``loop.sendfile`` unregisters the socket and registers it again at every wake-up: two
 ``epoll_ctl`` calls and the selector's bookkeeping in Python for every ~1.5 MiB the peer drains,
 about forty times per 64 MiB blob. Here a region is offered to the socket once from the event loop
-(a small one usually goes whole), and what is left is sent by one blocking ``sendfile`` in a thread
-of a small pool: the kernel waits for the peer to drain and goes on by itself, and the event loop
-wakes once per region (docs/performance.md, "One sendfile per blob"). A peer that drains nothing for
-:data:`STALL_SECONDS` ends the region with ``TimeoutError``. When every thread is busy the socket
-is registered with the loop's selector once for the whole region instead (one wake-up per drain).
-The hand-over of the socket is asyncio's own (the same steps as its ``_sendfile_native``: the
-transport leaves the loop's table, stops reading, and its buffer is drained first); where those
-internals are missing (another event loop) ``loop.sendfile`` is used.
+(a small one usually goes whole). What is left, from :data:`THREAD_MIN` on, is sent by one blocking
+``sendfile`` in a thread of a small pool: the kernel waits for the peer to drain and goes on by
+itself, and the event loop wakes once per region (docs/performance.md, "One sendfile per blob").
+A smaller rest, or any rest with every thread busy, goes with the socket registered with the loop's
+selector once (one wake-up per drain). Either way a peer that takes nothing for
+:data:`STALL_SECONDS` ends the region with ``TimeoutError``. The hand-over of the socket is
+asyncio's own (the same steps as its ``_sendfile_native``: the transport leaves the loop's table,
+stops reading, and its buffer is drained first); where those internals are missing (another event
+loop) ``loop.sendfile`` is used.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from typing import Any, BinaryIO
 
 #: Regions sent by a blocking ``sendfile`` at once per worker; more wait on the selector instead.
 THREADS = 32
+#: What is left of a region after the first call goes to a thread from this size on: below it, a few
+#: wake-ups of the loop cost less than handing the region to a thread and back (measured, pull-small).
+THREAD_MIN = 4 * 1024 * 1024
 #: A region whose peer takes nothing for this long ends with ``TimeoutError``.
 STALL_SECONDS = 120
 _pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="sendfile")
@@ -150,7 +154,7 @@ async def send_region(loop: asyncio.AbstractEventLoop, transport: asyncio.WriteT
             return first
         first = max(first, 0)
         rest = offset + first, count - first
-        if _in_threads < THREADS:
+        if rest[1] >= THREAD_MIN and _in_threads < THREADS:
             return first + await _in_thread(loop, fd, source, *rest)
         return first + await _on_selector(loop, fd, source, *rest)
     finally:

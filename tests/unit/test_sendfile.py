@@ -205,7 +205,7 @@ async def test_a_transport_closed_mid_region_leaves_a_reused_descriptor_alone(tm
 
 
 @in_a_loop
-async def test_a_small_region_goes_at_once_without_a_thread_or_a_registration(tmp_path: Path,
+async def test_only_a_large_rest_of_a_region_goes_to_a_thread(tmp_path: Path,
                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     blob = tmp_path / "blob"
     blob.write_bytes(os.urandom(8192))
@@ -223,7 +223,14 @@ async def test_a_small_region_goes_at_once_without_a_thread_or_a_registration(tm
             assert await send_region(loop, writer.transport, f, 0, 8192) == 8192
         assert await asyncio.to_thread(read_exactly, client, 8192) == blob.read_bytes()
         assert handed == []
-        big = tmp_path / "big"  # the thread still takes what does not go at once
+        middle = tmp_path / "middle"  # a rest below THREAD_MIN stays on the selector
+        middle.write_bytes(os.urandom(2 * MiB))
+        with open(middle, "rb", 0) as f:
+            receiving = asyncio.ensure_future(asyncio.to_thread(read_exactly, client, 2 * MiB))
+            assert await send_region(loop, writer.transport, f, 0, 2 * MiB) == 2 * MiB
+            assert await receiving == middle.read_bytes()
+        assert handed == []
+        big = tmp_path / "big"  # the thread takes a large rest
         big.write_bytes(os.urandom(16 * MiB))
         with open(big, "rb", 0) as f:
             receiving = asyncio.ensure_future(asyncio.to_thread(read_exactly, client, 16 * MiB))
