@@ -121,7 +121,9 @@ def test_pull_large_pulls_the_same_few_blobs_whatever_ran_before(shardreg_target
     class Counting(Registry):
         """The real client, counting the blobs it pulls."""
 
-        pulls: list[str] = []
+        def __init__(self, url: str, session: aiohttp.ClientSession) -> None:
+            super().__init__(url, session)
+            self.pulls: list[str] = []
 
         async def pull_blob(self, repo: str, digest: str, size: int) -> int:
             self.pulls.append(digest)
