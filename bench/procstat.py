@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -131,24 +132,39 @@ def self_cpu() -> float:
     return time.process_time()
 
 
-def cpu_delta(before: list[ProcSample], after: list[ProcSample]) -> dict[str, float]:
-    """CPU seconds spent per role between two samples (new processes count from zero)."""
-    start = {(s.pid, s.start_ticks): s.cpu_s for s in before}
-    per_role: dict[str, float] = {}
+def _delta(before: list[ProcSample], after: list[ProcSample], figure: str) -> dict[str, Any]:
+    """How much of a cumulative ``figure`` each role added between two samples (new processes
+    count from zero)."""
+    start = {(s.pid, s.start_ticks): getattr(s, figure) for s in before}
+    per_role: dict[str, Any] = {}
     for s in after:
-        spent = s.cpu_s - start.get((s.pid, s.start_ticks), 0.0)
-        per_role[s.role] = per_role.get(s.role, 0.0) + max(spent, 0.0)
+        grown = getattr(s, figure) - start.get((s.pid, s.start_ticks), 0)
+        per_role[s.role] = per_role.get(s.role, 0) + max(grown, 0)
     return per_role
+
+
+def cpu_delta(before: list[ProcSample], after: list[ProcSample]) -> dict[str, float]:
+    """CPU seconds spent per role between two samples."""
+    return _delta(before, after, "cpu_s")
 
 
 def read_delta(before: list[ProcSample], after: list[ProcSample]) -> dict[str, int]:
-    """Bytes read from storage per role between two samples (new processes count from zero)."""
-    start = {(s.pid, s.start_ticks): s.read_bytes for s in before}
-    per_role: dict[str, int] = {}
-    for s in after:
-        got = s.read_bytes - start.get((s.pid, s.start_ticks), 0)
-        per_role[s.role] = per_role.get(s.role, 0) + max(got, 0)
-    return per_role
+    """Bytes read from storage per role between two samples."""
+    return _delta(before, after, "read_bytes")
+
+
+def totals(per_role: dict[str, float]) -> dict[str, float]:
+    """Per-role figures of a registry with the shards folded into ``shards`` (each shard kept too)
+    and their sum as ``server``."""
+    out: dict[str, float] = {}
+    for role, value in per_role.items():
+        group = group_role(role)
+        out[group] = out.get(group, 0) + value
+        if group != role:
+            out[role] = value
+    if per_role:
+        out["server"] = sum(per_role.values())
+    return out
 
 
 def group_role(role: str) -> str:

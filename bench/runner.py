@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
@@ -51,6 +52,11 @@ def latency_summary(values: list[float]) -> dict:
         "max_ms": ms(v[-1] if v else None),
         "mean_ms": ms(sum(v) / len(v) if v else None),
     }
+
+
+def _add_into(totals: dict[str, Any], more: dict[str, Any]) -> None:
+    for role, value in more.items():
+        totals[role] = totals.get(role, 0) + value
 
 
 @dataclass
@@ -93,34 +99,19 @@ class LevelResult:
         for label, values in other.samples.items():
             self.samples.setdefault(label, []).extend(values)
         self.lags.extend(other.lags)
-        for role, seconds in other.cpu_s.items():
-            self.cpu_s[role] = self.cpu_s.get(role, 0.0) + seconds
-        for role, n in other.read_bytes.items():
-            self.read_bytes[role] = self.read_bytes.get(role, 0) + n
+        _add_into(self.cpu_s, other.cpu_s)
+        _add_into(self.read_bytes, other.read_bytes)
         self.setup_s += other.setup_s
         self.setup_error = self.setup_error or other.setup_error
 
     def to_json(self) -> dict:
         mb = self.nbytes / MB
         ops_per_s = self.ops / self.wall_s if self.wall_s > 0 else 0.0
-        server_roles = {r: s for r, s in self.cpu_s.items() if r != "generator"}
-        grouped: dict[str, float] = {}
-        for role, s in server_roles.items():
-            g = procstat.group_role(role)
-            grouped[g] = grouped.get(g, 0.0) + s
-            if g != role:
-                grouped[role] = s
-        if server_roles:
-            grouped["server"] = sum(server_roles.values())
+        grouped = procstat.totals({r: s for r, s in self.cpu_s.items() if r != "generator"})
         if "generator" in self.cpu_s:
             grouped["generator"] = self.cpu_s["generator"]
         per_op = {k: round(v * 1000 / self.ops, 4) for k, v in grouped.items()} if self.ops else {}
-        read_mb: dict[str, float] = {}
-        for role, n in self.read_bytes.items():
-            g = procstat.group_role(role)
-            read_mb[g] = read_mb.get(g, 0.0) + n / MB
-        if read_mb:
-            read_mb["server"] = sum(n for r, n in self.read_bytes.items()) / MB
+        read_mb = procstat.totals({r: n / MB for r, n in self.read_bytes.items()})
         per_mb = {k: round(v * 1000 / mb, 4) for k, v in grouped.items()} if mb >= 1 else {}
         return {
             "workload": self.workload,
