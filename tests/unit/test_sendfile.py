@@ -72,6 +72,35 @@ def read_exactly(sock: socket.socket, n: int) -> bytes:
     return bytes(data)
 
 
+@asynccontextmanager
+async def region_under_way(tmp_path: Path) -> AsyncIterator[tuple[asyncio.StreamWriter, socket.socket, asyncio.Future[int],
+                                                                Path]]:
+    """A 32 MiB region being sent, of which the peer has read 1 MiB and then reads no more:
+    (the server side's writer, the peer, the send, the file)."""
+    blob = tmp_path / "blob"
+    blob.write_bytes(os.urandom(32 * MiB))
+    loop = asyncio.get_running_loop()
+    async with connection() as (writer, _reader, client):
+        with open(blob, "rb", 0) as f:
+            sending = asyncio.ensure_future(send_region(loop, writer.transport, f, 0, 32 * MiB))
+            await asyncio.to_thread(read_exactly, client, 1 * MiB)
+            try:
+                yield writer, client, sending, blob
+            finally:
+                writer.transport.abort()  # the transport is the caller's to end (the server aborts the connection)
+
+
+async def send_and_receive(writer: asyncio.StreamWriter, client: socket.socket, path: Path, size: int) -> bytes:
+    """A new file of ``size`` random bytes sent whole as one region; what the peer received."""
+    path.write_bytes(os.urandom(size))
+    with open(path, "rb", 0) as f:
+        receiving = asyncio.ensure_future(asyncio.to_thread(read_exactly, client, size))
+        assert await send_region(asyncio.get_running_loop(), writer.transport, f, 0, size) == size
+        got = await receiving
+    assert got == path.read_bytes()
+    return got
+
+
 @WAYS
 @in_a_loop
 async def test_a_region_is_sent_whole_and_the_transport_works_after(tmp_path: Path, threads: int) -> None:
@@ -117,18 +146,11 @@ async def test_a_region_is_sent_whole_and_the_transport_works_after(tmp_path: Pa
 @WAYS
 @in_a_loop
 async def test_a_peer_that_leaves_mid_region_is_an_error(tmp_path: Path, threads: int) -> None:
-    blob = tmp_path / "blob"
-    blob.write_bytes(os.urandom(32 * MiB))
-    loop = asyncio.get_running_loop()
-    async with connection() as (writer, _reader, client):
-        with open(blob, "rb", 0) as f:
-            sending = asyncio.ensure_future(send_region(loop, writer.transport, f, 0, 32 * MiB))
-            await asyncio.to_thread(read_exactly, client, 1 * MiB)
-            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            client.close()  # a reset, with most of the region unsent
-            with pytest.raises(OSError):
-                await asyncio.wait_for(sending, 10)
-        writer.transport.abort()  # the transport is the caller's to end (the server aborts the connection)
+    async with region_under_way(tmp_path) as (_writer, client, sending, _blob):
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        client.close()  # a reset, with most of the region unsent
+        with pytest.raises(OSError):
+            await asyncio.wait_for(sending, 10)
 
 
 @WAYS
@@ -163,53 +185,37 @@ async def test_a_peer_that_takes_nothing_ends_the_region(tmp_path: Path, threads
 @WAYS
 @in_a_loop
 async def test_a_cancelled_region_ends_before_the_transport_is_handed_back(tmp_path: Path, threads: int) -> None:
-    blob = tmp_path / "blob"
-    blob.write_bytes(os.urandom(32 * MiB))
-    loop = asyncio.get_running_loop()
-    async with connection() as (writer, _reader, client):
-        with open(blob, "rb", 0) as f:
-            sending = asyncio.ensure_future(send_region(loop, writer.transport, f, 0, 32 * MiB))
-            await asyncio.to_thread(read_exactly, client, 1 * MiB)  # under way, then the peer stalls
-            sending.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await asyncio.wait_for(sending, 10)
+    async with region_under_way(tmp_path) as (writer, _client, sending, _blob):
+        sending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(sending, 10)
         fd = writer.transport.get_extra_info("socket").fileno()
+        loop = asyncio.get_running_loop()
         assert sendfile._in_threads == 0 and loop._transports[fd] is writer.transport  # type: ignore[attr-defined]
         assert not os.get_blocking(fd)
-        writer.transport.abort()
 
 
 @in_a_loop
 async def test_a_transport_closed_mid_region_leaves_a_reused_descriptor_alone(tmp_path: Path,
                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sendfile, "STALL_SECONDS", 1)
-    blob = tmp_path / "blob"
-    blob.write_bytes(os.urandom(32 * MiB))
-    loop = asyncio.get_running_loop()
-    async with connection() as (writer, _reader, client):
+    async with region_under_way(tmp_path) as (writer, _client, sending, blob):
         fd = writer.transport.get_extra_info("socket").fileno()
-        with open(blob, "rb", 0) as f:
-            sending = asyncio.ensure_future(send_region(loop, writer.transport, f, 0, 32 * MiB))
-            await asyncio.to_thread(read_exactly, client, 1 * MiB)  # under way, then the peer stalls
-            writer.transport.abort()  # e.g. the server going down: the descriptor is closed ...
-            await asyncio.sleep(0.1)
-            reused = os.open(blob, os.O_RDONLY)  # ... and its number taken by the next file opened
-            try:
-                assert reused == fd
-                with pytest.raises(OSError):
-                    await asyncio.wait_for(sending, 10)
-                assert os.get_blocking(reused)  # not made non-blocking by the region's end
-                assert loop._transports.get(fd) is None  # type: ignore[attr-defined]
-            finally:
-                os.close(reused)
+        writer.transport.abort()  # e.g. the server going down: the descriptor is closed ...
+        await asyncio.sleep(0.1)
+        reused = os.open(blob, os.O_RDONLY)  # ... and its number taken by the next file opened
+        try:
+            assert reused == fd
+            with pytest.raises(OSError):
+                await asyncio.wait_for(sending, 10)
+            assert os.get_blocking(reused)  # not made non-blocking by the region's end
+            assert asyncio.get_running_loop()._transports.get(fd) is None  # type: ignore[attr-defined]
+        finally:
+            os.close(reused)
 
 
 @in_a_loop
-async def test_only_a_large_rest_of_a_region_goes_to_a_thread(tmp_path: Path,
-                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    blob = tmp_path / "blob"
-    blob.write_bytes(os.urandom(8192))
-    loop = asyncio.get_running_loop()
+async def test_only_a_large_rest_of_a_region_goes_to_a_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     handed: list[int] = []
 
     async def counting_in_thread(*args: Any) -> int:
@@ -219,21 +225,9 @@ async def test_only_a_large_rest_of_a_region_goes_to_a_thread(tmp_path: Path,
     in_thread = sendfile._in_thread
     monkeypatch.setattr(sendfile, "_in_thread", counting_in_thread)
     async with connection() as (writer, _reader, client):
-        with open(blob, "rb", 0) as f:
-            assert await send_region(loop, writer.transport, f, 0, 8192) == 8192
-        assert await asyncio.to_thread(read_exactly, client, 8192) == blob.read_bytes()
+        await send_and_receive(writer, client, tmp_path / "small", 8192)  # goes whole at once
         assert handed == []
-        middle = tmp_path / "middle"  # a rest below THREAD_MIN stays on the selector
-        middle.write_bytes(os.urandom(2 * MiB))
-        with open(middle, "rb", 0) as f:
-            receiving = asyncio.ensure_future(asyncio.to_thread(read_exactly, client, 2 * MiB))
-            assert await send_region(loop, writer.transport, f, 0, 2 * MiB) == 2 * MiB
-            assert await receiving == middle.read_bytes()
+        await send_and_receive(writer, client, tmp_path / "middle", 2 * MiB)  # a rest below THREAD_MIN
         assert handed == []
-        big = tmp_path / "big"  # the thread takes a large rest
-        big.write_bytes(os.urandom(16 * MiB))
-        with open(big, "rb", 0) as f:
-            receiving = asyncio.ensure_future(asyncio.to_thread(read_exactly, client, 16 * MiB))
-            assert await send_region(loop, writer.transport, f, 0, 16 * MiB) == 16 * MiB
-            assert await receiving == big.read_bytes()
+        await send_and_receive(writer, client, tmp_path / "big", 16 * MiB)  # the thread takes a large rest
         assert handed == [1]
