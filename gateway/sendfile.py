@@ -61,8 +61,12 @@ async def _in_thread(loop: asyncio.AbstractEventLoop, fd: int, source: int, offs
     # The thread works on its own descriptor of the socket: were the transport's closed meanwhile,
     # its number could name another file by the time the thread is done.
     sock = socket.socket(fileno=os.dup(fd))
+    try:
+        sending = loop.run_in_executor(_pool, _send_blocking, sock, source, offset, count)
+    except BaseException:  # e.g. the pool already shut down at exit
+        sock.close()
+        raise
     _in_threads += 1
-    sending = loop.run_in_executor(_pool, _send_blocking, sock, source, offset, count)
     try:
         return await asyncio.shield(sending)
     except asyncio.CancelledError:
@@ -77,10 +81,9 @@ async def _in_thread(loop: asyncio.AbstractEventLoop, fd: int, source: int, offs
             except asyncio.CancelledError:
                 continue  # cancelled again: still wait for the thread (shutdown made it brief)
         raise
-    finally:
+    finally:  # every way here has waited for the thread
         _in_threads -= 1
-        if sending.done():
-            sock.close()
+        sock.close()
 
 
 def _usable(loop: asyncio.AbstractEventLoop, transport: asyncio.BaseTransport) -> bool:
