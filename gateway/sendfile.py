@@ -151,11 +151,10 @@ async def send_region(loop: asyncio.AbstractEventLoop, transport: asyncio.WriteT
         # and then needs neither a thread nor a wake-up.
         try:
             first = os.sendfile(fd, source, offset, count)
+            if first == 0 or first >= count:  # the file ended, or the region went whole
+                return first
         except (BlockingIOError, InterruptedError):
-            first = -1
-        if first == 0 or first >= count:
-            return first
-        first = max(first, 0)
+            first = 0
         rest = offset + first, count - first
         if rest[1] >= THREAD_MIN and _in_threads < THREADS:
             return first + await _in_thread(loop, fd, source, *rest)
