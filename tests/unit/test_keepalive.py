@@ -1,0 +1,164 @@
+"""The keep-alive wait of Hypercorn's connections as a timer (gateway/connections.py).
+
+A real Hypercorn server on a loopback port, in this process, serving a one-line ASGI app with
+the gateway's connection handling installed; clients are plain sockets on the same loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from asyncio import selector_events
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+from gateway import connections
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: registry\r\n\r\n"
+
+
+async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/slow":
+        await asyncio.sleep(0.5)
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@pytest.fixture(autouse=True)
+def installed() -> None:
+    connections.install()  # idempotent; what every gateway worker does first
+
+
+@asynccontextmanager
+async def _server(keep_alive: float = 75.0) -> AsyncIterator[tuple[int, Callable[[], None], asyncio.Task]]:
+    """A running server: (port, stop, the serving task)."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    config = Config()
+    port = sock.getsockname()[1]
+    config.bind = [f"fd://{sock.detach()}"]  # Hypercorn's own from here (it closes it)
+    config.keep_alive_timeout = keep_alive
+    config.graceful_timeout = 30
+    config.errorlog = None
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(_app, config, shutdown_trigger=stop.wait, mode="asgi"))  # type: ignore[arg-type]
+    try:
+        yield port, stop.set, task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def _ask(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+    writer.write(REQUEST)
+    answer = await reader.readuntil(b"ok")
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    return answer
+
+
+async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> float:
+    """Seconds until the server closes the connection (fails the test after ``seconds``)."""
+    started = time.monotonic()
+    try:
+        assert await asyncio.wait_for(reader.read(), seconds) == b""
+    except TimeoutError:
+        pytest.fail(f"the connection was still open after {seconds}s")
+    return time.monotonic() - started
+
+
+def test_a_request_is_answered_two_loop_iterations_after_its_bytes_arrive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hypercorn's own wait took seven: five went to cancelling the idle task (two tasks) first."""
+    iterations = 0
+    arrived: list[int] = []
+    answered: list[int] = []
+    run_once = asyncio.BaseEventLoop._run_once  # type: ignore[attr-defined]
+    received = selector_events._SelectorSocketTransport._read_ready__data_received  # type: ignore[attr-defined]
+    write = selector_events._SelectorSocketTransport.write  # type: ignore[attr-defined]
+
+    def counting(loop: Any) -> None:
+        nonlocal iterations
+        iterations += 1
+        run_once(loop)
+
+    def on_received(transport: Any) -> None:
+        if transport.get_extra_info("sockname")[1] == port:
+            arrived.append(iterations)
+        received(transport)
+
+    def on_write(transport: Any, data: Any) -> None:
+        if transport.get_extra_info("sockname")[1] == port and bytes(data[:8]) == b"HTTP/1.1":
+            answered.append(iterations)
+        write(transport, data)
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "_run_once", counting)
+    monkeypatch.setattr(selector_events._SelectorSocketTransport, "_read_ready__data_received", on_received)
+    monkeypatch.setattr(selector_events._SelectorSocketTransport, "write", on_write)
+    port = 0
+
+    async def main() -> None:
+        nonlocal port
+        async with _server() as (bound, _, _):
+            port = bound
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            for _ in range(20):
+                await _ask(reader, writer)
+            writer.close()
+
+    asyncio.run(main())
+    assert len(answered) == 20 and len(arrived) >= 20  # (the last read is the client's end of input)
+    assert [a - r for r, a in zip(arrived, answered)] == [2] * 20
+
+
+def test_an_idle_connection_is_closed_after_the_keep_alive_timeout_and_a_request_restarts_it() -> None:
+    async def main() -> None:
+        async with _server(keep_alive=0.5) as (port, _, _):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            for _ in range(6):  # 1.5 s of requests 0.25 s apart: each one restarts the wait
+                await _ask(reader, writer)
+                await asyncio.sleep(0.25)
+            assert 0.1 < await _closed_within(reader, 5)  # then 0.5 s idle (less the last 0.25 s)
+            writer.close()
+            # a connection that never sends a request is closed after the timeout too
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            assert 0.3 < await _closed_within(reader, 5)
+            writer.close()
+
+    asyncio.run(main())
+
+
+def test_idle_connections_are_closed_at_once_when_the_worker_stops() -> None:
+    async def main() -> None:
+        async with _server(keep_alive=75) as (port, stop, task):
+            idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+            await _ask(*idle[0])
+            await asyncio.sleep(0.1)
+            stop()
+            for reader, _ in idle:
+                assert await _closed_within(reader, 5) < 5  # not the keep-alive timeout (75 s)
+            await asyncio.wait_for(task, 5)  # nor the graceful timeout (30 s)
+            for _, writer in idle:
+                writer.close()
+
+    asyncio.run(main())
+
+
+def test_a_connection_whose_request_ends_after_the_stop_began_is_closed_after_its_answer() -> None:
+    async def main() -> None:
+        async with _server(keep_alive=75) as (port, stop, task):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(REQUEST.replace(b"GET / ", b"GET /slow "))
+            await asyncio.sleep(0.1)
+            stop()  # while the request is in flight
+            assert (await reader.readuntil(b"ok")).startswith(b"HTTP/1.1 200")  # answered
+            assert await _closed_within(reader, 5) < 5  # then closed, not kept alive
+            await asyncio.wait_for(task, 5)
+            writer.close()
+
+    asyncio.run(main())
