@@ -1,7 +1,9 @@
-"""The keep-alive wait of Hypercorn's connections as a timer (gateway/connections.py).
+"""What the gateway changes in Hypercorn's HTTP/1.1 connections: the keep-alive wait as a timer
+(gateway/connections.py), and a response's head written with what follows it (gateway/zerocopy_server.py).
 
-A real Hypercorn server on a loopback port, in this process, serving a one-line ASGI app with
-the gateway's connection handling installed; clients are plain sockets on the same loop.
+A real Hypercorn server on a loopback port, in this process, serving small ASGI apps with the
+gateway's connection handling installed, as every gateway worker does; clients are plain sockets on
+the same loop.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import pytest
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
-from gateway import connections
+from gateway import connections, zerocopy_server
+from gateway.zerocopy import MESSAGE
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: registry\r\n\r\n"
 
@@ -35,10 +38,11 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 @pytest.fixture(autouse=True)
 def installed() -> None:
     connections.install()  # idempotent; what every gateway worker does first
+    zerocopy_server.install()
 
 
 @asynccontextmanager
-async def _server(keep_alive: float = 75.0) -> AsyncIterator[tuple[int, Callable[[], None], asyncio.Task]]:
+async def _server(keep_alive: float = 75.0, app: Any = _app) -> AsyncIterator[tuple[int, Callable[[], None], asyncio.Task]]:
     """A running server: (port, stop, the serving task)."""
     sock = socket.create_server(("127.0.0.1", 0))
     config = Config()
@@ -48,7 +52,7 @@ async def _server(keep_alive: float = 75.0) -> AsyncIterator[tuple[int, Callable
     config.graceful_timeout = 30
     config.errorlog = None
     stop = asyncio.Event()
-    task = asyncio.create_task(serve(_app, config, shutdown_trigger=stop.wait, mode="asgi"))  # type: ignore[arg-type]
+    task = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait, mode="asgi"))  # type: ignore[arg-type]
     try:
         yield port, stop.set, task
     finally:
@@ -113,7 +117,7 @@ def test_a_request_is_answered_two_loop_iterations_after_its_bytes_arrive(monkey
 
     asyncio.run(main())
     assert len(answered) == 20 and len(arrived) >= 20  # (the last read is the client's end of input)
-    assert [a - r for r, a in zip(arrived, answered)] == [2] * 20
+    assert [a - r for r, a in zip(arrived[:20], answered, strict=True)] == [2] * 20
 
 
 def test_an_idle_connection_is_closed_after_the_keep_alive_timeout_and_a_request_restarts_it() -> None:
@@ -162,3 +166,70 @@ def test_a_connection_whose_request_ends_after_the_stop_began_is_closed_after_it
             writer.close()
 
     asyncio.run(main())
+
+
+async def _answers(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """/small: 2 bytes; /empty: 201 and nothing; /parts: two parts; /file: a file region (zero-copy)."""
+    if scope["type"] != "http":
+        return
+    path = scope["path"]
+    if path == "/file":
+        assert MESSAGE in scope["extensions"]  # offered on plain HTTP/1.1
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]})
+        with open(scope["state"]["file"], "rb") as file:
+            await send({"type": MESSAGE, "file": file, "offset": 0, "count": 5, "more_body": False})
+        return
+    body = {"/small": [b"ok"], "/empty": [], "/parts": [b"one", b"two"]}[path]
+    length = str(sum(map(len, body))).encode()
+    await send({"type": "http.response.start", "status": 201 if path == "/empty" else 200,
+                "headers": [(b"content-length", length)]})
+    for index, part in enumerate(body):
+        await send({"type": "http.response.body", "body": part, "more_body": index < len(body) - 1})
+        if index < len(body) - 1:
+            await asyncio.sleep(0.05)  # the next part is not ready yet
+    if not body:
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def test_a_response_head_goes_out_with_what_follows_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """One write per small answer (head and body, or head and end), not a segment for the head alone."""
+    writes: list[bytes] = []
+    write = selector_events._SelectorSocketTransport.write  # type: ignore[attr-defined]
+
+    def recording(transport: Any, data: Any) -> None:
+        if transport.get_extra_info("sockname")[1] == port:
+            writes.append(bytes(data))
+        write(transport, data)
+
+    monkeypatch.setattr(selector_events._SelectorSocketTransport, "write", recording)
+    (tmp_path / "blob").write_bytes(b"bytes")
+    port = 0
+    answers: dict[str, list[bytes]] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope["state"]["file"] = tmp_path / "blob"
+        await _answers(scope, receive, send)
+
+    async def main() -> None:
+        nonlocal port
+        async with _server(app=app) as (bound, _, _):
+            port = bound
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            for method, path, end in (("GET", "/small", b"ok"), ("HEAD", "/small", b"\r\n\r\n"),
+                                      ("GET", "/empty", b"\r\n\r\n"), ("GET", "/parts", b"onetwo"),
+                                      ("GET", "/file", b"bytes")):
+                writes.clear()
+                writer.write(f"{method} {path} HTTP/1.1\r\nHost: registry\r\n\r\n".encode())
+                received = await reader.readuntil(end)
+                answers[f"{method} {path}"] = [*writes, received]
+            writer.close()
+
+    asyncio.run(main())
+    for key in ("GET /small", "HEAD /small", "GET /empty"):
+        *written, received = answers[key]
+        assert len(written) == 1 and written[0] == received, (key, written)
+    *written, received = answers["GET /parts"]  # the head with the first part; the second when it comes
+    assert len(written) == 2 and written[0].endswith(b"\r\n\r\none") and written[1] == b"two"
+    *written, received = answers["GET /file"]  # the head, then the region with sendfile (not a write)
+    assert len(written) == 1 and written[0].endswith(b"\r\n\r\n") and received == written[0] + b"bytes"
