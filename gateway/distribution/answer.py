@@ -39,6 +39,10 @@ class Answer:
     content_type: str
     headers: dict[str, str]
     body: bytes | AsyncIterator[Any]
+    #: Whether the body's parts wait on another process (a shard, an upstream registry): the read fast
+    #: path then stops reading them as soon as the client disconnects. A blob file sent zero-copy does
+    #: not wait (its region is written, or the write fails), and is sent without a watch.
+    waits: bool = True
 
 
 def quart_response(answer: Answer) -> Response:

@@ -77,13 +77,17 @@ async def blob_answer(st: GatewayState, req: ReadRequest, name: str, digest: str
     size = info["size"]
     ranges = parse_ranges(req.range, size) if req.method == "GET" else None
     path = st.blob_file(shard, info["path"])
-    zero_copy = zerocopy.offered(req.scope)  # decided here: the body runs after the handler returned
+    # decided here (the body runs after the handler returned): the blob file's regions, sent zero-copy
+    in_place = (req.method == "GET" and not fetching and zerocopy.offered(req.scope) and path is not None
+                and path.exists())
 
     def chunks(start: int, end: int) -> AsyncIterator[bytes] | AsyncIterator[zerocopy.FileRegion]:
+        if in_place:
+            return zerocopy.file_regions(path, start, end)  # type: ignore[arg-type]  # (path is set)
         if fetching:
             return pullthrough.fetching_chunks(st.client, shard, name, digest, start, end)
         if path is not None and path.exists():
-            return zerocopy.file_regions(path, start, end) if zero_copy else _file_chunks(path, start, end)
+            return _file_chunks(path, start, end)
         return _shard_chunks(st.client, shard, digest, start, end)
 
     headers = {Header.CONTENT_DIGEST: digest, "Accept-Ranges": "bytes", "ETag": f'"{digest}"'}
@@ -103,13 +107,13 @@ async def blob_answer(st: GatewayState, req: ReadRequest, name: str, digest: str
             yield closing
 
         headers["Content-Length"] = str(length)
-        return Answer(206, f"multipart/byteranges; boundary={boundary}", headers, multipart())
+        return Answer(206, f"multipart/byteranges; boundary={boundary}", headers, multipart(), waits=not in_place)
     start, end = ranges[0] if ranges else (0, size)
     body: Any = b"" if req.method == "HEAD" else chunks(start, end)
     if ranges:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     headers["Content-Length"] = str(end - start)
-    return Answer(206 if ranges else 200, MediaType.OCTET_STREAM, headers, body)
+    return Answer(206 if ranges else 200, MediaType.OCTET_STREAM, headers, body, waits=not in_place)
 
 
 async def get_blob(name: str, digest: str) -> Response:

@@ -100,26 +100,32 @@ async def serve(state: GatewayState, found: tuple[AnswerFn, str, str], scope: di
     if isinstance(body, bytes):
         await send({"type": "http.response.body", "body": body, "more_body": False})
         return
-    await _stream(body, receive, send)
+    if answer.waits:
+        await _stream(body, receive, send)
+    else:
+        await _send_parts(body, send)
+
+
+async def _send_parts(body: AsyncIterator[Any], send: Any) -> None:
+    """Send a streamed body's parts, then its end; the body is closed whatever happens."""
+    try:
+        async for part in body:
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+    finally:
+        await body.aclose()  # type: ignore[attr-defined]  # the file closes even if the client went away
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _stream(body: AsyncIterator[Any], receive: Any, send: Any) -> None:
-    """Send a streamed body; stop reading it (file, shard frames) as soon as the client disconnects."""
-
-    async def parts() -> None:
-        try:
-            async for part in body:
-                await send({"type": "http.response.body", "body": part, "more_body": True})
-        finally:
-            await body.aclose()  # type: ignore[attr-defined]  # the file closes even if the client went away
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    """Send a body whose parts wait on another process; stop reading it (shard frames, an upstream) as
+    soon as the client disconnects."""
 
     async def watch() -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
         streaming.cancel()
 
-    streaming = asyncio.ensure_future(parts())
+    streaming = asyncio.ensure_future(_send_parts(body, send))
     watching = asyncio.ensure_future(watch())
     try:
         await streaming
