@@ -57,7 +57,7 @@ def install() -> None:
                 return
             await super().protocol_send(event)
 
-    hypercorn_run.TCPServer = _TCPServer  # type: ignore[misc]
+    setattr(hypercorn_run, "TCPServer", _TCPServer)  # noqa: B010 - replacing a module global
 
 
 class _IdleTimer:
