@@ -121,8 +121,9 @@ def install() -> None:
         writes a response's head together with its first body bytes (or its end)."""
 
         #: The final response's head, serialized and not yet written: it goes out in one write with what
-        #: follows it (a manifest's bytes, the end of an empty body), not in a segment of its own — one
-        #: system call and one wake-up of the client fewer per response.
+        #: follows it in the same step (a manifest's bytes, the end of an empty body), not in a segment of
+        #: its own — one system call and one wake-up of the client fewer per response. A body that waits
+        #: (a shard's stream, an upstream) does not hold it: it is written alone at the next loop iteration.
         _head = b""
 
         async def _send_h11_event(self, event: Any) -> None:
@@ -132,13 +133,32 @@ def install() -> None:
                 if self.connection.their_state != h11.ERROR:
                     raise
                 return
-            if isinstance(event, h11.Response):
+            if isinstance(event, h11.Response) and self._writer() is not None:
                 self._head += data
+                asyncio.get_running_loop().call_soon(self._write_held_head)
                 return
             if self._head:
                 data, self._head = self._head + data, b""
             if data:  # (the end of a body with a Content-Length is no bytes: nothing to write)
                 await self.send(RawData(data=data))
+
+        def _writer(self) -> Any:
+            """The connection's stream writer (Hypercorn's TCPServer is what ``send`` is bound to)."""
+            return getattr(getattr(self.send, "__self__", None), "writer", None)
+
+        def _write_held_head(self) -> None:
+            """A loop iteration after the head: nothing followed it in its step, so it goes alone. Every
+            later step of the response runs after this callback (it was scheduled first), so the head
+            is on the socket before any of its body. No one else writes to an HTTP/1.1 connection while
+            its response starts; should someone hold the send lock, the next send takes the head along."""
+            server = getattr(self.send, "__self__", None)
+            if not self._head or server is None or server.send_lock.locked():
+                return
+            head, self._head = self._head, b""
+            try:
+                server.writer.write(head)
+            except (ConnectionError, RuntimeError):
+                pass  # the connection is gone: Hypercorn ends the stream
 
         async def stream_send(self, event: Any) -> None:
             if not isinstance(event, SendFile):

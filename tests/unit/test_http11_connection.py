@@ -169,7 +169,8 @@ def test_a_connection_whose_request_ends_after_the_stop_began_is_closed_after_it
 
 
 async def _answers(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """/small: 2 bytes; /empty: 201 and nothing; /parts: two parts; /file: a file region (zero-copy)."""
+    """/small: 2 bytes; /empty: 201 and nothing; /parts: two parts; /file: a file region (zero-copy);
+    /late: a body 0.2 s after the head; /broken: a head, then the application fails."""
     if scope["type"] != "http":
         return
     path = scope["path"]
@@ -178,6 +179,13 @@ async def _answers(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]})
         with open(scope["state"]["file"], "rb") as file:
             await send({"type": MESSAGE, "file": file, "offset": 0, "count": 5, "more_body": False})
+        return
+    if path in ("/late", "/broken"):  # a body that waits (a shard's stream), or never comes
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+        await asyncio.sleep(0.2)
+        if path == "/broken":
+            raise RuntimeError("the stream behind this body failed")
+        await send({"type": "http.response.body", "body": b"late", "more_body": False})
         return
     body = {"/small": [b"ok"], "/empty": [], "/parts": [b"one", b"two"]}[path]
     length = str(sum(map(len, body))).encode()
@@ -218,7 +226,7 @@ def test_a_response_head_goes_out_with_what_follows_it(monkeypatch: pytest.Monke
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             for method, path, end in (("GET", "/small", b"ok"), ("HEAD", "/small", b"\r\n\r\n"),
                                       ("GET", "/empty", b"\r\n\r\n"), ("GET", "/parts", b"onetwo"),
-                                      ("GET", "/file", b"bytes")):
+                                      ("GET", "/file", b"bytes"), ("GET", "/late", b"late")):
                 writes.clear()
                 writer.write(f"{method} {path} HTTP/1.1\r\nHost: registry\r\n\r\n".encode())
                 received = await reader.readuntil(end)
@@ -233,3 +241,20 @@ def test_a_response_head_goes_out_with_what_follows_it(monkeypatch: pytest.Monke
     assert len(written) == 2 and written[0].endswith(b"\r\n\r\none") and written[1] == b"two"
     *written, received = answers["GET /file"]  # the head, then the region with sendfile (not a write)
     assert len(written) == 1 and written[0].endswith(b"\r\n\r\n") and received == written[0] + b"bytes"
+    *written, received = answers["GET /late"]  # a body that waits does not hold the head back
+    assert len(written) == 2 and written[0].endswith(b"\r\n\r\n") and written[1] == b"late"
+
+
+def test_a_response_whose_body_never_comes_still_sends_its_head_before_the_connection_ends() -> None:
+    """As before the head was held: the client sees the answer start and the body cut short (a pull-through
+    blob that fails its digest check is answered that way), not a connection closed without a response."""
+
+    async def main() -> None:
+        async with _server(app=_answers) as (port, _, _):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /broken HTTP/1.1\r\nHost: registry\r\n\r\n")
+            received = await asyncio.wait_for(reader.read(), 10)  # until the server closes
+            assert received.startswith(b"HTTP/1.1 200") and received.endswith(b"\r\n\r\n"), received
+            writer.close()
+
+    asyncio.run(main())
