@@ -133,7 +133,7 @@ def install() -> None:
                 if self.connection.their_state != h11.ERROR:
                     raise
                 return
-            if isinstance(event, h11.Response) and self._writer() is not None:
+            if isinstance(event, h11.Response) and self._server() is not None:
                 self._head += data
                 asyncio.get_running_loop().call_soon(self._write_held_head)
                 return
@@ -142,16 +142,17 @@ def install() -> None:
             if data:  # (the end of a body with a Content-Length is no bytes: nothing to write)
                 await self.send(RawData(data=data))
 
-        def _writer(self) -> Any:
-            """The connection's stream writer (Hypercorn's TCPServer is what ``send`` is bound to)."""
-            return getattr(getattr(self.send, "__self__", None), "writer", None)
+        def _server(self) -> Any:
+            """The connection's TCPServer (what ``send`` is bound to), or None if it is not one."""
+            server = getattr(self.send, "__self__", None)
+            return server if hasattr(server, "writer") and hasattr(server, "send_lock") else None
 
         def _write_held_head(self) -> None:
             """A loop iteration after the head: nothing followed it in its step, so it goes alone. Every
             later step of the response runs after this callback (it was scheduled first), so the head
             is on the socket before any of its body. No one else writes to an HTTP/1.1 connection while
             its response starts; should someone hold the send lock, the next send takes the head along."""
-            server = getattr(self.send, "__self__", None)
+            server = self._server()
             if not self._head or server is None or server.send_lock.locked():
                 return
             head, self._head = self._head, b""

@@ -14,6 +14,7 @@ import time
 from asyncio import selector_events
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -168,16 +169,24 @@ def test_a_connection_whose_request_ends_after_the_stop_began_is_closed_after_it
     asyncio.run(main())
 
 
-async def _answers(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """/small: 2 bytes; /empty: 201 and nothing; /parts: two parts; /file: a file region (zero-copy);
-    /late: a body 0.2 s after the head; /broken: a head, then the application fails."""
+def _answers(blob: Path) -> Any:
+    """/small: 2 bytes; /empty: 201 and nothing; /parts: two parts; /file: ``blob`` as a file region
+    (zero-copy); /late: a body 0.2 s after the head; /broken: a head, then the application fails."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await _answer(scope, send, blob)
+
+    return app
+
+
+async def _answer(scope: dict[str, Any], send: Any, blob: Path) -> None:
     if scope["type"] != "http":
         return
     path = scope["path"]
     if path == "/file":
         assert MESSAGE in scope["extensions"]  # offered on plain HTTP/1.1
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]})
-        with open(scope["state"]["file"], "rb") as file:
+        with open(blob, "rb") as file:
             await send({"type": MESSAGE, "file": file, "offset": 0, "count": 5, "more_body": False})
         return
     if path in ("/late", "/broken"):  # a body that waits (a shard's stream), or never comes
@@ -199,7 +208,7 @@ async def _answers(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-def test_a_response_head_goes_out_with_what_follows_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+def test_a_response_head_goes_out_with_what_follows_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """One write per small answer (head and body, or head and end), not a segment for the head alone."""
     writes: list[bytes] = []
     write = selector_events._SelectorSocketTransport.write  # type: ignore[attr-defined]
@@ -214,14 +223,9 @@ def test_a_response_head_goes_out_with_what_follows_it(monkeypatch: pytest.Monke
     port = 0
     answers: dict[str, list[bytes]] = {}
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            scope["state"]["file"] = tmp_path / "blob"
-        await _answers(scope, receive, send)
-
     async def main() -> None:
         nonlocal port
-        async with _server(app=app) as (bound, _, _):
+        async with _server(app=_answers(tmp_path / "blob")) as (bound, _, _):
             port = bound
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             for method, path, end in (("GET", "/small", b"ok"), ("HEAD", "/small", b"\r\n\r\n"),
@@ -245,12 +249,12 @@ def test_a_response_head_goes_out_with_what_follows_it(monkeypatch: pytest.Monke
     assert len(written) == 2 and written[0].endswith(b"\r\n\r\n") and written[1] == b"late"
 
 
-def test_a_response_whose_body_never_comes_still_sends_its_head_before_the_connection_ends() -> None:
+def test_a_response_whose_body_never_comes_still_sends_its_head_before_the_connection_ends(tmp_path: Path) -> None:
     """As before the head was held: the client sees the answer start and the body cut short (a pull-through
     blob that fails its digest check is answered that way), not a connection closed without a response."""
 
     async def main() -> None:
-        async with _server(app=_answers) as (port, _, _):
+        async with _server(app=_answers(tmp_path)) as (port, _, _):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(b"GET /broken HTTP/1.1\r\nHost: registry\r\n\r\n")
             received = await asyncio.wait_for(reader.read(), 10)  # until the server closes
