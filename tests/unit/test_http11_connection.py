@@ -123,16 +123,16 @@ def test_a_request_is_answered_two_loop_iterations_after_its_bytes_arrive(monkey
 
 def test_an_idle_connection_is_closed_after_the_keep_alive_timeout_and_a_request_restarts_it() -> None:
     async def main() -> None:
-        async with _server(keep_alive=0.5) as (port, _, _):
+        async with _server(keep_alive=1.0) as (port, _, _):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            for _ in range(6):  # 1.5 s of requests 0.25 s apart: each one restarts the wait
+            for _ in range(8):  # 2 s of requests 0.25 s apart: each one restarts the wait
                 await _ask(reader, writer)
                 await asyncio.sleep(0.25)
-            assert 0.1 < await _closed_within(reader, 5)  # then 0.5 s idle (less the last 0.25 s)
+            assert 0.3 < await _closed_within(reader, 5)  # then 1 s idle (less the last 0.25 s)
             writer.close()
             # a connection that never sends a request is closed after the timeout too
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            assert 0.3 < await _closed_within(reader, 5)
+            assert 0.6 < await _closed_within(reader, 5)
             writer.close()
 
     asyncio.run(main())
