@@ -71,8 +71,8 @@ class _IdleTimer:
 
     async def restart(self, task_group: Any, action: Any) -> None:
         self.cancel()
-        if self.server.context.terminated.is_set():
-            self.expire()
+        if self.server.context.terminated.is_set():  # a connection whose wait starts after the worker's
+            self.expire()  # watcher ran (Hypercorn itself closes one whose answer ends after the stop)
             return
         self.timer = self.server.loop.call_later(self.server.config.keep_alive_timeout, self.expire)
         _idle_connections(self.server.context).add(self)

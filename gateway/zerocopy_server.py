@@ -8,6 +8,7 @@ which the request handlers import, so that the handlers never depend on the appl
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -133,7 +134,7 @@ def install() -> None:
                 if self.connection.their_state != h11.ERROR:
                     raise
                 return
-            if isinstance(event, h11.Response) and self._server() is not None:
+            if isinstance(event, h11.Response) and self._server is not None:
                 self._head += data
                 asyncio.get_running_loop().call_soon(self._write_held_head)
                 return
@@ -142,8 +143,10 @@ def install() -> None:
             if data:  # (the end of a body with a Content-Length is no bytes: nothing to write)
                 await self.send(RawData(data=data))
 
+        @functools.cached_property
         def _server(self) -> Any:
-            """The connection's TCPServer (what ``send`` is bound to), or None if it is not one."""
+            """The connection's TCPServer (what ``send`` is bound to), or None if it is not one:
+            looked up once per connection."""
             server = getattr(self.send, "__self__", None)
             return server if hasattr(server, "writer") and hasattr(server, "send_lock") else None
 
@@ -152,7 +155,7 @@ def install() -> None:
             later step of the response runs after this callback (it was scheduled first), so the head
             is on the socket before any of its body. No one else writes to an HTTP/1.1 connection while
             its response starts; should someone hold the send lock, the next send takes the head along."""
-            server = self._server()
+            server = self._server
             if not self._head or server is None or server.send_lock.locked():
                 return
             head, self._head = self._head, b""

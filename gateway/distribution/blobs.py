@@ -78,12 +78,12 @@ async def blob_answer(st: GatewayState, req: ReadRequest, name: str, digest: str
     ranges = parse_ranges(req.range, size) if req.method == "GET" else None
     path = st.blob_file(shard, info["path"])
     # decided here (the body runs after the handler returned): the blob file's regions, sent zero-copy
-    in_place = path if (req.method == "GET" and not fetching and zerocopy.offered(req.scope) and path is not None
+    zero_copy_file = path if (req.method == "GET" and not fetching and zerocopy.offered(req.scope) and path is not None
                         and path.exists()) else None
 
     def chunks(start: int, end: int) -> AsyncIterator[bytes] | AsyncIterator[zerocopy.FileRegion]:
-        if in_place is not None:
-            return zerocopy.file_regions(in_place, start, end)
+        if zero_copy_file is not None:
+            return zerocopy.file_regions(zero_copy_file, start, end)
         if fetching:
             return pullthrough.fetching_chunks(st.client, shard, name, digest, start, end)
         if path is not None and path.exists():
@@ -107,13 +107,13 @@ async def blob_answer(st: GatewayState, req: ReadRequest, name: str, digest: str
             yield closing
 
         headers["Content-Length"] = str(length)
-        return Answer(206, f"multipart/byteranges; boundary={boundary}", headers, multipart(), waits=in_place is None)
+        return Answer(206, f"multipart/byteranges; boundary={boundary}", headers, multipart(), waits=zero_copy_file is None)
     start, end = ranges[0] if ranges else (0, size)
     body: Any = b"" if req.method == "HEAD" else chunks(start, end)
     if ranges:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     headers["Content-Length"] = str(end - start)
-    return Answer(206 if ranges else 200, MediaType.OCTET_STREAM, headers, body, waits=in_place is None)
+    return Answer(206 if ranges else 200, MediaType.OCTET_STREAM, headers, body, waits=zero_copy_file is None)
 
 
 async def get_blob(name: str, digest: str) -> Response:
