@@ -156,6 +156,11 @@ class GatewayApp:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         await self.entry(scope, receive, send)
 
+    def serves_inline(self, scope: dict[str, Any]) -> bool:
+        """Whether this bodiless GET/HEAD may run in its connection's reader task (gateway/inline_requests.py):
+        the read fast path's requests, answered from metadata in place or streamed."""
+        return reads.match(scope) is not None
+
     async def observed(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if self.metrics is not None and scope["type"] == "http":
             await self.metrics(scope, receive, send, self.dispatch)

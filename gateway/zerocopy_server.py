@@ -15,7 +15,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from gateway import body_tap
+from gateway import body_tap, inline_requests
 from gateway.sendfile import send_region
 from gateway.zerocopy import EXTENSION, MESSAGE, FileRegion, ZeroCopyApp
 
@@ -45,6 +45,7 @@ def install() -> None:
     import hypercorn.asyncio.run as hypercorn_run
     import hypercorn.protocol as hypercorn_protocol
     import hypercorn.protocol.h11 as hypercorn_h11
+    from hypercorn.asyncio.task_group import _handle as handle_app
     from hypercorn.events import Closed, RawData
     from hypercorn.events import Event as ConnectionEvent
     from hypercorn.protocol.events import Body, Request
@@ -82,7 +83,13 @@ def install() -> None:
             super().__init__(offering, config, context, task_group, ssl, *args)
 
         async def handle(self, event: Any) -> None:
-            if isinstance(event, Request) and self.scheme == "http" and event.method in _BODY_METHODS:
+            if isinstance(event, Request) and inline_requests.bodiless(event.method, event.headers):
+                wanted = inline_requests.predicate(self.app)
+                server = getattr(getattr(self.send, "__self__", None), "_server", None)  # the H11Protocol's
+                if wanted is not None and server is not None:  # a bodiless request the app may run in the reader
+                    group: Any = inline_requests.InlineGroup(self.task_group, wanted, handle_app, server)
+                    self.task_group = group
+            elif isinstance(event, Request) and self.scheme == "http" and event.method in _BODY_METHODS:
                 self.tap = _tap_for(event)
             elif isinstance(event, Body) and self.tap is not None and not self.tap_used:
                 tap, self.tap_used = self.tap, True  # for the body's first bytes (the app may not have started)

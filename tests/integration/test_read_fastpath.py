@@ -117,3 +117,12 @@ def test_other_requests_still_go_to_quart(pushed, method, path, headers):
     finally:
         gateway.quart = quart
     assert reached == [path] and status >= 400
+
+
+def test_the_fast_paths_requests_may_run_in_their_connections_task(pushed):
+    """gateway/inline_requests.py asks the app: its read fast path's requests, and nothing else."""
+    gateway = pushed.app
+    for method, path, _ in FAST:
+        assert gateway.serves_inline({"type": "http", "method": method, "path": path}), (method, path)
+    for method, path, _ in SLOW:
+        assert not gateway.serves_inline({"type": "http", "method": method, "path": path}), (method, path)

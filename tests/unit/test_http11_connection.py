@@ -1,5 +1,6 @@
 """What the gateway changes in Hypercorn's HTTP/1.1 connections: the keep-alive wait as a timer
-(gateway/connections.py), and a response's head written with what follows it (gateway/zerocopy_server.py).
+(gateway/connections.py), a response's head written with what follows it (gateway/zerocopy_server.py),
+and bodiless reads run in the connection's reader task (gateway/inline_requests.py).
 
 A real Hypercorn server on a loopback port, in this process, serving small ASGI apps with the
 gateway's connection handling installed, as every gateway worker does; clients are plain sockets on
@@ -78,8 +79,51 @@ async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> float:
     return time.monotonic() - started
 
 
-def test_a_request_is_answered_two_loop_iterations_after_its_bytes_arrive(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Hypercorn's own wait took seven: five went to cancelling the idle task (two tasks) first."""
+class _InlineApp:
+    """Asks for ``/inline/...`` to run in the reader task (as the gateway asks for its reads): ``/inline/ok``
+    answers at once; ``/inline/body`` echoes its body; ``/inline/fail`` fails; ``/inline/watch`` sends part
+    of a body, then waits for the client to leave (as a body streamed from a shard does);
+    ``/inline/watch-then-answer`` watches in a task of its own while it answers, then stops watching.
+    Anything else is the plain app's."""
+
+    def __init__(self) -> None:
+        self.tasks: list[tuple[str, asyncio.Task[Any] | None]] = []
+        self.received: list[str] = []
+
+    def serves_inline(self, scope: dict[str, Any]) -> bool:
+        return bool(scope["path"].startswith("/inline"))
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        self.tasks.append((path, asyncio.current_task()))
+        if path == "/inline/fail":
+            raise RuntimeError("the application failed")
+        if path == "/inline/body":
+            body = (await receive())["body"]
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        if path.startswith("/inline/watch"):
+            assert (await receive())["type"] == "http.request"  # the request's (empty) body first
+        if path == "/inline/watch":
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"10")]})
+            await send({"type": "http.response.body", "body": b"first", "more_body": True})
+            self.received.append((await asyncio.wait_for(receive(), 10))["type"])
+            return
+        if path == "/inline/watch-then-answer":
+            async def watch() -> None:
+                self.received.append((await receive())["type"])
+            watching = asyncio.ensure_future(watch())
+            await asyncio.sleep(0.1)
+            watching.cancel()
+        await _app(scope, receive, send)
+
+
+def _counting_iterations(monkeypatch: pytest.MonkeyPatch, port: Callable[[], int]) -> tuple[list[int], list[int]]:
+    """(iteration of each read of the server's socket, iteration of each response head written)."""
     iterations = 0
     arrived: list[int] = []
     answered: list[int] = []
@@ -93,32 +137,110 @@ def test_a_request_is_answered_two_loop_iterations_after_its_bytes_arrive(monkey
         run_once(loop)
 
     def on_received(transport: Any) -> None:
-        if transport.get_extra_info("sockname")[1] == port:
+        if transport.get_extra_info("sockname")[1] == port():
             arrived.append(iterations)
         received(transport)
 
     def on_write(transport: Any, data: Any) -> None:
-        if transport.get_extra_info("sockname")[1] == port and bytes(data[:8]) == b"HTTP/1.1":
+        if transport.get_extra_info("sockname")[1] == port() and bytes(data[:8]) == b"HTTP/1.1":
             answered.append(iterations)
         write(transport, data)
 
     monkeypatch.setattr(asyncio.BaseEventLoop, "_run_once", counting)
     monkeypatch.setattr(selector_events._SelectorSocketTransport, "_read_ready__data_received", on_received)
     monkeypatch.setattr(selector_events._SelectorSocketTransport, "write", on_write)
+    return arrived, answered
+
+
+@pytest.mark.parametrize(("path", "iterations"), [("/", 2), ("/inline/ok", 1)])
+def test_a_request_is_answered_within_two_loop_iterations_of_its_bytes(monkeypatch: pytest.MonkeyPatch, path: str,
+                                                                      iterations: int) -> None:
+    """Hypercorn's own wait took seven: five went to cancelling the idle task (two tasks) first. A request
+    the application runs in the reader task saves the iteration its own task waited to start."""
     port = 0
+    arrived, answered = _counting_iterations(monkeypatch, lambda: port)
 
     async def main() -> None:
         nonlocal port
-        async with _server() as (bound, _, _):
+        async with _server(app=_InlineApp()) as (bound, _, _):
             port = bound
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             for _ in range(20):
-                await _ask(reader, writer)
+                writer.write(REQUEST.replace(b"GET / ", f"GET {path} ".encode()))
+                assert (await reader.readuntil(b"ok")).startswith(b"HTTP/1.1 200")
             writer.close()
 
     asyncio.run(main())
     assert len(answered) == 20 and len(arrived) >= 20  # (the last read is the client's end of input)
-    assert [a - r for r, a in zip(arrived[:20], answered, strict=True)] == [2] * 20
+    assert [a - r for r, a in zip(arrived[:20], answered, strict=True)] == [iterations] * 20
+
+
+def test_inline_requests_run_in_the_connections_task_and_others_in_their_own() -> None:
+    app = _InlineApp()
+
+    async def main() -> None:
+        async with _server(app=app) as (port, _, _):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            for path in ("/inline/ok", "/", "/inline/ok", "/"):
+                writer.write(REQUEST.replace(b"GET / ", f"GET {path} ".encode()))
+                assert (await reader.readuntil(b"ok")).startswith(b"HTTP/1.1 200")
+            writer.write(b"HEAD /inline/ok HTTP/1.1\r\nHost: registry\r\n\r\n")
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+            # a GET with a body is not run inline, whatever the application says: its body is read first
+            writer.write(b"GET /inline/body HTTP/1.1\r\nHost: registry\r\nContent-Length: 4\r\n\r\nabcd")
+            assert (await reader.readuntil(b"abcd")).startswith(b"HTTP/1.1 200")
+            # pipelined: three in one write, answered in order
+            writer.write(b"".join(f"GET /inline/ok HTTP/1.1\r\nHost: r\r\nX-N: {n}\r\n\r\n".encode() for n in range(3)))
+            for _ in range(3):
+                assert (await reader.readuntil(b"ok")).startswith(b"HTTP/1.1 200")
+            writer.close()
+
+    asyncio.run(main())
+    inline = {task for path, task in app.tasks if path == "/inline/ok"}
+    assert len(inline) == 1 and len([p for p, _ in app.tasks if p == "/inline/ok"]) == 6  # GETs, HEAD, pipelined
+    others = [task for path, task in app.tasks if path in ("/", "/inline/body")]
+    assert len(others) == 3 and len(set(others)) == 3 and not inline & set(others)
+
+
+def test_an_inline_request_learns_that_its_client_left() -> None:
+    """The reader cannot watch the socket while it runs the application: a ``receive`` that waits watches
+    the transport itself, and the connection works on after it stopped watching."""
+    app = _InlineApp()
+
+    async def main() -> None:
+        async with _server(app=app) as (port, _, _):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /inline/watch-then-answer HTTP/1.1\r\nHost: registry\r\n\r\n")
+            assert (await reader.readuntil(b"ok")).startswith(b"HTTP/1.1 200")
+            for _ in range(2):  # the watch is gone: requests, then the end of input, reach the connection
+                writer.write(REQUEST)
+                assert (await reader.readuntil(b"ok")).startswith(b"HTTP/1.1 200")
+            writer.write_eof()
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # closed at the end of input
+            writer.close()
+            assert app.received == []  # the watch saw nothing: the client was there throughout
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /inline/watch HTTP/1.1\r\nHost: registry\r\n\r\n")
+            assert (await reader.readuntil(b"first")).startswith(b"HTTP/1.1 200")
+            writer.close()  # gone mid-body
+            for _ in range(100):
+                if app.received:
+                    break
+                await asyncio.sleep(0.05)
+
+    asyncio.run(main())
+    assert app.received == ["http.disconnect"]
+
+
+def test_an_inline_application_that_fails_is_a_500() -> None:
+    async def main() -> None:
+        async with _server(app=_InlineApp()) as (port, _, _):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /inline/fail HTTP/1.1\r\nHost: registry\r\n\r\n")
+            assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 500")
+            writer.close()
+
+    asyncio.run(main())
 
 
 def test_an_idle_connection_is_closed_after_the_keep_alive_timeout_and_a_request_restarts_it() -> None:
