@@ -13,8 +13,7 @@ behind it waits in h11's buffer either way. The application gets the same ASGI m
 ``http.disconnect`` too: the reader cannot watch the socket while it runs the application, so a
 ``receive`` that waits (a body streamed from another process watches for the client leaving) watches
 the connection's transport itself, through a forwarding protocol (:class:`_InputWatch`) for as long as
-it waits.
-Every other request — with a body, another method or path, HTTP/2 — starts in a task as before.
+it waits. Every other request — with a body, another method or path, HTTP/2 — starts in a task as before.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from typing import Any
 
 #: What the application answers: run this request (its ASGI scope) in the reader task?
 Predicate = Callable[[dict[str, Any]], bool]
-_METHODS = frozenset({b"GET", b"HEAD", "GET", "HEAD"})
+_METHODS = frozenset({"GET", "HEAD"})
 
 
 def predicate(app: Any) -> Predicate | None:
