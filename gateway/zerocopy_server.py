@@ -40,7 +40,8 @@ def create_app() -> ZeroCopyApp:
 
 
 def install() -> None:
-    """Teach this worker's Hypercorn (0.17/0.18 asyncio) the zero-copy send extension on plain HTTP/1.1."""
+    """Teach this worker's Hypercorn (0.17/0.18 asyncio) the zero-copy send extension on plain HTTP/1.1,
+    and to run the bodiless reads the app asks for in their connection's task (:mod:`gateway.inline_requests`)."""
     import h11
     import hypercorn.asyncio.run as hypercorn_run
     import hypercorn.protocol as hypercorn_protocol
