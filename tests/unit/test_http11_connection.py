@@ -16,13 +16,14 @@ from asyncio import selector_events
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
-from gateway import connections, zerocopy_server
+from gateway import connections, inline_requests, zerocopy_server
 from gateway.zerocopy import MESSAGE
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: registry\r\n\r\n"
@@ -382,5 +383,39 @@ def test_a_response_whose_body_never_comes_still_sends_its_head_before_the_conne
             received = await asyncio.wait_for(reader.read(), 10)  # until the server closes
             assert received.startswith(b"HTTP/1.1 200") and received.endswith(b"\r\n\r\n"), received
             writer.close()
+
+    asyncio.run(main())
+
+
+def test_the_input_watch_forwards_everything_and_leaves_the_connections_protocol_as_it_was() -> None:
+    """The watch a waiting ``receive`` installs: the connection's own protocol still gets every byte,
+    is back in place when the wait ends (here by a timeout), and the end of input is a disconnect."""
+
+    async def main() -> None:
+        accepted: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+        server = await asyncio.start_server(lambda r, w: accepted.put_nowait((r, w)), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        _, client = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await accepted.get()
+        own = writer.transport.get_protocol()
+        run = inline_requests.InlineRun(None, None, None, None, None, SimpleNamespace(reader=reader, writer=writer))
+        waiting = asyncio.ensure_future(run.receive())
+        await asyncio.sleep(0.05)
+        assert isinstance(writer.transport.get_protocol(), inline_requests._InputWatch)
+        client.write(b"pipelined")
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # bytes are no disconnect
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        assert writer.transport.get_protocol() is own
+        assert await reader.readexactly(9) == b"pipelined"  # forwarded to the connection's reader
+        waiting = asyncio.ensure_future(run.receive())
+        await asyncio.sleep(0.05)
+        client.close()
+        assert (await asyncio.wait_for(waiting, 5))["type"] == "http.disconnect"
+        assert writer.transport.get_protocol() is own
+        writer.close()
+        server.close()
+        await server.wait_closed()
 
     asyncio.run(main())
