@@ -29,8 +29,10 @@ Predicate = Callable[[dict[str, Any]], bool]
 _METHODS = frozenset({"GET", "HEAD"})
 
 
+@functools.lru_cache(maxsize=8)
 def predicate(app: Any) -> Predicate | None:
-    """The application's ``serves_inline`` (looked for through the wrappers around it), or None."""
+    """The application's ``serves_inline`` (looked for through the wrappers around it), or None: looked
+    up once per application object (a worker serves one), not per request."""
     for _ in range(4):
         found = getattr(app, "serves_inline", None)
         if found is not None or not hasattr(app, "app"):

@@ -81,14 +81,14 @@ def install() -> None:
             self.tap: body_tap.BodyTap | None = None
             self.tap_used = False
             offering: Any = app if ssl else _Offering(app, self)
+            self.inline = inline_requests.predicate(app)  # Hypercorn's wrapper: the same for every request
             super().__init__(offering, config, context, task_group, ssl, *args)
 
         async def handle(self, event: Any) -> None:
             if isinstance(event, Request) and inline_requests.bodiless(event.method, event.headers):
-                wanted = inline_requests.predicate(self.app)
                 server = getattr(getattr(self.send, "__self__", None), "_server", None)  # the H11Protocol's
-                if wanted is not None and server is not None:  # a bodiless request the app may run in the reader
-                    group: Any = inline_requests.InlineGroup(self.task_group, wanted, handle_app, server)
+                if self.inline is not None and server is not None:  # the app may run it in the reader task
+                    group: Any = inline_requests.InlineGroup(self.task_group, self.inline, handle_app, server)
                     self.task_group = group
             elif isinstance(event, Request) and self.scheme == "http" and event.method in _BODY_METHODS:
                 self.tap = _tap_for(event)
