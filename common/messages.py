@@ -102,11 +102,12 @@ class ManifestGetRequest(TypedDict):
     head: bool
 
 
-class ManifestPulledRequest(TypedDict):
-    """A manifest the gateway served from the shard's metadata read in place (gateway.local_reads)."""
+class ManifestPullsRequest(TypedDict):
+    """Manifest GETs a gateway worker answered from the shard's metadata read in place
+    (gateway.local_reads), as ``[repo, digest]`` pairs: a notice (never answered). The shard
+    counts each pair whose repository it serves under its routing (like a ``manifest.get``)."""
 
-    repo: str
-    digest: str
+    pulls: list[list[str]]
 
 
 class ManifestGetReply(TypedDict):
@@ -363,7 +364,9 @@ CATALOG = Wire(Op.CATALOG, CatalogRequest, CatalogReply)
 REPO_COUNT = Wire(Op.REPO_COUNT, RepoCountRequest, RepoCountReply)
 TAGS_LIST = Wire(Op.TAGS_LIST, TagsListRequest, TagsListReply)
 MANIFEST_GET = Wire(Op.MANIFEST_GET, ManifestGetRequest, ManifestGetReply)
-MANIFEST_PULLED = Wire(Op.MANIFEST_PULLED, ManifestPulledRequest, Empty)
+MANIFEST_PULLS = Wire(Op.MANIFEST_PULLS, ManifestPullsRequest, Empty)
+#: At most this many pairs in one ``manifest.pulls`` (the shard refuses more: bounded work).
+MAX_PULLS = 1024
 MANIFEST_PUT = Wire(Op.MANIFEST_PUT, ManifestPutRequest, ManifestPutReply)
 MANIFEST_DELETE = Wire(Op.MANIFEST_DELETE, ManifestDeleteRequest, ManifestDeleteReply)
 REFERRERS = Wire(Op.REFERRERS, ReferrersRequest, ReferrersReply)
@@ -399,12 +402,14 @@ USER_PURGE = Wire(Op.USER_PURGE, UserRequest, UserPurgeReply)
 
 #: Every op's wire, by op.
 ALL: dict[Op, Wire[Any, Any]] = {w.op: w for w in (
-    PING, STATUS, CATALOG, REPO_COUNT, TAGS_LIST, MANIFEST_GET, MANIFEST_PULLED, MANIFEST_PUT, MANIFEST_DELETE, REFERRERS,
+    PING, STATUS, CATALOG, REPO_COUNT, TAGS_LIST, MANIFEST_GET, MANIFEST_PULLS, MANIFEST_PUT, MANIFEST_DELETE, REFERRERS,
     BLOB_STAT, BLOB_READ, BLOB_DELETE, BLOB_LINK, UPLOAD_START, UPLOAD_STATUS, UPLOAD_BEGIN, UPLOAD_WRITE,
     UPLOAD_END, UPLOAD_CHUNK, UPLOAD_ABORT, UPLOAD_COMMIT, UPLOAD_CANCEL, SEARCH_IMAGES, SEARCH_REPOS, SEARCH_EXPAND,
     USERPREFS_TOGGLE, TRUST_PUT, DEBUG_PROFILE, APIKEY_CREATE, APIKEY_LIST, APIKEY_DELETE, APIKEY_LOOKUP,
     APIKEY_TOUCH, SESSION_CREATE, SESSION_GET, SESSION_DELETE, SECRET_GET,
     USER_PURGE, RETENTION_RUN, CLOCK_SET)}
+#: Ops the shard never answers (see common.protocol): the sender does not wait for them.
+NOTICES = frozenset({Op.MANIFEST_PULLS})
 # -- sync (issue 13): request/reply types in common/sync_messages.py (this module's size) -----
 SYNC_MANIFEST = Wire(Op.SYNC_MANIFEST, ManifestGetRequest, ManifestGetReply)  # manifest.get, pulling through
 SYNC_BLOB = Wire(Op.SYNC_BLOB, SyncBlobRequest, SyncBlobReply)

@@ -199,7 +199,7 @@ WIRES = (
 #: How a shard decides whether an op is its own (shard.routing): by the repository, by the user,
 #: or not at all (fan-outs, which list only what the shard owns; fixed ops; cluster and move ops).
 ROUTE_REPO = frozenset({
-    Op.TAGS_LIST, Op.MANIFEST_GET, Op.MANIFEST_PULLED, Op.MANIFEST_PUT, Op.MANIFEST_DELETE, Op.REFERRERS, Op.BLOB_STAT,
+    Op.TAGS_LIST, Op.MANIFEST_GET, Op.MANIFEST_PUT, Op.MANIFEST_DELETE, Op.REFERRERS, Op.BLOB_STAT,
     Op.BLOB_DELETE, Op.BLOB_LINK, Op.UPLOAD_START, Op.UPLOAD_STATUS, Op.UPLOAD_BEGIN, Op.UPLOAD_WRITE,
     Op.UPLOAD_END, Op.UPLOAD_CHUNK, Op.UPLOAD_ABORT, Op.UPLOAD_COMMIT, Op.UPLOAD_CANCEL, Op.SEARCH_EXPAND, Op.USERPREFS_TOGGLE,
     Op.SYNC_MANIFEST, Op.SYNC_BLOB})  # sync.blob.read follows the shard that answered sync.blob

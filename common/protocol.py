@@ -6,6 +6,8 @@ Reply:    ``[request_id, status, msgpack(result), *raw_frames]``
 ``request_id`` is 8 bytes chosen by the gateway, ``op`` one of :class:`Op`, ``status`` is
 ``b"ok"`` or ``b"err"`` (then ``result`` is a wire-encoded :class:`RegistryError`). Blob bytes
 never travel inside msgpack: they are the trailing raw frames, sent with ``copy=False``.
+A *notice* (``common.messages.NOTICES``) is a request the shard never answers: the sender does
+not wait, and a refusal is only logged on the shard.
 
 Every op has a request and a reply type (``TypedDict``\\ s in :mod:`common.messages`), tied to
 the op by a :class:`Wire` constant there (``messages.MANIFEST_GET``). A ``TypedDict`` is a
@@ -51,7 +53,7 @@ class Op(StrEnum):
     TAGS_LIST = "tags.list"
     # manifests
     MANIFEST_GET = "manifest.get"
-    MANIFEST_PULLED = "manifest.pulled"
+    MANIFEST_PULLS = "manifest.pulls"  # a notice: never answered
     MANIFEST_PUT = "manifest.put"
     MANIFEST_DELETE = "manifest.delete"
     REFERRERS = "referrers.list"

@@ -29,6 +29,7 @@ from common.messages import RepoScoped
 from common.protocol import FRAME_SIZE, OK, WINDOW, Rep, Reply, Req, Request, pack, unpack
 from common.requestid import to_message_id
 from common.zmqctx import OwnedContext
+from gateway.pull_notices import PullNotices
 
 log = logging.getLogger("shardreg.gateway")
 RETRY_AFTER = "5"
@@ -92,6 +93,8 @@ class ShardClient:
         self.hints: dict[str, tuple[int, int]] = {}
         self.redirects: dict[str, int] = {"moved": 0, "ask": 0, "stale_map": 0, "tryagain": 0}
         self._refreshing: asyncio.Task | None = None
+        #: Manifest GETs answered in place, told to their shards in batches (gateway.pull_notices).
+        self.pulls = PullNotices(self._tell_pulls)
         self._looked = -1.0
         for index in range(self.count):
             self._connect(index)
@@ -215,6 +218,8 @@ class ShardClient:
         for up to CONNECT_GRACE seconds (a shard restarting, a worker just started) and
         then answer 503.
         """
+        if self.pulls.waiting:
+            self.pulls.flush(shard)  # the shard hears of earlier pulls first
         rid, message = self._message(request, via)
         message += frames
         # Frames below COPY_THRESHOLD are copied into the message (a memcpy into memory libzmq reuses);
@@ -268,24 +273,15 @@ class ShardClient:
                    timeout: float | None = None) -> Reply[Rep]:
         return await self.wait(shard, await self.send(shard, request, frames), timeout)
 
-    def tell(self, shard: int, request: Request[Req, Rep]) -> None:
-        """Send a notice whose answer nobody waits for (a failure is logged at debug level;
-        forgotten if the shard does not answer within the request timeout). It leaves at once
-        when the socket takes it, so it precedes whatever this worker sends the shard next."""
-        rid, message = self._message(request)
-        sent = cast(asyncio.Future, self._connect(shard).send_multipart(message, flags=zmq.NOBLOCK, copy=False))
-        if sent.done() and sent.exception() is not None:  # not connected: not worth a retry
-            log.debug("%s not sent to shard %d: %s", request.wire.op.value, shard, sent.exception())
+    def _tell_pulls(self, shard: int, batch: list[list[str]]) -> None:
+        _, message = self._message(messages.MANIFEST_PULLS({"pulls": batch}))
+        try:
+            sent = cast(asyncio.Future, self._connect(shard).send_multipart(message, flags=zmq.NOBLOCK, copy=False))
+        except RegistryError as exc:  # a shard without an endpoint: nobody to tell
+            log.debug("%d pulls not told to shard %d: %s", len(batch), shard, exc.message)
             return
-        future = self._awaiting(rid, shard, request.wire.op.value)
-        forget = asyncio.get_running_loop().call_later(self.timeout, self.pending.pop, rid, None)
-
-        def done(answered: asyncio.Future) -> None:
-            forget.cancel()
-            if not answered.cancelled() and answered.exception() is not None:
-                log.debug("%s refused by shard %d: %s", request.wire.op.value, shard, answered.exception())
-
-        future.add_done_callback(done)
+        if sent.done() and sent.exception() is not None:  # not connected: the counts are lost, not worth a retry
+            log.debug("%d pulls not told to shard %d: %s", len(batch), shard, sent.exception())
 
     async def call_repo(self, request: Request[RepoReq, Rep], frames: Sequence[Any] = (),
                         timeout: float | None = None) -> Reply[Rep]:
@@ -436,6 +432,7 @@ class ShardClient:
                 future.cancel()
 
     def close(self) -> None:
+        self.pulls.close()
         for task in self.readers:
             task.cancel()
         self.zmq.close()

@@ -246,6 +246,15 @@ class Routing:
         self.meta.read(run)
         return out
 
+    def serves(self, repo: str, epoch: int | None) -> bool:
+        """Whether a read of repository ``repo`` routed with map ``epoch`` would be served here:
+        the check of each name a notice carries (``manifest.pulls``), which is routed by none."""
+        try:
+            self.check(Op.MANIFEST_GET, {"repo": repo} if epoch is None else {"repo": repo, "epoch": epoch})
+        except RegistryError:
+            return False
+        return True
+
     def owns_stably(self, name: str) -> bool:
         """Whether this shard owns repository ``name`` and it is not moving: what a shard's own
         background writers (sync's periodic mirroring) may write to, without a routed op."""

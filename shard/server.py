@@ -29,6 +29,7 @@ from common.config import Config, ConfigError
 from common.datalock import lock_data_dir
 from common.errors import ErrorCode, RegistryError
 from common.messages import ALL as WIRES
+from common.messages import NOTICES
 from common.privatefs import private_dir
 from common.protocol import ERR, OK, Answer, Frames, Op, pack, unpack
 from common.requestid import REQUEST_ID, from_message_id
@@ -103,8 +104,10 @@ class ShardServer:
         self.service.lifecycle_status = self.lifecycle.status
         self.sync = SyncService(config, self.service, self.hooks)  # extensions.sync (issue 13)
         self.sync.mirror.owns = self.routing.owns_stably
+        manifests = ManifestOps(self.service, self.hooks, self.lifecycle.policy)
+        manifests.serves = self.routing.serves
         bound = bind(
-            RepositoryOps(self.service), ManifestOps(self.service, self.hooks, self.lifecycle.policy),
+            RepositoryOps(self.service), manifests,
             BlobOps(self.service), UploadOps(self.service), UserData(self.service.meta), self.search, trust,
             UserPrefs(self.service.meta, store, self.search.reindex), Profiler(), ClusterOps(self.service, self.routing), self.moves,
             self.lifecycle, self.sync, self.walk)
@@ -160,21 +163,22 @@ class ShardServer:
     async def _handle(self, ident: bytes, rid: bytes, op: str, args: Any, frames: list[Any]) -> None:
         started = time.perf_counter()
         REQUEST_ID.set(from_message_id(rid))  # this task's log lines name the gateway's request
+        send = self._send if op not in NOTICES else _unanswered
         try:
             result, out = await self.dispatch(op, args, frames)
-            await self._send(ident, rid, OK, result, out)
+            await send(ident, rid, OK, result, out)
         except RegistryError as exc:
             if exc.code is ErrorCode.INSUFFICIENT_STORAGE:
                 self.service.disk.note_full(exc.message)
-            await self._send(ident, rid, ERR, exc.to_wire(), [])
+            await send(ident, rid, ERR, exc.to_wire(), [])
         except Exception as exc:
             if is_storage_full(exc):  # one line, no traceback: the operator must free space
                 log.error("op %s failed: storage full: %s", op, exc)
                 self.service.disk.note_full(str(exc))
-                await self._send(ident, rid, ERR, storage_full(exc).to_wire(), [])
+                await send(ident, rid, ERR, storage_full(exc).to_wire(), [])
             else:
                 log.exception("op %s failed", op)
-                await self._send(ident, rid, ERR, RegistryError(ErrorCode.INTERNAL).to_wire(), [])
+                await send(ident, rid, ERR, RegistryError(ErrorCode.INTERNAL).to_wire(), [])
         finally:
             self.op_latency.observe(op, time.perf_counter() - started)
 
@@ -282,6 +286,12 @@ class ShardServer:
             finally:
                 self.service.close()
 
+
+
+async def _unanswered(ident: bytes, rid: bytes, status: bytes, result: Any, frames: list[Any]) -> None:
+    """What a notice's "answer" becomes (common.messages.NOTICES): nothing is sent; a refusal is logged."""
+    if status == ERR:
+        log.debug("notice refused: %s", result)
 
 
 #: The keys each op's request type requires, by op name (a set test costs ~0.2 µs per request).

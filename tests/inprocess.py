@@ -243,8 +243,8 @@ class InProcessRegistry:
 
     def settle(self) -> None:
         """Wait until every shard has handled what the gateway sent it so far — e.g. the pulls it
-        tells after answering manifest GETs itself (``manifest.pulled``): a ping through the
-        gateway's own socket to each shard is answered after them."""
+        tells after answering manifest GETs itself (``manifest.pulls``): a ping through the
+        gateway's own socket to each shard sends them first, and is answered after them."""
         async def ping_all() -> None:
             client = self.app.state.client  # type: ignore[attr-defined]
             for index in range(len(self.shards)):

@@ -69,7 +69,7 @@ async def manifest_answer(st: GatewayState, req: ReadRequest, name: str, referen
         if found is not None:
             shard, info, body = found
             if not head:  # the shard records the pull (download counts), not waited for
-                st.client.tell(shard, messages.MANIFEST_PULLED({"repo": name, "digest": info["digest"]}))
+                st.client.pulls.note(shard, name, info["digest"])
     if info is None:
         # a pull-through repository asks its shard with sync.manifest (fetched or re-checked upstream)
         reply = await pullthrough.get_manifest(st, name, reference, head)

@@ -12,7 +12,10 @@ only moves tags, another one is refused (``MANIFEST_INVALID``). The hooks
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
+
+import lmdb
 
 from common import messages as m
 from common.errors import ErrorCode, RegistryError
@@ -30,6 +33,9 @@ class ManifestOps:
         self.hooks = hooks
         #: Immutable tags, lint and the event outbox (shard/pushpolicy.py); None: none configured.
         self.policy = policy
+        #: Whether this shard serves a repository under a sender's map epoch (shard.routing; the
+        #: server sets it): the per-name check of ``manifest.pulls``. Unset: every name.
+        self.serves: Callable[[str, int | None], bool] = lambda repo, epoch: True
 
     @handles(m.MANIFEST_GET)
     async def get(self, args: m.ManifestGetRequest, frames: Frames) -> Answer[m.ManifestGetReply]:
@@ -49,11 +55,28 @@ class ManifestOps:
 
         return self.meta.read(run)
 
-    @handles(m.MANIFEST_PULLED)
-    async def pulled(self, args: m.ManifestPulledRequest, frames: Frames) -> Answer[m.Empty]:
-        """A manifest GET the gateway answered itself (gateway.local_reads): record the pull."""
-        repo, digest = args["repo"], args["digest"]
-        if self.meta.read(lambda txn: self.meta.manifest_exists(txn, repo, digest)):
+    @handles(m.MANIFEST_PULLS)
+    async def pulls(self, args: m.ManifestPullsRequest, frames: Frames) -> Answer[m.Empty]:
+        """Manifest GETs the gateway answered itself (gateway.local_reads): record each pull of a
+        manifest stored here, in a repository this shard serves under the sender's map epoch."""
+        pulls = args["pulls"]
+        if not (isinstance(pulls, list) and len(pulls) <= m.MAX_PULLS and all(
+                isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], str) for p in pulls)):
+            raise RegistryError(ErrorCode.BAD_REQUEST, f"manifest.pulls: at most {m.MAX_PULLS} [repo, digest] pairs")
+        epoch = cast(int | None, args.get("epoch"))  # added by the sender's ShardClient
+        served = [(repo, digest) for repo, digest in pulls if self.serves(repo, epoch)]
+
+        def stored(txn: Txn) -> list[tuple[str, str]]:
+            found = []
+            for repo, digest in served:
+                try:
+                    if self.meta.manifest_exists(txn, repo, digest):
+                        found.append((repo, digest))
+                except (lmdb.Error, ValueError):  # e.g. a key too long: no such manifest
+                    continue
+            return found
+
+        for repo, digest in self.meta.read(stored) if served else ():
             self.hooks.pulled(repo, digest)
         return {}, []
 
