@@ -134,6 +134,7 @@ def build_quart(state: GatewayState) -> Quart:
     @app.after_serving
     async def close() -> None:
         stop_driver(state)
+        await state.drain()
         state.close()
 
     return app

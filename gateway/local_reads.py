@@ -14,8 +14,8 @@ else — a miss (its exact error, a pull-through fetch), a resize, a shard whose
 opened, any LMDB error — goes to the shard as before. Records are committed state, so an answer
 here is never older than what the shard would have said at the same moment.
 
-A manifest GET is a pull the shard records (download counts): the caller tells it afterwards
-(``manifest.pulled``, not waited for). A GET the shard must see before the client does (a
+A manifest GET is a pull the shard records (download counts): the caller tells it afterwards,
+in a batch (gateway.pull_notices, not waited for). A GET the shard must see before the client does (a
 repository under a retention policy, a pull-through repository) is not read here: see
 :func:`gateway.distribution.manifests.read_in_place`.
 """

@@ -5,9 +5,10 @@ wait for that: each pull is noted here and leaves with the others for the same s
 ``manifest.pulls`` notice (never answered) — PULLS_DELAY seconds after the first, at once when
 MAX_PULLS are waiting, or just before anything else the worker sends that shard
 (``ShardClient.send`` calls :meth:`PullNotices.flush`), so a caller that reads download counts
-after its GETs, through the same worker, sees them counted. One notice for many GETs, and no
-answer, is what makes a pull cheap: a message each way per GET was a fifth of a pull's CPU
-(docs/performance.md, "Pull notices in batches").
+after its GETs, through the same worker, sees them counted (through another worker or gateway: at
+most PULLS_DELAY later). A worker that stops tells its shards what waits (``ShardClient.drain``).
+One notice for many GETs, and no answer, is what makes a pull cheap: a message each way per GET was
+a fifth of a pull's CPU (docs/performance.md, "Pull notices in batches").
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from collections.abc import Callable
 
 from common.messages import MAX_PULLS
 
-#: Longest a pull waits before its shard hears of it.
-PULLS_DELAY = 0.01
+#: Longest a pull waits before its shard hears of it. Batches fill at the rate of one worker's GETs
+#: of one shard's repositories: a few hundred a second on the bench's pull-small, ~1 per 10 ms — so a
+#: 10 ms delay batched nothing and gained nothing, 100 ms (~9 a notice) is what gains (performance.md).
+PULLS_DELAY = 0.1
 #: Sends one shard its batch of [repo, digest] pairs.
 Tell = Callable[[int, list[list[str]]], None]
 

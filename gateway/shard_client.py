@@ -47,6 +47,8 @@ MAX_REDIRECTS = 8
 TRYAGAIN_BUDGET = 10.0
 #: The first and the longest pause between two tries of a name answering TRYAGAIN.
 TRYAGAIN_PAUSE, TRYAGAIN_MAX_PAUSE = 0.05, 0.25
+#: How long a stopping worker waits for its shards to have the pulls it still holds.
+DRAIN_TIMEOUT = 1.0
 #: Names remembered as MOVED (per map epoch), so later requests go straight to the new owner.
 HINTS = 65536
 
@@ -430,6 +432,14 @@ class ShardClient:
             for future in inflight:
                 self.pending.pop(getattr(future, "rid", b""), None)
                 future.cancel()
+
+    async def drain(self) -> None:
+        """Before closing: the pulls waiting here reach their shards (each sends them ahead of a
+        ping, and answers the ping after them; at most DRAIN_TIMEOUT)."""
+        waiting = list(self.pulls.waiting)
+        if waiting:
+            await asyncio.gather(*(self.call(shard, messages.PING({}), timeout=DRAIN_TIMEOUT) for shard in waiting),
+                                 return_exceptions=True)
 
     def close(self) -> None:
         self.pulls.close()

@@ -57,6 +57,11 @@ class GatewayState:
             return None
         return self.config.shard_dir(shard) / "spool"
 
+    async def drain(self) -> None:
+        """Before ``close``: what this worker still owes the shards (pull notices) reaches them."""
+        if self._client is not None:
+            await self._client.drain()
+
     def close(self) -> None:
         self._closed = True
         try:

@@ -188,3 +188,21 @@ def test_the_routing_check_of_each_name(registry: InProcessRegistry) -> None:
     assert epoch >= 1
     assert routing.serves(own, epoch) and not routing.serves(other, epoch)
     assert not routing.serves(own, epoch - 1)  # a stale map: not counted here
+
+
+def test_a_stopping_worker_tells_its_shards_the_pulls_it_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pull_notices, "PULLS_DELAY", 600.0)
+    repo = "notes/stop"
+    with InProcessRegistry(shards=2) as reg:
+        manifest_digest = pushed(reg, repo)
+        client = client_of(reg)
+
+        async def note() -> None:
+            for _ in range(3):
+                client.pulls.note(shard_for(repo, 2), repo, manifest_digest)
+
+        reg.run(note())
+        assert downloads(reg, repo, manifest_digest) == 0
+        reg.run(reg._lifespan("shutdown"))  # the gateway stops (after_serving); its shards still run
+        reg.lifespan = None  # (stopped already: the fixture's stop does not ask again)
+        assert downloads(reg, repo, manifest_digest) == 3
