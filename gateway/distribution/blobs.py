@@ -79,7 +79,7 @@ async def blob_answer(st: GatewayState, req: ReadRequest, name: str, digest: str
     path = st.blob_file(shard, info["path"])
     # decided here (the body runs after the handler returned): the blob file's regions, sent zero-copy
     zero_copy_file = path if (req.method == "GET" and not fetching and zerocopy.offered(req.scope) and path is not None
-                        and path.exists()) else None
+                              and path.exists()) else None
 
     def chunks(start: int, end: int) -> AsyncIterator[bytes] | AsyncIterator[zerocopy.FileRegion]:
         if zero_copy_file is not None:

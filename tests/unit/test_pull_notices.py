@@ -60,6 +60,17 @@ def pushed(reg: InProcessRegistry, repo: str) -> str:
     return manifest_digest
 
 
+def note_pulls(reg: InProcessRegistry, repo: str, manifest_digest: str, times: int) -> None:
+    """The gateway's worker notes ``times`` GETs of ``repo``'s manifest answered in place."""
+    client, shard = client_of(reg), shard_for(repo, 2)
+
+    async def note() -> None:
+        for _ in range(times):
+            client.pulls.note(shard, repo, manifest_digest)
+
+    reg.run(note())
+
+
 def wait_until(predicate: Any, what: str) -> None:
     deadline = time.monotonic() + 10
     while not predicate():
@@ -70,15 +81,8 @@ def wait_until(predicate: Any, what: str) -> None:
 def test_pulls_noted_together_leave_as_one_notice(registry: InProcessRegistry) -> None:
     repo = "notes/one"
     manifest_digest = pushed(registry, repo)
-    shard = shard_for(repo, 2)
     seen = count_notices(registry)
-    client = client_of(registry)
-
-    async def note() -> None:
-        for _ in range(5):
-            client.pulls.note(shard, repo, manifest_digest)
-
-    registry.run(note())
+    note_pulls(registry, repo, manifest_digest, 5)
     wait_until(lambda: seen["pairs"] == 5, f"the pulls never arrived: {seen}")
     time.sleep(pull_notices.PULLS_DELAY * 5)
     assert seen == Counter({"notices": 1, "pairs": 5})
@@ -109,15 +113,8 @@ def test_a_full_batch_leaves_at_once(registry: InProcessRegistry, monkeypatch: p
     monkeypatch.setattr(pull_notices, "PULLS_DELAY", 600.0)
     repo = "notes/full"
     manifest_digest = pushed(registry, repo)
-    shard = shard_for(repo, 2)
     seen = count_notices(registry)
-    client = client_of(registry)
-
-    async def note(times: int) -> None:
-        for _ in range(times):
-            client.pulls.note(shard, repo, manifest_digest)
-
-    registry.run(note(messages.MAX_PULLS + 1))
+    note_pulls(registry, repo, manifest_digest, messages.MAX_PULLS + 1)
     wait_until(lambda: seen["pairs"] == messages.MAX_PULLS, f"a full batch did not leave: {seen}")
     time.sleep(0.1)
     assert seen == Counter({"notices": 1, "pairs": messages.MAX_PULLS})  # the one after it waits
@@ -195,13 +192,7 @@ def test_a_stopping_worker_tells_its_shards_the_pulls_it_holds(monkeypatch: pyte
     repo = "notes/stop"
     with InProcessRegistry(shards=2) as reg:
         manifest_digest = pushed(reg, repo)
-        client = client_of(reg)
-
-        async def note() -> None:
-            for _ in range(3):
-                client.pulls.note(shard_for(repo, 2), repo, manifest_digest)
-
-        reg.run(note())
+        note_pulls(reg, repo, manifest_digest, 3)
         assert downloads(reg, repo, manifest_digest) == 0
         reg.run(reg._lifespan("shutdown"))  # the gateway stops (after_serving); its shards still run
         reg.lifespan = None  # (stopped already: the fixture's stop does not ask again)
