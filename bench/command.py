@@ -27,6 +27,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from bench import ceilings, machine, report
 from bench.client import BlobFactory
+from bench.goals import goals
 from bench.runner import LevelResult, run_level
 from bench.targets import Target, TargetError, external, is_loopback, start_distribution, start_shardreg
 from bench.workloads import WORKLOADS, Options, TargetState, Workload
@@ -136,33 +137,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _label_for(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.hostname}:{parts.port}" if parts.port else (parts.hostname or url)
-
-
-def goals(doc: dict) -> list[dict]:
-    """The performance targets (docs/performance.md), evaluated on this run's figures (informative only)."""
-    out: list[dict] = []
-    comps = {(c["workload"], c["concurrency"]): c["ratio"] for c in doc.get("comparisons", [])}
-    for (w, c), q in comps.items():
-        if w in ("push-large", "pull-large"):
-            out.append({"goal": f"{w} MB/s >= 1.0x other (c={c})", "value": q["mb_per_s"],
-                        "met": q["mb_per_s"] is not None and q["mb_per_s"] >= 1.0})
-        if w == "pull-small" and c == 32:
-            out.append({"goal": "pull-small images/s >= 1.0x other (c=32)", "value": q["ops_per_s"],
-                        "met": q["ops_per_s"] is not None and q["ops_per_s"] >= 1.0})
-    primary = doc["targets"][0]["label"]
-    for r in doc["results"]:
-        if r["target"] != primary:
-            continue
-        if r["workload"] == "mixed-ci" and "manifest-get" in r["parts"]:
-            p99 = r["parts"]["manifest-get"]["p99_ms"]
-            out.append({"goal": f"mixed-ci manifest GET p99 <= 20 ms (c={r['concurrency']})", "value": p99,
-                        "met": p99 is not None and p99 <= 20})
-        disk = (doc.get("disk") or {}).get("mb_per_s")
-        if r["workload"] == "push-large" and disk and r["valid"]:
-            share = round(r["mb_per_s"] / disk, 3)
-            out.append({"goal": f"push-large >= 80% of disk fsync write speed (c={r['concurrency']})",
-                        "value": share, "met": share >= 0.8})
-    return out
 
 
 def _start_targets(args: argparse.Namespace) -> list[Target]:
