@@ -8,6 +8,7 @@ once, here, as OCI error bodies.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Any
@@ -16,7 +17,7 @@ import hypercorn.asyncio.tcp_server as hypercorn_tcp
 from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
-from common.config import Config, load_config
+from common.config import Config, load_config, parse_config
 from common.errors import ErrorCode, RegistryError
 from common.logs import setup_logging
 from gateway.accesslog import RequestLog
@@ -35,7 +36,8 @@ from gateway.routes import QUART, ROUTES, UPLOADS, Route, enabled_routes
 from gateway.state import STATE_KEY, GatewayState
 
 log = logging.getLogger("shardreg.gateway")
-CONFIG_ENV = "SHARDREG_CONFIG"
+#: The effective config's JSON text, as a gateway hands it to its worker processes.
+CONFIG_ENV = "SHARDREG_CONFIG_JSON"
 SOCKET_READ_SIZE = 256 * 1024
 
 
@@ -185,12 +187,13 @@ class GatewayApp:
 
 
 def create_app(config: Config | None = None) -> GatewayApp:
-    """Build the gateway; without ``config``, read the file named by ``$SHARDREG_CONFIG``."""
+    """Build the gateway; without ``config``, parse ``$SHARDREG_CONFIG_JSON`` (the embedded defaults if unset)."""
     # Hypercorn reads sockets 64 KiB at a time; every read becomes an h11 event, an ASGI message
     # and a ZeroMQ frame. Larger reads cut that per-chunk overhead on big pushes (measured: see
     # docs/performance.md).
     hypercorn_tcp.MAX_RECV = SOCKET_READ_SIZE
     if config is None:
-        config = load_config(os.environ.get(CONFIG_ENV))
+        text = os.environ.get(CONFIG_ENV)
+        config = parse_config(json.loads(text)) if text else load_config(None)
         setup_logging(config, "gateway-worker")  # a Hypercorn worker process: nothing set logging up
     return GatewayApp(config)

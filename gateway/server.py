@@ -19,12 +19,10 @@ import logging
 import os
 import signal
 import socket
-import tempfile
 import time
 from multiprocessing import get_context
 from multiprocessing.connection import wait
 from multiprocessing.synchronize import Event
-from pathlib import Path
 from typing import Any
 
 from hypercorn.config import Config as HypercornConfig
@@ -72,7 +70,7 @@ def hypercorn_config(config: Config) -> HypercornConfig:
 
 
 def run_gateway(config: Config) -> int:
-    """Serve until SIGTERM/SIGINT. Worker processes read the effective config from a file.
+    """Serve until SIGTERM/SIGINT. Worker processes read the effective config from ``$SHARDREG_CONFIG_JSON``.
 
     Raises :class:`common.listen.ListenError` (before anything starts) if the port is taken."""
     curvekeys.client_keys(config)  # tcp without keys (and not insecure), unreadable keys: exit 2 now
@@ -80,16 +78,12 @@ def run_gateway(config: Config) -> int:
         config.shard_endpoint(index)  # a socket path too long: exit 2 now, not in every request
     sock = inherited_socket() or listen_tcp(config.http.address, config.http.port, DEFAULT_BACKLOG,
                                             "--port (http.port)")
-    fd, config_path = tempfile.mkstemp(prefix="shardreg-gateway-", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(config.to_json(), fh)
-    os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
-    try:
-        with multiprocess_dir(config):  # workers inherit PROMETHEUS_MULTIPROC_DIR
-            return serve_workers(hypercorn_config(config), config.cluster.gateway_workers, sock,
-                                 listening_line(config))
-    finally:
-        os.unlink(config_path)
+    # Workers (and their replacements) inherit the config in the environment, readable by this user
+    # alone like a 0600 file, and not left behind in a temporary directory by a kill -9.
+    os.environ[CONFIG_ENV] = json.dumps(config.to_json())
+    with multiprocess_dir(config):  # workers inherit PROMETHEUS_MULTIPROC_DIR
+        return serve_workers(hypercorn_config(config), config.cluster.gateway_workers, sock,
+                             listening_line(config))
 
 
 def _worker(config: HypercornConfig, shutdown_event: Event, sockets: Sockets, parent: int, counts: Any = None,

@@ -253,3 +253,17 @@ def test_shard_down_answers_503_at_once(faulty):
         os.kill(supervisor, signal.SIGCONT)
     faulty.wait_restarted("shard-0", old)
     assert client.get(f"/v2/{repo}/manifests/v1").status_code == 200
+
+
+def test_a_killed_gateway_leaves_no_file_behind(tmp_path, monkeypatch):
+    """The gateway hands its workers the config without a temporary file: a kill -9 (which runs no
+    clean-up) of the gateway, then a stop, leave the temporary directory as they found it."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    with Cluster(tmp_path / "data", workers=1) as c:
+        old = c.kill_child("gateway")
+        c.wait_restarted("gateway", old)
+        c.wait_ready()
+        assert httpx.get(f"{c.url}/v2/", timeout=10).status_code == 200  # the new workers read the config
+    assert sorted(os.listdir(scratch)) == []
