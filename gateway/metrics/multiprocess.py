@@ -3,11 +3,13 @@ directory, and a scrape answered by any worker sums them all (see :mod:`gateway.
 
 from __future__ import annotations
 
+import fcntl
 import fnmatch
 import glob
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -26,9 +28,41 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 # -- the master process: a fresh multiprocess directory -----------------------------------------
+PREFIX = "shardreg-metrics-"
+#: A file in each directory that its gateway keeps locked (``flock``): the kernel drops the lock
+#: when the gateway dies, kill -9 included, so a directory whose lock is free was abandoned.
+OWNER = ".owner"
+
+
+def remove_abandoned(parent: str) -> list[str]:
+    """Remove the directories that gateways killed before their clean-up left in ``parent``.
+
+    Only this user's real directories with a free :data:`OWNER` lock go (not an older version's,
+    without one, nor one of a gateway that runs, in whatever PID namespace)."""
+    removed = []
+    for entry in glob.glob(os.path.join(glob.escape(parent), PREFIX + "*")):
+        try:
+            st = os.lstat(entry)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+                continue
+            fd = os.open(os.path.join(entry, OWNER), os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)  # its gateway runs
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        os.close(fd)
+        removed.append(entry)
+    return removed
+
+
 @contextmanager
 def multiprocess_dir(config: Config) -> Iterator[Path | None]:
-    """Around ``hypercorn.run``: a fresh ``PROMETHEUS_MULTIPROC_DIR`` for the workers, removed at exit."""
+    """Around ``hypercorn.run``: a fresh ``PROMETHEUS_MULTIPROC_DIR`` for the workers, removed at exit
+    (and, should the gateway be killed, by the next one to start there)."""
     if not metrics_settings(config).enable:
         yield None
         return
@@ -40,12 +74,16 @@ def multiprocess_dir(config: Config) -> Iterator[Path | None]:
             parent = previous
         except OSError:
             parent = None
-    path = tempfile.mkdtemp(prefix="shardreg-metrics-", dir=parent)
+    remove_abandoned(parent or tempfile.gettempdir())
+    path = tempfile.mkdtemp(prefix=PREFIX, dir=parent)
+    owner = os.open(os.path.join(path, OWNER), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    fcntl.flock(owner, fcntl.LOCK_EX)  # held while this gateway lives, however it ends
     os.environ[MULTIPROC_ENV] = path
     try:
         yield Path(path)
     finally:
         shutil.rmtree(path, ignore_errors=True)
+        os.close(owner)
         if previous is None:
             os.environ.pop(MULTIPROC_ENV, None)
         else:

@@ -256,12 +256,15 @@ def test_shard_down_answers_503_at_once(faulty):
 
 
 def test_a_killed_gateway_leaves_no_file_behind(tmp_path, monkeypatch):
-    """The gateway hands its workers the config without a temporary file: a kill -9 (which runs no
-    clean-up) of the gateway, then a stop, leave the temporary directory as they found it."""
+    """The gateway hands its workers the config without a temporary file, and the next gateway
+    removes the metrics directory of one killed before its clean-up: a kill -9 of the gateway, then a
+    stop, leave the temporary directory as they found it."""
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setenv("TMPDIR", str(scratch))
-    with Cluster(tmp_path / "data", workers=1) as c:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    with Cluster(tmp_path / "data", workers=1, config={"extensions": {"metrics": {"enable": True}}}) as c:
+        assert [p.name.startswith("shardreg-metrics-") for p in scratch.iterdir()] == [True]
         old = c.kill_child("gateway")
         c.wait_restarted("gateway", old)
         c.wait_ready()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import fcntl
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from common.errors import RegistryError
 from gateway.auth.access import AccessControl
 from gateway.metrics.endpoint import Metrics
 from gateway.metrics.labels import classify
-from gateway.metrics.multiprocess import MULTIPROC_ENV, multiprocess_dir, sweep_dead_workers
+from gateway.metrics.multiprocess import MULTIPROC_ENV, OWNER, PREFIX, multiprocess_dir, sweep_dead_workers
 from gateway.metrics.settings import metrics_settings
 
 PASSWORDS = {"prom": "prom-Pw-1", "alice": "alice-Pw-2"}
@@ -81,10 +82,37 @@ def test_multiprocess_dir_fresh_and_removed(tmp_path: Path, monkeypatch: pytest.
     (tmp_path / "prom").mkdir()
     (tmp_path / "prom" / "counter_1.db").write_bytes(b"stale")
     with multiprocess_dir(enabled) as path:
-        assert path.parent == tmp_path / "prom" and not any(path.iterdir())
+        assert path.parent == tmp_path / "prom" and [p.name for p in path.iterdir()] == [OWNER]
     assert os.environ[MULTIPROC_ENV] == str(tmp_path / "prom")
     with multiprocess_dir(config()) as path:  # disabled: nothing to do
         assert path is None and os.environ[MULTIPROC_ENV] == str(tmp_path / "prom")
+
+
+def test_directories_of_killed_gateways_removed_at_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gateway killed before its clean-up leaves its directory; the next one to start removes it,
+    and nothing that another gateway still holds or that is not such a directory."""
+    monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))
+    for name in ("dead", "live", "older-version"):
+        (tmp_path / f"{PREFIX}{name}").mkdir()
+        (tmp_path / f"{PREFIX}{name}" / "counter_7.db").write_bytes(b"x")
+    (tmp_path / f"{PREFIX}dead" / OWNER).write_bytes(b"")
+    (tmp_path / f"{PREFIX}live" / OWNER).write_bytes(b"")
+    (tmp_path / f"{PREFIX}file").write_bytes(b"")
+    held = os.open(tmp_path / f"{PREFIX}live" / OWNER, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as the running gateway that made it does
+        with multiprocess_dir(config(extensions={"metrics": {"enable": True}})) as path:
+            assert path is not None
+            left = sorted(p.name for p in tmp_path.iterdir())
+            assert left == sorted([f"{PREFIX}live", f"{PREFIX}older-version", f"{PREFIX}file", path.name])
+            # this gateway holds its own directory's lock: the next one leaves it alone
+            probe = os.open(path / OWNER, os.O_RDONLY)
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.close(probe)
+    finally:
+        os.close(held)
+    assert not path.exists()
 
 
 def test_dead_workers_live_gauges_dropped(tmp_path: Path) -> None:
