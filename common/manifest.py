@@ -69,7 +69,7 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
     """Validate a manifest body; raise MANIFEST_INVALID (or 415 for an unknown type)."""
     try:
         doc = boundedjson.loads(body, MAX_DEPTH)
-    except boundedjson.TooDeep as exc:
+    except (boundedjson.TooDeep, boundedjson.NotText) as exc:
         raise _invalid(f"manifest is not acceptable JSON: {exc}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _invalid(f"manifest is not valid JSON: {exc}") from None

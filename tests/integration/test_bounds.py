@@ -83,6 +83,33 @@ def test_deeply_nested_manifest_is_manifest_invalid(client: httpx.Client) -> Non
         assert "nested deeper" in r.json()["errors"][0]["message"]
 
 
+def test_lone_surrogate_in_a_manifest_is_manifest_invalid(client: httpx.Client) -> None:
+    """JSON lets a lone UTF-16 surrogate through (escaped, or as the raw bytes ED A0 80) and nothing
+    can encode it onward: a 400, not a 500 from the wire encoding; a proper pair is text."""
+    config, layer = b"{}", os.urandom(16)
+    for blob in (config, layer):
+        push_blob(client, "bounds/text", blob)
+
+    def manifest(annotation: str) -> bytes:
+        """The manifest with ``annotation`` put verbatim between the quotes of an annotation value."""
+        doc = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                          "config": {"mediaType": OCI_CONFIG, "digest": digest(config), "size": 2},
+                          "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                                      "digest": digest(layer), "size": 16}],
+                          "annotations": {"a": "HERE"}})
+        return doc.replace("HERE", annotation).encode("utf-8", "surrogatepass")
+
+    for bad in (manifest("\\ud800"), manifest("x\\udfff"), manifest("\ud800"),
+                manifest("ok").replace(b'"annotations": {"a"', b'"artifactType": "\xed\xa0\x80", "annotations": {"a"')):
+        r = client.put("/v2/bounds/text/manifests/v1", content=bad, headers={"Content-Type": OCI_MANIFEST})
+        assert r.status_code == 400, (bad, r.text)
+        assert r.json()["errors"][0]["code"] == "MANIFEST_INVALID"
+    good = manifest("\\ud83d\\ude00")  # an escaped surrogate pair: one character
+    r = client.put("/v2/bounds/text/manifests/v1", content=good, headers={"Content-Type": OCI_MANIFEST})
+    assert r.status_code == 201, r.text
+    assert client.get("/v2/bounds/text/manifests/v1", headers={"Accept": OCI_MANIFEST}).content == good
+
+
 def test_deeply_nested_graphql_body_is_a_graphql_error(search_client: httpx.Client) -> None:
     deep_variables = '{"query": "{ ImageList(repo: \\"\\") { Page { TotalCount } } }", "variables": ' \
                      + '{"a":' * DEEP + "1" + "}" * DEEP + "}"

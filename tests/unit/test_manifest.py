@@ -48,7 +48,11 @@ def test_nondistributable_layers_need_no_blob():
                                  body(config=dict(CONFIG, size="1"), layers=[]),
                                  body(config=dict(CONFIG, digest="sha256:x"), layers=[]),
                                  body(config=CONFIG, layers=[], annotations={"a": 1}),
-                                 body(mediaType=MediaType.OCI_INDEX, manifests=None)])
+                                 body(mediaType=MediaType.OCI_INDEX, manifests=None),
+                                 # a lone surrogate, escaped or as raw bytes: not text
+                                 body(config=CONFIG, layers=[], annotations={"a": "\ud800"}),
+                                 body(config=CONFIG, layers=[], annotations={"\udc00": "b"}),
+                                 body(config=CONFIG, layers=[], artifactType="x").replace(b'"x"', b'"\xed\xa0\x80"')])
 def test_invalid(raw):
     with pytest.raises(RegistryError) as info:
         parse_manifest(raw, None)
