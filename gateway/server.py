@@ -70,7 +70,8 @@ def hypercorn_config(config: Config) -> HypercornConfig:
 
 
 def run_gateway(config: Config) -> int:
-    """Serve until SIGTERM/SIGINT. Worker processes read the effective config from ``$SHARDREG_CONFIG_JSON``.
+    """Serve until SIGTERM/SIGINT. Each worker process gets the effective config with its start-up
+    arguments (through the spawn pipe: no file for a kill -9 to leave behind, no size limit).
 
     Raises :class:`common.listen.ListenError` (before anything starts) if the port is taken."""
     curvekeys.client_keys(config)  # tcp without keys (and not insecure), unreadable keys: exit 2 now
@@ -78,16 +79,13 @@ def run_gateway(config: Config) -> int:
         config.shard_endpoint(index)  # a socket path too long: exit 2 now, not in every request
     sock = inherited_socket() or listen_tcp(config.http.address, config.http.port, DEFAULT_BACKLOG,
                                             "--port (http.port)")
-    # Workers (and their replacements) inherit the config in the environment, readable by this user
-    # alone like a 0600 file, and not left behind in a temporary directory by a kill -9.
-    os.environ[CONFIG_ENV] = json.dumps(config.to_json())
     with multiprocess_dir(config):  # workers inherit PROMETHEUS_MULTIPROC_DIR
         return serve_workers(hypercorn_config(config), config.cluster.gateway_workers, sock,
-                             listening_line(config))
+                             listening_line(config), json.dumps(config.to_json()))
 
 
 def _worker(config: HypercornConfig, shutdown_event: Event, sockets: Sockets, parent: int, counts: Any = None,
-            slot: int = 0) -> None:
+            slot: int = 0, app_config: str = "") -> None:
     """One worker process: dies with the gateway parent, stops when ``shutdown_event`` is set."""
     from hypercorn.asyncio.run import asyncio_worker
 
@@ -108,6 +106,8 @@ def _worker(config: HypercornConfig, shutdown_event: Event, sockets: Sockets, pa
         accept_balance.install(counts, slot)
     if config.ssl_enabled:
         expose_client_certificates()  # client certificates → scope["extensions"]["tls"] (mTLS identities)
+    if app_config:
+        os.environ[CONFIG_ENV] = app_config  # for create_app(); set in this process, never exported by exec
     asyncio_worker(config, sockets, shutdown_event)
 
 
@@ -118,8 +118,9 @@ class _StopNow(Exception):
 class _Workers:
     """This gateway's worker processes: started, replaced when they die, stopped on a signal."""
 
-    def __init__(self, hc: HypercornConfig, sock: socket.socket, workers: int = 1) -> None:
+    def __init__(self, hc: HypercornConfig, sock: socket.socket, workers: int = 1, app_config: str = "") -> None:
         self.hc = hc
+        self.app_config = app_config
         self.ctx = get_context("spawn")
         # each worker's open connections, so that the least-loaded one accepts (gateway/accept_balance.py)
         self.counts = accept_balance.new_counts(self.ctx, workers) if workers > 1 else None
@@ -141,7 +142,8 @@ class _Workers:
     def spawn(self, slot: int) -> None:
         process = self.ctx.Process(target=_worker, kwargs={"config": self.hc, "shutdown_event": self.shutdown_event,
                                                            "parent": os.getpid(), "sockets": self.sockets,
-                                                           "counts": self.counts, "slot": slot})
+                                                           "counts": self.counts, "slot": slot,
+                                                           "app_config": self.app_config})
         process.start()
         self.processes[process] = time.monotonic()
         self.slots[process] = slot
@@ -179,12 +181,14 @@ class _Workers:
                 process.join(5)
 
 
-def serve_workers(hc: HypercornConfig, workers: int, sock: socket.socket, announce: str = "") -> int:
+def serve_workers(hc: HypercornConfig, workers: int, sock: socket.socket, announce: str = "",
+                  app_config: str = "") -> int:
     """Serve on ``sock`` with ``workers`` processes until SIGTERM/SIGINT, then drain them gracefully.
 
-    ``announce`` is logged once the workers start, and again (as "stopped ...") at the end."""
+    ``announce`` is logged once the workers start, and again (as "stopped ...") at the end;
+    ``app_config`` (the config's JSON) goes to each worker for :func:`gateway.app.create_app`."""
     signals = stop_signals()
-    pool = _Workers(hc, sock, workers)
+    pool = _Workers(hc, sock, workers, app_config)
     if announce:
         log.info("%s", announce)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # children inherit this: only the parent decides

@@ -283,3 +283,18 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path):
         time.sleep(0.1)
     assert not [name for name, pid in children.items() if _alive(pid)]
     assert "Traceback" not in cluster.logs()
+
+
+def test_a_large_config_reaches_every_worker(tmp_path):
+    """The gateway hands its workers the config through the spawn pipe: a config far larger than one
+    environment string may be (128 KiB, E2BIG at exec) starts, and every worker applies it."""
+    repositories: dict = {f"team{i:05d}/**": {"policies": [{"users": [f"user{i:05d}"], "actions": ["read"]}]}
+                          for i in range(3000)}
+    repositories["**"] = {"anonymousPolicy": ["read", "create"]}
+    config = {"http": {"accessControl": {"repositories": repositories}}}
+    assert len(json.dumps(config)) > 200_000
+    with Cluster(tmp_path / "data", workers=2, config=config) as c:
+        for _ in range(8):  # new connections: both workers answer some of them
+            with httpx.Client(base_url=c.url, timeout=10) as client:
+                assert client.get("/v2/team00042/app/tags/list").status_code in (401, 403)
+                assert client.post("/v2/open/app/blobs/uploads/").status_code == 202
