@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +29,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from common import boundedjson
 
 COSIGN_ARTIFACT_TYPE = "application/vnd.dev.cosign.artifact.sig.v1+json"
 COSIGN_LAYER_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
@@ -107,7 +108,7 @@ def _verify_with_key(key: Any, signature: bytes, data: bytes) -> bool:
 
 def cosign_payload_digest(payload: bytes) -> str | None:
     try:
-        digest = json.loads(payload)["critical"]["image"]["docker-manifest-digest"]
+        digest = boundedjson.loads(payload)["critical"]["image"]["docker-manifest-digest"]
     except (ValueError, KeyError, TypeError):
         return None
     return digest if isinstance(digest, str) else None
@@ -191,10 +192,10 @@ def verify_notation(envelope: bytes, subject: str, truststore: list[x509.Certifi
     """A notation JWS envelope signing ``subject``, checked against the trust store."""
     untrusted = Verdict("notation", False)
     try:
-        doc = json.loads(envelope)
+        doc = boundedjson.loads(envelope)
         protected_b64, payload_b64 = doc["protected"], doc["payload"]
-        header = json.loads(_b64url(protected_b64))
-        payload = json.loads(_b64url(payload_b64))
+        header = boundedjson.loads(_b64url(protected_b64))
+        payload = boundedjson.loads(_b64url(payload_b64))
         signature = _b64url(doc["signature"])
         chain = [x509.load_der_x509_certificate(base64.b64decode(c)) for c in doc["header"]["x5c"]]
     except (ValueError, KeyError, TypeError, binascii.Error):

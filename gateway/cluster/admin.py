@@ -15,7 +15,7 @@ from typing import Any
 
 from quart import Response
 
-from common import messages
+from common import boundedjson, messages
 from common.clustermap import ClusterMap
 from common.errors import ErrorCode, RegistryError
 from gateway.context import authorize, current_state
@@ -97,7 +97,7 @@ async def cluster_status() -> Response:
 async def cluster_resize() -> Response:
     await authorize(None, "admin")
     try:
-        body = json.loads(await read_body(64 * 1024) or b"{}")
+        body = boundedjson.loads(await read_body(64 * 1024) or b"{}", max_depth=4)
     except ValueError:
         raise _bad("the body is not JSON") from None
     if not isinstance(body, dict):

@@ -9,11 +9,12 @@
 
 from __future__ import annotations
 
-import json
+import math
 from typing import Any
 
 from quart import Response, request
 
+from common import boundedjson
 from common import messages_lifecycle as messages
 from common.errors import ErrorCode, RegistryError
 from gateway.context import authorize, current_state
@@ -22,6 +23,8 @@ from gateway.extensions.common import json_response
 _TRUE = {"1", "true", "yes"}
 #: Longest a pass on every shard may take before the route answers 503.
 PASS_TIMEOUT = 600.0
+#: The furthest the debug clock moves the shards' lifecycle time (seconds, ~100 years either way).
+MAX_CLOCK_OFFSET = 100 * 365.25 * 86400
 
 
 async def retention() -> Response:
@@ -50,8 +53,11 @@ async def retention() -> Response:
 async def clock() -> Response:
     await authorize(None, "admin")
     try:
-        offset = float(json.loads(await request.get_data())["offset"])
-    except (ValueError, KeyError, TypeError):
-        raise RegistryError(ErrorCode.BAD_REQUEST, 'expected {"offset": seconds}') from None
+        offset = float(boundedjson.loads(await request.get_data())["offset"])
+    except (ValueError, KeyError, TypeError, OverflowError):
+        offset = math.nan
+    if not abs(offset) <= MAX_CLOCK_OFFSET:  # NaN too
+        raise RegistryError(ErrorCode.BAD_REQUEST,
+                            f'expected {{"offset": seconds}}, at most {MAX_CLOCK_OFFSET:.0f} either way')
     await current_state().client.call_all(messages.CLOCK_SET({"offset": offset}))
     return json_response({"offset": offset})

@@ -17,6 +17,7 @@ import pytest
 from tests.cluster import free_port
 from tests.inprocess import InProcessRegistry
 from tests.lifecycle.helpers import (
+    DAY,
     exists,
     pull_at,
     push_at,
@@ -200,3 +201,15 @@ def test_manifests_pulled_or_pushed_while_a_pass_runs_are_left_alone() -> None:
         # the next pass, with no traffic, deletes them
         run_retention(c, dry_run=False)
         assert not exists(c, "race/app", pulled) and not exists(c, "race/app", repushed)
+
+
+def test_debug_clock_refuses_offsets_it_cannot_use(client: httpx.Client) -> None:
+    """Not a number, infinite, too far or too deep: a 400 that moves no shard's clock."""
+    for body in (b'{"offset": 1e400}', b'{"offset": NaN}', b'{"offset": -Infinity}', b'{"offset": 1' + b"0" * 400 + b"}",
+                 b'{"offset": 4e9}', b'{"offset": "soon"}', b"{}", b"[" * 5000, b"\xff"):
+        r = client.put("/v2/_shardreg/debug/clock", content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400, (body[:40], r.text)
+        assert "offset" in r.json()["errors"][0]["message"]
+    r = client.put("/v2/_shardreg/debug/clock", json={"offset": -3 * 365 * DAY})
+    assert r.status_code == 200 and r.json() == {"offset": -3 * 365 * DAY}
+    set_clock(client, 0)

@@ -156,6 +156,7 @@ def test_shrink_through_the_admin_routes(registry: InProcessRegistry) -> None:
         assert c.post("/v2/_shardreg/cluster/resize", json={"shards": "2"}).status_code == 400
         assert c.post("/v2/_shardreg/cluster/resize", json={"shards": 2, "maxMbps": -1}).status_code == 400
         assert c.post("/v2/_shardreg/cluster/resize", content=b"[").status_code == 400
+        assert c.post("/v2/_shardreg/cluster/resize", content=b"[" * 5000).status_code == 400  # not a RecursionError
         same = c.post("/v2/_shardreg/cluster/resize", json={"shards": 2})
         assert same.status_code == 200 and same.json()["resize"] is None
         r = c.post("/v2/_shardreg/cluster/resize/abort")
