@@ -13,10 +13,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
+from common import boundedjson
 from common.config.lifecycle import LifecycleConfig, tag_is_immutable
 from common.errors import ErrorCode, RegistryError
 from shard.blobstore import BlobStore
@@ -83,7 +83,7 @@ class PushPolicy:
         if not isinstance(config.get("digest"), str) or int(config.get("size") or 0) > MAX_CONFIG:
             return {}
         try:
-            doc = json.loads(self.blobs.read(config["digest"], 0, int(config.get("size") or MAX_CONFIG)))
+            doc = boundedjson.loads(self.blobs.read(config["digest"], 0, int(config.get("size") or MAX_CONFIG)))
             labels = (doc.get("config") or {}).get("Labels") or {}
         except (OSError, ValueError, AttributeError):
             return {}

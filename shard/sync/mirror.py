@@ -14,13 +14,13 @@ on an unreachable upstream is retried ``maxRetries`` times, ``retryDelay`` apart
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
 from collections.abc import Callable
 from typing import Any
 
+from common import boundedjson
 from common.config.sync import SyncContent
 from common.errors import ErrorCode, RegistryError
 from common.ring import shard_for
@@ -93,7 +93,7 @@ class Mirror:
                 raise RegistryError(ErrorCode.UNAVAILABLE, f"the upstream registry {upstream.name} answered "
                                     f"{response.status_code} for {path}", detail={"upstream": upstream.name})
             try:
-                names += [str(n) for n in (json.loads(body).get(key) or [])]
+                names += [str(n) for n in (boundedjson.loads(body).get(key) or [])]
             except (ValueError, AttributeError):
                 raise RegistryError(ErrorCode.UNAVAILABLE, f"{upstream.name}: {path} is not a JSON listing") from None
             link = _NEXT.search(response.headers.get("Link", ""))
@@ -171,7 +171,7 @@ def _is_signature_tag(tag: str) -> bool:
 
 def _json(body: bytes) -> dict[str, Any] | None:
     try:
-        value = json.loads(body)
-    except ValueError:
+        value = boundedjson.loads(body)
+    except ValueError:  # not JSON, too deep, not text
         return None
     return value if isinstance(value, dict) else None

@@ -104,3 +104,18 @@ def test_config_errors_name_the_key() -> None:
         parse_config({"extensions": {"events": {"sinks": [{"type": "kafka", "address": "x"}]}}})
     with pytest.raises(ConfigError, match=r"storage.retention.policies\[0\].repositories"):
         parse_config({"storage": {"retention": {"policies": [{"deleteUntagged": True}]}}})
+
+
+def test_lint_reads_no_labels_from_a_config_too_deep_to_walk(registry: InProcessRegistry) -> None:
+    """The config blob is the client's: nested 5,000 deep it has no labels to read (a 400 naming the
+    missing annotations), not a RecursionError in the shard."""
+    deep = b"[" * 5000 + b"]" * 5000
+    layer = b"lint deep config layer"
+    with _client(registry, "dev") as c:
+        push_blob(c, "lint/deep", deep)
+        push_blob(c, "lint/deep", layer)
+        r = c.put("/v2/lint/deep/manifests/v1", content=image_manifest(deep, [layer]),
+                  headers={"Content-Type": OCI_MANIFEST})
+        assert r.status_code == 400, r.text
+        assert r.json()["errors"][0]["code"] == "MANIFEST_INVALID"
+        assert SOURCE in r.json()["errors"][0]["message"]

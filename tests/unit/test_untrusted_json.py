@@ -1,11 +1,13 @@
-"""Signature payloads are client data: nesting too deep or strings that are not text make a
-signature untrusted, never an exception in the shard that verifies it."""
+"""JSON the shards parse from others — signature payloads pushed by clients, an upstream registry's
+answers — nested too deep or with strings that are not text: refused or ignored, never an exception
+(a RecursionError) in the shard."""
 
 from __future__ import annotations
 
 import base64
 
 from common.imagetrust import cosign_payload_digest, verify_cosign, verify_notation
+from shard.sync.mirror import _json as upstream_json
 
 SUBJECT = "sha256:" + "ab" * 32
 DEEP = b"[" * 5000 + b"]" * 5000
@@ -26,3 +28,9 @@ def test_notation_envelope_too_deep_anywhere_is_untrusted() -> None:
     for envelope in (DEEP, b'{"protected": "%s", "payload": "e30", "signature": "", "header": {"x5c": []}}' % deep.encode(),
                      b'{"protected": "e30", "payload": "%s", "signature": "", "header": {"x5c": []}}' % deep.encode()):
         assert not verify_notation(envelope, SUBJECT, []).trusted
+
+
+def test_an_upstream_answer_too_deep_or_not_text_is_no_document() -> None:
+    assert upstream_json(DEEP) is None
+    assert upstream_json(b'{"a": "\\udc00"}') is None
+    assert upstream_json(b'{"tags": ["v1"]}') == {"tags": ["v1"]}
