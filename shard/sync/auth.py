@@ -21,6 +21,8 @@ from pathlib import Path
 
 import httpx
 
+from common import boundedjson
+
 log = logging.getLogger("shardreg.sync")
 
 _PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
@@ -108,7 +110,7 @@ class RegistryAuth(httpx.Auth):
             log.warning("sync: token service %s answered %d", params["realm"], token_response.status_code)
             return
         try:
-            body = token_response.json()
+            body = boundedjson.loads(token_response.content)
             token = body.get("token") or body.get("access_token")
             lifetime = float(body.get("expires_in") or DEFAULT_TOKEN_LIFETIME)
         except (ValueError, AttributeError, TypeError):
