@@ -17,7 +17,7 @@ import hypercorn.asyncio.tcp_server as hypercorn_tcp
 from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
-from common.config import Config, load_config, parse_config
+from common.config import Config, parse_config
 from common.errors import ErrorCode, RegistryError
 from common.logs import setup_logging
 from gateway.accesslog import RequestLog
@@ -193,7 +193,6 @@ def create_app(config: Config | None = None) -> GatewayApp:
     # docs/performance.md).
     hypercorn_tcp.MAX_RECV = SOCKET_READ_SIZE
     if config is None:
-        text = os.environ.get(CONFIG_ENV)
-        config = parse_config(json.loads(text)) if text else load_config(None)
+        config = parse_config(json.loads(os.environ.get(CONFIG_ENV) or "{}"))  # unset: the embedded defaults
         setup_logging(config, "gateway-worker")  # a Hypercorn worker process: nothing set logging up
     return GatewayApp(config)
